@@ -1,0 +1,30 @@
+# The README's two commands: `make bench` (main job) and `make test`. Both create or reuse .venv/.
+PYTHON ?= python3
+VENV := .venv
+STAMP := $(VENV)/.installed-stamp
+BENCH_OUT ?= runs/latest
+
+.PHONY: bench test lint venv clean
+
+venv: $(STAMP)
+
+# Reinstalls only when pyproject.toml changes (a second run costs seconds).
+$(STAMP): pyproject.toml
+	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 10) else "Python >= 3.10 is needed, found " + sys.version)'
+	test -x $(VENV)/bin/python || $(PYTHON) -m venv $(VENV)
+	$(VENV)/bin/python -m pip install --quiet --upgrade pip
+	$(VENV)/bin/python -m pip install --quiet -e '.[test]'
+	touch $(STAMP)
+
+bench: $(STAMP)
+	$(VENV)/bin/m4v-bench info
+	$(VENV)/bin/m4v-bench bench-scan --out $(BENCH_OUT)
+
+test: $(STAMP)
+	$(VENV)/bin/python -m pytest -q
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff check m4v evaluators benchmarks tests
+
+clean:
+	rm -rf $(VENV) runs .pytest_cache

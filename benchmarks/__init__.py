@@ -1,0 +1,1 @@
+"""Benchmarks, suites, runners and the m4v-bench CLI."""

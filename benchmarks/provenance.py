@@ -1,0 +1,58 @@
+"""Provenance stamped on every number the harness writes: commit, config, seeds, library versions, host."""
+
+from __future__ import annotations
+
+import datetime as _dt
+import importlib.metadata
+import platform
+import subprocess
+from pathlib import Path
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+TRACKED_PACKAGES = ("torch", "numpy", "numba", "fvcore", "open_clip_torch", "transformers", "pandas", "scipy",
+                    "mamba-ssm", "causal-conv1d")
+
+
+def git_commit() -> str:
+    """HEAD commit of the repository, suffixed '-dirty' when the work tree has changes; 'unknown' outside git."""
+    try:
+        head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=REPO_ROOT, capture_output=True, text=True,
+                              check=True).stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=REPO_ROOT,
+                               capture_output=True, text=True, check=True).stdout.strip()
+        return head + ("-dirty" if dirty else "")
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
+
+
+def library_versions() -> dict:
+    """Installed versions of the libraries that can change a result (absent ones omitted)."""
+    versions = {"python": platform.python_version()}
+    for name in TRACKED_PACKAGES:
+        try:
+            versions[name] = importlib.metadata.version(name)
+        except importlib.metadata.PackageNotFoundError:
+            pass
+    return versions
+
+
+def device_description() -> dict:
+    import torch
+
+    info = {"machine": platform.machine(), "processor": platform.processor() or platform.machine(),
+            "cpu_threads": torch.get_num_threads(), "cuda": torch.cuda.is_available()}
+    if torch.cuda.is_available():
+        info["gpu"] = torch.cuda.get_device_name(0)
+    return info
+
+
+def provenance(config: dict | None = None, seeds=None) -> dict:
+    """The provenance block written beside results."""
+    return {
+        "git_commit": git_commit(),
+        "created_utc": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+        "config": config or {},
+        "seeds": list(seeds) if seeds is not None else [],
+        "versions": library_versions(),
+        "device": device_description(),
+    }

@@ -1,0 +1,1 @@
+"""Evaluators: VBench dimensions, CLIP score, consistency, compute (see README)."""

@@ -1,0 +1,135 @@
+"""Fast CPU selective scan (numba): parallel over batch x channel, sequential over L.
+
+Hand-written because no kept library ships a CPU Mamba scan: mamba-ssm is CUDA-only and its
+`selective_scan_ref` materialises (B, D, L, N) tensors. These kernels hold one channel's state (N,) at a
+time; the backward keeps one (L, N) scratch per thread, never (B, D, L, N).
+
+Only the recurrence lives here. The elementwise parts (delta bias + softplus, D skip, SiLU(z) gate) are
+vectorised torch ops in the wrapper (m4v/ops/selective_scan.py): a scalar softplus per step cost more than
+the whole recurrence.
+
+Layouts (the wrapper prepares them, all contiguous, one float dtype):
+  u, dt, y: (B, D, L)    A: (D, N)    Bm, Cm: (B, G, L, N) (time-major, N fastest)    last_state: (B, D, N)
+"""
+
+from __future__ import annotations
+
+import math
+
+import numba
+import numpy as np
+from llvmlite import ir
+from numba import prange, types
+from numba.extending import intrinsic, overload
+
+_JIT = dict(parallel=True, fastmath=True, cache=True, nogil=True)
+
+
+@intrinsic
+def _int32_bits_as_float32(typingctx, bits):
+    """Reinterpret an int32's bits as a float32 (numba has no scalar bitcast)."""
+    sig = types.float32(types.int32)
+
+    def codegen(context, builder, signature, args):
+        return builder.bitcast(args[0], ir.FloatType())
+
+    return sig, codegen
+
+
+def fast_exp(x):
+    """exp(x); float32 goes through a polynomial that LLVM can vectorise (see the overload)."""
+    return math.exp(x)
+
+
+@overload(fast_exp, fastmath=True)
+def _fast_exp_overload(x):
+    # Hand-written because numba's exp is a scalar libm call unless llvmlite is built with Intel SVML,
+    # which the PyPI wheels are not; exp over the N states is the scan's hot spot. Float32 only: Cephes
+    # expf (range reduction by ln 2, degree-6 minimax polynomial, 2^k from the exponent bits), about 2 ulp.
+    # Float64 keeps math.exp so double-precision gradient checks stay exact.
+    if x != types.float32:
+        return lambda x: math.exp(x)
+
+    def impl(x):
+        x = min(max(x, np.float32(-87.3)), np.float32(88.3))  # keeps 2^k a normal float32
+        k = np.floor(x * np.float32(1.44269504) + np.float32(0.5))
+        r = x - k * np.float32(0.693359375) + k * np.float32(2.12194440e-4)
+        p = np.float32(1.9875691500e-4)
+        p = p * r + np.float32(1.3981999507e-3)
+        p = p * r + np.float32(8.3334519073e-3)
+        p = p * r + np.float32(4.1665795894e-2)
+        p = p * r + np.float32(1.6666665459e-1)
+        p = p * r + np.float32(5.0000001201e-1)
+        p = p * r * r + r + np.float32(1.0)
+        return p * _int32_bits_as_float32((np.int32(k) + np.int32(127)) << np.int32(23))
+
+    return impl
+
+
+@numba.njit(**_JIT)
+def scan_forward(u, dt, A, Bm, Cm, y, last_state):
+    """y_t = <C_t, h_t>, h_t = exp(dt_t A) h_{t-1} + dt_t B_t u_t; fills y (B, D, L), last_state (B, D, N)."""
+    batch, dim, length = u.shape
+    nstate = A.shape[1]
+    per_group = dim // Bm.shape[1]
+    for bd in prange(batch * dim):
+        b, d = bd // dim, bd % dim
+        g = d // per_group
+        a = A[d]
+        h = np.zeros(nstate, dtype=y.dtype)
+        for t in range(length):
+            dt_t = dt[b, d, t]
+            dtu = dt_t * u[b, d, t]
+            bt, ct = Bm[b, g, t], Cm[b, g, t]
+            acc = dtu * 0  # accumulate in the kernel dtype
+            for n in range(nstate):
+                h[n] = fast_exp(dt_t * a[n]) * h[n] + dtu * bt[n]
+                acc += ct[n] * h[n]
+            y[b, d, t] = acc
+        last_state[b, d] = h
+
+
+@numba.njit(**_JIT)
+def scan_backward(u, dt, A, Bm, Cm, gy, n_chunks, du, ddt, dA_part, dB_part, dC_part):
+    """Gradients of scan_forward's y given gy (B, D, L).
+
+    Written in place: du, ddt (B, D, L); per-batch partial dA_part (B, D, N); per-chunk partials dB_part,
+    dC_part (n_chunks, B, G, L, N), chunk k owning the channels d with d % n_chunks == k. The caller sums
+    the partials, so no two threads write one element.
+    """
+    batch, dim, length = u.shape
+    nstate = A.shape[1]
+    per_group = dim // Bm.shape[1]
+    for job in prange(batch * n_chunks):
+        b, k = job // n_chunks, job % n_chunks
+        hs = np.empty((length + 1, nstate), dtype=gy.dtype)  # hs[t + 1] = state after step t; hs[0] = 0
+        for d in range(k, dim, n_chunks):
+            g = d // per_group
+            a = A[d]
+            hs[0, :] = 0
+            for t in range(length):  # recompute the states of this channel
+                dt_t = dt[b, d, t]
+                dtu = dt_t * u[b, d, t]
+                bt = Bm[b, g, t]
+                for n in range(nstate):
+                    hs[t + 1, n] = fast_exp(dt_t * a[n]) * hs[t, n] + dtu * bt[n]
+            gh = np.zeros(nstate, dtype=gy.dtype)  # dLoss/dh_t, carried backwards through time
+            dA_acc = np.zeros(nstate, dtype=gy.dtype)
+            for t in range(length - 1, -1, -1):
+                dt_t, u_t, gy_t = dt[b, d, t], u[b, d, t], gy[b, d, t]
+                bt, ct = Bm[b, g, t], Cm[b, g, t]
+                gu = gy_t * 0
+                gdt = gy_t * 0
+                for n in range(nstate):
+                    dC_part[k, b, g, t, n] += gy_t * hs[t + 1, n]
+                    gh[n] += gy_t * ct[n]
+                    decay = fast_exp(dt_t * a[n])
+                    g_exp_arg = gh[n] * hs[t, n] * decay  # through exp(dt * a)
+                    gdt += g_exp_arg * a[n] + gh[n] * bt[n] * u_t
+                    dA_acc[n] += g_exp_arg * dt_t
+                    dB_part[k, b, g, t, n] += gh[n] * dt_t * u_t
+                    gu += gh[n] * dt_t * bt[n]
+                    gh[n] *= decay
+                du[b, d, t] = gu
+                ddt[b, d, t] = gdt
+            dA_part[b, d] = dA_acc
