@@ -8,7 +8,7 @@ from pathlib import Path
 
 
 def cmd_info(args) -> int:
-    """Versions, scan backends usable here, CPU/GPU."""
+    """Versions, scan backends usable here, CPU/GPU; with --config, parameter counts per variant."""
     import torch
 
     from benchmarks.provenance import device_description, git_commit, library_versions
@@ -27,6 +27,55 @@ def cmd_info(args) -> int:
     print(f"  {'cpu':16s} usable (numba {__import__('numba').__version__}, {torch.get_num_threads()} threads)")
     print(f"  {'reference':16s} usable (plain torch)")
     print(f"  {'auto':16s} -> {backends['auto']}")
+    if args.config:
+        from m4v.config import TABLE4_VARIANTS, M4VConfig
+        from m4v.transformer import build_model, count_parameters
+
+        preset = getattr(M4VConfig, args.config)
+        print(f"parameters at {args.config} size (built on the meta device):")
+        for variant, mixer in TABLE4_VARIANTS.items():
+            n = count_parameters(build_model(preset(mixer=mixer), device="meta"))
+            print(f"  {variant:16s} {n / 1e9:8.3f} B  ({n:,})")
+    return 0
+
+
+def cmd_table4(args) -> int:
+    """Mixer TFLOPs of the four architectures at paper size vs the paper's Table 4."""
+    from benchmarks import table4
+
+    df = table4.table4()
+    print(df.to_markdown(index=False, floatfmt=".4g"))
+    saving = table4.m4v_saving(df)
+    print(f"M4V mixer saving vs full attention: {100 * saving:.1f}% (paper {100 * table4.TABLE4_M4V_SAVING:.1f}%)")
+    worst = df["counter_rel_diff"].abs().max()
+    print(f"fvcore vs FlopCounterMode: max relative difference {100 * worst:.3f}%")
+    table4.write_table4(df, Path(args.out))
+    print(f"wrote {args.out}/table4.csv and table4.json")
+    return 1 if worst > 0.01 else 0
+
+
+def cmd_flops_curve(args) -> int:
+    """Mixer TFLOPs of full attention vs M4V over frame counts and resolutions (Fig. 1 analogue)."""
+    from benchmarks import table4
+
+    df = table4.flops_curve()
+    print(df.pivot_table(index=["resolution", "video_frames"], columns="variant", values="mixer_tflops")
+          .to_markdown(floatfmt=".3f"))
+    png = table4.write_flops_curve(df, Path(args.out))
+    print(f"wrote {args.out}/flops_curve.csv and {png}")
+    return 0
+
+
+def cmd_bench_mixer(args) -> int:
+    """One paper-width single-stream block, attention vs MM-DiM, wall clock against FLOPs."""
+    from benchmarks import mixer_bench
+
+    df = mixer_bench.bench_mixer(points=args.points, repeats=args.repeats, device=args.device)
+    print(df.to_markdown(index=False, floatfmt=".4g"))
+    print(mixer_bench.summary(df))
+    if args.out:
+        mixer_bench.write(df, Path(args.out), vars(args))
+        print(f"wrote {args.out}/bench_mixer.csv and bench_mixer.json")
     return 0
 
 
@@ -62,7 +111,25 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
 
     p = sub.add_parser("info", help=cmd_info.__doc__)
+    p.add_argument("--config", choices=["paper", "tiny"], help="also count parameters of the four variants")
     p.set_defaults(func=cmd_info)
+
+    p = sub.add_parser("table4", help=cmd_table4.__doc__)
+    p.add_argument("--out", default="results", help="directory for table4.csv / table4.json (default results/)")
+    p.set_defaults(func=cmd_table4)
+
+    p = sub.add_parser("flops-curve", help=cmd_flops_curve.__doc__)
+    p.add_argument("--out", default="results", help="directory for flops_curve.csv / .png (default results/)")
+    p.set_defaults(func=cmd_flops_curve)
+
+    p = sub.add_parser("bench-mixer", help=cmd_bench_mixer.__doc__)
+    p.add_argument("--points", nargs="+", default=None,
+                   help="sequence points as RES/LATENT_FRAMES, e.g. 384p/1 768p/31 (default: 960 to 15,360 "
+                        "visual tokens)")
+    p.add_argument("--repeats", type=int, default=1)
+    p.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
+    p.add_argument("--out", help="directory for bench_mixer.csv / .json")
+    p.set_defaults(func=cmd_bench_mixer)
 
     p = sub.add_parser("bench-scan", help=cmd_bench_scan.__doc__)
     p.add_argument("--sizes", nargs="+", default=["small", "paper"], choices=["small", "paper"])

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 
+import torch
 import torch.nn.functional as F
 from torch import Tensor
 
@@ -24,7 +25,13 @@ def causal_conv1d_reference(x: Tensor, weight: Tensor, bias: Tensor | None = Non
     """out_t = sum_k weight[:, k] * x_{t - K + 1 + k} (zero history), then optional SiLU; x: (B, D, L)."""
     dim, width = weight.shape
     x = F.pad(x, (width - 1, 0))                                   # (B, D, L + K - 1), left padding only
-    out = F.conv1d(x, weight.unsqueeze(1), bias, groups=dim)      # (B, D, L)
+    if x.device.type == "meta":
+        # fvcore's JIT trace of conv fails on meta tensors (torch's meta conv shape check); the same
+        # multiply-adds as an einsum over sliding windows trace fine and count identically in both counters.
+        out = torch.einsum("bdlk,dk->bdl", x.unfold(2, width, 1), weight)  # (B, D, L)
+        out = out if bias is None else out + bias[:, None]
+    else:
+        out = F.conv1d(x, weight.unsqueeze(1), bias, groups=dim)  # (B, D, L)
     return F.silu(out) if activation in ("silu", "swish") else out
 
 

@@ -1,0 +1,141 @@
+"""`m4v-bench table4` and `flops-curve`: mixer FLOPs of the four architectures, counted from the modules.
+
+Every number here comes from running the real paper-size modules on the meta device under torch's
+FlopCounterMode and under fvcore (m4v/ops/flops.py states the FLOP convention); nothing is a hand formula.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pandas as pd
+import torch
+
+from benchmarks.paper_numbers import TABLE4, TABLE4_M4V_SAVING, TABLE4_SETTING
+from benchmarks.provenance import provenance
+from m4v.config import TABLE4_VARIANTS, M4VConfig
+from m4v.ops import fvcore_flops, torch_flops
+from m4v.pyramid import N_LEVELS, latent_frames, stage_frames
+from m4v.transformer import build_model
+
+# Which modules are "the mixer" (module path suffix patterns, see mixer_flops): the attention of the
+# MM-DiT blocks and the token mixer of the single-stream blocks (attention, MM-DiM incl. its temporal branch,
+# or both side by side). MLPs, adaLN, embedders and the output layer are not mixer.
+MIXER_MODULES = ("dual_blocks.{i}.attn", "single_blocks.{i}.attn", "single_blocks.{i}.mmdim")
+
+
+def stage_inputs(cfg: M4VConfig, height: int, width: int, video_frames: int, device: str = "meta", batch: int = 1):
+    """Inputs of one forward at the last autoregressive step, final pyramid stage, real text of full length."""
+    n_latent = latent_frames(video_frames)
+    sizes, levels = stage_frames(height, width, n_latent - 1, N_LEVELS - 1)
+    with torch.device(device):
+        frames = [torch.zeros(batch, cfg.latent_channels, h, w) for h, w in sizes]
+        text = torch.zeros(batch, cfg.text_len, cfg.text_dim)
+        mask = torch.ones(batch, cfg.text_len, dtype=torch.bool)
+        pooled = torch.zeros(batch, cfg.pooled_text_dim)
+        timestep = torch.full((batch,), 500.0)
+    return frames, levels, text, mask, pooled, timestep
+
+
+def _mixer_names(cfg: M4VConfig) -> list[str]:
+    names = [MIXER_MODULES[0].format(i=i) for i in range(cfg.num_dual_layers)]
+    for i in range(cfg.num_single_layers):
+        names += [p.format(i=i) for p in MIXER_MODULES[1:]]
+    return names
+
+
+def _sum_modules(by_module: dict, names: list[str]) -> int:
+    """Sum FLOPs of the named modules; counter keys may carry a root prefix ("M4VTransformer.")."""
+    total = 0
+    for key, flops in by_module.items():
+        bare = key.split(".", 1)[1] if key.startswith("M4VTransformer.") else key
+        if bare in names:
+            total += flops
+    return total
+
+
+def mixer_flops(cfg: M4VConfig, height: int, width: int, video_frames: int, counters=("torch", "fvcore")) -> dict:
+    """Mixer FLOPs and whole-model FLOPs of one forward, by each counter; paper-size models on meta."""
+    model = build_model(cfg, device="meta", init=False).eval()
+    inputs = stage_inputs(cfg, height, width, video_frames)
+    names = _mixer_names(cfg)
+    result = {}
+    for counter in counters:
+        count = (torch_flops if counter == "torch" else fvcore_flops)(model, inputs)
+        result[counter] = {"mixer": _sum_modules(count.by_module, names), "total": count.total}
+    return result
+
+
+def table4(counters=("torch", "fvcore")) -> pd.DataFrame:
+    """The four architectures at paper size beside the paper's Table 4."""
+    rows = []
+    setting = TABLE4_SETTING
+    for variant, mixer in TABLE4_VARIANTS.items():
+        counts = mixer_flops(M4VConfig.paper(mixer=mixer), setting["height"], setting["width"],
+                             setting["video_frames"], counters)
+        tflops = counts["torch"]["mixer"] / 1e12
+        row = {"variant": variant, "mixer_tflops": tflops, "paper_tflops": TABLE4[variant]["tflops"],
+               "rel_err": tflops / TABLE4[variant]["tflops"] - 1}
+        if "fvcore" in counts:
+            row["fvcore_mixer_tflops"] = counts["fvcore"]["mixer"] / 1e12
+            row["counter_rel_diff"] = counts["fvcore"]["mixer"] / counts["torch"]["mixer"] - 1
+        row["model_tflops"] = counts["torch"]["total"] / 1e12
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def m4v_saving(df: pd.DataFrame) -> float:
+    by = df.set_index("variant")["mixer_tflops"]
+    return 1 - by["m4v"] / by["full_attn"]
+
+
+def write_table4(df: pd.DataFrame, out_dir: Path) -> None:
+    out_dir.mkdir(parents=True, exist_ok=True)
+    df[["variant", "mixer_tflops", "paper_tflops", "rel_err"]].to_csv(out_dir / "table4.csv", index=False)
+    payload = {"provenance": provenance({"setting": TABLE4_SETTING, "config": M4VConfig.paper().to_dict(),
+                                         "variants": TABLE4_VARIANTS}),
+               "m4v_saving": m4v_saving(df), "paper_m4v_saving": TABLE4_M4V_SAVING,
+               "rows": df.to_dict(orient="records")}
+    (out_dir / "table4.json").write_text(json.dumps(payload, indent=2) + "\n")
+
+
+# Fig. 1 analogue: frames x resolutions.
+CURVE_FRAMES = (57, 121, 241)
+CURVE_RESOLUTIONS = {"384p": (384, 640), "768p": (768, 1280)}
+
+
+def flops_curve() -> pd.DataFrame:
+    rows = []
+    for res, (h, w) in CURVE_RESOLUTIONS.items():
+        for frames in CURVE_FRAMES:
+            for variant in ("full_attn", "m4v"):
+                cfg = M4VConfig.paper(mixer=TABLE4_VARIANTS[variant])
+                mixer = mixer_flops(cfg, h, w, frames, counters=("torch",))["torch"]["mixer"]
+                rows.append({"resolution": res, "video_frames": frames, "latent_frames": latent_frames(frames),
+                             "variant": variant, "mixer_tflops": mixer / 1e12})
+    return pd.DataFrame(rows)
+
+
+def write_flops_curve(df: pd.DataFrame, out_dir: Path) -> Path:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    out_dir.mkdir(parents=True, exist_ok=True)
+    df.to_csv(out_dir / "flops_curve.csv", index=False)
+    fig, ax = plt.subplots(figsize=(6, 4))
+    for (res, variant), part in df.groupby(["resolution", "variant"]):
+        style = "-" if variant == "m4v" else "--"
+        ax.plot(part["video_frames"], part["mixer_tflops"], style, marker="o", label=f"{variant} {res}")
+    ax.set_xlabel("video frames")
+    ax.set_ylabel("mixer TFLOPs (one forward, last AR step)")
+    ax.set_title("Mixer FLOPs: full attention vs M4V")
+    ax.legend()
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    path = out_dir / "flops_curve.png"
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path

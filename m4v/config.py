@@ -1,0 +1,125 @@
+"""One config for the four architectures (attention / mamba / m4v / parallel), with paper and tiny presets."""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import asdict, dataclass, fields, replace
+
+MIXERS = ("attention", "mamba", "m4v", "parallel")
+
+
+@dataclass(frozen=True)
+class M4VConfig:
+    """Backbone hyper-parameters (spec §1.2) and the MM-DiM ablation switches (spec §1.3-1.5, Table 3)."""
+
+    # Backbone (PyramidFlow-miniFLUX).
+    hidden_size: int = 1920
+    num_heads: int = 30
+    num_dual_layers: int = 8           # MM-DiT blocks (joint attention, separate text/video weights)
+    num_single_layers: int = 16        # single-stream blocks; their mixer is `mixer`
+    mlp_ratio: float = 4.0
+    patch_size: int = 2
+    latent_channels: int = 16
+    text_dim: int = 4096               # T5-XXL features
+    text_len: int = 128
+    pooled_text_dim: int = 768         # pooled CLIP-L
+    rope_axes: tuple = (16, 24, 24)    # (t, h, w) split of the head dim
+    rope_theta: float = 10000.0
+    n_pyramid_levels: int = 3          # pyramid resolutions; one register type per level
+
+    # Single-stream mixer.
+    mixer: str = "m4v"                 # attention | mamba (pure MM-DiM) | m4v (MM-DiM + temporal) | parallel
+
+    # Mamba (spec §6.4 defaults: Mamba-1, ZigMa / mamba-ssm values).
+    d_state: int = 16
+    expand: int = 2
+    d_conv: int = 4
+    dt_rank: int = 0                   # 0 = ceil(hidden_size / 16)
+    mamba_out_proj: bool = False       # False: d_inner goes straight into proj_out's concat (spec §1.3)
+
+    # MM-DiM parts (each one switch, so Table 3 rows are configs).
+    text_recomposition: bool = True
+    registers: bool = True
+    zigzag: bool = True
+    n_zigzag_paths: int = 8
+
+    scan_backend: str = "auto"
+
+    def __post_init__(self):
+        if self.mixer not in MIXERS:
+            raise ValueError(f"M4VConfig.mixer must be one of {MIXERS}, got {self.mixer!r}")
+        if self.hidden_size % self.num_heads:
+            raise ValueError(f"hidden_size {self.hidden_size} is not divisible by num_heads {self.num_heads}")
+        if sum(self.rope_axes) != self.head_dim:
+            raise ValueError(f"rope_axes {self.rope_axes} must sum to head_dim {self.head_dim}")
+
+    @property
+    def head_dim(self) -> int:
+        return self.hidden_size // self.num_heads
+
+    @property
+    def d_inner(self) -> int:
+        return self.expand * self.hidden_size
+
+    @property
+    def resolved_dt_rank(self) -> int:
+        return self.dt_rank or math.ceil(self.hidden_size / 16)
+
+    @property
+    def mlp_hidden(self) -> int:
+        return int(self.hidden_size * self.mlp_ratio)
+
+    @property
+    def uses_mamba(self) -> bool:
+        return self.mixer in ("mamba", "m4v", "parallel")
+
+    @property
+    def uses_attention_mixer(self) -> bool:
+        return self.mixer in ("attention", "parallel")
+
+    @property
+    def temporal_branch(self) -> bool:
+        return self.mixer == "m4v"
+
+    @property
+    def patch_channels(self) -> int:
+        return self.latent_channels * self.patch_size**2
+
+    # ---- presets -------------------------------------------------------------------------------------------
+    @classmethod
+    def paper(cls, **overrides) -> M4VConfig:
+        """Paper size: D=1920, 30x64 heads, 8 MM-DiT + 16 single-stream blocks (spec §1.2)."""
+        return cls(**overrides)
+
+    @classmethod
+    def tiny(cls, **overrides) -> M4VConfig:
+        """Tiny size for CPU training and tests: same structure, small widths."""
+        base = dict(hidden_size=64, num_heads=4, num_dual_layers=2, num_single_layers=4, latent_channels=4,
+                    text_dim=32, text_len=8, pooled_text_dim=16, rope_axes=(4, 6, 6), d_state=8)
+        return cls(**{**base, **overrides})
+
+    def with_mixer(self, mixer: str) -> M4VConfig:
+        return replace(self, mixer=mixer)
+
+    # ---- serialisation -------------------------------------------------------------------------------------
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), indent=2, sort_keys=True)
+
+    @classmethod
+    def from_dict(cls, data: dict) -> M4VConfig:
+        known = {f.name for f in fields(cls)}
+        unknown = set(data) - known
+        if unknown:
+            raise ValueError(f"M4VConfig: unknown keys {sorted(unknown)}")
+        data = dict(data)
+        if "rope_axes" in data:
+            data["rope_axes"] = tuple(data["rope_axes"])
+        return cls(**data)
+
+
+# Table 4's four architectures as config names (variant -> mixer).
+TABLE4_VARIANTS = {"full_attn": "attention", "parallel": "parallel", "pure_mamba": "mamba", "m4v": "m4v"}

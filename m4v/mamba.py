@@ -1,0 +1,87 @@
+"""Mamba-1 mixer (mamba-ssm's `Mamba`, non-fused path) over a re-composed MM-DiM sequence."""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn as nn
+from torch import Tensor
+
+from m4v.config import M4VConfig
+from m4v.ops import causal_conv1d, selective_scan
+
+
+class MambaMixer(nn.Module):
+    """in_proj -> causal conv -> SiLU -> selective scan (gated by SiLU(z)) [-> out_proj]; pads masked."""
+
+    def __init__(self, cfg: M4VConfig):
+        super().__init__()
+        D, E, N, R = cfg.hidden_size, cfg.d_inner, cfg.d_state, cfg.resolved_dt_rank
+        self.d_inner, self.d_state, self.dt_rank, self.backend = E, N, R, cfg.scan_backend
+        self.in_proj = nn.Linear(D, 2 * E, bias=False)
+        self.conv1d = nn.Conv1d(E, E, cfg.d_conv, groups=E, bias=True)  # weight used through causal_conv1d
+        self.x_proj = nn.Linear(E, R + 2 * N, bias=False)
+        self.dt_proj = nn.Linear(R, E, bias=True)
+        self.A_log = nn.Parameter(torch.empty(E, N))
+        self.D = nn.Parameter(torch.empty(E))
+        self.out_proj = nn.Linear(E, D, bias=False) if cfg.mamba_out_proj else None
+
+    @property
+    def out_dim(self) -> int:
+        return self.out_proj.out_features if self.out_proj is not None else self.d_inner
+
+    def reset_parameters(self, dt_min: float = 1e-3, dt_max: float = 0.1, dt_floor: float = 1e-4) -> None:
+        """mamba-ssm's init: S4D-real A, D = 1, dt bias = softplus^-1 of log-uniform dt, dt_proj uniform."""
+        with torch.no_grad():
+            self.A_log.copy_(torch.log(torch.arange(1, self.d_state + 1, dtype=torch.float32)).repeat(self.d_inner, 1))
+            self.D.fill_(1.0)
+            nn.init.uniform_(self.dt_proj.weight, -self.dt_rank**-0.5, self.dt_rank**-0.5)
+            dt = torch.exp(torch.rand(self.d_inner) * (math.log(dt_max) - math.log(dt_min)) + math.log(dt_min))
+            dt = dt.clamp(min=dt_floor)
+            self.dt_proj.bias.copy_(dt + torch.log(-torch.expm1(-dt)))
+
+    def forward(self, seq: Tensor, valid: Tensor) -> Tensor:
+        """seq (B, S, D), valid (B, S) bool -> (B, S, out_dim)."""
+        xz = self.in_proj(seq).transpose(1, 2)                                 # (B, 2E, S)
+        x, z = xz.chunk(2, dim=1)                                              # (B, E, S) each
+        mask = valid[:, None, :].to(x.dtype)                                   # (B, 1, S)
+        # Pad tokens are zero, but the conv bias is not: re-zero after the conv so dt*B*u = 0 there and the
+        # state stays 0 over the leading text padding (spec §1.4 [INF]).
+        u = causal_conv1d(x, self.conv1d.weight.squeeze(1), self.conv1d.bias, activation="silu") * mask
+        x_dbl = self.x_proj(u.transpose(1, 2))                                 # (B, S, R + 2N)
+        dt, B, C = torch.split(x_dbl, [self.dt_rank, self.d_state, self.d_state], dim=-1)
+        delta = (dt @ self.dt_proj.weight.t()).transpose(1, 2)                 # (B, E, S); bias added in the scan
+        y = selective_scan(u, delta, -torch.exp(self.A_log.float()), B.transpose(1, 2), C.transpose(1, 2),
+                           self.D.float(), z, self.dt_proj.bias.float(), delta_softplus=True,
+                           backend=self.backend)                               # (B, E, S)
+        y = y.transpose(1, 2)                                                  # (B, S, E)
+        return self.out_proj(y) if self.out_proj is not None else y
+
+    def extra_repr(self) -> str:
+        return f"d_inner={self.d_inner}, d_state={self.d_state}, dt_rank={self.dt_rank}"
+
+
+def init_mamba_from_attention(mixer: MambaMixer, to_q: nn.Linear, to_k: nn.Linear, to_v: nn.Linear) -> None:
+    """Seed a Mamba mixer from a trained attention layer (spec §1.6, Mamba-in-the-Llama style).
+
+    x-path of in_proj <- W_V (tiled over d_inner / D copies), and the x_proj rows producing B and C <- the
+    first d_state rows of W_K and W_Q read through that x-path: since u ~ W_V h, B = W_B u matches W_K h when
+    W_B = W_K[:N] W_V^+ (least squares, pseudo-inverse of the tiled W_V). z-path, conv, dt and A keep their
+    Mamba init. Only shapes with d_state <= D are supported.
+    """
+    D, E, N, R = to_v.in_features, mixer.d_inner, mixer.d_state, mixer.dt_rank
+    if to_v.weight.shape != (D, D) or mixer.in_proj.in_features != D or N > D or E % D:
+        raise ValueError(f"init_mamba_from_attention: need square attention projections of width "
+                         f"{mixer.in_proj.in_features}, d_inner a multiple of D and d_state <= D")
+    with torch.no_grad():
+        w_v = to_v.weight.float().repeat(E // D, 1) / (E // D)                 # (E, D): copies share W_V
+        mixer.in_proj.weight[:E] = w_v.to(mixer.in_proj.weight.dtype)
+        w_v_pinv = torch.linalg.pinv(w_v)                                      # (D, E)
+        w_b = to_k.weight.float()[:N] @ w_v_pinv                               # (N, E)
+        w_c = to_q.weight.float()[:N] @ w_v_pinv
+        mixer.x_proj.weight[R:R + N] = w_b.to(mixer.x_proj.weight.dtype)
+        mixer.x_proj.weight[R + N:] = w_c.to(mixer.x_proj.weight.dtype)
+
+
+__all__ = ["MambaMixer", "init_mamba_from_attention"]
