@@ -41,7 +41,7 @@ def sequence_length(n_text: int, frame_sizes, registers: bool, text_recompositio
 def _video_indices(frame_sizes, path_index, prefix: int, registers: bool):
     """(gather index of the scanned video tokens (Lv,), sequence position of each raster token (Lv,))."""
     gather, positions = [], []
-    start, pos = 0, prefix
+    start, pos = 0, int(prefix)  # a python int: under JIT tracing sizes are 0-dim tensors and += would mutate it
     for h, w in frame_sizes:
         n = h * w
         pos += 1 if registers else 0
@@ -98,5 +98,5 @@ def invert(seq_out: Tensor, plan: RecompositionPlan) -> tuple[Tensor, Tensor]:
     text_out = seq_out[:, :n_text]                                               # (B, Lt, E)
     if plan.text_recomposition:
         back = torch.argsort(plan.left_order, dim=1)                             # undo the left shift
-        text_out = torch.gather(text_out, 1, back[..., None].expand(-1, -1, E)) + seq_out[:, -n_text:]
+        text_out = torch.gather(text_out, 1, back[..., None].expand(-1, -1, E)) + seq_out[:, plan.seq_len - n_text:]
     return text_out * plan.text_mask[..., None].to(seq_out.dtype), video_out

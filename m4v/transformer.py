@@ -83,7 +83,8 @@ class M4VTransformer(nn.Module):
             if f.dim() != 4 or f.shape[-2] % p or f.shape[-1] % p or f.shape[1] != self.cfg.latent_channels:
                 raise ValueError(f"frame {i}: expected (B, {self.cfg.latent_channels}, h, w) with h, w divisible "
                                  f"by the patch size {p}, got {tuple(f.shape)}")
-        frame_sizes = [(f.shape[-2] // p, f.shape[-1] // p) for f in frames]
+        # Python ints, not traced sizes: fvcore's JIT trace would record every index computation on them.
+        frame_sizes = [(int(f.shape[-2]) // p, int(f.shape[-1]) // p) for f in frames]
         video = self.x_embedder(torch.cat([patchify(f, p) for f in frames], dim=1))  # (B, Lv, D)
         text_tokens = self.context_embedder(text)                              # (B, Lt, D)
         temb = self.condition(timestep, pooled)                                # (B, D)
@@ -96,7 +97,7 @@ class M4VTransformer(nn.Module):
             x = block(x, temb, layout, self.registers)
 
         cur_h, cur_w = frame_sizes[-1]
-        current = x[:, -cur_h * cur_w:]                                         # (B, h w, D)
+        current = x[:, x.shape[1] - cur_h * cur_w:]  # (B, h w, D); positive start: JIT tracing mis-slices -n
         scale, shift = self.norm_out(temb)
         out = self.proj_out(modulate(layer_norm(current), shift, scale))       # (B, h w, C p p)
         return unpatchify(out, p, cur_h * p, cur_w * p, self.cfg.latent_channels)

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import functools
 
-import torch
 import torch.nn.functional as F
 from torch import Tensor
 
@@ -27,8 +26,8 @@ def causal_conv1d_reference(x: Tensor, weight: Tensor, bias: Tensor | None = Non
     x = F.pad(x, (width - 1, 0))                                   # (B, D, L + K - 1), left padding only
     if x.device.type == "meta":
         # fvcore's JIT trace of conv fails on meta tensors (torch's meta conv shape check); the same
-        # multiply-adds as an einsum over sliding windows trace fine and count identically in both counters.
-        out = torch.einsum("bdlk,dk->bdl", x.unfold(2, width, 1), weight)  # (B, D, L)
+        # multiply-adds as a matmul over sliding windows trace fine and count identically in both counters.
+        out = (x.unfold(2, width, 1) @ weight[:, :, None]).squeeze(-1)  # (B, D, L, K) @ (D, K, 1) -> (B, D, L)
         out = out if bias is None else out + bias[:, None]
     else:
         out = F.conv1d(x, weight.unsqueeze(1), bias, groups=dim)  # (B, D, L)

@@ -1,0 +1,101 @@
+"""MM-DiM parts: pad tokens keep the scan state at zero, temporal branch, causality, attention -> Mamba init."""
+
+import torch
+
+from m4v.blocks import DualStreamBlock, build_stage_layout
+from m4v.config import M4VConfig
+from m4v.layers import QKV
+from m4v.mamba import MambaMixer, init_mamba_from_attention
+from m4v.temporal import TemporalBranch
+
+
+def perturbed(module):
+    with torch.no_grad():
+        for p in module.parameters():
+            p.add_(0.1 * torch.randn_like(p))
+    return module
+
+
+def test_leading_pads_leave_the_scan_state_at_zero():
+    """With k leading pad tokens the outputs of the real tokens equal those of the sequence without pads."""
+    cfg = M4VConfig.tiny()
+    mixer = MambaMixer(cfg)
+    mixer.reset_parameters()
+    perturbed(mixer)
+    seq = torch.randn(2, 11, cfg.hidden_size)
+    k = 5
+    padded = torch.cat([torch.zeros(2, k, cfg.hidden_size), seq], dim=1)
+    valid = torch.cat([torch.zeros(2, k, dtype=torch.bool), torch.ones(2, 11, dtype=torch.bool)], dim=1)
+    with torch.no_grad():
+        out_padded = mixer(padded, valid)
+        out_plain = mixer(seq, torch.ones(2, 11, dtype=torch.bool))
+    torch.testing.assert_close(out_padded[:, k:], out_plain, rtol=1e-5, atol=1e-6)
+    assert torch.equal(out_padded[:, :k], torch.zeros_like(out_padded[:, :k]))
+    # Without the mask the conv bias would leak into the state and change the real tokens' outputs.
+    with torch.no_grad():
+        unmasked = mixer(padded, torch.ones_like(valid))
+    assert not torch.allclose(unmasked[:, k:], out_plain, atol=1e-4)
+
+
+def test_temporal_branch_reads_history_and_writes_only_the_current_frame():
+    cfg = M4VConfig.tiny()
+    branch = perturbed(TemporalBranch(cfg))
+    sizes = [(2, 3), (2, 3), (4, 6), (4, 6)]
+    video = torch.randn(1, sum(h * w for h, w in sizes), cfg.hidden_size)
+    out = branch(video, sizes)
+    n_current = 4 * 6
+    assert out.shape == (1, video.shape[1], cfg.d_inner)
+    assert torch.equal(out[:, :-n_current], torch.zeros_like(out[:, :-n_current]))
+    changed = video.clone()
+    changed[:, :6] += 1.0                                   # the oldest history frame
+    assert not torch.allclose(branch(changed, sizes)[:, -n_current:], out[:, -n_current:])
+
+
+def test_temporal_branch_zero_init_is_silent():
+    cfg = M4VConfig.tiny()
+    branch = TemporalBranch(cfg)
+    branch.zero_init()
+    sizes = [(2, 3), (4, 6)]
+    assert torch.count_nonzero(branch(torch.randn(1, 30, cfg.hidden_size), sizes)) == 0
+
+
+def test_mmdit_block_is_temporally_causal():
+    """Changing the current frame leaves the history tokens' outputs unchanged (PyramidFlow's causal mask)."""
+    cfg = M4VConfig.tiny()
+    block = perturbed(DualStreamBlock(cfg))
+    sizes, levels = [(2, 3), (2, 3), (4, 6)], [0, 1, 2]
+    mask = torch.ones(1, cfg.text_len, dtype=torch.bool)
+    mask[:, -3:] = False
+    layout = build_stage_layout(cfg, sizes, levels, mask)
+    video = torch.randn(1, 36, cfg.hidden_size)
+    text = torch.randn(1, cfg.text_len, cfg.hidden_size)
+    temb = torch.randn(1, cfg.hidden_size)
+    v1, t1 = block(video, text, temb, layout)
+    changed = video.clone()
+    changed[:, 12:] += 1.0                                  # the current frame
+    v2, t2 = block(changed, text, temb, layout)
+    torch.testing.assert_close(v1[:, :12], v2[:, :12])      # history frames
+    torch.testing.assert_close(t1, t2)                      # text sees only text and frame 0
+    assert not torch.allclose(v1[:, 12:], v2[:, 12:])
+    changed_first = video.clone()
+    changed_first[:, :6] += 1.0                             # frame 0 is visible to every later frame
+    v3, _ = block(changed_first, text, temb, layout)
+    assert not torch.allclose(v1[:, 6:12], v3[:, 6:12])
+
+
+def test_init_mamba_from_attention_maps_v_k_q():
+    cfg = M4VConfig.tiny()
+    attn = perturbed(QKV(cfg.hidden_size, cfg.num_heads))
+    mixer = MambaMixer(cfg)
+    mixer.reset_parameters()
+    init_mamba_from_attention(mixer, attn.to_q, attn.to_k, attn.to_v)
+    h = torch.randn(7, cfg.hidden_size)
+    E, N, R = cfg.d_inner, cfg.d_state, cfg.resolved_dt_rank
+    x = h @ mixer.in_proj.weight[:E].t()                                 # x-path of in_proj
+    copies = E // cfg.hidden_size
+    torch.testing.assert_close(x, (h @ attn.to_v.weight.t()).repeat(1, copies) / copies)
+    # B and C read through the x-path reproduce the first d_state key / query features.
+    B = x @ mixer.x_proj.weight[R:R + N].t()
+    C = x @ mixer.x_proj.weight[R + N:].t()
+    torch.testing.assert_close(B, h @ attn.to_k.weight[:N].t(), rtol=1e-3, atol=1e-4)
+    torch.testing.assert_close(C, h @ attn.to_q.weight[:N].t(), rtol=1e-3, atol=1e-4)
