@@ -17,8 +17,10 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 bench: $(STAMP)
-	$(VENV)/bin/m4v-bench info
+	$(VENV)/bin/m4v-bench info --config paper
 	$(VENV)/bin/m4v-bench bench-scan --out $(BENCH_OUT)
+	$(VENV)/bin/m4v-bench table4 --out $(BENCH_OUT)
+	$(VENV)/bin/m4v-bench flops-curve --out $(BENCH_OUT)
 
 test: $(STAMP)
 	$(VENV)/bin/python -m pytest -q

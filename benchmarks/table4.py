@@ -126,9 +126,11 @@ def write_flops_curve(df: pd.DataFrame, out_dir: Path) -> Path:
     out_dir.mkdir(parents=True, exist_ok=True)
     df.to_csv(out_dir / "flops_curve.csv", index=False)
     fig, ax = plt.subplots(figsize=(6, 4))
+    colors = dict(zip(sorted(df["resolution"].unique()), ("tab:blue", "tab:red", "tab:green")))
     for (res, variant), part in df.groupby(["resolution", "variant"]):
         style = "-" if variant == "m4v" else "--"
-        ax.plot(part["video_frames"], part["mixer_tflops"], style, marker="o", label=f"{variant} {res}")
+        ax.plot(part["video_frames"], part["mixer_tflops"], style, color=colors[res], marker="o",
+                label=f"{variant} {res}")
     ax.set_xlabel("video frames")
     ax.set_ylabel("mixer TFLOPs (one forward, last AR step)")
     ax.set_title("Mixer FLOPs: full attention vs M4V")

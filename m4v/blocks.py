@@ -135,8 +135,10 @@ class MMDiMMixer(nn.Module):
             text, layout.text_mask, video, layout.frame_sizes, layout.frame_levels, registers,
             self.path_index, self.cfg.text_recomposition)                       # (B, S, D), (B, S)
         text_out, video_out = recomposition.invert(self.mamba(seq, valid), plan)  # (B, Lt, E), (B, Lv, E)
-        if self.temporal is not None:
-            video_out = video_out + self.temporal(video, layout.frame_sizes)    # (B, Lv, E)
+        if self.temporal is not None:  # added at the current frame's positions only
+            cur_h, cur_w = layout.frame_sizes[-1]
+            n_hist = video_out.shape[1] - cur_h * cur_w
+            video_out[:, n_hist:] += self.temporal(video, layout.frame_sizes)  # (B, h w, E)
         return torch.cat([text_out, video_out], dim=1)                          # (B, L, E)
 
 

@@ -43,18 +43,24 @@ class MambaMixer(nn.Module):
 
     def forward(self, seq: Tensor, valid: Tensor) -> Tensor:
         """seq (B, S, D), valid (B, S) bool -> (B, S, out_dim)."""
-        xz = self.in_proj(seq).transpose(1, 2)                                 # (B, 2E, S)
+        batch = seq.shape[0]
+
+        def project(linear: nn.Linear, x: Tensor) -> Tensor:
+            # W @ x on channels-first activations: outputs come out (B, C_out, S) contiguous, so the scan needs
+            # no transposed copies. bmm (not matmul) so that fvcore counts the batch dimension too.
+            return torch.bmm(linear.weight.expand(batch, -1, -1), x)
+
+        xz = project(self.in_proj, seq.transpose(1, 2))                        # (B, 2E, S)
         x, z = xz.chunk(2, dim=1)                                              # (B, E, S) each
         mask = valid[:, None, :].to(x.dtype)                                   # (B, 1, S)
         # Pad tokens are zero, but the conv bias is not: re-zero after the conv so dt*B*u = 0 there and the
         # state stays 0 over the leading text padding (spec §1.4 [INF]).
         u = causal_conv1d(x, self.conv1d.weight.squeeze(1), self.conv1d.bias, activation="silu") * mask
-        x_dbl = self.x_proj(u.transpose(1, 2))                                 # (B, S, R + 2N)
-        dt, B, C = torch.split(x_dbl, [self.dt_rank, self.d_state, self.d_state], dim=-1)
-        delta = (dt @ self.dt_proj.weight.t()).transpose(1, 2)                 # (B, E, S); bias added in the scan
-        y = selective_scan(u, delta, -torch.exp(self.A_log.float()), B.transpose(1, 2), C.transpose(1, 2),
-                           self.D.float(), z, self.dt_proj.bias.float(), delta_softplus=True,
-                           backend=self.backend)                               # (B, E, S)
+        x_dbl = project(self.x_proj, u)                                        # (B, R + 2N, S)
+        dt, B, C = torch.split(x_dbl, [self.dt_rank, self.d_state, self.d_state], dim=1)
+        delta = project(self.dt_proj, dt)                                      # (B, E, S); bias added in the scan
+        y = selective_scan(u, delta, -torch.exp(self.A_log.float()), B, C, self.D.float(), z,
+                           self.dt_proj.bias.float(), delta_softplus=True, backend=self.backend)  # (B, E, S)
         y = y.transpose(1, 2)                                                  # (B, S, E)
         return self.out_proj(y) if self.out_proj is not None else y
 

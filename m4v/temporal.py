@@ -20,8 +20,8 @@ class TemporalBranch(nn.Module):
     tokens (causal: only frames up to the current one exist in the sequence); logits are dot products of the
     flattened (positions x width) vectors / sqrt(h0 w0 D). Per-position projections: q (current frame only),
     k (D -> D) and v (D -> E, the main branch's width) for every frame. The result is upsampled (nearest) to
-    the current frame's grid and added to the main branch there; history positions receive nothing. v is
-    zero-initialised, so a converted attention checkpoint starts unchanged.
+    the current frame's grid; the caller adds it to the main branch there (history positions receive nothing).
+    v is zero-initialised, so a converted attention checkpoint starts unchanged.
 
     Design choices the paper leaves open (spec §1.5, §6.9): pooling operator, projection widths, which tokens
     query. This one costs 2.66 TFLOPs over the 16 layers at 768p / 241 frames (paper: 2.88).
@@ -38,7 +38,7 @@ class TemporalBranch(nn.Module):
         nn.init.zeros_(self.to_v.weight)
 
     def forward(self, video: Tensor, frame_sizes: list) -> Tensor:
-        """video (B, Lv, D), frames in temporal order with token grids frame_sizes -> (B, Lv, E)."""
+        """video (B, Lv, D), frames in temporal order with token grids frame_sizes -> current frame (B, h w, E)."""
         B, _, D = video.shape
         h0, w0 = min(h for h, _ in frame_sizes), min(w for _, w in frame_sizes)
         frames = torch.split(video, [h * w for h, w in frame_sizes], dim=1)
@@ -53,6 +53,4 @@ class TemporalBranch(nn.Module):
         mixed = (logits.softmax(dim=-1)[:, None] @ v.flatten(2)).reshape(B, h0 * w0, E)       # (B, S0, E)
         cur_h, cur_w = frame_sizes[-1]
         grid = F.interpolate(mixed.transpose(1, 2).reshape(B, E, h0, w0), size=(cur_h, cur_w), mode="nearest")
-        current = grid.flatten(2).transpose(1, 2)                               # (B, cur_h cur_w, E)
-        history = current.new_zeros(B, video.shape[1] - cur_h * cur_w, E)
-        return torch.cat([history, current], dim=1)                             # (B, Lv, E)
+        return grid.flatten(2).transpose(1, 2)                                  # (B, cur_h cur_w, E)

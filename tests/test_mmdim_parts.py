@@ -2,7 +2,7 @@
 
 import torch
 
-from m4v.blocks import DualStreamBlock, build_stage_layout
+from m4v.blocks import DualStreamBlock, MMDiMMixer, build_stage_layout
 from m4v.config import M4VConfig
 from m4v.layers import QKV
 from m4v.mamba import MambaMixer, init_mamba_from_attention
@@ -43,12 +43,26 @@ def test_temporal_branch_reads_history_and_writes_only_the_current_frame():
     sizes = [(2, 3), (2, 3), (4, 6), (4, 6)]
     video = torch.randn(1, sum(h * w for h, w in sizes), cfg.hidden_size)
     out = branch(video, sizes)
-    n_current = 4 * 6
-    assert out.shape == (1, video.shape[1], cfg.d_inner)
-    assert torch.equal(out[:, :-n_current], torch.zeros_like(out[:, :-n_current]))
+    assert out.shape == (1, 4 * 6, cfg.d_inner)             # the current frame's positions only
     changed = video.clone()
     changed[:, :6] += 1.0                                   # the oldest history frame
-    assert not torch.allclose(branch(changed, sizes)[:, -n_current:], out[:, -n_current:])
+    assert not torch.allclose(branch(changed, sizes), out)
+
+
+def test_mmdim_adds_the_temporal_branch_at_the_current_frame_only():
+    cfg = M4VConfig.tiny(mixer="m4v")
+    mixer = perturbed(MMDiMMixer(cfg, 0))
+    sizes, levels = [(2, 3), (2, 3), (4, 6)], [0, 1, 2]
+    layout = build_stage_layout(cfg, sizes, levels, torch.ones(1, cfg.text_len, dtype=torch.bool))
+    h = torch.randn(1, cfg.text_len + 36, cfg.hidden_size)
+    registers = torch.randn(3, cfg.hidden_size)
+    with torch.no_grad():
+        with_branch = mixer(h, layout, registers)
+        mixer.temporal = None
+        without = mixer(h, layout, registers)
+    n_before_current = cfg.text_len + 12
+    torch.testing.assert_close(with_branch[:, :n_before_current], without[:, :n_before_current])
+    assert not torch.allclose(with_branch[:, n_before_current:], without[:, n_before_current:])
 
 
 def test_temporal_branch_zero_init_is_silent():

@@ -23,14 +23,16 @@ def causal_conv1d_reference(x: Tensor, weight: Tensor, bias: Tensor | None = Non
                             activation: str | None = None) -> Tensor:
     """out_t = sum_k weight[:, k] * x_{t - K + 1 + k} (zero history), then optional SiLU; x: (B, D, L)."""
     dim, width = weight.shape
-    x = F.pad(x, (width - 1, 0))                                   # (B, D, L + K - 1), left padding only
+    length = x.shape[-1]
     if x.device.type == "meta":
         # fvcore's JIT trace of conv fails on meta tensors (torch's meta conv shape check); the same
         # multiply-adds as a matmul over sliding windows trace fine and count identically in both counters.
-        out = (x.unfold(2, width, 1) @ weight[:, :, None]).squeeze(-1)  # (B, D, L, K) @ (D, K, 1) -> (B, D, L)
+        windows = F.pad(x, (width - 1, 0)).unfold(2, width, 1)              # (B, D, L, K)
+        out = (windows @ weight[:, :, None]).squeeze(-1)                   # (B, D, L)
         out = out if bias is None else out + bias[:, None]
     else:
-        out = F.conv1d(x, weight.unsqueeze(1), bias, groups=dim)  # (B, D, L)
+        # Symmetric padding then keep the first L outputs: causal, and no padded copy of x.
+        out = F.conv1d(x, weight.unsqueeze(1), bias, padding=width - 1, groups=dim)[..., :length]  # (B, D, L)
     return F.silu(out) if activation in ("silu", "swish") else out
 
 

@@ -142,17 +142,19 @@ def _cpu_forward(u, delta, A, B, C, D, z, delta_bias, delta_softplus):
     from m4v.ops import cpu_scan
 
     kd = _kernel_dtype(u)
+    dim = u.shape[1]
     uk = u.to(kd).contiguous()
-    _, dt = _discretisation_step(delta, delta_bias, delta_softplus, kd)
-    y = torch.empty_like(uk)
-    last = uk.new_empty(u.shape[0], u.shape[1], A.shape[1])
-    cpu_scan.scan_forward(_np(uk), _np(dt), _np(A.to(kd).contiguous()), _np(_time_major(B, kd)),
-                          _np(_time_major(C, kd)), _np(y), _np(last))
-    if D is not None:
-        y = y + uk * D.to(kd)[:, None]
-    if z is not None:
-        y = y * F.silu(z.to(kd))
-    return y.to(u.dtype), last
+    zeros = uk.new_zeros(dim)
+    out = torch.empty_like(uk)
+    last = uk.new_empty(u.shape[0], dim, A.shape[1])
+    cpu_scan.scan_forward_fused(
+        _np(uk), _np(delta.to(kd).contiguous()),
+        _np(delta_bias.to(kd).contiguous() if delta_bias is not None else zeros), bool(delta_softplus),
+        _np(A.to(kd).contiguous()), _np(_time_major(B, kd)), _np(_time_major(C, kd)),
+        _np(D.to(kd).contiguous() if D is not None else zeros),
+        _np(z.to(kd).contiguous() if z is not None else uk.new_zeros(1, 1, 1)), z is not None,
+        _np(out), _np(last))
+    return out.to(u.dtype), last
 
 
 def _cpu_backward(u, delta, A, B, C, D, z, delta_bias, delta_softplus, grad_out):
