@@ -88,3 +88,18 @@ def test_config_rejects_unknown_mixer_and_keys():
         M4VConfig.tiny(mixer="rnn")
     with pytest.raises(ValueError, match="unknown keys"):
         M4VConfig.from_dict({"hidden": 3})
+
+
+@pytest.mark.parametrize("toggle", ["text_recomposition", "registers", "zigzag"])
+def test_table3_ablations_are_config_switches(toggle):
+    """Each MM-DiM part can be switched off by config alone and the model still trains."""
+    cfg = M4VConfig.tiny(mixer="m4v", **{toggle: False})
+    model = build_model(cfg)
+    with torch.no_grad():
+        for p in model.parameters():
+            p.add_(0.01 * torch.randn_like(p))
+    out = model(*tiny_inputs(cfg))
+    out.square().mean().backward()
+    assert (model.registers is None) == (toggle == "registers")
+    paths = {block.mmdim.path_index for block in model.single_blocks}
+    assert paths == ({None} if toggle == "zigzag" else {0, 1, 2, 3})

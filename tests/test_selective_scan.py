@@ -125,25 +125,40 @@ def test_cpu_matches_reference_property(batch, dim_per_group, groups, length, ds
     torch.testing.assert_close(out, ref, rtol=1e-4, atol=1e-4)
 
 
-def test_fast_exp_float32_accuracy():
-    """The float32 polynomial exp used in the kernel, against float64 exp over the range the scan meets."""
+def _apply_jitted(scalar_fn, x):
+    """Run a numba scalar helper of the kernel over a float32 array."""
     import numba
-
-    from m4v.ops.cpu_scan import fast_exp
 
     @numba.njit
     def apply(x, out):
         for i in range(x.size):
-            out[i] = fast_exp(x[i])
+            out[i] = scalar_fn(x[i])
 
-    x = np.linspace(-87.0, 20.0, 200_001).astype(np.float32)
     out = np.empty_like(x)
     apply(x, out)
+    return out
+
+
+def test_fast_exp_float32_accuracy():
+    """The float32 polynomial exp used in the kernel, against float64 exp over the range the scan meets."""
+    from m4v.ops.cpu_scan import fast_exp
+
+    x = np.linspace(-87.0, 20.0, 200_001).astype(np.float32)
     exact = np.exp(x.astype(np.float64))
-    assert np.max(np.abs(out - exact) / exact) < 5e-7
-    big = np.array([-200.0, 200.0], dtype=np.float32)  # clamped, never inf or nan
-    apply(big, out[:2])
-    assert np.all(np.isfinite(out[:2])) and out[0] < 1e-37
+    assert np.max(np.abs(_apply_jitted(fast_exp, x) - exact) / exact) < 5e-7
+    big = _apply_jitted(fast_exp, np.array([-200.0, 200.0], dtype=np.float32))  # clamped, never inf or nan
+    assert np.all(np.isfinite(big)) and big[0] < 1e-37
+
+
+def test_fast_softplus_float32_accuracy():
+    """The kernel's float32 softplus against float64 log1p(exp(x)), including torch's threshold at 20."""
+    from m4v.ops.cpu_scan import fast_softplus
+
+    x = np.linspace(-80.0, 40.0, 120_001).astype(np.float32)
+    out = _apply_jitted(fast_softplus, x)
+    x64 = x.astype(np.float64)
+    exact = np.where(x64 > 20, x64, np.log1p(np.exp(x64)))
+    assert np.max(np.abs(out - exact) / np.maximum(exact, 1e-30)) < 1e-6
 
 
 # ---- meta device --------------------------------------------------------------------------------------------

@@ -4,12 +4,13 @@ Hand-written because no kept library ships a CPU Mamba scan: mamba-ssm is CUDA-o
 `selective_scan_ref` materialises (B, D, L, N) tensors. These kernels hold one channel's state (N,) at a
 time; the backward keeps one (L, N) scratch per thread, never (B, D, L, N).
 
-Only the recurrence lives here. The elementwise parts (delta bias + softplus, D skip, SiLU(z) gate) are
-vectorised torch ops in the wrapper (m4v/ops/selective_scan.py): a scalar softplus per step cost more than
-the whole recurrence.
+The forward is fused (delta bias + softplus, scan, D skip, SiLU(z) gate in one pass per channel, with
+vectorisable float32 exp / softplus: libm's scalar calls cost more than the recurrence itself). The backward
+kernel covers the recurrence; its elementwise parts are torch ops in the wrapper (m4v/ops/selective_scan.py).
 
 Layouts (the wrapper prepares them, all contiguous, one float dtype):
-  u, dt, y: (B, D, L)    A: (D, N)    Bm, Cm: (B, G, L, N) (time-major, N fastest)    last_state: (B, D, N)
+  u, delta, dt, z, out: (B, D, L)    A: (D, N)    Bm, Cm: (B, G, L, N) (time-major, N fastest)
+  bias, Dskip: (D,)                  last_state: (B, D, N)
 """
 
 from __future__ import annotations
@@ -130,29 +131,6 @@ def scan_forward_fused(u, delta, bias, softplus, A, Bm, Cm, Dskip, z, has_z, out
                 zt = z[b, d, t]
                 y = y * zt / (1 + fast_exp(-zt))
             out[b, d, t] = y
-
-
-@numba.njit(**_JIT)
-def scan_forward(u, dt, A, Bm, Cm, y, last_state):
-    """y_t = <C_t, h_t>, h_t = exp(dt_t A) h_{t-1} + dt_t B_t u_t; fills y (B, D, L), last_state (B, D, N)."""
-    batch, dim, length = u.shape
-    nstate = A.shape[1]
-    per_group = dim // Bm.shape[1]
-    for bd in prange(batch * dim):
-        b, d = bd // dim, bd % dim
-        g = d // per_group
-        a = A[d]
-        h = np.zeros(nstate, dtype=y.dtype)
-        for t in range(length):
-            dt_t = dt[b, d, t]
-            dtu = dt_t * u[b, d, t]
-            bt, ct = Bm[b, g, t], Cm[b, g, t]
-            acc = dtu * 0  # accumulate in the kernel dtype
-            for n in range(nstate):
-                h[n] = fast_exp(dt_t * a[n]) * h[n] + dtu * bt[n]
-                acc += ct[n] * h[n]
-            y[b, d, t] = acc
-        last_state[b, d] = h
 
 
 @numba.njit(**_JIT)

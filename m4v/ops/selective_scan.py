@@ -138,7 +138,8 @@ def _np(t: Tensor):
     return t.detach().numpy()
 
 
-def _cpu_forward(u, delta, A, B, C, D, z, delta_bias, delta_softplus):
+def _fused_forward(u, delta, A, B, C, D, z, delta_bias, delta_softplus):
+    """(out, last_state) in the kernel dtype, from the fused numba kernel."""
     from m4v.ops import cpu_scan
 
     kd = _kernel_dtype(u)
@@ -154,6 +155,11 @@ def _cpu_forward(u, delta, A, B, C, D, z, delta_bias, delta_softplus):
         _np(D.to(kd).contiguous() if D is not None else zeros),
         _np(z.to(kd).contiguous() if z is not None else uk.new_zeros(1, 1, 1)), z is not None,
         _np(out), _np(last))
+    return out, last
+
+
+def _cpu_forward(u, delta, A, B, C, D, z, delta_bias, delta_softplus):
+    out, last = _fused_forward(u, delta, A, B, C, D, z, delta_bias, delta_softplus)
     return out.to(u.dtype), last
 
 
@@ -171,12 +177,8 @@ def _cpu_backward(u, delta, A, B, C, D, z, delta_bias, delta_softplus, grad_out)
         return u.new_empty(0)
 
     dz = empty()
-    if z is not None:  # out = y_skip * SiLU(z): recompute y_skip for dz
-        y = torch.empty_like(uk)
-        cpu_scan.scan_forward(_np(uk), _np(dt), _np(Ak), _np(Bk), _np(Ck), _np(y),
-                              _np(uk.new_empty(batch, dim, A.shape[1])))
-        if D is not None:
-            y = y + uk * D.to(kd)[:, None]
+    if z is not None:  # out = y_skip * SiLU(z): recompute y_skip (scan + D u, no gate) for dz
+        y, _ = _fused_forward(u, delta, A, B, C, D, None, delta_bias, delta_softplus)
         zk = z.to(kd)
         sig = torch.sigmoid(zk)
         dz = (gout * y * sig * (1 + zk * (1 - sig))).to(z.dtype)
