@@ -106,6 +106,25 @@ def cmd_bench_scan(args) -> int:
     return 1 if (failures and args.check) else 0
 
 
+def cmd_eval(args) -> int:
+    """Score every video in a folder (VBench dimensions, CLIP score, consistency); tidy CSV + JSON."""
+    from benchmarks import eval_videos
+
+    dims = [d.strip() for d in args.dims.split(",") if d.strip()] if args.dims else None
+    try:
+        per_video = eval_videos.run_eval(args.videos, args.out, args.prompts, dims, args.backbone)
+    except (ValueError, FileNotFoundError) as exc:
+        print(f"m4v-bench eval: {exc}", file=sys.stderr)
+        return 2
+    summary = Path(args.out) / "summary.csv"
+    import pandas as pd
+
+    print(pd.read_csv(summary).to_markdown(index=False, floatfmt=".4f"))
+    failed = per_video[per_video["status"] == "failed"]["video"].nunique()
+    print(f"wrote {args.out}/per_video.csv, summary.csv, m4v_eval_results.json; {failed} video(s) failed")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="m4v-bench", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -121,6 +140,14 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("flops-curve", help=cmd_flops_curve.__doc__)
     p.add_argument("--out", default="results", help="directory for flops_curve.csv / .png (default results/)")
     p.set_defaults(func=cmd_flops_curve)
+
+    p = sub.add_parser("eval", help=cmd_eval.__doc__)
+    p.add_argument("--videos", required=True, help="folder of video files (mp4/webm/gif/...) or frame folders")
+    p.add_argument("--prompts", help="VBench full_info JSON; videos named <prompt>-<index>.mp4 get its prompt")
+    p.add_argument("--dims", help="comma-separated evaluators (default: all that can run offline)")
+    p.add_argument("--backbone", action="append", default=[], help="clip=MODEL:PATH (local weights)")
+    p.add_argument("--out", required=True)
+    p.set_defaults(func=cmd_eval)
 
     p = sub.add_parser("bench-mixer", help=cmd_bench_mixer.__doc__)
     p.add_argument("--points", nargs="+", default=None,

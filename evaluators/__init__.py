@@ -1,1 +1,8 @@
-"""Evaluators: VBench dimensions, CLIP score, consistency, compute (see README)."""
+"""Evaluators: a registry of metrics that see only `Video`s (never the model classes)."""
+
+from evaluators import clip_score, consistency, vbench  # noqa: F401  (register their evaluators)
+from evaluators.registry import EVALUATORS, Evaluator, Record, get_evaluator, register
+from evaluators.video import Video, VideoReadError, read_video, write_video
+
+__all__ = ["EVALUATORS", "Evaluator", "Record", "Video", "VideoReadError", "get_evaluator", "read_video",
+           "register", "write_video"]

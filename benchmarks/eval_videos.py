@@ -1,0 +1,151 @@
+"""`m4v-bench eval`: score a folder of videos on the registered evaluators, write tidy tables."""
+
+from __future__ import annotations
+
+import json
+import re
+import sys
+import warnings
+from pathlib import Path
+
+import pandas as pd
+from tqdm import tqdm
+
+from benchmarks.provenance import provenance
+from evaluators import EVALUATORS, get_evaluator
+from evaluators.backbones import ClipBackbone, parse_backbone
+from evaluators.registry import Record
+from evaluators.vbench.scoring import NORMALIZATION, vbench_scores
+from evaluators.video import IMAGE_SUFFIXES, VIDEO_SUFFIXES, VideoReadError, read_video
+
+WEIGHT_FREE = ("temporal_flickering", "dynamic_degree")
+NEEDS_CLIP = ("clip_score", "background_consistency", "frame_consistency")
+VBENCH_NAMING = re.compile(r"^(?P<prompt>.+)-(?P<index>\d+)$")  # VBench: "<prompt>-<index>.mp4"
+
+
+def discover_videos(directory: Path) -> list[Path]:
+    """Video files and frame folders directly inside `directory`, sorted by name."""
+    if not directory.is_dir():
+        raise FileNotFoundError(f"--videos {directory}: not a directory")
+    found = []
+    for path in sorted(directory.iterdir()):
+        if path.is_file() and path.suffix.lower() in VIDEO_SUFFIXES:
+            found.append(path)
+        elif path.is_dir() and any(p.suffix.lower() in IMAGE_SUFFIXES for p in path.iterdir()):
+            found.append(path)
+    return found
+
+
+def load_prompts(full_info: Path | None) -> dict | None:
+    """VBench full_info JSON -> {prompt: entry}; None without a suite."""
+    if full_info is None:
+        return None
+    try:
+        entries = json.loads(Path(full_info).read_text())
+        return {entry["prompt_en"]: entry for entry in entries}
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise ValueError(f"--prompts {full_info}: not a VBench full_info JSON list ({exc})") from exc
+
+
+def prompt_for(path: Path, prompts: dict | None) -> tuple[str, dict]:
+    if prompts is None:
+        return "", {}
+    match = VBENCH_NAMING.match(path.stem if path.is_file() else path.name)
+    name = match.group("prompt") if match else path.stem
+    return (name, prompts[name]) if name in prompts else ("", {})
+
+
+def build_evaluators(dims: list[str] | None, backbones: list[str]) -> dict:
+    specs = [parse_backbone(b) for b in backbones]
+    clip = ClipBackbone(specs[0]) if specs else None
+    if dims is None:
+        dims = list(WEIGHT_FREE) + (list(NEEDS_CLIP) if clip else [])
+    unknown = [d for d in dims if d not in EVALUATORS]
+    if unknown:
+        raise ValueError(f"--dims: unknown {unknown}; available: {sorted(EVALUATORS)}")
+    missing_clip = [d for d in dims if d in NEEDS_CLIP and clip is None]
+    if missing_clip:
+        raise ValueError(f"--dims {missing_clip} need a CLIP backbone: --backbone clip=MODEL:PATH")
+    return {d: get_evaluator(d, clip=clip) if d in NEEDS_CLIP else get_evaluator(d) for d in dims}
+
+
+def vbench_faithful(dimension: str, backbone: str) -> bool:
+    """True where our computation is VBench's own: weight-free, or VBench's backbone architecture."""
+    return (dimension == "temporal_flickering"
+            or (dimension == "background_consistency" and backbone.startswith("clip:ViT-B-32@")))
+
+
+def run_eval(videos_dir, out_dir, prompts_path=None, dims=None, backbones=(), log=print) -> pd.DataFrame:
+    """Score every video; unreadable ones are reported and recorded as failed; returns per-video rows."""
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    prompts = load_prompts(prompts_path)
+    evaluators = build_evaluators(dims, list(backbones))
+    rows = []
+    for path in tqdm(discover_videos(Path(videos_dir)), desc="videos", unit="video", file=sys.stderr):
+        prompt, entry = prompt_for(path, prompts)
+        try:
+            video = read_video(path, prompt=prompt, aux=entry)
+        except VideoReadError as exc:
+            log(f"failed: {exc}")
+            rows += [_row(Record(str(path), d, float("nan"), e.backbone, 0), "failed", str(exc))
+                     for d, e in evaluators.items()]
+            continue
+        for dim, evaluator in evaluators.items():
+            try:
+                rows.append(_row(evaluator.evaluate_video(video), "ok", ""))
+            except ValueError as exc:  # e.g. clip_score on a video without a prompt
+                log(f"failed: {path} {dim}: {exc}")
+                rows.append(_row(Record(str(path), dim, float("nan"), evaluator.backbone, video.num_frames),
+                                 "failed", str(exc)))
+    per_video = pd.DataFrame(rows)
+    summary = summarize(per_video, evaluators)
+    per_video.to_csv(out_dir / "per_video.csv", index=False)
+    summary.to_csv(out_dir / "summary.csv", index=False)
+    _write_vbench_json(per_video, summary, out_dir)
+    config = {"videos": str(videos_dir), "prompts": str(prompts_path) if prompts_path else None,
+              "dims": list(evaluators), "backbones": list(backbones),
+              "evaluator_versions": {d: e.version for d, e in evaluators.items()}}
+    (out_dir / "provenance.json").write_text(json.dumps(provenance(config), indent=2) + "\n")
+    return per_video
+
+
+def _row(record: Record, status: str, error: str) -> dict:
+    return {"video": record.video, "dimension": record.dimension, "score": record.score,
+            "backbone": record.backbone, "n_frames": record.n_frames, "status": status, "error": error,
+            "extra": json.dumps(record.extra)}
+
+
+def summarize(per_video: pd.DataFrame, evaluators: dict) -> pd.DataFrame:
+    """Aggregate per dimension with the dimension's own weighting, plus VBench Quality / Semantic / Total from
+    the dimensions computed faithfully (NaN, with a warning, where any is missing)."""
+    rows = []
+    ok = per_video[per_video["status"] == "ok"]
+    for dim, evaluator in evaluators.items():
+        part = ok[ok["dimension"] == dim]
+        records = [Record(r.video, dim, r.score, r.backbone, r.n_frames, json.loads(r.extra))
+                   for r in part.itertuples()]
+        rows.append({"dimension": dim, "score": evaluator.aggregate(records), "n_videos": len(records),
+                     "backbone": evaluator.backbone, "vbench_faithful": vbench_faithful(dim, evaluator.backbone)})
+    faithful = {r["dimension"]: r["score"] for r in rows if r["vbench_faithful"] and r["dimension"] in NORMALIZATION}
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        scores = vbench_scores(faithful)
+    for w in caught:
+        print(f"warning: {w.message}", file=sys.stderr)
+    for key in ("quality", "semantic", "total"):
+        rows.append({"dimension": f"vbench_{key}", "score": scores[key], "n_videos": len(ok["video"].unique()),
+                     "backbone": "", "vbench_faithful": True})
+    return pd.DataFrame(rows)
+
+
+def _write_vbench_json(per_video: pd.DataFrame, summary: pd.DataFrame, out_dir: Path) -> None:
+    """VBench's `<name>_eval_results.json` layout, for the faithfully computed dimensions only."""
+    results = {}
+    for row in summary.itertuples():
+        if not row.vbench_faithful or row.dimension not in NORMALIZATION:
+            continue
+        part = per_video[(per_video["dimension"] == row.dimension) & (per_video["status"] == "ok")]
+        results[row.dimension] = [row.score, [{"video_path": v, "video_results": s}
+                                              for v, s in zip(part["video"], part["score"])]]
+    (out_dir / "m4v_eval_results.json").write_text(json.dumps(results, indent=2) + "\n")

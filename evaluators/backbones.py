@@ -1,0 +1,85 @@
+"""Feature backbones loaded from local paths only (no hub): open_clip CLIP models.
+
+A backbone spec on the command line is `clip=MODEL_NAME:WEIGHTS_PATH` (an open_clip architecture name and a
+local checkpoint file, e.g. `clip=ViT-B-32:/models/vit_b_32.safetensors`). Architectures can be added with
+`open_clip.add_model_config`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+# VBench's clip_transform constants (vbench/utils.py).
+CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
+CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
+
+
+@dataclass(frozen=True)
+class BackboneSpec:
+    kind: str
+    model: str
+    weights: str | None
+
+    @property
+    def label(self) -> str:
+        """What a result row records as its backbone."""
+        return f"{self.kind}:{self.model}" + (f"@{Path(self.weights).name}" if self.weights else "@random-init")
+
+
+def parse_backbone(spec: str) -> BackboneSpec:
+    """'clip=ViT-B-32:/path/w.safetensors' -> BackboneSpec; the path must exist."""
+    kind, sep, rest = spec.partition("=")
+    if not sep or kind not in ("clip",):
+        raise ValueError(f"--backbone {spec!r}: expected clip=MODEL:PATH")
+    model, _, weights = rest.partition(":")
+    if not model or not weights:
+        raise ValueError(f"--backbone {spec!r}: expected clip=MODEL:PATH")
+    if not Path(weights).is_file():
+        raise FileNotFoundError(f"--backbone {spec!r}: {weights} does not exist (weights load from local files only)")
+    return BackboneSpec(kind, model, weights)
+
+
+def clip_preprocess(frames: np.ndarray, size: int) -> torch.Tensor:
+    """VBench clip_transform on a batch: shorter side -> size (bicubic, antialias off), center crop, normalise."""
+    x = torch.from_numpy(np.ascontiguousarray(frames)).permute(0, 3, 1, 2).float()      # (T, 3, H, W)
+    h, w = x.shape[-2:]
+    scale = size / min(h, w)
+    new_h, new_w = max(size, round(h * scale)), max(size, round(w * scale))
+    x = F.interpolate(x, size=(new_h, new_w), mode="bicubic", align_corners=False, antialias=False)
+    top, left = (new_h - size) // 2, (new_w - size) // 2
+    x = x[..., top:top + size, left:left + size] / 255.0
+    mean, std = torch.tensor(CLIP_MEAN)[:, None, None], torch.tensor(CLIP_STD)[:, None, None]
+    return (x - mean) / std
+
+
+class ClipBackbone:
+    """An open_clip model: L2-normalised image and text embeddings, frames encoded in batches."""
+
+    def __init__(self, spec: BackboneSpec, device: str = "cpu", batch_size: int = 64):
+        import open_clip
+
+        self.spec, self.device, self.batch_size = spec, device, batch_size
+        self.model, _, _ = open_clip.create_model_and_transforms(spec.model, pretrained=spec.weights, device=device)
+        self.model.eval()
+        self.tokenizer = open_clip.get_tokenizer(spec.model)
+        size = self.model.visual.image_size
+        self.image_size = size[0] if isinstance(size, (tuple, list)) else size
+
+    @torch.no_grad()
+    def encode_frames(self, frames: np.ndarray) -> torch.Tensor:
+        """(T, H, W, 3) uint8 -> (T, E) unit vectors."""
+        out = []
+        for start in range(0, len(frames), self.batch_size):
+            batch = clip_preprocess(frames[start:start + self.batch_size], self.image_size).to(self.device)
+            out.append(F.normalize(self.model.encode_image(batch).float(), dim=-1))
+        return torch.cat(out).cpu()
+
+    @torch.no_grad()
+    def encode_text(self, prompts: list[str]) -> torch.Tensor:
+        tokens = self.tokenizer(prompts).to(self.device)
+        return F.normalize(self.model.encode_text(tokens).float(), dim=-1).cpu()

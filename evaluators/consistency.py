@@ -1,0 +1,72 @@
+"""Frame-to-frame consistency from per-frame features: VBench's subject/background formula and drift."""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+from scipy import stats
+
+from evaluators.backbones import ClipBackbone
+from evaluators.registry import Evaluator, Record, register
+
+
+def vbench_consistency_terms(features: torch.Tensor) -> np.ndarray:
+    """c_i = (max(0, cos(e_{i-1}, e_i)) + max(0, cos(e_0, e_i))) / 2 for i >= 1; features (T, E) unit vectors.
+
+    The per-frame term of VBench's subject_consistency and background_consistency.
+    """
+    previous = (features[1:] * features[:-1]).sum(-1).clamp(min=0)
+    first = (features[1:] * features[:1]).sum(-1).clamp(min=0)
+    return ((previous + first) / 2).numpy()
+
+
+def drift(features: torch.Tensor) -> dict:
+    """Cosine to the previous and to the first frame, their mean / minimum, and the slope of cos-to-first
+    over time (per frame): negative slope = appearance drifting away, the error accumulation of AR models."""
+    previous = (features[1:] * features[:-1]).sum(-1).numpy()
+    first = (features[1:] * features[:1]).sum(-1).numpy()
+    slope = stats.linregress(np.arange(1, len(features)), first).slope if len(first) >= 2 else float("nan")
+    return {"cos_prev_mean": float(previous.mean()), "cos_prev_min": float(previous.min()),
+            "cos_first_mean": float(first.mean()), "cos_first_min": float(first.min()), "drift_slope": float(slope)}
+
+
+@register
+class BackgroundConsistency(Evaluator):
+    """VBench background_consistency on CLIP image features; aggregate weighted by frame pair (VBench)."""
+
+    name = "background_consistency"
+    version = "1"
+    needs = ("frames", "clip")
+
+    def __init__(self, clip: ClipBackbone):
+        self.clip = clip
+        self.backbone = clip.spec.label
+
+    def evaluate_video(self, video) -> Record:
+        terms = vbench_consistency_terms(self.clip.encode_frames(video.frames))
+        score = float(terms.sum() / len(terms)) if len(terms) else float("nan")
+        return Record(video.source, self.name, score, self.backbone, video.num_frames,
+                      {"video_sim": float(terms.sum()), "cnt_per_video": len(terms)})
+
+    def aggregate(self, records) -> float:
+        pairs = sum(r.extra["cnt_per_video"] for r in records)
+        return sum(r.extra["video_sim"] for r in records) / pairs if pairs else float("nan")
+
+
+@register
+class FrameConsistency(Evaluator):
+    """Per-video mean cosine to the previous frame; extras: minimum, cosine to the first frame, drift slope."""
+
+    name = "frame_consistency"
+    version = "1"
+    needs = ("frames", "clip")
+
+    def __init__(self, clip: ClipBackbone):
+        self.clip = clip
+        self.backbone = clip.spec.label
+
+    def evaluate_video(self, video) -> Record:
+        if video.num_frames < 2:
+            return Record(video.source, self.name, float("nan"), self.backbone, video.num_frames)
+        stats_ = drift(self.clip.encode_frames(video.frames))
+        return Record(video.source, self.name, stats_["cos_prev_mean"], self.backbone, video.num_frames, stats_)

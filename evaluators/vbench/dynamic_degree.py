@@ -1,0 +1,53 @@
+"""VBench dynamic_degree: is there enough large motion? Optical flow on frames sampled to about 8 fps."""
+
+from __future__ import annotations
+
+from evaluators.registry import Evaluator, Record, register
+from evaluators.vbench.flow import BACKBONE, flow_magnitude, top_fraction_mean
+
+TOP_FRACTION = 0.05      # mean of the top 5 % flow magnitudes per frame pair
+THRESHOLD_AT_256 = 6.0   # px, scaled by min(H, W) / 256
+COUNT_PER_16 = 4         # pairs above threshold needed, per 16 sampled frames
+
+
+def sampling_interval(fps: float) -> int:
+    """VBench samples every round(fps / 8) frames (at least 1), i.e. to about 8 fps."""
+    return max(1, round(fps / 8))
+
+
+def dynamic_params(height: int, width: int, n_sampled: int) -> dict:
+    """thres = 6 * min(H, W) / 256 and count_num = round(4 * n / 16) (Python's round, as VBench)."""
+    return {"thres": THRESHOLD_AT_256 * min(height, width) / 256.0, "count_num": round(COUNT_PER_16 * n_sampled / 16.0)}
+
+
+def check_move(scores, thres: float, count_num: int) -> bool:
+    """VBench's check_move: True once count_num pair scores exceed thres (checked after every pair)."""
+    count = 0
+    for score in scores:
+        if score > thres:
+            count += 1
+        if count >= count_num:
+            return True
+    return False
+
+
+def dynamic_degree(frames, fps: float, magnitude=flow_magnitude) -> tuple[bool, list]:
+    """(is dynamic, per-pair top-5 % flow scores) for frames (T, H, W, 3)."""
+    sampled = frames[:: sampling_interval(fps)]
+    params = dynamic_params(sampled.shape[1], sampled.shape[2], len(sampled))
+    scores = [top_fraction_mean(magnitude(a, b), TOP_FRACTION) for a, b in zip(sampled[:-1], sampled[1:])]
+    return check_move(scores, **params), scores
+
+
+@register
+class DynamicDegree(Evaluator):
+    """Per video a bool; aggregate = fraction of dynamic videos. Flow from OpenCV DIS, not RAFT."""
+
+    name = "dynamic_degree"
+    version = "1"
+    backbone = BACKBONE
+
+    def evaluate_video(self, video) -> Record:
+        moving, scores = dynamic_degree(video.frames, video.fps)
+        return Record(video.source, self.name, float(moving), self.backbone, video.num_frames,
+                      {"pair_scores": scores})

@@ -1,0 +1,62 @@
+"""VBench's normalisation and Quality / Semantic / Total (scripts/constant.py, scripts/cal_final_score.py).
+
+Constants from ../shared/reference/evaluators-vbench-clip-flops.md §1.6. Differences from VBench, on purpose:
+a missing dimension is NaN with a warning (VBench silently uses 0), and so are the group scores it enters.
+Like VBench, normalised values are not clipped to [0, 1].
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+
+# dimension: (Min, Max, weight, group)
+NORMALIZATION = {
+    "subject_consistency": (0.1462, 1.0, 1.0, "quality"),
+    "background_consistency": (0.2615, 1.0, 1.0, "quality"),
+    "temporal_flickering": (0.6293, 1.0, 1.0, "quality"),
+    "motion_smoothness": (0.706, 0.9975, 1.0, "quality"),
+    "dynamic_degree": (0.0, 1.0, 0.5, "quality"),
+    "aesthetic_quality": (0.0, 1.0, 1.0, "quality"),
+    "imaging_quality": (0.0, 1.0, 1.0, "quality"),
+    "object_class": (0.0, 1.0, 1.0, "semantic"),
+    "multiple_objects": (0.0, 1.0, 1.0, "semantic"),
+    "human_action": (0.0, 1.0, 1.0, "semantic"),
+    "color": (0.0, 1.0, 1.0, "semantic"),
+    "spatial_relationship": (0.0, 1.0, 1.0, "semantic"),
+    "scene": (0.0, 0.8222, 1.0, "semantic"),
+    "appearance_style": (0.0009, 0.2855, 1.0, "semantic"),
+    "temporal_style": (0.0, 0.364, 1.0, "semantic"),
+    "overall_consistency": (0.0, 0.364, 1.0, "semantic"),
+}
+QUALITY_WEIGHT, SEMANTIC_WEIGHT = 4.0, 1.0
+
+
+def normalize(dimension: str, raw: float) -> float:
+    low, high, _, _ = NORMALIZATION[dimension]
+    return (raw - low) / (high - low)
+
+
+def vbench_scores(raw: dict) -> dict:
+    """raw {dimension: aggregate score in [0, 1]} -> normalised scores plus quality, semantic, total."""
+    unknown = set(raw) - set(NORMALIZATION)
+    if unknown:
+        raise KeyError(f"vbench_scores: unknown dimensions {sorted(unknown)}")
+    out = {}
+    missing = [d for d in NORMALIZATION if d not in raw or raw[d] is None or math.isnan(raw[d])]
+    if missing:
+        warnings.warn(f"VBench scores: missing dimensions {missing} are NaN and make their group NaN",
+                      stacklevel=2)
+    for group in ("quality", "semantic"):
+        total, weights = 0.0, 0.0
+        for dim, (_, _, weight, dim_group) in NORMALIZATION.items():
+            if dim_group != group:
+                continue
+            value = normalize(dim, raw[dim]) if dim not in missing else float("nan")
+            out[dim] = value
+            total += weight * value
+            weights += weight
+        out[group] = total / weights
+    out["total"] = (QUALITY_WEIGHT * out["quality"] + SEMANTIC_WEIGHT * out["semantic"]) / (
+        QUALITY_WEIGHT + SEMANTIC_WEIGHT)
+    return out

@@ -1,0 +1,86 @@
+"""CLIP-based evaluators on a small open_clip model the test builds and saves itself."""
+
+import json
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+
+from evaluators import Video, get_evaluator
+from evaluators.backbones import BackboneSpec, ClipBackbone, clip_preprocess, parse_backbone
+from evaluators.consistency import drift, vbench_consistency_terms
+
+TINY_CLIP = {"embed_dim": 32,
+             "vision_cfg": {"image_size": 32, "layers": 1, "width": 64, "patch_size": 8},
+             "text_cfg": {"context_length": 77, "vocab_size": 49408, "width": 32, "heads": 2, "layers": 1}}
+
+
+@pytest.fixture(scope="module")
+def clip(tmp_path_factory):
+    import open_clip
+    from safetensors.torch import save_file
+
+    root = tmp_path_factory.mktemp("clip")
+    (root / "m4v-test-clip.json").write_text(json.dumps(TINY_CLIP))
+    open_clip.add_model_config(root)
+    torch.manual_seed(0)
+    model = open_clip.create_model("m4v-test-clip")
+    weights = root / "tiny.safetensors"
+    save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(weights))
+    return ClipBackbone(parse_backbone(f"clip=m4v-test-clip:{weights}"))
+
+
+def frames(n=5, seed=0):
+    return np.random.default_rng(seed).integers(0, 256, (n, 40, 48, 3)).astype(np.uint8)
+
+
+def test_weights_load_from_the_local_file(clip):
+    assert clip.spec.label == "clip:m4v-test-clip@tiny.safetensors"
+    assert clip.encode_frames(frames(3)).shape == (3, 32)
+
+
+def test_clip_score_matches_the_formula(clip):
+    video = Video(frames(), fps=8, prompt="a red square moves left", source="v.mp4")
+    record = get_evaluator("clip_score", clip=clip).evaluate([video])[0]
+    # Independent computation: model forward on the same preprocessing, cosine, torchmetrics' 100 * max(., 0).
+    with torch.no_grad():
+        img = clip.model.encode_image(clip_preprocess(video.frames, 32))
+        txt = clip.model.encode_text(clip.tokenizer([video.prompt]))
+    expected = (100 * F.cosine_similarity(img, txt)).clamp(min=0).mean().item()
+    assert record.score == pytest.approx(expected, rel=1e-5, abs=1e-4)
+    assert record.backbone == clip.spec.label
+
+
+def test_identical_frames_are_perfectly_consistent(clip):
+    still = np.repeat(frames(1), 6, axis=0)
+    video = Video(still, fps=8, source="still")
+    bg = get_evaluator("background_consistency", clip=clip)
+    records = bg.evaluate([video])
+    assert records[0].score == pytest.approx(1.0, abs=1e-5) and bg.aggregate(records) == pytest.approx(1.0, abs=1e-5)
+    fc = get_evaluator("frame_consistency", clip=clip).evaluate([video])[0]
+    assert fc.score == pytest.approx(1.0, abs=1e-5) and fc.extra["drift_slope"] == pytest.approx(0.0, abs=1e-5)
+
+
+def test_consistency_terms_and_drift_by_hand():
+    e = F.normalize(torch.tensor([[1.0, 0.0], [0.6, 0.8], [0.0, 1.0], [-1.0, 0.0]]), dim=-1)
+    # c_1 = (0.6 + 0.6)/2, c_2 = (0.8 + 0)/2, c_3 = (max(0, 0) + max(0, -1))/2
+    np.testing.assert_allclose(vbench_consistency_terms(e), [0.6, 0.4, 0.0], atol=1e-6)
+    d = drift(e)
+    assert d["cos_first_min"] == pytest.approx(-1.0) and d["drift_slope"] == pytest.approx(-0.8, abs=1e-6)
+
+
+def test_background_aggregate_weights_by_frame_pair(clip):
+    bg = get_evaluator("background_consistency", clip=clip)
+    records = bg.evaluate([Video(frames(2, 1), 8, source="short"), Video(frames(6, 2), 8, source="long")])
+    pairs = [r.extra["cnt_per_video"] for r in records]
+    expected = sum(r.score * n for r, n in zip(records, pairs)) / sum(pairs)
+    assert pairs == [1, 5] and bg.aggregate(records) == pytest.approx(expected)
+
+
+def test_backbone_spec_errors(tmp_path):
+    with pytest.raises(ValueError, match="clip=MODEL:PATH"):
+        parse_backbone("dino=/x")
+    with pytest.raises(FileNotFoundError, match="does not exist"):
+        parse_backbone(f"clip=ViT-B-32:{tmp_path / 'missing.bin'}")
+    assert BackboneSpec("clip", "m", None).label == "clip:m@random-init"

@@ -1,0 +1,188 @@
+"""Evaluators: video IO, VBench temporal_flickering / dynamic_degree / static filter, VBench scoring."""
+
+import math
+
+import numpy as np
+import pytest
+
+from evaluators import Video, VideoReadError, get_evaluator, read_video, write_video
+from evaluators.vbench.dynamic_degree import check_move, dynamic_degree, dynamic_params, sampling_interval
+from evaluators.vbench.scoring import NORMALIZATION, vbench_scores
+from evaluators.vbench.static_filter import is_static
+from evaluators.vbench.temporal_flickering import temporal_flickering_score
+from evaluators.video import middle_frame_indices
+
+
+def textured(height=64, width=64, seed=0):
+    """A smooth random texture (blurred noise) that optical flow can track."""
+    import cv2
+
+    rng = np.random.default_rng(seed)
+    noise = rng.integers(0, 256, (height, width, 3)).astype(np.uint8)
+    return cv2.GaussianBlur(noise, (5, 5), 1.5)
+
+
+def moving_video(n=16, step=3):
+    base = textured()
+    return np.stack([np.roll(base, step * i, axis=1) for i in range(n)])
+
+
+def still_video(n=16):
+    return np.stack([textured()] * n)
+
+
+# ---- temporal flickering ------------------------------------------------------------------------------------
+def test_identical_frames_do_not_flicker():
+    assert temporal_flickering_score(still_video()) == 1.0
+
+
+def test_alternating_frames_give_the_exact_value():
+    frames = np.zeros((6, 8, 8, 3), dtype=np.uint8)
+    frames[1::2] = 51                                        # every pair differs by 51 in every channel
+    # float32 arithmetic as in VBench (np.mean of float32 MAEs), so exact to float32 precision
+    assert temporal_flickering_score(frames) == pytest.approx((255 - 51) / 255, abs=1e-7)
+
+
+def test_single_frame_is_nan_like_vbench():
+    assert math.isnan(temporal_flickering_score(np.zeros((1, 4, 4, 3), dtype=np.uint8)))
+
+
+def test_flickering_evaluator_records():
+    video = Video(still_video(4), fps=8, source="a.mp4")
+    record = get_evaluator("temporal_flickering").evaluate([video])[0]
+    assert (record.video, record.dimension, record.score, record.backbone) == ("a.mp4", "temporal_flickering",
+                                                                             1.0, "none")
+
+
+# ---- dynamic degree -----------------------------------------------------------------------------------------
+def test_still_video_is_not_dynamic_and_moving_video_is():
+    still, _ = dynamic_degree(still_video(), fps=8)
+    moving, scores = dynamic_degree(moving_video(), fps=8)
+    assert still is False and moving is True
+    assert np.median(scores) == pytest.approx(3.0, abs=1.0)  # the 3 px per frame shift
+
+
+def test_thresholds_scale_with_resolution():
+    assert dynamic_params(320, 512, 16) == {"thres": 7.5, "count_num": 4}    # VBench's worked example
+    assert dynamic_params(64, 64, 16) == {"thres": 1.5, "count_num": 4}
+    assert dynamic_params(64, 64, 10)["count_num"] == round(2.5) == 2          # Python's round, as VBench
+
+
+def test_fps_sampling_and_early_stop():
+    assert [sampling_interval(f) for f in (8, 16, 24, 30, 4)] == [1, 2, 3, 4, 1]
+    assert check_move([9, 9, 0, 0], thres=5, count_num=2) is True
+    assert check_move([9, 0, 0, 0], thres=5, count_num=2) is False
+
+
+def test_dynamic_degree_aggregate_is_fraction_dynamic():
+    evaluator = get_evaluator("dynamic_degree")
+    records = evaluator.evaluate([Video(still_video(), 8, source="s"), Video(moving_video(), 8, source="m")])
+    assert [r.score for r in records] == [0.0, 1.0] and evaluator.aggregate(records) == 0.5
+    assert records[0].backbone == "opencv-dis"
+
+
+def test_static_filter():
+    assert is_static(still_video()) is True
+    assert is_static(moving_video()) is False
+
+
+# ---- scoring ------------------------------------------------------------------------------------------------
+def test_normalisation_and_total_by_hand():
+    raw = {d: low for d, (low, high, _, _) in NORMALIZATION.items()}
+    raw["temporal_flickering"] = 1.0           # norm 1
+    raw["dynamic_degree"] = 0.6                # norm 0.6, weight 0.5
+    raw["scene"] = 0.8222 / 2                  # norm 0.5
+    scores = vbench_scores(raw)
+    quality = (1.0 + 0.5 * 0.6) / 6.5
+    semantic = 0.5 / 9
+    assert scores["quality"] == pytest.approx(quality)
+    assert scores["semantic"] == pytest.approx(semantic)
+    assert scores["total"] == pytest.approx((4 * quality + semantic) / 5)
+    assert vbench_scores({d: high for d, (_, high, _, _) in NORMALIZATION.items()})["total"] == pytest.approx(1.0)
+
+
+def test_missing_dimension_is_nan_with_a_warning():
+    raw = {d: 0.9 for d in NORMALIZATION if d != "color"}
+    with pytest.warns(UserWarning, match="color"):
+        scores = vbench_scores(raw)
+    assert math.isnan(scores["color"]) and math.isnan(scores["semantic"]) and math.isnan(scores["total"])
+    assert not math.isnan(scores["quality"])
+
+
+def test_not_clipped_like_vbench():
+    raw = {d: high for d, (_, high, _, _) in NORMALIZATION.items()}
+    raw["subject_consistency"] = 0.1                     # below Min -> negative
+    assert vbench_scores(raw)["subject_consistency"] < 0
+
+
+# ---- video IO -----------------------------------------------------------------------------------------------
+def test_mp4_round_trip_keeps_frames_and_fps(tmp_path):
+    frames = moving_video(n=5)
+    path = write_video(tmp_path / "v.mp4", frames, fps=12)
+    video = read_video(path, prompt="a red square")
+    assert video.frames.shape == frames.shape and video.fps == 12 and video.prompt == "a red square"
+    assert np.abs(video.frames.astype(int) - frames.astype(int)).mean() < 2.0
+
+
+def test_frame_folder(tmp_path):
+    from PIL import Image
+
+    frames = moving_video(n=3)
+    for i, frame in enumerate(frames):
+        Image.fromarray(frame).save(tmp_path / f"{i:03d}.png")
+    video = read_video(tmp_path)
+    assert np.array_equal(video.frames, frames)
+
+
+def test_unreadable_video_names_the_file(tmp_path):
+    bad = tmp_path / "broken.mp4"
+    bad.write_bytes(b"not a video")
+    with pytest.raises(VideoReadError, match="broken.mp4"):
+        read_video(bad)
+
+
+def test_middle_sampling_matches_vbench():
+    assert middle_frame_indices(10, 4) == [0, 3, 5, 8]
+    assert middle_frame_indices(2, 4) == [0, 1, 1, 1]
+
+
+# ---- eval command -------------------------------------------------------------------------------------------
+def test_eval_command_scores_folder_and_survives_a_broken_file(tmp_path, capsys):
+    import json as _json
+
+    import pandas as pd
+
+    from benchmarks import cli
+
+    videos = tmp_path / "videos"
+    write_video(videos / "a still scene-0.mp4", still_video(8), fps=8)
+    write_video(videos / "a moving scene-0.mp4", moving_video(8), fps=8)
+    (videos / "broken-0.mp4").write_bytes(b"junk")
+    suite = tmp_path / "full_info.json"
+    suite.write_text(_json.dumps([{"prompt_en": "a still scene", "dimension": ["temporal_flickering"]},
+                                  {"prompt_en": "a moving scene", "dimension": ["dynamic_degree"]}]))
+    out = tmp_path / "out"
+    assert cli.main(["eval", "--videos", str(videos), "--prompts", str(suite), "--out", str(out)]) == 0
+    per_video = pd.read_csv(out / "per_video.csv")
+    assert set(per_video["dimension"]) == {"temporal_flickering", "dynamic_degree"}
+    failed = per_video[per_video["status"] == "failed"]
+    assert set(failed["video"].map(lambda v: v.split("/")[-1])) == {"broken-0.mp4"}
+    ok = per_video[per_video["status"] == "ok"].assign(name=lambda df: df["video"].str.split("/").str[-1])
+    ok = ok.set_index(["dimension", "name"])
+    assert ok.loc[("dynamic_degree", "a moving scene-0.mp4"), "score"] == 1.0
+    assert ok.loc[("dynamic_degree", "a still scene-0.mp4"), "score"] == 0.0
+    summary = pd.read_csv(out / "summary.csv").set_index("dimension")
+    assert summary.loc["dynamic_degree", "vbench_faithful"] == False  # noqa: E712  (OpenCV flow, not RAFT)
+    assert math.isnan(summary.loc["vbench_total", "score"])              # most dimensions missing -> NaN
+    vbench_json = _json.loads((out / "m4v_eval_results.json").read_text())
+    assert list(vbench_json) == ["temporal_flickering"] and len(vbench_json["temporal_flickering"][1]) == 2
+    captured = capsys.readouterr()
+    assert "broken-0.mp4" in captured.out and "missing dimensions" in captured.err
+
+
+def test_eval_command_rejects_unknown_dimension(tmp_path, capsys):
+    from benchmarks import cli
+
+    (tmp_path / "v").mkdir()
+    assert cli.main(["eval", "--videos", str(tmp_path / "v"), "--dims", "sharpness", "--out", str(tmp_path)]) == 2
+    assert "unknown" in capsys.readouterr().err
