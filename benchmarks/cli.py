@@ -125,6 +125,18 @@ def cmd_eval(args) -> int:
     return 0
 
 
+def cmd_bench_eval(args) -> int:
+    """Frames per second per core of the weight-free evaluators on small synthetic videos."""
+    from benchmarks import eval_bench
+
+    df = eval_bench.bench_eval(args.videos, args.frames, args.size)
+    print(df.to_markdown(index=False, floatfmt=".4g"))
+    slow = df[df["frames_per_s_per_core"] < eval_bench.TARGET_FPS_PER_CORE]
+    print("target met" if slow.empty else f"below {eval_bench.TARGET_FPS_PER_CORE} frames/s/core: "
+          f"{list(slow['evaluator'])}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="m4v-bench", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -148,6 +160,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--backbone", action="append", default=[], help="clip=MODEL:PATH (local weights)")
     p.add_argument("--out", required=True)
     p.set_defaults(func=cmd_eval)
+
+    p = sub.add_parser("bench-eval", help=cmd_bench_eval.__doc__)
+    p.add_argument("--videos", type=int, default=20)
+    p.add_argument("--frames", type=int, default=16)
+    p.add_argument("--size", type=int, default=64)
+    p.set_defaults(func=cmd_bench_eval)
 
     p = sub.add_parser("bench-mixer", help=cmd_bench_mixer.__doc__)
     p.add_argument("--points", nargs="+", default=None,

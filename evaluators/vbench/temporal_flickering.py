@@ -8,12 +8,13 @@ from evaluators.registry import Evaluator, Record, register
 
 
 def temporal_flickering_score(frames: np.ndarray) -> float:
-    """(255 - mean_i MAE(f_i, f_{i+1})) / 255 over all pixels and channels, as VBench's cal_score."""
-    maes = [np.mean(np.abs(frames[i].astype(np.float32) - frames[i + 1].astype(np.float32)))
-            for i in range(len(frames) - 1)]
-    if not maes:
-        return float("nan")  # VBench's np.mean([]) -> nan for a single frame
-    return float((255.0 - np.mean(maes)) / 255.0)
+    """(255 - mean_i MAE(f_i, f_{i+1})) / 255 over all pixels and channels, op for op as VBench's cal_score:
+    float32 MAEs, their float32 mean taken to a Python float, then float64 arithmetic."""
+    if len(frames) < 2:
+        return float("nan")  # VBench: np.mean of no pairs is nan
+    maes = np.array([np.mean(np.abs(frames[i].astype(np.float32) - frames[i + 1].astype(np.float32)))
+                     for i in range(len(frames) - 1)])
+    return (255.0 - np.mean(maes).item()) / 255.0
 
 
 @register
