@@ -36,6 +36,7 @@ def bench_eval(n_videos: int = 20, n_frames: int = 16, size: int = 64) -> pd.Dat
         tasks = {
             "temporal_flickering": get_evaluator("temporal_flickering").evaluate,
             "dynamic_degree": get_evaluator("dynamic_degree").evaluate,
+            "motion_smoothness": get_evaluator("motion_smoothness").evaluate,
             "static_filter": lambda vs: [is_static(v.frames) for v in vs],
         }
         rows = []

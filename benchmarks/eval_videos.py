@@ -18,7 +18,7 @@ from evaluators.registry import Record
 from evaluators.vbench.scoring import NORMALIZATION, vbench_scores
 from evaluators.video import IMAGE_SUFFIXES, VIDEO_SUFFIXES, VideoReadError, read_video
 
-WEIGHT_FREE = ("temporal_flickering", "dynamic_degree")
+WEIGHT_FREE = ("temporal_flickering", "dynamic_degree", "motion_smoothness")
 NEEDS_CLIP = ("clip_score", "background_consistency", "frame_consistency")
 VBENCH_NAMING = re.compile(r"^(?P<prompt>.+)-(?P<index>\d+)$")  # VBench: "<prompt>-<index>.mp4"
 

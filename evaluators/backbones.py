@@ -83,3 +83,13 @@ class ClipBackbone:
     def encode_text(self, prompts: list[str]) -> torch.Tensor:
         tokens = self.tokenizer(prompts).to(self.device)
         return F.normalize(self.model.encode_text(tokens).float(), dim=-1).cpu()
+
+
+class ClipEvaluator:
+    """Mixin for evaluators computed on a ClipBackbone: takes it, records its label as the backbone."""
+
+    needs = ("frames", "clip")
+
+    def __init__(self, clip: ClipBackbone):
+        self.clip = clip
+        self.backbone = clip.spec.label

@@ -2,21 +2,17 @@
 
 from __future__ import annotations
 
-from evaluators.backbones import ClipBackbone
+from evaluators.backbones import ClipEvaluator
 from evaluators.registry import Evaluator, Record, register
 
 
 @register
-class ClipScore(Evaluator):
+class ClipScore(ClipEvaluator, Evaluator):
     """Per video the mean over frames of 100 * max(cos(image, text), 0); aggregate = mean over videos."""
 
     name = "clip_score"
     version = "1"
     needs = ("frames", "prompt", "clip")
-
-    def __init__(self, clip: ClipBackbone):
-        self.clip = clip
-        self.backbone = clip.spec.label
 
     def evaluate_video(self, video) -> Record:
         if not video.prompt:

@@ -6,7 +6,7 @@ import numpy as np
 import torch
 from scipy import stats
 
-from evaluators.backbones import ClipBackbone
+from evaluators.backbones import ClipEvaluator
 from evaluators.registry import Evaluator, Record, register
 
 
@@ -31,16 +31,11 @@ def drift(features: torch.Tensor) -> dict:
 
 
 @register
-class BackgroundConsistency(Evaluator):
+class BackgroundConsistency(ClipEvaluator, Evaluator):
     """VBench background_consistency on CLIP image features; aggregate weighted by frame pair (VBench)."""
 
     name = "background_consistency"
     version = "1"
-    needs = ("frames", "clip")
-
-    def __init__(self, clip: ClipBackbone):
-        self.clip = clip
-        self.backbone = clip.spec.label
 
     def evaluate_video(self, video) -> Record:
         terms = vbench_consistency_terms(self.clip.encode_frames(video.frames))
@@ -54,16 +49,11 @@ class BackgroundConsistency(Evaluator):
 
 
 @register
-class FrameConsistency(Evaluator):
+class FrameConsistency(ClipEvaluator, Evaluator):
     """Per-video mean cosine to the previous frame; extras: minimum, cosine to the first frame, drift slope."""
 
     name = "frame_consistency"
     version = "1"
-    needs = ("frames", "clip")
-
-    def __init__(self, clip: ClipBackbone):
-        self.clip = clip
-        self.backbone = clip.spec.label
 
     def evaluate_video(self, video) -> Record:
         if video.num_frames < 2:

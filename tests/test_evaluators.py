@@ -176,7 +176,7 @@ def test_eval_command_scores_folder_and_survives_a_broken_file(tmp_path, capsys)
     out = tmp_path / "out"
     assert cli.main(["eval", "--videos", str(videos), "--prompts", str(suite), "--out", str(out)]) == 0
     per_video = pd.read_csv(out / "per_video.csv")
-    assert set(per_video["dimension"]) == {"temporal_flickering", "dynamic_degree"}
+    assert set(per_video["dimension"]) == {"temporal_flickering", "dynamic_degree", "motion_smoothness"}
     failed = per_video[per_video["status"] == "failed"]
     assert set(failed["video"].map(lambda v: v.split("/")[-1])) == {"broken-0.mp4"}
     ok = per_video[per_video["status"] == "ok"].assign(name=lambda df: df["video"].str.split("/").str[-1])
@@ -206,3 +206,25 @@ def test_bench_eval_reports_per_core_throughput(capsys):
     assert cli.main(["bench-eval", "--videos", "2", "--frames", "4", "--size", "32"]) == 0
     out = capsys.readouterr().out
     assert "frames_per_s_per_core" in out and "dynamic_degree" in out
+
+
+# ---- motion smoothness --------------------------------------------------------------------------------------
+def test_motion_smoothness_formula_with_a_hand_interpolator():
+    from evaluators.vbench.motion_smoothness import motion_smoothness_score
+
+    frames = np.zeros((5, 4, 4, 3), dtype=np.uint8)
+    frames[1], frames[3] = 30, 90                            # odd frames; even frames are 0
+    # "interpolate" = copy the left neighbour: MAEs are 30 and 90
+    assert motion_smoothness_score(frames, interpolate=lambda a, b: a) == (255 - 60) / 255
+
+
+def test_motion_smoothness_orders_videos_sensibly():
+    from evaluators.vbench.motion_smoothness import motion_smoothness_score
+
+    still = motion_smoothness_score(still_video(9))
+    smooth = motion_smoothness_score(moving_video(9, step=2))
+    rng = np.random.default_rng(0)
+    jumpy = np.stack([np.roll(textured(), int(s), axis=1) for s in rng.integers(0, 40, 9)])
+    assert still == 1.0
+    assert smooth > motion_smoothness_score(jumpy)
+    assert smooth > 0.97

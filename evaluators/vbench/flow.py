@@ -8,11 +8,15 @@ import numpy as np
 BACKBONE = "opencv-dis"  # recorded on every row scored with it; never labelled as RAFT
 
 
-def flow_magnitude(frame1: np.ndarray, frame2: np.ndarray) -> np.ndarray:
-    """|flow| (H, W) from frame1 to frame2, both (H, W, 3) uint8 RGB, at native resolution."""
+def dense_flow(frame1: np.ndarray, frame2: np.ndarray) -> np.ndarray:
+    """Flow (H, W, 2) (dx, dy) from frame1 to frame2, both (H, W, 3) uint8 RGB, at native resolution."""
     g1, g2 = (cv2.cvtColor(f, cv2.COLOR_RGB2GRAY) for f in (frame1, frame2))
-    dis = cv2.DISOpticalFlow_create(cv2.DISOPTICAL_FLOW_PRESET_MEDIUM)
-    flow = dis.calc(g1, g2, None)                                             # (H, W, 2)
+    return cv2.DISOpticalFlow_create(cv2.DISOPTICAL_FLOW_PRESET_MEDIUM).calc(g1, g2, None)
+
+
+def flow_magnitude(frame1: np.ndarray, frame2: np.ndarray) -> np.ndarray:
+    """|flow| (H, W) from frame1 to frame2."""
+    flow = dense_flow(frame1, frame2)
     return np.sqrt(flow[..., 0] ** 2 + flow[..., 1] ** 2)
 
 
