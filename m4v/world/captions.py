@@ -1,0 +1,138 @@
+"""Scene sampling per prompt kind, the caption grammar, and the world's prompt suite (VBench full_info format).
+
+Each kind is the analogue of a VBench dimension: object class, multiple objects, colour, spatial
+relationship, scene (background), dynamic vs static, and appearance style (rendering style).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from m4v.world.scene import BACKGROUNDS, COLORS, SHAPES, STYLES, Scene, WorldObject
+
+KINDS = ("object_class", "multiple_objects", "color", "spatial_relationship", "scene", "dynamic", "static",
+         "style")
+RELATIONS = {"to the left of": (-1, 0), "to the right of": (1, 0), "above": (0, -1), "below": (0, 1)}
+# VBench dimensions each kind's prompts are scored on.
+KIND_DIMENSIONS = {
+    "object_class": ["object_class"], "multiple_objects": ["multiple_objects"], "color": ["color"],
+    "spatial_relationship": ["spatial_relationship"], "scene": ["scene"], "dynamic": ["dynamic_degree"],
+    "static": ["temporal_flickering", "subject_consistency"], "style": ["appearance_style"],
+}
+SPEED = 1.5  # px per frame for moving objects
+
+
+def _pick(rng, options):
+    return options[int(rng.integers(len(options)))]
+
+
+def _object(rng, size, radius=None, color=None, shape=None, margin=12.0) -> WorldObject:
+    r = radius if radius is not None else float(rng.uniform(7, 10))
+    return WorldObject(shape or _pick(rng, SHAPES), color or _pick(rng, list(COLORS)),
+                       float(rng.uniform(margin, size - margin)), float(rng.uniform(margin, size - margin)), r)
+
+
+def sample_scene(kind: str, rng: np.random.Generator, n_frames: int = 16, size: int = 64) -> Scene:
+    """A random scene whose caption of `kind` is true in every frame."""
+    if kind not in KINDS:
+        raise ValueError(f"unknown prompt kind {kind!r}; known: {KINDS}")
+    background = _pick(rng, list(BACKGROUNDS))
+    style = _pick(rng, STYLES) if kind == "style" else "flat"
+    if kind in ("multiple_objects", "spatial_relationship"):
+        return _two_objects(kind, rng, background, n_frames, size)
+    obj = _object(rng, size)
+    if kind == "dynamic":
+        motion = _pick(rng, ["left", "right", "up", "down"])
+        travel = SPEED * (n_frames - 1)
+        lo, hi = obj.radius + 2, size - obj.radius - 2
+        start = {"left": (hi, None), "right": (lo, None), "up": (None, hi), "down": (None, lo)}[motion]
+        x = start[0] if start[0] is not None else obj.x
+        y = start[1] if start[1] is not None else obj.y
+        if travel > hi - lo:
+            raise ValueError(f"{n_frames} frames at {SPEED} px/frame do not fit a {size} px canvas")
+        obj = WorldObject(obj.shape, obj.color, x, y, obj.radius, motion, SPEED)
+    return Scene((obj,), background, style, n_frames, size, size)
+
+
+def _two_objects(kind, rng, background, n_frames, size) -> Scene:
+    first = _object(rng, size, radius=7.0)
+    second_color = _pick(rng, [c for c in COLORS if c != first.color])
+    relation = ""
+    for _ in range(100):
+        second = _object(rng, size, radius=7.0, color=second_color)
+        dx, dy = second.x - first.x, second.y - first.y
+        if np.hypot(dx, dy) < 2 * 7.0 + 8:  # keep them (and their shadows) apart
+            continue
+        if kind == "multiple_objects":
+            break
+        # The first object is `relation` the second along the dominant axis (VBench's |dx| > |dy| rule).
+        if abs(dx) > abs(dy) + 4:
+            relation = "to the left of" if dx > 0 else "to the right of"
+            break
+        if abs(dy) > abs(dx) + 4:
+            relation = "above" if dy > 0 else "below"
+            break
+    else:
+        raise RuntimeError("could not place two objects")
+    return Scene((first, second), background, "flat", n_frames, size, size, relation)
+
+
+def caption(scene: Scene, kind: str) -> str:
+    """The grammar: one sentence per kind."""
+    o = scene.objects[0]
+    thing = f"a {o.color} {o.shape}"
+    if kind == "object_class":
+        return f"a {o.shape}"
+    if kind == "color":
+        return thing
+    if kind == "multiple_objects":
+        o2 = scene.objects[1]
+        return f"{thing} and a {o2.color} {o2.shape}"
+    if kind == "spatial_relationship":
+        o2 = scene.objects[1]
+        return f"{thing} {scene.relation} a {o2.color} {o2.shape}"
+    if kind == "scene":
+        return f"{thing} on a {scene.background} background"
+    if kind == "dynamic":
+        return f"{thing} moves {o.motion} on a {scene.background} background"
+    if kind == "static":
+        return f"{thing} stays still"
+    if kind == "style":
+        return f"{thing}, {scene.style} style"
+    raise ValueError(f"unknown prompt kind {kind!r}")
+
+
+def auxiliary_info(scene: Scene, kind: str) -> dict:
+    """VBench-style auxiliary info for the kind, plus the whole scene under "world" for the oracle."""
+    o = scene.objects[0]
+    info = {"world": scene.to_dict()}
+    if kind == "object_class":
+        info["object_class"] = {"object": o.shape}
+    elif kind == "color":
+        info["color"] = {"color": o.color, "object": o.shape}
+    elif kind == "multiple_objects":
+        info["multiple_objects"] = {"object": f"{o.shape} and {scene.objects[1].shape}"}
+    elif kind == "spatial_relationship":
+        o2 = scene.objects[1]
+        info["spatial_relationship"] = {"spatial_relationship": {
+            "object_a": f"{o.color} {o.shape}", "object_b": f"{o2.color} {o2.shape}", "relationship": scene.relation}}
+    elif kind == "scene":
+        info["scene"] = {"scene": {"scene": scene.background}}
+    elif kind == "style":
+        info["appearance_style"] = {"appearance_style": f"{scene.style} style"}
+    elif kind in ("dynamic", "static"):
+        info["motion"] = {"object": f"{o.color} {o.shape}", "motion": o.motion}
+    return info
+
+
+def prompt_suite(n_per_kind: int = 10, seed: int = 0, n_frames: int = 16, size: int = 64) -> list[dict]:
+    """Entries in VBench's full_info format: prompt_en, dimension, auxiliary_info (+ world kind and seed)."""
+    entries = []
+    for k, kind in enumerate(KINDS):
+        for i in range(n_per_kind):
+            scene_seed = seed * 1_000_003 + k * 10_007 + i
+            scene = sample_scene(kind, np.random.default_rng(scene_seed), n_frames, size)
+            entries.append({"prompt_en": caption(scene, kind), "dimension": KIND_DIMENSIONS[kind],
+                            "auxiliary_info": auxiliary_info(scene, kind), "world_kind": kind,
+                            "world_seed": scene_seed})
+    return entries
