@@ -20,6 +20,8 @@ from evaluators.video import IMAGE_SUFFIXES, VIDEO_SUFFIXES, VideoReadError, rea
 
 WEIGHT_FREE = ("temporal_flickering", "dynamic_degree", "motion_smoothness")
 NEEDS_CLIP = ("clip_score", "background_consistency", "frame_consistency")
+NEEDS_PROMPT_SUITE = ("object_class", "multiple_objects", "color", "spatial_relationship", "scene",
+                      "appearance_style")
 VBENCH_NAMING = re.compile(r"^(?P<prompt>.+)-(?P<index>\d+)$")  # VBench: "<prompt>-<index>.mp4"
 
 
@@ -55,11 +57,12 @@ def prompt_for(path: Path, prompts: dict | None) -> tuple[str, dict]:
     return (name, prompts[name]) if name in prompts else ("", {})
 
 
-def build_evaluators(dims: list[str] | None, backbones: list[str]) -> dict:
+def build_evaluators(dims: list[str] | None, backbones: list[str], with_prompts: bool = False) -> dict:
     specs = [parse_backbone(b) for b in backbones]
     clip = ClipBackbone(specs[0]) if specs else None
     if dims is None:
-        dims = list(WEIGHT_FREE) + (list(NEEDS_CLIP) if clip else [])
+        dims = list(WEIGHT_FREE) + (list(NEEDS_CLIP) if clip else []) + (list(NEEDS_PROMPT_SUITE) if with_prompts
+                                                                          else [])
     unknown = [d for d in dims if d not in EVALUATORS]
     if unknown:
         raise ValueError(f"--dims: unknown {unknown}; available: {sorted(EVALUATORS)}")
@@ -80,7 +83,7 @@ def run_eval(videos_dir, out_dir, prompts_path=None, dims=None, backbones=(), lo
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     prompts = load_prompts(prompts_path)
-    evaluators = build_evaluators(dims, list(backbones))
+    evaluators = build_evaluators(dims, list(backbones), with_prompts=prompts is not None)
     rows = []
     for path in tqdm(discover_videos(Path(videos_dir)), desc="videos", unit="video", file=sys.stderr):
         prompt, entry = prompt_for(path, prompts)
@@ -92,6 +95,8 @@ def run_eval(videos_dir, out_dir, prompts_path=None, dims=None, backbones=(), lo
                      for d, e in evaluators.items()]
             continue
         for dim, evaluator in evaluators.items():
+            if not evaluator.applies(video):
+                continue
             try:
                 rows.append(_row(evaluator.evaluate_video(video), "ok", ""))
             except ValueError as exc:  # e.g. clip_score on a video without a prompt

@@ -27,6 +27,10 @@ class Evaluator:
     needs: tuple = ("frames",)
     backbone: str = "none"
 
+    def applies(self, video) -> bool:
+        """Whether this video is scored on this dimension (e.g. only prompts written for it)."""
+        return True
+
     def evaluate_video(self, video) -> Record:
         raise NotImplementedError
 

@@ -174,7 +174,8 @@ def test_eval_command_scores_folder_and_survives_a_broken_file(tmp_path, capsys)
     suite.write_text(_json.dumps([{"prompt_en": "a still scene", "dimension": ["temporal_flickering"]},
                                   {"prompt_en": "a moving scene", "dimension": ["dynamic_degree"]}]))
     out = tmp_path / "out"
-    assert cli.main(["eval", "--videos", str(videos), "--prompts", str(suite), "--out", str(out)]) == 0
+    dims = "temporal_flickering,dynamic_degree,motion_smoothness"
+    assert cli.main(["eval", "--videos", str(videos), "--prompts", str(suite), "--dims", dims, "--out", str(out)]) == 0
     per_video = pd.read_csv(out / "per_video.csv")
     assert set(per_video["dimension"]) == {"temporal_flickering", "dynamic_degree", "motion_smoothness"}
     failed = per_video[per_video["status"] == "failed"]
@@ -228,3 +229,40 @@ def test_motion_smoothness_orders_videos_sensibly():
     assert still == 1.0
     assert smooth > motion_smoothness_score(jumpy)
     assert smooth > 0.97
+
+
+# ---- world-oracle dimensions --------------------------------------------------------------------------------
+def test_oracle_dimensions_score_ground_truth_renders_perfectly(tmp_path):
+    import json as _json
+
+    import pandas as pd
+
+    from benchmarks import cli
+    from m4v.world import Scene, prompt_suite, render
+
+    suite = prompt_suite(n_per_kind=2, seed=3)
+    videos = tmp_path / "videos"
+    for entry in suite:
+        frames = render(Scene.from_dict(entry["auxiliary_info"]["world"]))
+        write_video(videos / f"{entry['prompt_en']}-0.mkv", frames, fps=8)
+    (tmp_path / "suite.json").write_text(_json.dumps(suite))
+    out = tmp_path / "out"
+    assert cli.main(["eval", "--videos", str(videos), "--prompts", str(tmp_path / "suite.json"),
+                     "--out", str(out)]) == 0
+    summary = pd.read_csv(out / "summary.csv").set_index("dimension")
+    for dim in ("object_class", "multiple_objects", "color", "spatial_relationship", "scene", "appearance_style"):
+        assert summary.loc[dim, "score"] == 1.0, dim
+        assert summary.loc[dim, "backbone"] == "world-oracle" and not summary.loc[dim, "vbench_faithful"]
+        assert summary.loc[dim, "n_videos"] == 2                    # only the prompts written for it
+    assert summary.loc["dynamic_degree", "n_videos"] == len(suite)
+
+
+def test_oracle_dimensions_notice_wrong_content():
+    from evaluators.world_oracle import Color, ObjectClass
+    from m4v.world import Scene, WorldObject, render
+
+    wrong = render(Scene((WorldObject("circle", "blue", 32, 32, 9),), n_frames=16))
+    video = Video(wrong, 8, source="w", aux={"auxiliary_info": {"color": {"color": "red", "object": "circle"},
+                                                                   "object_class": {"object": "square"}}})
+    assert Color().evaluate_video(video).score == 0.0
+    assert ObjectClass().evaluate_video(video).score == 0.0
