@@ -13,7 +13,7 @@ from tqdm import tqdm
 
 from benchmarks.provenance import provenance
 from evaluators import EVALUATORS, get_evaluator
-from evaluators.backbones import ClipBackbone, parse_backbone
+from evaluators.backbones import ClipBackbone, DinoBackbone, parse_backbone
 from evaluators.registry import Record
 from evaluators.vbench.scoring import NORMALIZATION, vbench_scores
 from evaluators.video import IMAGE_SUFFIXES, VIDEO_SUFFIXES, VideoReadError, read_video
@@ -58,24 +58,34 @@ def prompt_for(path: Path, prompts: dict | None) -> tuple[str, dict]:
 
 
 def build_evaluators(dims: list[str] | None, backbones: list[str], with_prompts: bool = False) -> dict:
-    specs = [parse_backbone(b) for b in backbones]
-    clip = ClipBackbone(specs[0]) if specs else None
+    specs = {spec.kind: spec for spec in map(parse_backbone, backbones)}
+    clip = ClipBackbone(specs["clip"]) if "clip" in specs else None
+    dino = DinoBackbone(specs["dino"]) if "dino" in specs else None
     if dims is None:
-        dims = list(WEIGHT_FREE) + (list(NEEDS_CLIP) if clip else []) + (list(NEEDS_PROMPT_SUITE) if with_prompts
-                                                                          else [])
+        dims = (list(WEIGHT_FREE) + (list(NEEDS_CLIP) if clip else []) + (["subject_consistency"] if dino else [])
+                + (list(NEEDS_PROMPT_SUITE) if with_prompts else []))
     unknown = [d for d in dims if d not in EVALUATORS]
     if unknown:
         raise ValueError(f"--dims: unknown {unknown}; available: {sorted(EVALUATORS)}")
     missing_clip = [d for d in dims if d in NEEDS_CLIP and clip is None]
     if missing_clip:
         raise ValueError(f"--dims {missing_clip} need a CLIP backbone: --backbone clip=MODEL:PATH")
-    return {d: get_evaluator(d, clip=clip) if d in NEEDS_CLIP else get_evaluator(d) for d in dims}
+    if "subject_consistency" in dims and dino is None:
+        raise ValueError("--dims subject_consistency needs a DINO backbone: --backbone dino=TIMM_MODEL:PATH")
+
+    def make(d):
+        if d in NEEDS_CLIP:
+            return get_evaluator(d, clip=clip)
+        return get_evaluator(d, dino=dino) if d == "subject_consistency" else get_evaluator(d)
+
+    return {d: make(d) for d in dims}
 
 
 def vbench_faithful(dimension: str, backbone: str) -> bool:
     """True where our computation is VBench's own: weight-free, or VBench's backbone architecture."""
     return (dimension == "temporal_flickering"
-            or (dimension == "background_consistency" and backbone.startswith("clip:ViT-B-32@")))
+            or (dimension == "background_consistency" and backbone.startswith("clip:ViT-B-32@"))
+            or (dimension == "subject_consistency" and backbone.startswith("dino:vit_base_patch16_224.dino@")))
 
 
 def run_eval(videos_dir, out_dir, prompts_path=None, dims=None, backbones=(), log=print) -> pd.DataFrame:

@@ -1,8 +1,9 @@
 """Feature backbones loaded from local paths only (no hub): open_clip CLIP models.
 
-A backbone spec on the command line is `clip=MODEL_NAME:WEIGHTS_PATH` (an open_clip architecture name and a
-local checkpoint file, e.g. `clip=ViT-B-32:/models/vit_b_32.safetensors`). Architectures can be added with
-`open_clip.add_model_config`.
+A backbone spec on the command line is `KIND=MODEL_NAME:WEIGHTS_PATH` with a local checkpoint file:
+  clip=ViT-B-32:/models/vit_b_32.safetensors        an open_clip architecture (add more with add_model_config)
+  dino=vit_base_patch16_224.dino:/models/dino.pth   a timm ViT whose CLS feature VBench's subject
+                                                    consistency uses (DINO ViT-B/16)
 """
 
 from __future__ import annotations
@@ -14,7 +15,9 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-# VBench's clip_transform constants (vbench/utils.py).
+BACKBONE_KINDS = ("clip", "dino")
+# VBench's clip_transform and dino_transform constants (vbench/utils.py).
+IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
 CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
 CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
 
@@ -34,11 +37,9 @@ class BackboneSpec:
 def parse_backbone(spec: str) -> BackboneSpec:
     """'clip=ViT-B-32:/path/w.safetensors' -> BackboneSpec; the path must exist."""
     kind, sep, rest = spec.partition("=")
-    if not sep or kind not in ("clip",):
-        raise ValueError(f"--backbone {spec!r}: expected clip=MODEL:PATH")
     model, _, weights = rest.partition(":")
-    if not model or not weights:
-        raise ValueError(f"--backbone {spec!r}: expected clip=MODEL:PATH")
+    if not sep or kind not in BACKBONE_KINDS or not model or not weights:
+        raise ValueError(f"--backbone {spec!r}: expected KIND=MODEL:PATH with KIND in {BACKBONE_KINDS}")
     if not Path(weights).is_file():
         raise FileNotFoundError(f"--backbone {spec!r}: {weights} does not exist (weights load from local files only)")
     return BackboneSpec(kind, model, weights)
@@ -93,3 +94,38 @@ class ClipEvaluator:
     def __init__(self, clip: ClipBackbone):
         self.clip = clip
         self.backbone = clip.spec.label
+
+
+def dino_preprocess(frame: np.ndarray, size: int = 224) -> torch.Tensor:
+    """VBench dino_transform on one frame: shorter side -> size (bilinear, antialias off), no crop, normalise."""
+    x = torch.from_numpy(np.ascontiguousarray(frame)).permute(2, 0, 1)[None].float()   # (1, 3, H, W)
+    h, w = x.shape[-2:]
+    scale = size / min(h, w)
+    x = F.interpolate(x, size=(round(h * scale), round(w * scale)), mode="bilinear", align_corners=False,
+                      antialias=False) / 255.0
+    mean, std = torch.tensor(IMAGENET_MEAN)[:, None, None], torch.tensor(IMAGENET_STD)[:, None, None]
+    return (x - mean) / std
+
+
+class DinoBackbone:
+    """A timm ViT (dynamic image size, CLS token features) loaded from a local file; frames one at a time,
+    as VBench feeds DINO."""
+
+    def __init__(self, spec: BackboneSpec, device: str = "cpu"):
+        import timm
+
+        self.spec, self.device = spec, device
+        self.model = timm.create_model(spec.model, pretrained=True, num_classes=0, dynamic_img_size=True,
+                                       pretrained_cfg_overlay={"file": spec.weights}).to(device).eval()
+
+    @torch.no_grad()
+    def encode_frames(self, frames: np.ndarray) -> torch.Tensor:
+        """(T, H, W, 3) uint8 -> (T, E) unit vectors."""
+        ph, pw = self.model.patch_embed.patch_size
+        feats = []
+        for frame in frames:
+            x = dino_preprocess(frame)
+            # DINO's stride-16 patch conv drops the remainder rows / columns; timm asserts instead, so crop.
+            x = x[..., : x.shape[-2] // ph * ph, : x.shape[-1] // pw * pw]
+            feats.append(self.model(x.to(self.device)))
+        return F.normalize(torch.cat(feats).float(), dim=-1).cpu()

@@ -30,15 +30,16 @@ def drift(features: torch.Tensor) -> dict:
             "cos_first_mean": float(first.mean()), "cos_first_min": float(first.min()), "drift_slope": float(slope)}
 
 
-@register
-class BackgroundConsistency(ClipEvaluator, Evaluator):
-    """VBench background_consistency on CLIP image features; aggregate weighted by frame pair (VBench)."""
+class _VBenchConsistency(Evaluator):
+    """Per video mean c_i; aggregate weighted by frame pair (VBench's single-process aggregate)."""
 
-    name = "background_consistency"
     version = "1"
 
+    def features(self, frames) -> torch.Tensor:
+        raise NotImplementedError
+
     def evaluate_video(self, video) -> Record:
-        terms = vbench_consistency_terms(self.clip.encode_frames(video.frames))
+        terms = vbench_consistency_terms(self.features(video.frames))
         score = float(terms.sum() / len(terms)) if len(terms) else float("nan")
         return Record(video.source, self.name, score, self.backbone, video.num_frames,
                       {"video_sim": float(terms.sum()), "cnt_per_video": len(terms)})
@@ -46,6 +47,31 @@ class BackgroundConsistency(ClipEvaluator, Evaluator):
     def aggregate(self, records) -> float:
         pairs = sum(r.extra["cnt_per_video"] for r in records)
         return sum(r.extra["video_sim"] for r in records) / pairs if pairs else float("nan")
+
+
+@register
+class BackgroundConsistency(ClipEvaluator, _VBenchConsistency):
+    """VBench background_consistency: CLIP image features of all frames."""
+
+    name = "background_consistency"
+
+    def features(self, frames) -> torch.Tensor:
+        return self.clip.encode_frames(frames)
+
+
+@register
+class SubjectConsistency(_VBenchConsistency):
+    """VBench subject_consistency: DINO CLS features of all frames (any timm ViT from a local file)."""
+
+    name = "subject_consistency"
+    needs = ("frames", "dino")
+
+    def __init__(self, dino):
+        self.dino = dino
+        self.backbone = dino.spec.label
+
+    def features(self, frames) -> torch.Tensor:
+        return self.dino.encode_frames(frames)
 
 
 @register

@@ -79,8 +79,31 @@ def test_background_aggregate_weights_by_frame_pair(clip):
 
 
 def test_backbone_spec_errors(tmp_path):
-    with pytest.raises(ValueError, match="clip=MODEL:PATH"):
+    with pytest.raises(ValueError, match="KIND=MODEL:PATH"):
         parse_backbone("dino=/x")
     with pytest.raises(FileNotFoundError, match="does not exist"):
         parse_backbone(f"clip=ViT-B-32:{tmp_path / 'missing.bin'}")
     assert BackboneSpec("clip", "m", None).label == "clip:m@random-init"
+
+
+def test_subject_consistency_with_a_local_timm_vit(tmp_path):
+    import timm
+    from safetensors.torch import save_file
+
+    from evaluators.backbones import DinoBackbone
+
+    torch.manual_seed(0)
+    vit = timm.create_model("vit_tiny_patch16_224", num_classes=0)
+    weights = tmp_path / "vit.safetensors"
+    save_file({k: v.contiguous() for k, v in vit.state_dict().items()}, str(weights))
+    dino = DinoBackbone(parse_backbone(f"dino=vit_tiny_patch16_224:{weights}"))
+    with torch.no_grad():  # the loaded weights are the saved ones: same features as the original model
+        ref = vit(torch.zeros(1, 3, 224, 224))
+        assert torch.allclose(dino.model(torch.zeros(1, 3, 224, 224)), ref, atol=1e-5)
+    still = np.repeat(frames(1), 4, axis=0)
+    evaluator = get_evaluator("subject_consistency", dino=dino)
+    record = evaluator.evaluate([Video(still, 8, source="s")])[0]
+    assert record.score == pytest.approx(1.0, abs=1e-5) and record.extra["cnt_per_video"] == 3
+    assert record.backbone == "dino:vit_tiny_patch16_224@vit.safetensors"
+    # A non-square frame keeps its aspect ratio (dino_transform: shorter side to 224, no crop).
+    assert dino.encode_frames(frames(2)).shape == (2, 192)
