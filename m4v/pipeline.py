@@ -48,6 +48,8 @@ class GenerationConfig:
 class GenerationStats:
     forwards: int = 0                         # transformer calls (a CFG pair counts as one batched call)
     sequence_sizes: list = field(default_factory=list)  # per call: [(h, w)] of every frame in the sequence
+    sequence_levels: list = field(default_factory=list)  # per call: pyramid level of every frame
+    batch: int = 0                            # batch of each call (2x the prompts with CFG)
 
 
 @torch.no_grad()
@@ -80,6 +82,8 @@ def generate_latents(model, text: TextCondition, config: GenerationConfig,
                 velocity = _guided_velocity(model, history + [x], levels + [stage], text, null, float(t), guidance)
                 stats.forwards += 1
                 stats.sequence_sizes.append([tuple(f.shape[-2:]) for f in history + [x]])
+                stats.sequence_levels.append(levels + [stage])
+                stats.batch = batch * (1 if guidance == 1.0 else 2)
                 x = schedule.euler_step(x, velocity, ratios[i].item(), ratios[i + 1].item())
         generated.append(pyramid_latents(x, n_stages))
     return torch.stack([levels[-1] for levels in generated], dim=2), stats

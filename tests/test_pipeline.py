@@ -49,3 +49,20 @@ def test_generation_is_deterministic_and_guidance_matters():
                                                           video_steps=(1, 1, 1), guidance_scale=1.0,
                                                           video_guidance_scale=1.0))
     assert not torch.allclose(a, c)
+
+
+def test_generation_compute_is_counted_by_both_counters_and_scored():
+    import numpy as np
+
+    from benchmarks.generation import run_generation
+    from evaluators import Video, get_evaluator
+
+    model = tiny_model()
+    config = GenerationConfig(latent_frames=2, first_frame_steps=(1, 1, 1), video_steps=(1, 1, 1))
+    latents, compute = run_generation(model, text_condition(model.cfg), config)
+    assert compute["forwards"] == 6 and compute["flops"] > 0
+    assert compute["flops_fvcore"] == compute["flops"]
+    video = Video(np.zeros((2, 8, 8, 3), dtype=np.uint8), 8, source="gen", aux={"generation": compute})
+    record = get_evaluator("compute").evaluate([video])[0]
+    assert record.score == compute["flops"] / 1e12 and record.extra["seconds"] > 0
+    assert not get_evaluator("compute").applies(Video(np.zeros((1, 8, 8, 3), dtype=np.uint8), 8))

@@ -1,0 +1,32 @@
+"""Compute that produced a video: FLOPs of its generation (two counters), seconds, peak memory.
+
+Reads video.aux["generation"] written by the runner (benchmarks/generation.py); external videos have none
+and are not scored on this dimension.
+"""
+
+from __future__ import annotations
+
+from evaluators.registry import Evaluator, Record, register
+
+REL_TOLERANCE = 0.01  # fvcore and FlopCounterMode must agree within 1%
+
+
+@register
+class Compute(Evaluator):
+    """Score = generation TFLOPs; extras: fvcore TFLOPs, seconds, seconds per latent frame, peak MB."""
+
+    name = "compute"
+    version = "1"
+    needs = ("generation stats",)
+    backbone = "flop-counters"
+
+    def applies(self, video) -> bool:
+        return "generation" in (video.aux or {})
+
+    def evaluate_video(self, video) -> Record:
+        g = video.aux["generation"]
+        if abs(g["flops_fvcore"] - g["flops"]) > REL_TOLERANCE * g["flops"]:
+            raise ValueError(f"{video.source}: FLOP counters disagree ({g['flops']} vs fvcore {g['flops_fvcore']})")
+        return Record(video.source, self.name, g["flops"] / 1e12, self.backbone, video.num_frames,
+                      {"tflops_fvcore": g["flops_fvcore"] / 1e12, "seconds": g["seconds"],
+                       "seconds_per_frame": g["seconds_per_frame"], "peak_mb": g["peak_mb"]})
