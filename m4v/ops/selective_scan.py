@@ -114,7 +114,7 @@ _scan_op.register_autograd(_backward, setup_context=_setup_context)
 
 
 # ----------------------------------------------------------------------------------------------------------
-# CPU glue: elementwise parts in torch (vectorised), the recurrence in numba (m4v/ops/cpu_scan.py).
+# CPU glue: the fused numba forward; the backward kernel plus its elementwise parts in torch (cpu_scan.py).
 # ----------------------------------------------------------------------------------------------------------
 def _kernel_dtype(u: Tensor) -> torch.dtype:
     return torch.float64 if u.dtype == torch.float64 else torch.float32

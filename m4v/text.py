@@ -1,0 +1,78 @@
+"""Text conditioning through transformers: T5 sequence features + pooled CLIP text features, from local dirs.
+
+Paper size uses T5-XXL (4096-d, 128 tokens, right-padded with a mask) and CLIP-L's pooled output (768-d),
+as PyramidFlow. The loading code is the real transformers one (`from_pretrained(..., local_files_only=True)`);
+`build_tiny_text_encoders` makes small ones with a word-level tokenizer (tokenizers) for CPU work and tests.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+
+from m4v.pipeline import TextCondition
+
+T5_SUBDIR, CLIP_SUBDIR = "t5", "clip_text"
+SPECIAL_TOKENS = ["<pad>", "</s>", "<unk>"]
+
+
+class TextEncoders:
+    """T5EncoderModel (sequence) + CLIPTextModel (pooled), each with its tokenizer, frozen, eval mode."""
+
+    def __init__(self, t5, t5_tokenizer, clip, clip_tokenizer, max_length: int = 128):
+        self.t5, self.t5_tokenizer = t5.eval().requires_grad_(False), t5_tokenizer
+        self.clip, self.clip_tokenizer = clip.eval().requires_grad_(False), clip_tokenizer
+        self.max_length = max_length
+
+    @classmethod
+    def from_dir(cls, directory, max_length: int = 128) -> TextEncoders:
+        """Load from DIR/t5 and DIR/clip_text (save_pretrained layouts); never touches a hub."""
+        from transformers import AutoTokenizer, CLIPTextModel, T5EncoderModel
+
+        directory = Path(directory)
+        for sub in (T5_SUBDIR, CLIP_SUBDIR):
+            if not (directory / sub / "config.json").is_file():
+                raise FileNotFoundError(f"--text-encoder {directory}: missing {sub}/config.json")
+        t5 = T5EncoderModel.from_pretrained(directory / T5_SUBDIR, local_files_only=True)
+        t5_tok = AutoTokenizer.from_pretrained(directory / T5_SUBDIR, local_files_only=True)
+        clip = CLIPTextModel.from_pretrained(directory / CLIP_SUBDIR, local_files_only=True)
+        clip_tok = AutoTokenizer.from_pretrained(directory / CLIP_SUBDIR, local_files_only=True)
+        return cls(t5, t5_tok, clip, clip_tok, max_length)
+
+    @torch.no_grad()
+    def encode(self, prompts: list[str]) -> TextCondition:
+        """(B, max_length, d_t5) features right-padded with a mask, and (B, d_clip) pooled features."""
+        t5_in = self.t5_tokenizer(prompts, padding="max_length", max_length=self.max_length, truncation=True,
+                                  return_tensors="pt")
+        tokens = self.t5(input_ids=t5_in.input_ids, attention_mask=t5_in.attention_mask).last_hidden_state
+        clip_in = self.clip_tokenizer(prompts, padding="max_length", truncation=True, return_tensors="pt",
+                                      max_length=self.clip.config.max_position_embeddings)
+        pooled = self.clip(input_ids=clip_in.input_ids, attention_mask=clip_in.attention_mask).pooler_output
+        return TextCondition(tokens, t5_in.attention_mask.bool(), pooled)
+
+
+def build_tiny_text_encoders(directory, words, t5_dim: int = 32, clip_dim: int = 16, max_length: int = 8,
+                             seed: int = 0) -> Path:
+    """Word-level tokenizer over `words`, a 2-layer T5 encoder and a 2-layer CLIP text model; saved to dir."""
+    from tokenizers import Tokenizer, models, pre_tokenizers, processors
+    from transformers import CLIPTextConfig, CLIPTextModel, PreTrainedTokenizerFast, T5Config, T5EncoderModel
+
+    directory = Path(directory)
+    vocab = {tok: i for i, tok in enumerate(SPECIAL_TOKENS + sorted(set(words)))}
+    core = Tokenizer(models.WordLevel(vocab, unk_token="<unk>"))
+    core.pre_tokenizer = pre_tokenizers.Whitespace()
+    # End every prompt with </s>, as T5 does; CLIP's pooled output is read at that token.
+    core.post_processor = processors.TemplateProcessing(single="$A </s>", special_tokens=[("</s>", vocab["</s>"])])
+    tokenizer = PreTrainedTokenizerFast(tokenizer_object=core, pad_token="<pad>", eos_token="</s>",
+                                        unk_token="<unk>", model_max_length=max_length)
+    torch.manual_seed(seed)
+    t5 = T5EncoderModel(T5Config(vocab_size=len(vocab), d_model=t5_dim, d_kv=8, d_ff=2 * t5_dim, num_layers=2,
+                                 num_heads=4, pad_token_id=0, eos_token_id=1, decoder_start_token_id=0))
+    clip = CLIPTextModel(CLIPTextConfig(vocab_size=len(vocab), hidden_size=clip_dim, intermediate_size=2 * clip_dim,
+                                        num_hidden_layers=2, num_attention_heads=2, max_position_embeddings=max_length,
+                                        pad_token_id=0, bos_token_id=1, eos_token_id=1))
+    for sub, model in ((T5_SUBDIR, t5), (CLIP_SUBDIR, clip)):
+        model.save_pretrained(directory / sub)
+        tokenizer.save_pretrained(directory / sub)
+    return directory
