@@ -21,7 +21,7 @@ def test_encode_shapes_and_right_padding(encoders):
     cond = enc.encode(["a red square moves left on a grey background", "a blue circle"])
     assert cond.tokens.shape == (2, 12, 32) and cond.pooled.shape == (2, 16)
     # word-level: one token per word plus </s>, then right padding
-    assert cond.mask.sum(1).tolist() == [10 + 1, 3 + 1]
+    assert cond.mask.sum(1).tolist() == [9 + 1, 3 + 1]  # "a red square moves left on a grey background"
     assert torch.equal(cond.mask[1], cond.mask[1].sort(descending=True).values)  # real tokens first
 
 
