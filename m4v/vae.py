@@ -1,0 +1,171 @@
+"""Causal 3D video VAE (PyramidFlow's CausalVideoVAE shape, spec §1.1): 8x space, 8x time, first frame alone.
+
+Causal convolutions pad time only on the past side (with the first frame repeated), so latent frame j sees
+pixel frames <= 8j, and T pixel frames = 1 + 8 (T_latent - 1). Latent normalisation (PyramidFlow-miniFLUX's
+constants) lives here too.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+from torch import Tensor
+
+# Latent normalisation (anchor-codebases.md §1.9): first frame with image statistics, the rest with video ones.
+IMAGE_SHIFT, IMAGE_SCALE = -0.04, 1 / 1.8726
+VIDEO_SHIFT, VIDEO_SCALE = -0.2343, 1 / 3.0986
+
+
+@dataclass(frozen=True)
+class VAEConfig:
+    """Block widths and which blocks halve space / time (3 of each: 8x)."""
+
+    channels: tuple = (128, 256, 512, 512)
+    down_space: tuple = (True, True, True, False)
+    down_time: tuple = (True, True, True, False)
+    encoder_layers: int = 2
+    decoder_layers: int = 3
+    latent_channels: int = 16
+    norm_groups: int = 32
+
+    @classmethod
+    def paper(cls) -> VAEConfig:
+        return cls()
+
+    @classmethod
+    def tiny(cls) -> VAEConfig:
+        return cls(channels=(16, 16, 32, 32), encoder_layers=1, decoder_layers=1, latent_channels=4, norm_groups=4)
+
+
+class CausalConv3d(nn.Module):
+    """Conv3d padded (k_t - 1) frames in the past (first frame repeated) and symmetrically in space."""
+
+    def __init__(self, c_in: int, c_out: int, kernel: int = 3, stride: tuple = (1, 1, 1)):
+        super().__init__()
+        self.time_pad, self.space_pad = kernel - 1, kernel // 2
+        self.conv = nn.Conv3d(c_in, c_out, kernel, stride=stride)
+
+    def forward(self, x: Tensor) -> Tensor:                                     # (B, C, T, H, W)
+        x = torch.cat([x[:, :, :1].expand(-1, -1, self.time_pad, -1, -1), x], dim=2)
+        x = F.pad(x, (self.space_pad,) * 4)
+        return self.conv(x)
+
+
+class FrameGroupNorm(nn.GroupNorm):
+    """GroupNorm with statistics per frame: plain GroupNorm would pool over time and let the future leak in."""
+
+    def forward(self, x: Tensor) -> Tensor:                                     # (B, C, T, H, W)
+        B, C, T, H, W = x.shape
+        y = super().forward(x.transpose(1, 2).reshape(B * T, C, H, W))
+        return y.reshape(B, T, C, H, W).transpose(1, 2)
+
+
+class ResBlock3d(nn.Module):
+    """GroupNorm -> SiLU -> causal conv, twice, with a 1x1x1 shortcut when widths differ."""
+
+    def __init__(self, c_in: int, c_out: int, groups: int):
+        super().__init__()
+        self.norm1, self.conv1 = FrameGroupNorm(groups, c_in), CausalConv3d(c_in, c_out)
+        self.norm2, self.conv2 = FrameGroupNorm(groups, c_out), CausalConv3d(c_out, c_out)
+        self.shortcut = nn.Conv3d(c_in, c_out, 1) if c_in != c_out else nn.Identity()
+
+    def forward(self, x: Tensor) -> Tensor:
+        h = self.conv1(F.silu(self.norm1(x)))
+        return self.shortcut(x) + self.conv2(F.silu(self.norm2(h)))
+
+
+class FrameAttention(nn.Module):
+    """Self-attention over the positions of each frame (the mid block's attention; causal in time)."""
+
+    def __init__(self, channels: int, groups: int):
+        super().__init__()
+        self.norm, self.qkv, self.out = FrameGroupNorm(groups, channels), nn.Linear(channels, 3 * channels), nn.Linear(
+            channels, channels)
+
+    def forward(self, x: Tensor) -> Tensor:
+        B, C, T, H, W = x.shape
+        h = self.norm(x).permute(0, 2, 3, 4, 1).reshape(B * T, H * W, C)         # (B T, H W, C)
+        q, k, v = self.qkv(h).chunk(3, dim=-1)
+        out = self.out(F.scaled_dot_product_attention(q[:, None], k[:, None], v[:, None])[:, 0])
+        return x + out.reshape(B, T, H, W, C).permute(0, 4, 1, 2, 3)
+
+
+class Downsample(nn.Module):
+    """Halve space and/or time with a strided causal conv; with time, frame 0 stays alone (T = 1 + 2k -> 1 + k)."""
+
+    def __init__(self, channels: int, space: bool, time: bool):
+        super().__init__()
+        self.conv = CausalConv3d(channels, channels, stride=(2 if time else 1, 2 if space else 1, 2 if space else 1))
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.conv(x)
+
+
+class Upsample(nn.Module):
+    """Double space (nearest) and/or time (every frame but the first repeated), then a causal conv."""
+
+    def __init__(self, channels: int, space: bool, time: bool):
+        super().__init__()
+        self.space, self.time = space, time
+        self.conv = CausalConv3d(channels, channels)
+
+    def forward(self, x: Tensor) -> Tensor:
+        if self.time and x.shape[2] > 1:
+            x = torch.cat([x[:, :, :1], x[:, :, 1:].repeat_interleave(2, dim=2)], dim=2)
+        if self.space:
+            x = F.interpolate(x, scale_factor=(1, 2, 2), mode="nearest")
+        return self.conv(x)
+
+
+class CausalVideoVAE(nn.Module):
+    """encode: (B, 3, 1 + 8k, H, W) in [-1, 1] -> mean, logvar (B, C, 1 + k, H/8, W/8); decode: the inverse."""
+
+    def __init__(self, cfg: VAEConfig):
+        super().__init__()
+        self.cfg = cfg
+        ch, g = cfg.channels, cfg.norm_groups
+        enc = [CausalConv3d(3, ch[0])]
+        for i, c in enumerate(ch):
+            c_in = ch[max(i - 1, 0)]
+            enc += [ResBlock3d(c_in if j == 0 else c, c, g) for j in range(cfg.encoder_layers)]
+            if cfg.down_space[i] or cfg.down_time[i]:
+                enc.append(Downsample(c, cfg.down_space[i], cfg.down_time[i]))
+        enc += [ResBlock3d(ch[-1], ch[-1], g), FrameAttention(ch[-1], g), ResBlock3d(ch[-1], ch[-1], g),
+                FrameGroupNorm(g, ch[-1]), nn.SiLU(), CausalConv3d(ch[-1], 2 * cfg.latent_channels)]
+        self.encoder = nn.Sequential(*enc)
+        dec = [CausalConv3d(cfg.latent_channels, ch[-1]), ResBlock3d(ch[-1], ch[-1], g), FrameAttention(ch[-1], g),
+               ResBlock3d(ch[-1], ch[-1], g)]
+        for i in reversed(range(len(ch))):
+            c_in = ch[min(i + 1, len(ch) - 1)]
+            dec += [ResBlock3d(c_in if j == 0 else ch[i], ch[i], g) for j in range(cfg.decoder_layers)]
+            if cfg.down_space[i] or cfg.down_time[i]:
+                dec.append(Upsample(ch[i], cfg.down_space[i], cfg.down_time[i]))
+        dec += [FrameGroupNorm(g, ch[0]), nn.SiLU(), CausalConv3d(ch[0], 3)]
+        self.decoder = nn.Sequential(*dec)
+
+    def encode(self, video: Tensor) -> tuple[Tensor, Tensor]:
+        if (video.shape[2] - 1) % 8 or video.shape[-1] % 8 or video.shape[-2] % 8:
+            raise ValueError(f"VAE.encode: need (B, 3, 1 + 8k, H, W) with H, W divisible by 8, got {tuple(video.shape)}")
+        mean, logvar = self.encoder(video).chunk(2, dim=1)
+        return mean, logvar.clamp(-30, 20)
+
+    def decode(self, latent: Tensor) -> Tensor:
+        return self.decoder(latent)
+
+    def forward(self, video: Tensor, sample: bool = True) -> tuple[Tensor, Tensor, Tensor]:
+        """-> reconstruction, mean, logvar (reparameterised sample when `sample`)."""
+        mean, logvar = self.encode(video)
+        z = mean + torch.randn_like(mean) * torch.exp(0.5 * logvar) if sample else mean
+        return self.decode(z), mean, logvar
+
+
+def normalize_latent(z: Tensor) -> Tensor:
+    """(B, C, T, h, w): frame 0 with the image statistics, the rest with the video statistics."""
+    return torch.cat([(z[:, :, :1] - IMAGE_SHIFT) * IMAGE_SCALE, (z[:, :, 1:] - VIDEO_SHIFT) * VIDEO_SCALE], dim=2)
+
+
+def denormalize_latent(z: Tensor) -> Tensor:
+    return torch.cat([z[:, :, :1] / IMAGE_SCALE + IMAGE_SHIFT, z[:, :, 1:] / VIDEO_SCALE + VIDEO_SHIFT], dim=2)
