@@ -82,8 +82,8 @@ class FrameAttention(nn.Module):
 
     def __init__(self, channels: int, groups: int):
         super().__init__()
-        self.norm, self.qkv, self.out = FrameGroupNorm(groups, channels), nn.Linear(channels, 3 * channels), nn.Linear(
-            channels, channels)
+        self.norm = FrameGroupNorm(groups, channels)
+        self.qkv, self.out = nn.Linear(channels, 3 * channels), nn.Linear(channels, channels)
 
     def forward(self, x: Tensor) -> Tensor:
         B, C, T, H, W = x.shape
@@ -148,7 +148,8 @@ class CausalVideoVAE(nn.Module):
 
     def encode(self, video: Tensor) -> tuple[Tensor, Tensor]:
         if (video.shape[2] - 1) % 8 or video.shape[-1] % 8 or video.shape[-2] % 8:
-            raise ValueError(f"VAE.encode: need (B, 3, 1 + 8k, H, W) with H, W divisible by 8, got {tuple(video.shape)}")
+            raise ValueError(f"VAE.encode: need (B, 3, 1 + 8k, H, W) with H, W divisible by 8, "
+                             f"got {tuple(video.shape)}")
         mean, logvar = self.encoder(video).chunk(2, dim=1)
         return mean, logvar.clamp(-30, 20)
 
