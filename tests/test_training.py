@@ -13,7 +13,8 @@ def batch(cfg, b=2, frames=3, seed=0):
     g = torch.Generator().manual_seed(seed)
     latents = torch.randn(b, cfg.latent_channels, frames, 16, 24, generator=g)
     text = TextCondition(torch.randn(b, cfg.text_len, cfg.text_dim, generator=g),
-                         torch.ones(b, cfg.text_len, dtype=torch.bool), torch.randn(b, cfg.pooled_text_dim, generator=g))
+                         torch.ones(b, cfg.text_len, dtype=torch.bool),
+                         torch.randn(b, cfg.pooled_text_dim, generator=g))
     return latents, text
 
 
