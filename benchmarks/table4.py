@@ -125,6 +125,10 @@ def write_flops_curve(df: pd.DataFrame, out_dir: Path) -> Path:
 
     out_dir.mkdir(parents=True, exist_ok=True)
     df.to_csv(out_dir / "flops_curve.csv", index=False)
+    payload = {"provenance": provenance({"frames": list(CURVE_FRAMES), "resolutions": CURVE_RESOLUTIONS,
+                                         "config": M4VConfig.paper().to_dict()}),
+               "rows": df.to_dict(orient="records")}
+    (out_dir / "flops_curve.json").write_text(json.dumps(payload, indent=2) + "\n")
     fig, ax = plt.subplots(figsize=(6, 4))
     colors = dict(zip(sorted(df["resolution"].unique()), ("tab:blue", "tab:red", "tab:green")))
     for (res, variant), part in df.groupby(["resolution", "variant"]):
