@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import math
-from dataclasses import asdict, dataclass, fields, replace
+from dataclasses import asdict, dataclass, fields
 
 MIXERS = ("attention", "mamba", "m4v", "parallel")
 
@@ -98,9 +98,6 @@ class M4VConfig:
         base = dict(hidden_size=64, num_heads=4, num_dual_layers=2, num_single_layers=4, latent_channels=4,
                     text_dim=32, text_len=8, pooled_text_dim=16, rope_axes=(4, 6, 6), d_state=8)
         return cls(**{**base, **overrides})
-
-    def with_mixer(self, mixer: str) -> M4VConfig:
-        return replace(self, mixer=mixer)
 
     # ---- serialisation -------------------------------------------------------------------------------------
     def to_dict(self) -> dict:
