@@ -13,6 +13,7 @@ from tqdm import tqdm
 
 from benchmarks.provenance import provenance
 from evaluators import EVALUATORS, get_evaluator
+from evaluators.aesthetic import load_linear_head
 from evaluators.backbones import ClipBackbone, DinoBackbone, parse_backbone
 from evaluators.registry import Record
 from evaluators.vbench.scoring import NORMALIZATION, vbench_scores
@@ -61,8 +62,11 @@ def build_evaluators(dims: list[str] | None, backbones: list[str], with_prompts:
     specs = {spec.kind: spec for spec in map(parse_backbone, backbones)}
     clip = ClipBackbone(specs["clip"]) if "clip" in specs else None
     dino = DinoBackbone(specs["dino"]) if "dino" in specs else None
+    head = load_linear_head(specs["aesthetic"].weights, clip.model.visual.output_dim) if (
+        "aesthetic" in specs and clip) else None
     if dims is None:
         dims = (list(WEIGHT_FREE) + (list(NEEDS_CLIP) if clip else []) + (["subject_consistency"] if dino else [])
+                + (["aesthetic_quality"] if head is not None else [])
                 + (list(NEEDS_PROMPT_SUITE) if with_prompts else []))
     unknown = [d for d in dims if d not in EVALUATORS]
     if unknown:
@@ -72,10 +76,14 @@ def build_evaluators(dims: list[str] | None, backbones: list[str], with_prompts:
         raise ValueError(f"--dims {missing_clip} need a CLIP backbone: --backbone clip=MODEL:PATH")
     if "subject_consistency" in dims and dino is None:
         raise ValueError("--dims subject_consistency needs a DINO backbone: --backbone dino=TIMM_MODEL:PATH")
+    if "aesthetic_quality" in dims and head is None:
+        raise ValueError("--dims aesthetic_quality needs --backbone clip=MODEL:PATH and aesthetic=linear:PATH")
 
     def make(d):
         if d in NEEDS_CLIP:
             return get_evaluator(d, clip=clip)
+        if d == "aesthetic_quality":
+            return get_evaluator(d, clip=clip, head=head)
         return get_evaluator(d, dino=dino) if d == "subject_consistency" else get_evaluator(d)
 
     return {d: make(d) for d in dims}
@@ -85,7 +93,8 @@ def vbench_faithful(dimension: str, backbone: str) -> bool:
     """True where our computation is VBench's own: weight-free, or VBench's backbone architecture."""
     return (dimension == "temporal_flickering"
             or (dimension == "background_consistency" and backbone.startswith("clip:ViT-B-32@"))
-            or (dimension == "subject_consistency" and backbone.startswith("dino:vit_base_patch16_224.dino@")))
+            or (dimension == "subject_consistency" and backbone.startswith("dino:vit_base_patch16_224.dino@"))
+            or (dimension == "aesthetic_quality" and backbone.startswith("clip:ViT-L-14@")))
 
 
 def run_eval(videos_dir, out_dir, prompts_path=None, dims=None, backbones=(), log=print) -> pd.DataFrame:

@@ -4,6 +4,7 @@ A backbone spec on the command line is `KIND=MODEL_NAME:WEIGHTS_PATH` with a loc
   clip=ViT-B-32:/models/vit_b_32.safetensors        an open_clip architecture (add more with add_model_config)
   dino=vit_base_patch16_224.dino:/models/dino.pth   a timm ViT whose CLS feature VBench's subject
                                                     consistency uses (DINO ViT-B/16)
+  aesthetic=linear:/models/sa_0_4_vit_l_14_linear.pth  LAION's aesthetic head on the CLIP embedding
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-BACKBONE_KINDS = ("clip", "dino")
+BACKBONE_KINDS = ("clip", "dino", "aesthetic")
 # VBench's clip_transform and dino_transform constants (vbench/utils.py).
 IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
 CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)

@@ -107,3 +107,37 @@ def test_subject_consistency_with_a_local_timm_vit(tmp_path):
     assert record.backbone == "dino:vit_tiny_patch16_224@vit.safetensors"
     # A non-square frame keeps its aspect ratio (dino_transform: shorter side to 224, no crop).
     assert dino.encode_frames(frames(2)).shape == (2, 192)
+
+
+def test_aesthetic_quality_is_the_head_over_ten(clip, tmp_path):
+    from safetensors.torch import save_file
+
+    from evaluators.aesthetic import load_linear_head
+
+    torch.manual_seed(1)
+    head = torch.nn.Linear(32, 1)
+    path = tmp_path / "head.safetensors"
+    save_file({"layers.0.weight": head.weight.detach(), "layers.0.bias": head.bias.detach()}, str(path))
+    loaded = load_linear_head(path, 32)
+    video = Video(frames(3), fps=8, source="a")
+    record = get_evaluator("aesthetic_quality", clip=clip, head=loaded).evaluate([video])[0]
+    with torch.no_grad():
+        expected = (head(clip.encode_frames(video.frames)) / 10).mean().item()
+    assert record.score == pytest.approx(expected, rel=1e-6)
+    torch.save({"weight": torch.zeros(1, 8)}, tmp_path / "bad.pth")
+    with pytest.raises(ValueError, match="bad.pth"):
+        load_linear_head(tmp_path / "bad.pth", 32)
+
+
+def test_eval_picks_the_dimensions_its_backbones_allow(clip, tmp_path):
+    from safetensors.torch import save_file
+
+    from benchmarks.eval_videos import build_evaluators
+
+    head = tmp_path / "head.safetensors"
+    save_file({"weight": torch.zeros(1, 32), "bias": torch.zeros(1)}, str(head))
+    backbones = [f"clip={clip.spec.model}:{clip.spec.weights}", f"aesthetic=linear:{head}"]
+    evaluators = build_evaluators(None, backbones)
+    assert {"clip_score", "background_consistency", "frame_consistency", "aesthetic_quality"} <= set(evaluators)
+    with pytest.raises(ValueError, match="aesthetic=linear"):
+        build_evaluators(["aesthetic_quality"], backbones[:1])

@@ -1,0 +1,50 @@
+"""VBench aesthetic_quality: a linear head on L2-normalised CLIP image embeddings, score / 10 per frame.
+
+VBench uses OpenAI CLIP ViT-L/14 and LAION's `sa_0_4_vit_l_14_linear.pth`; both load from local files here
+(`--backbone clip=ViT-L-14:PATH --backbone aesthetic=linear:HEAD_PATH`).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+
+from evaluators.backbones import ClipEvaluator
+from evaluators.registry import Evaluator, Record, register
+
+
+def load_linear_head(path, in_features: int) -> torch.nn.Linear:
+    """A Linear(in_features, 1) from a safetensors file or a torch state dict (weights_only)."""
+    path = Path(path)
+    if path.suffix == ".safetensors":
+        from safetensors.torch import load_file
+
+        state = load_file(str(path))
+    else:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    state = {k.split(".")[-1]: v for k, v in state.items()}  # LAION's file may prefix the keys
+    head = torch.nn.Linear(in_features, 1)
+    try:
+        head.load_state_dict({"weight": state["weight"], "bias": state["bias"]})
+    except (KeyError, RuntimeError) as exc:
+        raise ValueError(f"{path}: not a Linear({in_features}, 1) head ({exc})") from exc
+    return head.eval()
+
+
+@register
+class AestheticQuality(ClipEvaluator, Evaluator):
+    """Per video the mean over frames of head(e) / 10; aggregate = mean over videos (VBench)."""
+
+    name = "aesthetic_quality"
+    version = "1"
+
+    def __init__(self, clip, head: torch.nn.Linear):
+        super().__init__(clip)
+        self.head = head
+
+    @torch.no_grad()
+    def evaluate_video(self, video) -> Record:
+        per_frame = (self.head(self.clip.encode_frames(video.frames)).squeeze(-1) / 10).tolist()
+        return Record(video.source, self.name, float(sum(per_frame) / len(per_frame)), self.backbone,
+                      video.num_frames, {"per_frame": per_frame})
