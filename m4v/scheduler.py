@@ -42,7 +42,7 @@ class PyramidSchedule:
             end = float(self.global_sigmas[end_index]) if end_index < n else 0.0
             self.original_start_sigmas.append(start)
             if k > 0:
-                alpha, _ = self.renoise_coefficients(k, _start=start)
+                alpha, _ = self.renoise_coefficients(k)
                 start = 1 - alpha * (1 - start)  # the renoised upsampled end of stage k-1 keeps alpha of its data
             self.start_sigmas.append(start)
             self.end_sigmas.append(end)
@@ -58,9 +58,9 @@ class PyramidSchedule:
     def n_stages(self) -> int:
         return len(self.stage_range) - 1
 
-    def renoise_coefficients(self, stage: int, _start: float | None = None) -> tuple[float, float]:
+    def renoise_coefficients(self, stage: int) -> tuple[float, float]:
         """(alpha, beta) of x <- alpha * up(x) + beta * block_noise when entering `stage` (> 0)."""
-        signal = 1 - (self.original_start_sigmas[stage] if _start is None else _start)
+        signal = 1 - self.original_start_sigmas[stage]
         alpha = 1 / (math.sqrt(1 + 1 / self.gamma) * (1 - signal) + signal)
         return alpha, alpha * (1 - signal) / math.sqrt(self.gamma)
 
