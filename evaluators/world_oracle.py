@@ -32,14 +32,21 @@ class WorldOracleEvaluator(Evaluator):
     def applies(self, video) -> bool:
         return self.info(video) is not None
 
+    def required_info(self, video) -> dict:
+        info = self.info(video)
+        if info is None:
+            raise ValueError(f"{video.source}: {self.name} needs auxiliary_info['{self.name}'] from a prompt suite")
+        return info
+
+    def sampled_frames(self, video):
+        return video.frames[middle_frame_indices(video.num_frames, N_FRAMES)]
+
     def frame_score(self, reading, info) -> float:
         raise NotImplementedError
 
     def evaluate_video(self, video) -> Record:
-        info = self.info(video)
-        if info is None:
-            raise ValueError(f"{video.source}: {self.name} needs auxiliary_info['{self.name}'] from a prompt suite")
-        frames = video.frames[middle_frame_indices(video.num_frames, N_FRAMES)]
+        info = self.required_info(video)
+        frames = self.sampled_frames(video)
         scores = [self.frame_score(read_frame(f), info) for f in frames]
         return Record(video.source, self.name, float(np.mean(scores)), self.backbone, len(frames),
                       {"frame_results": scores, "success_frame_count": float(np.sum(scores)),
@@ -83,10 +90,8 @@ class Color(WorldOracleEvaluator):
     name = "color"
 
     def evaluate_video(self, video) -> Record:
-        info = self.info(video)
-        if info is None:
-            raise ValueError(f"{video.source}: color needs auxiliary_info['color'] from a prompt suite")
-        frames = video.frames[middle_frame_indices(video.num_frames, N_FRAMES)]
+        info = self.required_info(video)
+        frames = self.sampled_frames(video)
         found = colored = 0
         for frame in frames:
             hits = [o for o in read_frame(frame).objects if o.shape == info["object"]]
