@@ -137,6 +137,26 @@ def cmd_bench_eval(args) -> int:
     return 0
 
 
+def cmd_train(args) -> int:
+    """Train a tiny model (VAE, text encoder, CLIP, reward model, m4v-tiny, dit-tiny, reward tuning); resumable."""
+    import torch
+
+    from benchmarks.train import train
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    options = {k: v for k, v in (("batch", args.batch), ("lr", args.lr)) if v is not None}
+    try:
+        record = train(args.model, args.out, args.steps, args.seed, args.weights, args.checkpoint_every,
+                       progress=not args.quiet, **options)
+    except (ValueError, FileNotFoundError) as exc:
+        print(f"m4v-bench train: {exc}", file=sys.stderr)
+        return 2
+    print(f"trained {record['model']} for {record['steps']} steps in {record['train_seconds']} s: "
+          f"{record['final_metrics']} -> {args.out}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="m4v-bench", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -175,6 +195,21 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
     p.add_argument("--out", help="directory for bench_mixer.csv / .json")
     p.set_defaults(func=cmd_bench_mixer)
+
+    from m4v.recipes import RECIPES
+
+    p = sub.add_parser("train", help=cmd_train.__doc__)
+    p.add_argument("--model", required=True, choices=list(RECIPES))
+    p.add_argument("--steps", type=int, help="optimisation steps (default: the recipe's)")
+    p.add_argument("--out", required=True, help="run directory: weights, loss.csv, training.json, state.pt")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--batch", type=int, help="batch size (default: the recipe's)")
+    p.add_argument("--lr", type=float, help="learning rate (default: the recipe's)")
+    p.add_argument("--weights", help="where the models it builds on live (default: the shipped m4v/weights/)")
+    p.add_argument("--checkpoint-every", type=int, default=200)
+    p.add_argument("--threads", type=int, help="torch CPU threads")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(func=cmd_train)
 
     p = sub.add_parser("bench-scan", help=cmd_bench_scan.__doc__)
     p.add_argument("--sizes", nargs="+", default=["small", "paper"], choices=["small", "paper"])

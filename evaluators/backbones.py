@@ -2,6 +2,7 @@
 
 A backbone spec on the command line is `KIND=MODEL_NAME:WEIGHTS_PATH` with a local checkpoint file:
   clip=ViT-B-32:/models/vit_b_32.safetensors        an open_clip architecture (add more with add_model_config)
+  clip=m4v-tiny-clip:m4v/weights/clip-tiny/open_clip_model.safetensors   the CLIP trained on the world
   dino=vit_base_patch16_224.dino:/models/dino.pth   a timm ViT whose CLS feature VBench's subject
                                                     consistency uses (DINO ViT-B/16)
   aesthetic=linear:/models/sa_0_4_vit_l_14_linear.pth  LAION's aesthetic head on the CLIP embedding
@@ -66,6 +67,10 @@ class ClipBackbone:
         import open_clip
 
         self.spec, self.device, self.batch_size = spec, device, batch_size
+        if spec.model == "m4v-tiny-clip":   # the world-trained CLIP (m4v/tiny_clip.py): not a built-in config
+            from m4v.tiny_clip import register_tiny_clip
+
+            register_tiny_clip()
         self.model, _, _ = open_clip.create_model_and_transforms(spec.model, pretrained=spec.weights, device=device)
         self.model.eval()
         self.tokenizer = open_clip.get_tokenizer(spec.model)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import torch
@@ -10,11 +9,10 @@ import torch.nn as nn
 from torch import Tensor
 
 from m4v.blocks import DualStreamBlock, SingleStreamBlock, build_stage_layout
+from m4v.checkpoint import load_weights, save_weights
 from m4v.config import M4VConfig
 from m4v.layers import AdaLNModulation, ConditionEmbedding, layer_norm, modulate
 from m4v.mamba import MambaMixer
-
-WEIGHTS_NAME, CONFIG_NAME = "model.safetensors", "config.json"
 
 
 def patchify(latent: Tensor, p: int) -> Tensor:
@@ -104,26 +102,14 @@ class M4VTransformer(nn.Module):
 
     # ---- save / load ---------------------------------------------------------------------------------------
     def save_pretrained(self, directory) -> Path:
-        """safetensors weights + config JSON."""
-        from safetensors.torch import save_file
-
-        directory = Path(directory)
-        directory.mkdir(parents=True, exist_ok=True)
-        save_file({k: v.contiguous() for k, v in self.state_dict().items()}, str(directory / WEIGHTS_NAME))
-        (directory / CONFIG_NAME).write_text(self.cfg.to_json() + "\n")
-        return directory
+        """safetensors weights + config JSON (m4v/checkpoint.py)."""
+        return save_weights(self, self.cfg.to_dict(), directory)
 
     @classmethod
     def from_pretrained(cls, directory, device: str = "cpu") -> M4VTransformer:
-        from safetensors.torch import load_file
-
-        directory = Path(directory)
-        for name in (CONFIG_NAME, WEIGHTS_NAME):
-            if not (directory / name).is_file():
-                raise FileNotFoundError(f"{directory / name}: missing (expected a save_pretrained directory)")
-        cfg = M4VConfig.from_dict(json.loads((directory / CONFIG_NAME).read_text()))
-        model = cls(cfg)
-        model.load_state_dict(load_file(str(directory / WEIGHTS_NAME), device=device), strict=True)
+        config, state = load_weights(directory, device)
+        model = cls(M4VConfig.from_dict(config))
+        model.load_state_dict(state, strict=True)
         return model.to(device)
 
 

@@ -7,12 +7,15 @@ constants) lives here too.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
+from pathlib import Path
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 from torch import Tensor
+
+from m4v.checkpoint import load_weights, save_weights
 
 # Latent normalisation (anchor-codebases.md §1.9): first frame with image statistics, the rest with video ones.
 IMAGE_SHIFT, IMAGE_SCALE = -0.04, 1 / 1.8726
@@ -30,6 +33,12 @@ class VAEConfig:
     decoder_layers: int = 3
     latent_channels: int = 16
     norm_groups: int = 32
+    # Latent normalisation: first frame with image statistics, the rest with video ones (PyramidFlow's values;
+    # a tiny VAE trained here stores its own, measured on world videos at the end of training).
+    image_shift: float = IMAGE_SHIFT
+    image_scale: float = IMAGE_SCALE
+    video_shift: float = VIDEO_SHIFT
+    video_scale: float = VIDEO_SCALE
 
     @classmethod
     def paper(cls) -> VAEConfig:
@@ -156,6 +165,25 @@ class CausalVideoVAE(nn.Module):
     def decode(self, latent: Tensor) -> Tensor:
         return self.decoder(latent)
 
+    def encode_normalized(self, video: Tensor) -> Tensor:
+        """(B, 3, 1 + 8k, H, W) in [-1, 1] -> normalised latent mean, what the denoiser is trained on."""
+        return normalize_latent(self.encode(video)[0], self.cfg)
+
+    def decode_normalized(self, latent: Tensor) -> Tensor:
+        """Inverse of encode_normalized (up to the VAE's reconstruction error)."""
+        return self.decode(denormalize_latent(latent, self.cfg))
+
+    def save_pretrained(self, directory) -> Path:
+        return save_weights(self, asdict(self.cfg), directory)
+
+    @classmethod
+    def from_pretrained(cls, directory, device: str = "cpu") -> CausalVideoVAE:
+        config, state = load_weights(directory, device)
+        cfg = VAEConfig(**{k: tuple(v) if isinstance(v, list) else v for k, v in config.items()})
+        model = cls(cfg)
+        model.load_state_dict(state, strict=True)
+        return model.to(device).eval()
+
     def forward(self, video: Tensor, sample: bool = True) -> tuple[Tensor, Tensor, Tensor]:
         """-> reconstruction, mean, logvar (reparameterised sample when `sample`)."""
         mean, logvar = self.encode(video)
@@ -163,10 +191,14 @@ class CausalVideoVAE(nn.Module):
         return self.decode(z), mean, logvar
 
 
-def normalize_latent(z: Tensor) -> Tensor:
+def normalize_latent(z: Tensor, cfg: VAEConfig | None = None) -> Tensor:
     """(B, C, T, h, w): frame 0 with the image statistics, the rest with the video statistics."""
-    return torch.cat([(z[:, :, :1] - IMAGE_SHIFT) * IMAGE_SCALE, (z[:, :, 1:] - VIDEO_SHIFT) * VIDEO_SCALE], dim=2)
+    c = cfg or VAEConfig()
+    return torch.cat([(z[:, :, :1] - c.image_shift) * c.image_scale, (z[:, :, 1:] - c.video_shift) * c.video_scale],
+                     dim=2)
 
 
-def denormalize_latent(z: Tensor) -> Tensor:
-    return torch.cat([z[:, :, :1] / IMAGE_SCALE + IMAGE_SHIFT, z[:, :, 1:] / VIDEO_SCALE + VIDEO_SHIFT], dim=2)
+def denormalize_latent(z: Tensor, cfg: VAEConfig | None = None) -> Tensor:
+    c = cfg or VAEConfig()
+    return torch.cat([z[:, :, :1] / c.image_scale + c.image_shift, z[:, :, 1:] / c.video_scale + c.video_shift],
+                     dim=2)

@@ -96,6 +96,14 @@ def _fast_softplus_overload(x):
     return impl
 
 
+def match_torch_threads() -> None:
+    """Run numba's parallel loops on as many threads as torch uses: more would spin-wait between calls
+    (OpenMP / workqueue pools) and steal the cores torch's own ops run on, slowing small models tenfold."""
+    import torch
+
+    numba.set_num_threads(max(1, min(torch.get_num_threads(), numba.config.NUMBA_NUM_THREADS)))
+
+
 @numba.njit(**_JIT)
 def scan_forward_fused(u, delta, bias, softplus, A, Bm, Cm, Dskip, z, has_z, out, last_state):
     """The whole forward in one pass per channel: dt = [softplus](delta + bias), the scan, + D u, * SiLU(z).

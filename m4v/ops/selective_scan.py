@@ -148,6 +148,7 @@ def _fused_forward(u, delta, A, B, C, D, z, delta_bias, delta_softplus):
     zeros = uk.new_zeros(dim)
     out = torch.empty_like(uk)
     last = uk.new_empty(u.shape[0], dim, A.shape[1])
+    cpu_scan.match_torch_threads()
     cpu_scan.scan_forward_fused(
         _np(uk), _np(delta.to(kd).contiguous()),
         _np(delta_bias.to(kd).contiguous() if delta_bias is not None else zeros), bool(delta_softplus),
@@ -191,6 +192,7 @@ def _cpu_backward(u, delta, A, B, C, D, z, delta_bias, delta_softplus, grad_out)
     dA_part = uk.new_empty(batch, dim, A.shape[1])
     dB_part = uk.new_zeros((n_chunks, *Bk.shape))
     dC_part = uk.new_zeros((n_chunks, *Ck.shape))
+    cpu_scan.match_torch_threads()
     cpu_scan.scan_backward(_np(uk), _np(dt), _np(Ak), _np(Bk), _np(Ck), _np(gy), n_chunks, _np(du), _np(ddt),
                            _np(dA_part), _np(dB_part), _np(dC_part))
     if D is not None:

@@ -1,0 +1,85 @@
+"""`m4v-bench train`: the training loop shared by every recipe (m4v/recipes/).
+
+Resumable: OUT/state.pt holds the step, the models and the optimiser (loaded with weights_only=True); a rerun
+with the same command continues where it stopped. Every step's metrics go to OUT/loss.csv; OUT/training.json
+records the exact command, seed, steps, config, git commit and library versions next to the final weights.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import shlex
+import sys
+import time
+from pathlib import Path
+
+import torch
+from tqdm import tqdm
+
+from benchmarks.provenance import provenance
+from m4v.recipes import get_recipe
+
+STATE_FILE, LOG_FILE, RECORD_FILE = "state.pt", "loss.csv", "training.json"
+
+
+def train(name: str, out, steps: int | None = None, seed: int = 0, weights_root=None, checkpoint_every: int = 200,
+          command: str | None = None, progress: bool = True, **options) -> dict:
+    """Train `name` into OUT; returns the training record."""
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    recipe = get_recipe(name)(name, seed=seed, weights_root=weights_root, **options)
+    steps = recipe.default_steps if steps is None else steps
+    recipe.total_steps, recipe.out = steps, out
+    start, seconds = 0, 0.0
+    state_path = out / STATE_FILE
+    if state_path.exists():
+        state = torch.load(state_path, weights_only=True)
+        if state["name"] != name or state["seed"] != seed:
+            raise ValueError(f"{state_path}: a run of {state['name']} seed {state['seed']} is stored there; "
+                             f"use another --out or delete it")
+        recipe.load_state_dict(state["recipe"])
+        start, seconds = int(state["step"]), float(state["seconds"])
+    log_path = out / LOG_FILE
+    if start == 0 and log_path.exists():
+        log_path.unlink()
+    last: dict = {}
+    writer_file = open(log_path, "a", newline="", buffering=1)  # line-buffered: the log survives a kill
+    try:
+        writer = None
+        bar = tqdm(range(start, steps), desc=f"train {name}", initial=start, total=steps, disable=not progress)
+        t0 = time.perf_counter()
+        for i in bar:
+            last = {k: float(v) for k, v in recipe.step(i).items()}
+            if writer is None:
+                writer = csv.DictWriter(writer_file, fieldnames=["step", *last, "seconds"])
+                if writer_file.tell() == 0:
+                    writer.writeheader()
+            elapsed = seconds + time.perf_counter() - t0
+            writer.writerow({"step": i + 1, **last, "seconds": round(elapsed, 3)})
+            bar.set_postfix({k: f"{v:.4g}" for k, v in last.items()})
+            if (i + 1) % checkpoint_every == 0 or i + 1 == steps:
+                writer_file.flush()
+                _save_state(state_path, name, seed, i + 1, elapsed, recipe)
+        seconds += time.perf_counter() - t0
+    finally:
+        writer_file.close()
+    recipe.save(out)
+    record = {"model": name, "steps": steps, "seed": seed,
+              "command": command or "m4v-bench " + shlex.join(sys.argv[1:]),
+              "train_seconds": round(seconds, 1), "final_metrics": last or _last_logged(log_path),
+              **provenance(config=recipe.config(), seeds=[seed])}
+    (out / RECORD_FILE).write_text(json.dumps(record, indent=2))
+    return record
+
+
+def _save_state(path: Path, name: str, seed: int, step: int, seconds: float, recipe) -> None:
+    tmp = path.with_suffix(".tmp")
+    torch.save({"name": name, "seed": seed, "step": step, "seconds": seconds, "recipe": recipe.state_dict()}, tmp)
+    tmp.replace(path)  # atomic: an interrupted save never destroys the previous checkpoint
+
+
+def _last_logged(log_path: Path) -> dict:
+    with open(log_path) as f:
+        rows = list(csv.DictReader(f))
+    return {k: float(v) for k, v in rows[-1].items() if k not in ("step", "seconds")} if rows else {}

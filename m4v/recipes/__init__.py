@@ -1,0 +1,93 @@
+"""Training recipes for the shipped tiny models, one module per model, found by name in `RECIPES`.
+
+A recipe owns its models, optimiser and data; `benchmarks/train.py` owns the loop (resume, CSV log, progress,
+provenance). Batch i of a run depends on (seed, i) only, so a resumed run equals an uninterrupted one.
+"""
+
+from __future__ import annotations
+
+import importlib
+from pathlib import Path
+
+import torch
+
+WEIGHTS_DIR = Path(__file__).resolve().parent.parent / "weights"
+
+# name -> module defining `Recipe`; imported lazily so `m4v-bench train --help` stays fast.
+RECIPES = {
+    "vae-tiny": "m4v.recipes.vae",
+    "text-tiny": "m4v.recipes.text",
+    "clip-tiny": "m4v.recipes.clip",
+    "reward-tiny": "m4v.recipes.reward",
+    "m4v-tiny": "m4v.recipes.denoiser",
+    "dit-tiny": "m4v.recipes.denoiser",
+    "m4v-tiny-reward": "m4v.recipes.reward_tuning",
+}
+
+
+def get_recipe(name: str):
+    """The recipe class for `name` (a key of RECIPES)."""
+    if name not in RECIPES:
+        raise ValueError(f"--model: unknown model {name!r}; known: {', '.join(RECIPES)}")
+    return importlib.import_module(RECIPES[name]).Recipe
+
+
+def weights_path(name: str, root=None) -> Path:
+    """Directory of a trained model: ROOT/name, ROOT defaulting to the shipped m4v/weights/."""
+    path = Path(root or WEIGHTS_DIR) / name
+    if not path.is_dir():
+        raise FileNotFoundError(f"no trained weights for {name!r} at {path}; "
+                                f"train them with `m4v-bench train --model {name} --out {path}`")
+    return path
+
+
+def step_generator(seed: int, step: int) -> torch.Generator:
+    """The torch generator of optimisation step `step` (independent of how the run was resumed)."""
+    return torch.Generator().manual_seed(seed * 1_000_003 + step)
+
+
+class BaseRecipe:
+    """What the loop needs: `modules` (checkpointed), `optimizer`, `step(i) -> metrics`, `save(out)`."""
+
+    name = ""
+    default_steps = 1000
+
+    def __init__(self, name: str, seed: int = 0, weights_root=None, **options):
+        self.name, self.seed, self.weights_root, self.options = name, seed, weights_root, options
+        self.modules: dict[str, torch.nn.Module] = {}
+        self.optimizer: torch.optim.Optimizer | None = None
+
+    total_steps = 0  # set by the loop before the first step (LR schedules depend on it)
+    out: Path = Path(".")  # the run directory, set by the loop (caches live there)
+
+    def step(self, i: int) -> dict:
+        raise NotImplementedError
+
+    def set_lr(self, i: int, warmup: int = 50, floor: float = 0.1) -> None:
+        """Linear warm-up then cosine decay to `floor` x the base LR over total_steps."""
+        import math
+
+        total = max(self.total_steps, 1)
+        scale = min(1.0, (i + 1) / warmup) * (floor + (1 - floor) * 0.5 * (1 + math.cos(math.pi * min(i / total, 1))))
+        for group in self.optimizer.param_groups:
+            group["lr"] = self.options["lr"] * scale
+
+    def save(self, out: Path) -> None:
+        raise NotImplementedError
+
+    def config(self) -> dict:
+        """What determines the run besides steps and seed (written to training.json)."""
+        return dict(self.options)
+
+    # ---- resumable state -----------------------------------------------------------------------------------
+    def state_dict(self) -> dict:
+        state = {f"module.{k}": m.state_dict() for k, m in self.modules.items()}
+        if self.optimizer is not None:
+            state["optimizer"] = self.optimizer.state_dict()
+        return state
+
+    def load_state_dict(self, state: dict) -> None:
+        for k, m in self.modules.items():
+            m.load_state_dict(state[f"module.{k}"])
+        if self.optimizer is not None:
+            self.optimizer.load_state_dict(state["optimizer"])

@@ -1,0 +1,127 @@
+"""m4v-tiny / dit-tiny: pyramidal flow-matching training of the tiny transformer on world videos.
+
+Both use the same data, steps, seed and schedule; only the single-stream mixer differs (MM-DiM + temporal
+branch vs attention). Videos go through the frozen vae-tiny (normalised latent means) and captions through
+the frozen text-tiny encoders; 10% of captions are dropped to the null condition so CFG works at sampling.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+
+import torch
+from tqdm import tqdm
+
+from m4v.config import M4VConfig
+from m4v.pipeline import TextCondition
+from m4v.recipes import BaseRecipe, step_generator, weights_path
+from m4v.recipes.text import TEXT_LEN
+from m4v.scheduler import PyramidSchedule
+from m4v.text import TextEncoders
+from m4v.training import flow_matching_loss
+from m4v.transformer import build_model
+from m4v.vae import CausalVideoVAE
+from m4v.world.dataset import world_batch
+
+MIXER = {"m4v-tiny": "m4v", "dit-tiny": "attention"}
+CFG_DROP = 0.1   # caption dropout for classifier-free guidance
+DATASET_SEED = 20_000  # world clips of the denoisers' dataset: disjoint from the VAE's batches
+
+
+def tiny_config(name: str) -> M4VConfig:
+    """The shipped tiny architectures: M4VConfig.tiny() with the world's caption length."""
+    return M4VConfig.tiny(mixer=MIXER[name], text_len=TEXT_LEN)
+
+
+def drop_captions(text: TextCondition, generator: torch.Generator, p: float = CFG_DROP) -> TextCondition:
+    """Replace a random p of the batch by the null condition (what CFG's unconditional branch sees)."""
+    null = TextCondition.null_like(text)
+    drop = torch.rand(len(text.tokens), generator=generator) < p
+    pick = lambda a, b: torch.where(drop.view(-1, *[1] * (a.dim() - 1)), b, a)  # noqa: E731
+    return TextCondition(pick(text.tokens, null.tokens), pick(text.mask, null.mask), pick(text.pooled, null.pooled))
+
+
+class FrozenWorldEncoders:
+    """vae-tiny + text-tiny, frozen: world videos -> (normalised latents, text condition)."""
+
+    def __init__(self, weights_root=None):
+        self.vae_dir = weights_path("vae-tiny", weights_root)
+        self.text_dir = weights_path("text-tiny", weights_root)
+        self.vae = CausalVideoVAE.from_pretrained(self.vae_dir).requires_grad_(False)
+        self.text = TextEncoders.from_dir(self.text_dir, max_length=TEXT_LEN)
+
+    @torch.no_grad()
+    def encode(self, videos: torch.Tensor, captions: list[str]) -> tuple[torch.Tensor, TextCondition]:
+        return self.vae.encode_normalized(videos), self.text.encode(captions)
+
+    def fingerprint(self) -> str:
+        """Hash of the frozen weights: what, besides the seed and size, determines the encoded dataset."""
+        h = hashlib.sha256()
+        for path in sorted([*self.vae_dir.glob("*.safetensors"), *self.text_dir.glob("*/*.safetensors")]):
+            h.update(path.read_bytes())
+        return h.hexdigest()[:16]
+
+
+class LatentDataset:
+    """`size` world clips encoded once (encoding every step would cost 10x the denoiser's step on CPU), cached
+    as safetensors under a name keyed by the encoders' fingerprint, seed and size."""
+
+    def __init__(self, encoders: FrozenWorldEncoders, seed: int, size: int, cache_dir, chunk: int = 32):
+        from safetensors.torch import load_file, save_file
+
+        path = Path(cache_dir) / f"world_latents-{encoders.fingerprint()}-s{seed}-n{size}.safetensors"
+        if path.is_file():
+            data = load_file(str(path))
+        else:
+            parts = []
+            for c in tqdm(range(-(-size // chunk)), desc="encode world clips", leave=False):
+                video, captions, _ = world_batch(DATASET_SEED + seed, c, chunk)   # (b, 3, 17, 64, 64)
+                latents, text = encoders.encode(video, captions)
+                parts.append({"latents": latents, "tokens": text.tokens, "mask": text.mask, "pooled": text.pooled})
+            data = {k: torch.cat([p[k] for p in parts])[:size].contiguous() for k in parts[0]}
+            path.parent.mkdir(parents=True, exist_ok=True)
+            save_file(data, str(path))
+        self.latents = data["latents"]                                              # (N, C, T, h, w)
+        self.text = TextCondition(data["tokens"], data["mask"].bool(), data["pooled"])
+
+    def batch(self, generator: torch.Generator, batch: int) -> tuple[torch.Tensor, TextCondition]:
+        index = torch.randint(len(self.latents), (batch,), generator=generator)
+        return self.latents[index], TextCondition(self.text.tokens[index], self.text.mask[index],
+                                                  self.text.pooled[index])
+
+
+class Recipe(BaseRecipe):
+    default_steps = 3000
+
+    def __init__(self, name, seed=0, weights_root=None, batch: int = 16, lr: float = 1e-3,
+                 dataset_size: int = 4096):
+        super().__init__(name, seed, weights_root, batch=batch, lr=lr, dataset_size=dataset_size)
+        torch.manual_seed(seed)
+        self.model = build_model(tiny_config(name))
+        self.encoders = FrozenWorldEncoders(weights_root)
+        self.dataset = None  # built on the first step, in the run directory (self.out)
+        self.schedule = PyramidSchedule()
+        self.modules = {"model": self.model}
+        self.optimizer = torch.optim.AdamW(self.model.parameters(), lr=lr, betas=(0.9, 0.95), weight_decay=1e-4)
+
+    def config(self) -> dict:
+        return {**self.options, "model": self.model.cfg.to_dict()}
+
+    def step(self, i: int) -> dict:
+        if self.dataset is None:
+            self.dataset = LatentDataset(self.encoders, self.seed, self.options["dataset_size"], self.out)
+        generator = step_generator(self.seed, i)
+        latents, text = self.dataset.batch(generator, self.options["batch"])
+        text = drop_captions(text, generator)
+        self.model.train()
+        self.set_lr(i)
+        sample = flow_matching_loss(self.model, latents, text, self.schedule, generator)
+        self.optimizer.zero_grad(set_to_none=True)
+        sample.loss.backward()
+        torch.nn.utils.clip_grad_norm_(self.model.parameters(), 1.0)
+        self.optimizer.step()
+        return {"loss": sample.loss.item(), "unit": sample.unit, "stage": sample.stage}
+
+    def save(self, out) -> None:
+        self.model.save_pretrained(out)

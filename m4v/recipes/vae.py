@@ -1,0 +1,77 @@
+"""vae-tiny: the causal 3D VAE at tiny size, trained to reconstruct world videos.
+
+Loss: object-weighted L1 + MSE reconstruction of a reparameterised sample plus a small KL (weight `kl`) that keeps the
+latents near unit scale. At the end the latent statistics (first frame / later frames) are measured on fresh
+world videos and stored as the VAE's normalisation, as PyramidFlow's constants were for its VAE.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+import torch
+import torch.nn.functional as F
+
+from m4v.recipes import BaseRecipe, step_generator
+from m4v.vae import CausalVideoVAE, VAEConfig
+from m4v.world.dataset import world_batch
+
+OBJECT_WEIGHT = 10.0
+STAT_BATCHES, STAT_SEED = 8, 10_000  # batches (of fresh videos) measured for the latent normalisation
+
+
+def object_weight(video: torch.Tensor, weight: float = OBJECT_WEIGHT) -> torch.Tensor:
+    """(B, 1, T, H, W) loss weights: `weight` on pixels unlike the frame's background (its corner colour),
+    1 elsewhere. Objects cover ~5% of a frame; unweighted, the VAE learns the background first and the
+    shapes only after thousands of steps."""
+    corner = video[..., :1, :1]                                                  # (B, 3, T, 1, 1)
+    differs = (video - corner).abs().amax(dim=1, keepdim=True) > 0.05
+    return 1 + (weight - 1) * differs.float()
+
+
+class Recipe(BaseRecipe):
+    default_steps = 1200
+
+    def __init__(self, name, seed=0, weights_root=None, batch: int = 8, lr: float = 2e-3, kl: float = 1e-4,
+                 frames: int = 9):
+        super().__init__(name, seed, weights_root, batch=batch, lr=lr, kl=kl, frames=frames)
+        torch.manual_seed(seed)
+        self.vae = CausalVideoVAE(VAEConfig.tiny())
+        self.modules = {"vae": self.vae}
+        self.optimizer = torch.optim.AdamW(self.vae.parameters(), lr=lr, betas=(0.9, 0.99), weight_decay=0.0)
+
+    def step(self, i: int) -> dict:
+        o = self.options
+        video, _, _ = world_batch(self.seed, i, o["batch"], n_frames=o["frames"])   # (B, 3, T, H, W)
+        self.vae.train()
+        self.set_lr(i)
+        mean, logvar = self.vae.encode(video)
+        noise = torch.randn(mean.shape, generator=step_generator(self.seed, i))
+        recon = self.vae.decode(mean + noise * torch.exp(0.5 * logvar))
+        weight = object_weight(video)
+        rec = (weight * ((recon - video).abs() + (recon - video).pow(2))).mean()
+        kl = 0.5 * (mean.pow(2) + logvar.exp() - 1 - logvar).mean()
+        loss = rec + o["kl"] * kl
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(self.vae.parameters(), 1.0)
+        self.optimizer.step()
+        return {"loss": loss.item(), "recon": rec.item(), "kl": kl.item()}
+
+    @torch.no_grad()
+    def latent_statistics(self) -> dict:
+        """Shift and scale that give the first latent frame and the later ones zero mean and unit std."""
+        self.vae.eval()
+        firsts, rests = [], []
+        for b in range(STAT_BATCHES):
+            video, _, _ = world_batch(STAT_SEED + self.seed, b, self.options["batch"], n_frames=17)
+            mean, _ = self.vae.encode(video)
+            firsts.append(mean[:, :, :1].flatten())
+            rests.append(mean[:, :, 1:].flatten())
+        first, rest = torch.cat(firsts), torch.cat(rests)
+        return {"image_shift": first.mean().item(), "image_scale": 1 / first.std().item(),
+                "video_shift": rest.mean().item(), "video_scale": 1 / rest.std().item()}
+
+    def save(self, out) -> None:
+        self.vae.cfg = replace(self.vae.cfg, **self.latent_statistics())
+        self.vae.save_pretrained(out)
