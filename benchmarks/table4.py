@@ -38,14 +38,14 @@ def stage_inputs(cfg: M4VConfig, height: int, width: int, video_frames: int, dev
     return frames, levels, text, mask, pooled, timestep
 
 
-def _mixer_names(cfg: M4VConfig) -> list[str]:
+def mixer_module_names(cfg: M4VConfig) -> list[str]:
     names = [MIXER_MODULES[0].format(i=i) for i in range(cfg.num_dual_layers)]
     for i in range(cfg.num_single_layers):
         names += [p.format(i=i) for p in MIXER_MODULES[1:]]
     return names
 
 
-def _sum_modules(by_module: dict, names: list[str]) -> int:
+def sum_module_flops(by_module: dict, names: list[str]) -> int:
     """Sum FLOPs of the named modules; counter keys may carry a root prefix ("M4VTransformer.")."""
     total = 0
     for key, flops in by_module.items():
@@ -59,11 +59,11 @@ def mixer_flops(cfg: M4VConfig, height: int, width: int, video_frames: int, coun
     """Mixer FLOPs and whole-model FLOPs of one forward, by each counter; paper-size models on meta."""
     model = build_model(cfg, device="meta", init=False).eval()
     inputs = stage_inputs(cfg, height, width, video_frames)
-    names = _mixer_names(cfg)
+    names = mixer_module_names(cfg)
     result = {}
     for counter in counters:
         count = (torch_flops if counter == "torch" else fvcore_flops)(model, inputs)
-        result[counter] = {"mixer": _sum_modules(count.by_module, names), "total": count.total}
+        result[counter] = {"mixer": sum_module_flops(count.by_module, names), "total": count.total}
     return result
 
 

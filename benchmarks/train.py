@@ -41,8 +41,7 @@ def train(name: str, out, steps: int | None = None, seed: int = 0, weights_root=
         recipe.load_state_dict(state["recipe"])
         start, seconds = int(state["step"]), float(state["seconds"])
     log_path = out / LOG_FILE
-    if start == 0 and log_path.exists():
-        log_path.unlink()
+    _truncate_log(log_path, start)
     last: dict = {}
     writer_file = open(log_path, "a", newline="", buffering=1)  # line-buffered: the log survives a kill
     try:
@@ -77,6 +76,19 @@ def _save_state(path: Path, name: str, seed: int, step: int, seconds: float, rec
     tmp = path.with_suffix(".tmp")
     torch.save({"name": name, "seed": seed, "step": step, "seconds": seconds, "recipe": recipe.state_dict()}, tmp)
     tmp.replace(path)  # atomic: an interrupted save never destroys the previous checkpoint
+
+
+def _truncate_log(log_path: Path, step: int) -> None:
+    """Keep the log rows of the steps the checkpoint holds (a killed run may have logged a few more)."""
+    if not log_path.exists():
+        return
+    with open(log_path, newline="") as f:
+        rows = list(csv.reader(f))
+    if step == 0 or not rows:
+        log_path.unlink()
+        return
+    with open(log_path, "w", newline="") as f:
+        csv.writer(f).writerows([rows[0]] + [r for r in rows[1:] if int(r[0]) <= step])
 
 
 def _last_logged(log_path: Path) -> dict:

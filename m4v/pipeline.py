@@ -53,9 +53,11 @@ class GenerationStats:
 
 
 @torch.no_grad()
-def generate_latents(model, text: TextCondition, config: GenerationConfig,
-                     schedule: PyramidSchedule | None = None) -> tuple[torch.Tensor, GenerationStats]:
-    """-> latents (B, C, T, H, W) and call statistics."""
+def generate_latents(model, text: TextCondition, config: GenerationConfig, schedule: PyramidSchedule | None = None,
+                     progress: bool = False) -> tuple[torch.Tensor, GenerationStats]:
+    """-> latents (B, C, T, H, W) and call statistics; `progress` shows a bar over latent frames."""
+    from tqdm import tqdm
+
     schedule = schedule or PyramidSchedule()
     n_stages = schedule.n_stages
     generator = torch.Generator().manual_seed(config.seed)
@@ -65,7 +67,7 @@ def generate_latents(model, text: TextCondition, config: GenerationConfig,
     stats = GenerationStats()
     generated: list[list[torch.Tensor]] = []  # per finished frame: its latent at every stage, lowest first
 
-    for unit in range(config.latent_frames):
+    for unit in tqdm(range(config.latent_frames), desc="latent frames", disable=not progress, leave=False):
         steps = config.first_frame_steps if unit == 0 else config.video_steps
         guidance = config.guidance_scale if unit == 0 else config.video_guidance_scale
         # Full-resolution noise, bilinearly halved per stage with doubled amplitude (unit variance kept).

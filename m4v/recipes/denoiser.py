@@ -74,7 +74,7 @@ class LatentDataset:
         if path.is_file():
             data = load_file(str(path))
         else:
-            parts = []
+            parts, chunk = [], min(chunk, size)
             for c in tqdm(range(-(-size // chunk)), desc="encode world clips", leave=False):
                 video, captions, _ = world_batch(DATASET_SEED + seed, c, chunk)   # (b, 3, 17, 64, 64)
                 latents, text = encoders.encode(video, captions)

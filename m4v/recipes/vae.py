@@ -10,7 +10,6 @@ from __future__ import annotations
 from dataclasses import replace
 
 import torch
-import torch.nn.functional as F
 
 from m4v.recipes import BaseRecipe, step_generator
 from m4v.vae import CausalVideoVAE, VAEConfig

@@ -1,0 +1,74 @@
+"""Text -> video with trained models: text encoders -> pyramidal AR flow sampling (m4v/pipeline.py) -> VAE.
+
+`TextToVideo.from_pretrained("m4v-tiny")` loads the shipped tiny models (m4v/weights/); any directory saved by
+`m4v-bench train` works the same way. Nothing is downloaded.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from m4v.pipeline import GenerationConfig, GenerationStats, generate_latents
+from m4v.pyramid import VAE_SPATIAL, VAE_TEMPORAL
+from m4v.recipes import weights_path
+from m4v.text import TextEncoders
+from m4v.transformer import M4VTransformer
+from m4v.vae import CausalVideoVAE
+from m4v.world.dataset import to_uint8_frames
+
+# Sampling defaults of the tiny models (fewer steps than PyramidFlow's 20/10 per stage: the tiny flows are short).
+TINY_STEPS = (8, 8, 8)
+TINY_GUIDANCE = 4.0
+
+
+def latent_frames_for(frames: int) -> int:
+    """Latent frames whose decoding covers `frames` pixel frames (1 + 8k pixel frames per 1 + k latents)."""
+    if frames < 1:
+        raise ValueError(f"--frames must be >= 1, got {frames}")
+    return 1 + -(-(frames - 1) // VAE_TEMPORAL)
+
+
+class TextToVideo:
+    """Frozen text encoders, transformer and VAE; `__call__` returns uint8 videos."""
+
+    def __init__(self, model: M4VTransformer, vae: CausalVideoVAE, text: TextEncoders, name: str = ""):
+        self.model, self.vae, self.text, self.name = model.eval(), vae.eval(), text, name
+
+    @classmethod
+    def from_pretrained(cls, model: str, weights_root=None, vae: str = "vae-tiny",
+                        text_encoder: str = "text-tiny") -> TextToVideo:
+        """MODEL is a name under the weights root (m4v-tiny, dit-tiny, m4v-tiny-reward) or a directory."""
+        model_dir = Path(model) if Path(model).is_dir() else weights_path(model, weights_root)
+        vae_dir = Path(vae) if Path(vae).is_dir() else weights_path(vae, weights_root)
+        text_dir = Path(text_encoder) if Path(text_encoder).is_dir() else weights_path(text_encoder, weights_root)
+        transformer = M4VTransformer.from_pretrained(model_dir)
+        return cls(transformer, CausalVideoVAE.from_pretrained(vae_dir),
+                   TextEncoders.from_dir(text_dir, max_length=transformer.cfg.text_len), name=str(model))
+
+    def config(self, frames: int, height: int, width: int, seed: int, steps=TINY_STEPS,
+               guidance: float = TINY_GUIDANCE) -> GenerationConfig:
+        return GenerationConfig(latent_frames=latent_frames_for(frames), latent_height=height // VAE_SPATIAL,
+                                latent_width=width // VAE_SPATIAL, first_frame_steps=tuple(steps),
+                                video_steps=tuple(steps), guidance_scale=guidance, video_guidance_scale=guidance,
+                                seed=seed)
+
+    @torch.no_grad()
+    def __call__(self, prompts: list[str], frames: int = 16, height: int = 64, width: int = 64, seed: int = 0,
+                 steps=TINY_STEPS, guidance: float = TINY_GUIDANCE,
+                 progress: bool = False) -> tuple[np.ndarray, GenerationStats, dict]:
+        """-> (B, frames, H, W, 3) uint8, the sampler's call statistics, and timings."""
+        cfg = self.config(frames, height, width, seed, steps, guidance)
+        t0 = time.perf_counter()
+        text = self.text.encode(prompts)
+        t1 = time.perf_counter()
+        latents, stats = generate_latents(self.model, text, cfg, progress=progress)  # (B, C, T, h, w)
+        t2 = time.perf_counter()
+        video = self.vae.decode_normalized(latents)                              # (B, 3, 1 + 8k, H, W)
+        t3 = time.perf_counter()
+        out = np.stack([to_uint8_frames(v)[:frames] for v in video])
+        timing = {"text_s": t1 - t0, "denoise_s": t2 - t1, "decode_s": t3 - t2, "total_s": t3 - t0}
+        return out, stats, timing
