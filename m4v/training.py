@@ -26,6 +26,11 @@ class TrainingSample:
     unit: int
     stage: int
     loss: torch.Tensor
+    noisy: torch.Tensor | None = None        # x at the sampled point of the stage's flow (B, C, h, w)
+    prediction: torch.Tensor | None = None   # predicted velocity there
+    ratio: torch.Tensor | None = None        # (B,) position in the stage's flow: 1 = start, 0 = end
+    noise: torch.Tensor | None = None        # the stage-resolution noise of the current frame
+    history: list | None = None              # the (corrupted) history frames it was conditioned on
 
 
 def flow_matching_loss(model, latents: torch.Tensor, text: TextCondition, schedule: PyramidSchedule,
@@ -51,7 +56,17 @@ def flow_matching_loss(model, latents: torch.Tensor, text: TextCondition, schedu
     x, target, timestep = schedule.training_pair(stage, current[stage], current[stage - 1] if stage else None,
                                                  noise, ratio)
     prediction = model(history + [x], levels + [stage], text.tokens, text.mask, text.pooled, timestep.float())
-    return TrainingSample(unit, stage, F.mse_loss(prediction.float(), target.float()))
+    return TrainingSample(unit, stage, F.mse_loss(prediction.float(), target.float()), x, prediction, ratio, noise,
+                          history)
+
+
+def one_step_clean_estimate(sample: TrainingSample, schedule: PyramidSchedule) -> torch.Tensor:
+    """x_1 of the current frame from one Euler jump to the stage's end (spec §2, Eq. 5 in code conventions):
+    end = x_r - r v, then clean = (end - sigma_e noise) / (1 - sigma_e)."""
+    r = sample.ratio.view(-1, 1, 1, 1)
+    end = sample.noisy - r * sample.prediction
+    sigma_end = schedule.end_sigmas[sample.stage]
+    return (end - sigma_end * sample.noise) / (1 - sigma_end)
 
 
 def make_optimizer(model, lr: float = 5e-5, weight_decay: float = 1e-4) -> torch.optim.Optimizer:

@@ -63,7 +63,7 @@ class Recipe(BaseRecipe):
     """Tiny CLIP from scratch: AdamW, cosine decay after a short warm-up, batch 64 frames."""
 
     name = "clip-tiny"
-    default_steps = 800
+    default_steps = 1000
 
     def __init__(self, name: str = "clip-tiny", seed: int = 0, weights_root=None, batch: int = 64, lr: float = 1e-3,
                  warmup: int = 50, weight_decay: float = 0.05, schedule_steps: int | None = None, **options):

@@ -8,6 +8,7 @@ the frozen text-tiny encoders; 10% of captions are dropped to the null condition
 from __future__ import annotations
 
 import hashlib
+import json
 from pathlib import Path
 
 import torch
@@ -71,24 +72,29 @@ class LatentDataset:
         from safetensors.torch import load_file, save_file
 
         path = Path(cache_dir) / f"world_latents-{encoders.fingerprint()}-s{seed}-n{size}.safetensors"
-        if path.is_file():
-            data = load_file(str(path))
+        captions_path = path.with_suffix(".captions.json")
+        if path.is_file() and captions_path.is_file():
+            data, captions = load_file(str(path)), json.loads(captions_path.read_text())
         else:
-            parts, chunk = [], min(chunk, size)
+            parts, captions, chunk = [], [], min(chunk, size)
             for c in tqdm(range(-(-size // chunk)), desc="encode world clips", leave=False):
-                video, captions, _ = world_batch(DATASET_SEED + seed, c, chunk)   # (b, 3, 17, 64, 64)
-                latents, text = encoders.encode(video, captions)
+                video, batch_captions, _ = world_batch(DATASET_SEED + seed, c, chunk)   # (b, 3, 17, 64, 64)
+                latents, text = encoders.encode(video, batch_captions)
                 parts.append({"latents": latents, "tokens": text.tokens, "mask": text.mask, "pooled": text.pooled})
+                captions += batch_captions
             data = {k: torch.cat([p[k] for p in parts])[:size].contiguous() for k in parts[0]}
+            captions = captions[:size]
             path.parent.mkdir(parents=True, exist_ok=True)
             save_file(data, str(path))
+            captions_path.write_text(json.dumps(captions))
         self.latents = data["latents"]                                              # (N, C, T, h, w)
         self.text = TextCondition(data["tokens"], data["mask"].bool(), data["pooled"])
+        self.captions = captions
 
-    def batch(self, generator: torch.Generator, batch: int) -> tuple[torch.Tensor, TextCondition]:
+    def batch(self, generator: torch.Generator, batch: int) -> tuple[torch.Tensor, TextCondition, list[str]]:
         index = torch.randint(len(self.latents), (batch,), generator=generator)
-        return self.latents[index], TextCondition(self.text.tokens[index], self.text.mask[index],
-                                                  self.text.pooled[index])
+        text = TextCondition(self.text.tokens[index], self.text.mask[index], self.text.pooled[index])
+        return self.latents[index], text, [self.captions[i] for i in index.tolist()]
 
 
 class Recipe(BaseRecipe):
@@ -112,7 +118,7 @@ class Recipe(BaseRecipe):
         if self.dataset is None:
             self.dataset = LatentDataset(self.encoders, self.seed, self.options["dataset_size"], self.out)
         generator = step_generator(self.seed, i)
-        latents, text = self.dataset.batch(generator, self.options["batch"])
+        latents, text, _ = self.dataset.batch(generator, self.options["batch"])
         text = drop_captions(text, generator)
         self.model.train()
         self.set_lr(i)

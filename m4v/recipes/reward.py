@@ -20,7 +20,7 @@ class Recipe(BaseRecipe):
     """HPS-style pairwise preference: -log sigmoid(r(clean) - r(degraded)), one degraded copy per frame."""
 
     name = "reward-tiny"
-    default_steps = 300
+    default_steps = 600
 
     def __init__(self, name: str = "reward-tiny", seed: int = 0, weights_root=None, batch: int = 32, lr: float = 1e-3,
                  **options):

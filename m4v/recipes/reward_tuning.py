@@ -1,0 +1,77 @@
+"""m4v-tiny-reward: reward learning on top of the trained m4v-tiny (spec §2).
+
+Per step: a flow-matching sample at the final (full-resolution) stage of a random AR position; the one-step
+clean estimate of the current frame is decoded by the frozen VAE together with its (clean) history, and the
+decoded frames of that latent frame are scored by the tiny CLIP (text alignment) and the fidelity reward
+model (HPSv2 stand-in), equal weights. Loss = L_FM + L_reward with L_reward = -(r_clip + r_fidelity); the
+gradient runs through the decoder into the transformer. The spec leaves steps, LR and the FM term open; its
+recommended defaults are used (final stage only, FM kept, mean over the decoded frames, small LR). No caption
+dropout here: the reward scores the caption, so an unconditional sample would be pushed toward it.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from m4v.recipes import BaseRecipe, step_generator, weights_path
+from m4v.recipes.denoiser import FrozenWorldEncoders, LatentDataset
+from m4v.reward import FidelityReward, combined_reward
+from m4v.scheduler import PyramidSchedule
+from m4v.tiny_clip import load_tiny_clip
+from m4v.training import flow_matching_loss, one_step_clean_estimate
+from m4v.transformer import M4VTransformer
+
+BASE_MODEL = "m4v-tiny"
+FINAL_STAGE = 2
+
+
+def decode_current_frame(vae, history_latents: torch.Tensor, current: torch.Tensor) -> torch.Tensor:
+    """Decode [clean history ; estimate] and keep the pixel frames of the last latent frame:
+    (B, C, u, h, w) + (B, C, h, w) -> (B, 3, 1 or 8, H, W); differentiable in `current`."""
+    video = vae.decode_normalized(torch.cat([history_latents, current[:, :, None]], dim=2))
+    return video[:, :, -1:] if history_latents.shape[2] == 0 else video[:, :, -8:]
+
+
+class Recipe(BaseRecipe):
+    default_steps = 300
+
+    def __init__(self, name, seed=0, weights_root=None, batch: int = 4, lr: float = 1e-4, dataset_size: int = 4096,
+                 reward_weight: float = 1.0):
+        super().__init__(name, seed, weights_root, batch=batch, lr=lr, dataset_size=dataset_size,
+                         reward_weight=reward_weight)
+        self.base_dir = weights_path(BASE_MODEL, weights_root)
+        self.model = M4VTransformer.from_pretrained(self.base_dir)
+        self.encoders = FrozenWorldEncoders(weights_root)
+        self.clip = load_tiny_clip(weights_path("clip-tiny", weights_root))
+        self.clip[0].requires_grad_(False)
+        self.fidelity = FidelityReward.from_pretrained(weights_path("reward-tiny", weights_root)).eval()
+        self.fidelity.requires_grad_(False)
+        self.schedule = PyramidSchedule()
+        self.dataset = None
+        self.modules = {"model": self.model}
+        self.optimizer = torch.optim.AdamW(self.model.parameters(), lr=lr, betas=(0.9, 0.95), weight_decay=1e-4)
+
+    def config(self) -> dict:
+        return {**self.options, "base_model": str(self.base_dir), "model": self.model.cfg.to_dict()}
+
+    def step(self, i: int) -> dict:
+        if self.dataset is None:
+            # The base model's latent cache when the run directories sit side by side, else a new one.
+            self.dataset = LatentDataset(self.encoders, self.seed, self.options["dataset_size"], self.base_dir)
+        generator = step_generator(self.seed, i)
+        latents, text, captions = self.dataset.batch(generator, self.options["batch"])   # (B, C, T, h, w)
+        self.model.train()
+        self.set_lr(i)
+        sample = flow_matching_loss(self.model, latents, text, self.schedule, generator, stage=FINAL_STAGE)
+        clean = one_step_clean_estimate(sample, self.schedule)                            # (B, C, h, w)
+        frames = decode_current_frame(self.encoders.vae, latents[:, :, :sample.unit], clean)
+        reward = combined_reward(frames, captions, self.clip, self.fidelity).mean()
+        loss = sample.loss + self.options["reward_weight"] * -reward
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(self.model.parameters(), 1.0)
+        self.optimizer.step()
+        return {"loss": loss.item(), "fm_loss": sample.loss.item(), "reward": reward.item(), "unit": sample.unit}
+
+    def save(self, out) -> None:
+        self.model.save_pretrained(out)
