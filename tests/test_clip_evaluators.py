@@ -141,3 +141,16 @@ def test_eval_picks_the_dimensions_its_backbones_allow(clip, tmp_path):
     assert {"clip_score", "background_consistency", "frame_consistency", "aesthetic_quality"} <= set(evaluators)
     with pytest.raises(ValueError, match="aesthetic=linear"):
         build_evaluators(["aesthetic_quality"], backbones[:1])
+
+
+@pytest.mark.parametrize("dimension", ["temporal_style", "overall_consistency"])
+def test_video_text_similarity_by_hand(clip, dimension):
+    video = Video(frames(20, seed=3), fps=8, prompt="a blue circle moves up", source="v.mp4")
+    record = get_evaluator(dimension, clip=clip).evaluate([video])[0]
+    # VBench's 8 "middle" frames of 20: bounds int(linspace(0, 20, 9)) = 0 2 5 7 10 12 15 17 20, each
+    # interval's (lo + hi - 1) // 2 -> 0 3 5 8 10 13 15 18
+    picked = video.frames[[0, 3, 5, 8, 10, 13, 15, 18]]
+    emb = F.normalize(clip.encode_frames(picked).mean(0), dim=-1)
+    text = clip.encode_text([video.prompt])[0]
+    assert record.score == pytest.approx(float(emb @ text), abs=1e-6)
+    assert record.backbone.endswith("+frame-mean") and record.n_frames == 8

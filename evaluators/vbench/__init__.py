@@ -1,4 +1,10 @@
 """VBench dimensions (one module each) and VBench's scoring. Importing registers the evaluators."""
 
-from evaluators.vbench import dynamic_degree, motion_smoothness, temporal_flickering  # noqa: F401
+from evaluators.vbench import (  # noqa: F401
+    dynamic_degree,
+    motion_smoothness,
+    overall_consistency,
+    temporal_flickering,
+    temporal_style,
+)
 from evaluators.vbench.scoring import NORMALIZATION, vbench_scores  # noqa: F401
