@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as _dt
 import importlib.metadata
+import os
 import platform
 import subprocess
 from pathlib import Path
@@ -15,11 +16,13 @@ TRACKED_PACKAGES = ("torch", "numpy", "numba", "fvcore", "open_clip_torch", "tra
 
 def git_commit() -> str:
     """HEAD commit of the repository, suffixed '-dirty' when the work tree has changes; 'unknown' outside git."""
+    # GIT_OPTIONAL_LOCKS=0: `git status` must not take the index lock a concurrent commit needs.
+    env = {**os.environ, "GIT_OPTIONAL_LOCKS": "0"}
     try:
         head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=REPO_ROOT, capture_output=True, text=True,
-                              check=True).stdout.strip()
+                              check=True, env=env).stdout.strip()
         dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=REPO_ROOT,
-                               capture_output=True, text=True, check=True).stdout.strip()
+                               capture_output=True, text=True, check=True, env=env).stdout.strip()
         return head + ("-dirty" if dirty else "")
     except (OSError, subprocess.CalledProcessError):
         return "unknown"

@@ -21,7 +21,7 @@ WEIGHTS_FILE, CONFIG_FILE = "open_clip_model.safetensors", "open_clip_config.jso
 # grid -> attention pooling. A ViT (patch 8, width 128, 4 layers) learnt colour as fast but stayed at chance on
 # shape after 300 steps; the conv tower tells shapes apart within 200. Captions are at most 12 BPE tokens with
 # start/end, so 16 positions suffice. The 49408 x 64 token embedding is most of the parameters; stored in float16
-# the whole file is ~5 MB.
+# the whole file is ~9.4 MB (image tower 1.3 M, text tower 3.4 M parameters).
 TINY_CLIP_CONFIG = {
     "embed_dim": 64,
     "vision_cfg": {"image_size": 64, "layers": [1, 1, 1, 1], "width": 16, "head_width": 64},

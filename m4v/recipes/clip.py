@@ -76,7 +76,7 @@ class Recipe(BaseRecipe):
         self.model = build_tiny_clip(seed)
         self.tokenizer = open_clip.get_tokenizer(TINY_CLIP_NAME)
         self.modules = {"clip": self.model}
-        # No decay on gains, biases, embeddings' position tables or the temperature (open_clip's exclusion rule).
+        # Decay matrices only: not gains, biases, norms, the temperature (open_clip's rule) nor position tables.
         decay = [p for n, p in self.model.named_parameters() if p.ndim >= 2 and "positional" not in n]
         rest = [p for n, p in self.model.named_parameters() if not (p.ndim >= 2 and "positional" not in n)]
         self.optimizer = torch.optim.AdamW([{"params": decay, "weight_decay": weight_decay},
@@ -94,7 +94,7 @@ class Recipe(BaseRecipe):
         for group in self.optimizer.param_groups:
             group["lr"] = self.learning_rate(i)
         image_features = self.model.encode_image(normalize_images(self.model, images), normalize=True)    # (B, E)
-        text_features = self.model.encode_text(self.tokenizer(captions), normalize=True)          # (B, E)
+        text_features = self.model.encode_text(self.tokenizer(captions), normalize=True)                  # (B, E)
         loss = contrastive_loss(image_features, text_features, self.model.logit_scale.exp(), captions)
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()

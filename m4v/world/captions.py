@@ -58,7 +58,7 @@ def _two_objects(kind, rng, background, n_frames, size) -> Scene:
     first = _object(rng, size, radius=7.0)
     second_color = _pick(rng, [c for c in COLORS if c != first.color])
     relation = ""
-    for _ in range(100):
+    for _ in range(10_000):  # 1 in 10^4 scenes needs more than 100 draws; the first success is kept
         second = _object(rng, size, radius=7.0, color=second_color)
         dx, dy = second.x - first.x, second.y - first.y
         if np.hypot(dx, dy) < 2 * 7.0 + 8:  # keep them (and their shadows) apart
