@@ -14,13 +14,15 @@ from tqdm import tqdm
 from benchmarks.provenance import provenance
 from evaluators import EVALUATORS, get_evaluator
 from evaluators.aesthetic import load_linear_head
-from evaluators.backbones import ClipBackbone, DinoBackbone, parse_backbone
+from evaluators.backbones import ClipBackbone, DinoBackbone, default_backbones, parse_backbone
 from evaluators.registry import Record
+from evaluators.vbench.imaging_quality import FidelityBackbone
 from evaluators.vbench.scoring import NORMALIZATION, vbench_scores
 from evaluators.video import IMAGE_SUFFIXES, VIDEO_SUFFIXES, VideoReadError, read_video
 
 WEIGHT_FREE = ("temporal_flickering", "dynamic_degree", "motion_smoothness")
-NEEDS_CLIP = ("clip_score", "background_consistency", "frame_consistency")
+NEEDS_CLIP = ("clip_score", "background_consistency", "frame_consistency", "temporal_style", "overall_consistency")
+NEEDS_PROMPT = ("clip_score", "temporal_style", "overall_consistency")
 NEEDS_PROMPT_SUITE = ("object_class", "multiple_objects", "color", "spatial_relationship", "scene",
                       "appearance_style")
 VBENCH_NAMING = re.compile(r"^(?P<prompt>.+)-(?P<index>\d+)$")  # VBench: "<prompt>-<index>.mp4"
@@ -58,14 +60,21 @@ def prompt_for(path: Path, prompts: dict | None) -> tuple[str, dict]:
     return (name, prompts[name]) if name in prompts else ("", {})
 
 
-def build_evaluators(dims: list[str] | None, backbones: list[str], with_prompts: bool = False) -> dict:
-    specs = {spec.kind: spec for spec in map(parse_backbone, backbones)}
+def build_evaluators(dims: list[str] | None, backbones: list[str], with_prompts: bool = False,
+                     defaults: bool = True) -> dict:
+    """Evaluators for `dims` (default: all that can run with the backbones at hand). Backbones given on the
+    command line replace the shipped world-trained defaults of their kind (defaults=False: none)."""
+    specs = {spec.kind: spec for spec in map(parse_backbone, default_backbones() if defaults else [])}
+    specs.update({spec.kind: spec for spec in map(parse_backbone, backbones)})
     clip = ClipBackbone(specs["clip"]) if "clip" in specs else None
     dino = DinoBackbone(specs["dino"]) if "dino" in specs else None
+    fidelity = FidelityBackbone(specs["fidelity"]) if "fidelity" in specs else None
     head = load_linear_head(specs["aesthetic"].weights, clip.model.visual.output_dim) if (
         "aesthetic" in specs and clip) else None
     if dims is None:
-        dims = (list(WEIGHT_FREE) + (list(NEEDS_CLIP) if clip else []) + (["subject_consistency"] if dino else [])
+        dims = (list(WEIGHT_FREE)
+                + [d for d in NEEDS_CLIP if clip and (with_prompts or d not in NEEDS_PROMPT[1:])]
+                + (["imaging_quality"] if fidelity else []) + (["subject_consistency"] if dino else [])
                 + (["aesthetic_quality"] if head is not None else [])
                 + (list(NEEDS_PROMPT_SUITE) if with_prompts else []))
     unknown = [d for d in dims if d not in EVALUATORS]
@@ -79,7 +88,13 @@ def build_evaluators(dims: list[str] | None, backbones: list[str], with_prompts:
     if "aesthetic_quality" in dims and head is None:
         raise ValueError("--dims aesthetic_quality needs --backbone clip=MODEL:PATH and aesthetic=linear:PATH")
 
+    if "imaging_quality" in dims and fidelity is None:
+        raise ValueError("--dims imaging_quality needs --backbone fidelity=fidelity-tiny:PATH "
+                         "(m4v-bench train --model reward-tiny)")
+
     def make(d):
+        if d == "imaging_quality":
+            return get_evaluator(d, fidelity=fidelity)
         if d in NEEDS_CLIP:
             return get_evaluator(d, clip=clip)
         if d == "aesthetic_quality":
@@ -128,7 +143,7 @@ def run_eval(videos_dir, out_dir, prompts_path=None, dims=None, backbones=(), lo
     summary.to_csv(out_dir / "summary.csv", index=False)
     _write_vbench_json(per_video, summary, out_dir)
     config = {"videos": str(videos_dir), "prompts": str(prompts_path) if prompts_path else None,
-              "dims": list(evaluators), "backbones": list(backbones),
+              "dims": list(evaluators), "backbones": list(backbones), "default_backbones": default_backbones(),
               "evaluator_versions": {d: e.version for d, e in evaluators.items()}}
     (out_dir / "provenance.json").write_text(json.dumps(provenance(config), indent=2) + "\n")
     return per_video

@@ -6,6 +6,8 @@ A backbone spec on the command line is `KIND=MODEL_NAME:WEIGHTS_PATH` with a loc
   dino=vit_base_patch16_224.dino:/models/dino.pth   a timm ViT whose CLS feature VBench's subject
                                                     consistency uses (DINO ViT-B/16)
   aesthetic=linear:/models/sa_0_4_vit_l_14_linear.pth  LAION's aesthetic head on the CLIP embedding
+  fidelity=fidelity-tiny:m4v/weights/reward-tiny/model.safetensors  the world-trained image-quality model
+Without --backbone, `m4v-bench eval` uses the shipped world-trained models (default_backbones()).
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-BACKBONE_KINDS = ("clip", "dino", "aesthetic")
+BACKBONE_KINDS = ("clip", "dino", "aesthetic", "fidelity")
 # VBench's clip_transform and dino_transform constants (vbench/utils.py).
 IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
 CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
@@ -45,6 +47,15 @@ def parse_backbone(spec: str) -> BackboneSpec:
     if not Path(weights).is_file():
         raise FileNotFoundError(f"--backbone {spec!r}: {weights} does not exist (weights load from local files only)")
     return BackboneSpec(kind, model, weights)
+
+
+def default_backbones() -> list[str]:
+    """Offline defaults: the tiny CLIP and fidelity models shipped in m4v/weights/ (those present)."""
+    from m4v.recipes import WEIGHTS_DIR
+
+    shipped = {"clip": ("m4v-tiny-clip", WEIGHTS_DIR / "clip-tiny" / "open_clip_model.safetensors"),
+               "fidelity": ("fidelity-tiny", WEIGHTS_DIR / "reward-tiny" / "model.safetensors")}
+    return [f"{kind}={model}:{path}" for kind, (model, path) in shipped.items() if path.is_file()]
 
 
 def clip_preprocess(frames: np.ndarray, size: int) -> torch.Tensor:

@@ -3,16 +3,15 @@ degradations it learns to rank below clean renders, and the combined CLIP + fide
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from m4v.checkpoint import WEIGHTS_NAME, load_weights, save_weights
 from m4v.tiny_clip import clip_score
 
-FIDELITY_WEIGHTS, FIDELITY_CONFIG = "model.safetensors", "config.json"
 DEGRADATIONS = ("blur", "noise", "color_shift", "ghost", "mix", "smear", "resample")
 
 
@@ -35,24 +34,17 @@ class FidelityReward(nn.Module):
         features = self.features(images.float()).mean((-2, -1))   # (B, C): pooled, so any frame size works
         return self.head(features)[:, 0]                            # (B,)
 
-    def save_pretrained(self, out) -> None:
-        from safetensors.torch import save_file
-
-        out = Path(out)
-        out.mkdir(parents=True, exist_ok=True)
-        save_file({k: v.detach().contiguous() for k, v in self.state_dict().items()}, str(out / FIDELITY_WEIGHTS))
-        (out / FIDELITY_CONFIG).write_text(json.dumps({"channels": list(self.channels)}, indent=2))
+    def save_pretrained(self, out) -> Path:
+        return save_weights(self, {"channels": list(self.channels)}, out)
 
     @classmethod
     def from_pretrained(cls, path, device: str = "cpu") -> FidelityReward:
-        from safetensors.torch import load_file
-
-        path = Path(path)
-        if not (path / FIDELITY_WEIGHTS).is_file():
+        if not Path(path, WEIGHTS_NAME).is_file():
             raise FileNotFoundError(f"no fidelity reward weights at {path}; train them with "
                                     f"`m4v-bench train --model reward-tiny --out {path}`")
-        model = cls(**json.loads((path / FIDELITY_CONFIG).read_text()))
-        model.load_state_dict(load_file(str(path / FIDELITY_WEIGHTS)))
+        config, state = load_weights(path, device)
+        model = cls(**config)
+        model.load_state_dict(state)
         return model.to(device).eval()
 
 

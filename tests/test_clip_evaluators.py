@@ -154,3 +154,37 @@ def test_video_text_similarity_by_hand(clip, dimension):
     text = clip.encode_text([video.prompt])[0]
     assert record.score == pytest.approx(float(emb @ text), abs=1e-6)
     assert record.backbone.endswith("+frame-mean") and record.n_frames == 8
+
+
+def test_imaging_quality_by_hand(tmp_path):
+    from evaluators.vbench.imaging_quality import FidelityBackbone
+    from m4v.reward import FidelityReward
+
+    torch.manual_seed(0)
+    model = FidelityReward().eval()
+    model.save_pretrained(tmp_path)
+    backbone = FidelityBackbone(parse_backbone(f"fidelity=fidelity-tiny:{tmp_path / 'model.safetensors'}"))
+    evaluator = get_evaluator("imaging_quality", fidelity=backbone)
+    videos = [Video(np.random.default_rng(s).integers(0, 256, (3, 64, 64, 3)).astype(np.uint8), fps=8,
+                    source=f"v{s}.mp4") for s in range(2)]
+    records = evaluator.evaluate(videos)
+    for video, record in zip(videos, records):
+        x = torch.from_numpy(video.frames).permute(0, 3, 1, 2).float() / 127.5 - 1
+        with torch.no_grad():
+            expected = (100 * torch.sigmoid(model(x))).mean().item()   # 0-100 per video, as MUSIQ in VBench
+        assert record.score == pytest.approx(expected, rel=1e-5)
+    # aggregate: mean over videos / 100
+    assert evaluator.aggregate(records) == pytest.approx(np.mean([r.score for r in records]) / 100)
+
+
+def test_eval_defaults_to_the_shipped_world_models():
+    from benchmarks.eval_videos import build_evaluators
+    from evaluators.backbones import default_backbones
+
+    shipped = default_backbones()
+    if len(shipped) < 2:
+        pytest.skip("shipped tiny CLIP / fidelity weights not present")
+    evaluators = build_evaluators(None, [], with_prompts=True)
+    assert {"clip_score", "imaging_quality", "temporal_style", "overall_consistency"} <= set(evaluators)
+    assert evaluators["clip_score"].backbone.startswith("clip:m4v-tiny-clip@")
+    assert "imaging_quality" not in build_evaluators(None, [], defaults=False)
