@@ -46,7 +46,8 @@ class VAEConfig:
 
     @classmethod
     def tiny(cls) -> VAEConfig:
-        return cls(channels=(16, 16, 32, 32), encoder_layers=1, decoder_layers=1, latent_channels=4, norm_groups=4)
+        # 16 latent channels as at paper size: with 4, an 8x8 latent could not carry the world's small shapes.
+        return cls(channels=(16, 32, 64, 64), encoder_layers=1, decoder_layers=1, latent_channels=16, norm_groups=4)
 
 
 class CausalConv3d(nn.Module):

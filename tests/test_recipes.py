@@ -73,7 +73,7 @@ def test_denoiser_resume_equals_straight_run(frozen_root, tmp_path, monkeypatch)
     assert [int(r["step"]) for r in rows] == [1, 2, 3, 4] and all(np.isfinite(float(r["loss"])) for r in rows)
     record = json.loads((tmp_path / "resumed" / "training.json").read_text())
     assert record["steps"] == 4 and record["seed"] == 0 and "git_commit" in record and record["command"]
-    assert len(list((tmp_path / "straight").glob("world_latents-*.safetensors"))) == 1  # encoded once, cached
+    assert len(list(tmp_path.glob("world_latents-*.safetensors"))) == 1  # encoded once, shared beside the runs
 
 
 def test_dit_and_m4v_differ_only_in_the_mixer(frozen_root):
@@ -159,9 +159,11 @@ def test_reward_gradient_reaches_the_transformer(frozen_root, tmp_path):
     FidelityReward().save_pretrained(root / "reward-tiny")
     recipe = get_recipe("m4v-tiny-reward")("m4v-tiny-reward", weights_root=root, batch=2, dataset_size=4,
                                            reward_weight=1.0)
+    recipe.out = tmp_path / "runs" / "reward"
     before = {k: v.clone() for k, v in recipe.model.state_dict().items()}
     fm_only = get_recipe("m4v-tiny-reward")("m4v-tiny-reward", weights_root=root, batch=2, dataset_size=4,
                                             reward_weight=0.0)
+    fm_only.out = recipe.out
     metrics = recipe.step(0)
     fm_only.step(0)
     assert np.isfinite(metrics["reward"]) and metrics["loss"] != metrics["fm_loss"]

@@ -13,14 +13,6 @@ from m4v.reward import DEGRADATIONS, FidelityReward, combined_reward, degrade, d
 from m4v.tiny_clip import TINY_CLIP_NAME, build_tiny_clip
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 @pytest.fixture(scope="module")
 def frames():
     return world_frames(0, 0, 4)[0]                                                # (4, 3, 64, 64)

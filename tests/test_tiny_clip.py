@@ -22,14 +22,6 @@ from m4v.tiny_clip import (
 PROMPTS = ["a red star", "a blue circle on a sand background", "a green square to the left of a white triangle"]
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 @pytest.fixture(scope="module")
 def saved(tmp_path_factory):
     model = build_tiny_clip(seed=3)

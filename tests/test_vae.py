@@ -15,9 +15,9 @@ def vae():
 def test_shapes(vae):
     video = torch.rand(1, 3, 17, 32, 48) * 2 - 1                # 1 + 8 * 2 frames
     mean, logvar = vae.encode(video)
-    assert mean.shape == logvar.shape == (1, 4, 3, 4, 6)
+    assert mean.shape == logvar.shape == (1, 16, 3, 4, 6)
     assert vae.decode(mean).shape == video.shape
-    assert vae.encode(video[:, :, :1])[0].shape == (1, 4, 1, 4, 6)  # an image is one latent frame
+    assert vae.encode(video[:, :, :1])[0].shape == (1, 16, 1, 4, 6)  # an image is one latent frame
 
 
 def test_latents_are_causal_in_time(vae):

@@ -22,7 +22,7 @@ from m4v.scheduler import PyramidSchedule
 from m4v.text import TextEncoders
 from m4v.training import flow_matching_loss
 from m4v.transformer import build_model
-from m4v.vae import CausalVideoVAE
+from m4v.vae import CausalVideoVAE, VAEConfig
 from m4v.world.dataset import world_batch
 
 MIXER = {"m4v-tiny": "m4v", "dit-tiny": "attention"}
@@ -31,8 +31,8 @@ DATASET_SEED = 20_000  # world clips of the denoisers' dataset: disjoint from th
 
 
 def tiny_config(name: str) -> M4VConfig:
-    """The shipped tiny architectures: M4VConfig.tiny() with the world's caption length."""
-    return M4VConfig.tiny(mixer=MIXER[name], text_len=TEXT_LEN)
+    """The shipped tiny architectures: M4VConfig.tiny() with the world's caption length and vae-tiny's channels."""
+    return M4VConfig.tiny(mixer=MIXER[name], text_len=TEXT_LEN, latent_channels=VAEConfig.tiny().latent_channels)
 
 
 def drop_captions(text: TextCondition, generator: torch.Generator, p: float = CFG_DROP) -> TextCondition:
@@ -106,7 +106,7 @@ class Recipe(BaseRecipe):
         torch.manual_seed(seed)
         self.model = build_model(tiny_config(name))
         self.encoders = FrozenWorldEncoders(weights_root)
-        self.dataset = None  # built on the first step, in the run directory (self.out)
+        self.dataset = None  # built on the first step, beside the run directory (shared by m4v-tiny / dit-tiny)
         self.schedule = PyramidSchedule()
         self.modules = {"model": self.model}
         self.optimizer = torch.optim.AdamW(self.model.parameters(), lr=lr, betas=(0.9, 0.95), weight_decay=1e-4)
@@ -116,7 +116,7 @@ class Recipe(BaseRecipe):
 
     def step(self, i: int) -> dict:
         if self.dataset is None:
-            self.dataset = LatentDataset(self.encoders, self.seed, self.options["dataset_size"], self.out)
+            self.dataset = LatentDataset(self.encoders, self.seed, self.options["dataset_size"], self.out.parent)
         generator = step_generator(self.seed, i)
         latents, text, _ = self.dataset.batch(generator, self.options["batch"])
         text = drop_captions(text, generator)

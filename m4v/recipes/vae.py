@@ -29,7 +29,7 @@ def object_weight(video: torch.Tensor, weight: float = OBJECT_WEIGHT) -> torch.T
 
 
 class Recipe(BaseRecipe):
-    default_steps = 1200
+    default_steps = 2000
 
     def __init__(self, name, seed=0, weights_root=None, batch: int = 8, lr: float = 2e-3, kl: float = 1e-4,
                  frames: int = 9):
