@@ -37,3 +37,16 @@ def test_same_seed_same_video_and_models_differ():
 def test_generate_reports_a_missing_model(tmp_path, capsys):
     assert main(["generate", "--model", "no-such-model", "--prompt", "a star", "--out", str(tmp_path / "v.mp4")]) == 2
     assert "no-such-model" in capsys.readouterr().err
+
+
+def test_world_quality_cli_writes_its_tables(tmp_path):
+    import pandas as pd
+
+    assert main(["world-quality", "--models", "m4v-tiny", "dit-tiny", "--per-kind", "1", "--steps", "1",
+                 "--out", str(tmp_path)]) == 0
+    summary = pd.read_csv(tmp_path / "world_quality.csv")
+    assert list(summary["model"]) == ["m4v-tiny", "dit-tiny"] and (summary["videos"] == 8).all()
+    assert summary["mixer_gflops_per_video"].gt(0).all()
+    assert summary["colour_shape_frames"].between(0, 1).all()
+    record = json.loads((tmp_path / "world_quality.json").read_text())
+    assert record["git_commit"] and record["config"]["per_kind"] == 1

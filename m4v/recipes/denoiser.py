@@ -98,9 +98,9 @@ class LatentDataset:
 
 
 class Recipe(BaseRecipe):
-    default_steps = 3000
+    default_steps = 6000
 
-    def __init__(self, name, seed=0, weights_root=None, batch: int = 16, lr: float = 1e-3,
+    def __init__(self, name, seed=0, weights_root=None, batch: int = 32, lr: float = 1e-3,
                  dataset_size: int = 4096):
         super().__init__(name, seed, weights_root, batch=batch, lr=lr, dataset_size=dataset_size)
         torch.manual_seed(seed)

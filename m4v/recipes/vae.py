@@ -31,7 +31,7 @@ def object_weight(video: torch.Tensor, weight: float = OBJECT_WEIGHT) -> torch.T
 class Recipe(BaseRecipe):
     default_steps = 2000
 
-    def __init__(self, name, seed=0, weights_root=None, batch: int = 8, lr: float = 2e-3, kl: float = 1e-4,
+    def __init__(self, name, seed=0, weights_root=None, batch: int = 8, lr: float = 5e-4, kl: float = 1e-4,
                  frames: int = 9):
         super().__init__(name, seed, weights_root, batch=batch, lr=lr, kl=kl, frames=frames)
         torch.manual_seed(seed)
