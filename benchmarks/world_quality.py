@@ -55,7 +55,8 @@ def score_video(frames: np.ndarray, entry: dict) -> dict:
     if kind == "style":
         row["style_frames"] = float(np.mean([r.style == scene.style for r in readings]))
     if kind in ("dynamic", "static"):
-        row["motion_right"] = float(motion_of(frames, first.color, first.shape) == first.motion)
+        # Tracked by colour alone (one object per motion prompt): direction is scored apart from shape reading.
+        row["motion_right"] = float(motion_of(frames, first.color) == first.motion)
     return row
 
 
