@@ -193,7 +193,7 @@ def cmd_world_quality(args) -> int:
         torch.set_num_threads(args.threads)
     try:
         summary, _ = world_quality(args.models, args.per_kind, args.frames, args.seed, [args.steps] * 3,
-                                   args.guidance, args.weights, args.out)
+                                   args.guidance, args.weights, args.out, args.vae_ceiling or None)
     except (ValueError, FileNotFoundError) as exc:
         print(f"m4v-bench world-quality: {exc}", file=sys.stderr)
         return 2
@@ -279,6 +279,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--guidance", type=float, default=TINY_GUIDANCE)
     p.add_argument("--weights", help="weights root (default: the shipped m4v/weights/)")
     p.add_argument("--threads", type=int, help="torch CPU threads")
+    p.add_argument("--vae-ceiling", default="vae-tiny",
+                   help="also score the true videos through this VAE (the ceiling of its denoisers); '' for none")
     p.add_argument("--out", help="directory for world_quality.csv / .json / .md")
     p.set_defaults(func=cmd_world_quality)
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -22,8 +23,11 @@ from tqdm import tqdm
 from benchmarks.provenance import provenance
 from benchmarks.table4 import mixer_module_names, sum_module_flops
 from m4v.generate import TINY_GUIDANCE, TINY_STEPS, TextToVideo
-from m4v.world import Scene, motion_of, read_frame, relation
+from m4v.recipes import weights_path
+from m4v.vae import CausalVideoVAE
+from m4v.world import Scene, motion_of, read_frame, relation, render
 from m4v.world.captions import prompt_suite
+from m4v.world.dataset import to_model_video, to_uint8_frames
 
 SUITE_SEED = 1  # the training data uses other seeds (m4v/recipes); this suite is held out
 
@@ -80,14 +84,31 @@ def generate_suite(pipe: TextToVideo, entries: list[dict], frames: int, seed: in
                     "seconds_per_video": seconds / n}
 
 
+@torch.no_grad()
+def reconstruct_suite(vae, entries: list[dict], frames: int) -> tuple[list[np.ndarray], dict]:
+    """The suite's true renders through the VAE and back: the ceiling any denoiser on this VAE can reach."""
+    videos = []
+    for e in entries:
+        clip = render(replace(Scene.from_dict(e["auxiliary_info"]["world"]), n_frames=1 + 8 * -(-(frames - 1) // 8)))
+        videos.append(to_uint8_frames(vae.decode_normalized(vae.encode_normalized(to_model_video(clip)[None]))[0])
+                      [:frames])
+    return videos, {"gflops_per_video": 0.0, "mixer_gflops_per_video": 0.0, "seconds_per_video": float("nan")}
+
+
 def world_quality(models: list[str], per_kind: int = 4, frames: int = 16, seed: int = 0, steps=TINY_STEPS,
-                  guidance: float = TINY_GUIDANCE, weights_root=None, out=None) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """-> (summary per model, per-video rows); with `out`, writes CSV / JSON / markdown with provenance."""
+                  guidance: float = TINY_GUIDANCE, weights_root=None, out=None,
+                  vae_ceiling: str | None = "vae-tiny") -> tuple[pd.DataFrame, pd.DataFrame]:
+    """-> (summary per model, per-video rows); with `out`, writes CSV / JSON / markdown with provenance.
+    `vae_ceiling` adds a row for the true videos through that VAE (no denoiser)."""
     entries = prompt_suite(per_kind, seed=SUITE_SEED, n_frames=frames)
     rows, summary = [], []
-    for name in models:
-        pipe = TextToVideo.from_pretrained(name, weights_root)
-        videos, cost = generate_suite(pipe, entries, frames, seed, steps, guidance)
+    for name in ([f"{vae_ceiling} (reconstruction)"] if vae_ceiling else []) + list(models):
+        if vae_ceiling and name == f"{vae_ceiling} (reconstruction)":
+            vae = CausalVideoVAE.from_pretrained(weights_path(vae_ceiling, weights_root))
+            videos, cost = reconstruct_suite(vae, entries, frames)
+        else:
+            pipe = TextToVideo.from_pretrained(name, weights_root)
+            videos, cost = generate_suite(pipe, entries, frames, seed, steps, guidance)
         per_video = [{"model": name, "prompt": e["prompt_en"], "kind": e["world_kind"], **score_video(v, e)}
                      for v, e in tqdm(list(zip(videos, entries)), desc=f"oracle {name}", leave=False)]
         rows += per_video
@@ -113,8 +134,9 @@ def world_quality(models: list[str], per_kind: int = 4, frames: int = 16, seed: 
         summary_df.to_csv(out / "world_quality.csv", index=False)
         rows_df.to_csv(out / "world_quality_per_video.csv", index=False)
         (out / "world_quality.md").write_text(summary_df.to_markdown(index=False, floatfmt=".3f") + "\n")
-        config = {"models": models, "per_kind": per_kind, "frames": frames, "steps": list(steps),
-                  "guidance": guidance, "suite_seed": SUITE_SEED, "threads": torch.get_num_threads()}
+        config = {"models": models, "vae_ceiling": vae_ceiling, "per_kind": per_kind, "frames": frames,
+                  "steps": list(steps), "guidance": guidance, "suite_seed": SUITE_SEED,
+                  "threads": torch.get_num_threads()}
         (out / "world_quality.json").write_text(json.dumps(
             {"summary": summary_df.to_dict(orient="records"), **provenance(config=config, seeds=[seed])},
             indent=2, default=float))

@@ -171,3 +171,17 @@ def test_reward_gradient_reaches_the_transformer(frozen_root, tmp_path):
     changed = [k for k, v in recipe.model.state_dict().items() if not torch.equal(v, fm_only.model.state_dict()[k])]
     assert any(k.startswith("single_blocks") for k in changed) and any(k.startswith("dual_blocks") for k in changed)
     assert any(not torch.equal(before[k], recipe.model.state_dict()[k]) for k in before)
+
+
+def test_object_weight_marks_exactly_the_shapes():
+    from m4v.recipes.vae import OBJECT_WEIGHT, object_weight
+    from m4v.world.scene import shape_mask
+
+    entry = prompt_suite(1, seed=2)[2]                                          # a colour prompt: one object
+    scene = Scene.from_dict(entry["auxiliary_info"]["world"])
+    from m4v.world.dataset import to_model_video
+
+    weight = object_weight(to_model_video(render(scene))[None])[0, 0, 0]       # (H, W) of frame 0
+    o = scene.objects[0]
+    mask = torch.from_numpy(shape_mask(o.shape, o.x, o.y, o.radius, scene.height, scene.width))
+    assert torch.equal(weight == OBJECT_WEIGHT, mask) and torch.all(weight[~mask] == 1)

@@ -35,11 +35,12 @@ def to_uint8_frames(video: torch.Tensor) -> np.ndarray:
     return ((video.detach().float().clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8).movedim(0, -1).numpy()
 
 
-def world_batch(seed: int, step: int, batch: int, n_frames: int = TRAIN_FRAMES,
-                size: int = TRAIN_SIZE) -> tuple[torch.Tensor, list[str], list[Scene]]:
-    """(B, 3, T, H, W) videos in [-1, 1], captions and scenes of batch `step`."""
+def world_batch(seed: int, step: int, batch: int, n_frames: int = TRAIN_FRAMES, size: int = TRAIN_SIZE,
+                kinds=KINDS) -> tuple[torch.Tensor, list[str], list[Scene]]:
+    """(B, 3, T, H, W) videos in [-1, 1], captions and scenes of batch `step` (kinds drawn uniformly from
+    `kinds`; repeat a kind to weight it)."""
     rng = np.random.default_rng([seed, step])
-    clips = [sample_clip(rng, n_frames, size) for _ in range(batch)]
+    clips = [sample_clip(rng, n_frames, size, kinds) for _ in range(batch)]
     return to_model_video(np.stack([c[0] for c in clips])), [c[1] for c in clips], [c[2] for c in clips]
 
 
