@@ -3,16 +3,22 @@
 import json
 
 import numpy as np
-import pytest
 
 from benchmarks.cli import main
 from evaluators.video import read_video
 from m4v.generate import TextToVideo
 from m4v.recipes import WEIGHTS_DIR
 
-SHIPPED = ("m4v-tiny", "dit-tiny", "vae-tiny", "text-tiny")
-pytestmark = pytest.mark.skipif(not all((WEIGHTS_DIR / n / "config.json").is_file() or (WEIGHTS_DIR / n).is_dir()
-                                        for n in SHIPPED), reason="shipped tiny weights not present")
+SHIPPED = ("m4v-tiny", "dit-tiny", "m4v-tiny-reward", "vae-tiny", "text-tiny", "clip-tiny", "reward-tiny")
+
+
+def test_shipped_models_are_present_small_and_record_their_command():
+    total = 0
+    for name in SHIPPED:
+        record = json.loads((WEIGHTS_DIR / name / "training.json").read_text())
+        assert record["model"] == name and record["command"].startswith(f"m4v-bench train --model {name} ")
+        total += sum(p.stat().st_size for p in (WEIGHTS_DIR / name).rglob("*.safetensors"))
+    assert total <= 50e6  # the budget for everything shipped
 
 
 def test_generate_cli_writes_a_video(tmp_path):
@@ -45,8 +51,8 @@ def test_world_quality_cli_writes_its_tables(tmp_path):
     assert main(["world-quality", "--models", "m4v-tiny", "dit-tiny", "--per-kind", "1", "--steps", "1",
                  "--out", str(tmp_path)]) == 0
     summary = pd.read_csv(tmp_path / "world_quality.csv")
-    assert list(summary["model"]) == ["m4v-tiny", "dit-tiny"] and (summary["videos"] == 8).all()
-    assert summary["mixer_gflops_per_video"].gt(0).all()
+    assert list(summary["model"]) == ["vae-tiny (reconstruction)", "m4v-tiny", "dit-tiny"]
+    assert (summary["videos"] == 8).all() and summary["mixer_gflops_per_video"].iloc[1:].gt(0).all()
     assert summary["colour_shape_frames"].between(0, 1).all()
     record = json.loads((tmp_path / "world_quality.json").read_text())
     assert record["git_commit"] and record["config"]["per_kind"] == 1
