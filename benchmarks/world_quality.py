@@ -22,7 +22,8 @@ from tqdm import tqdm
 
 from benchmarks.provenance import provenance
 from benchmarks.table4 import mixer_module_names, sum_module_flops
-from m4v.generate import TINY_GUIDANCE, TINY_STEPS, TextToVideo
+from m4v.generate import TINY_GUIDANCE, TINY_STEPS, TextToVideo, latent_frames_for
+from m4v.pyramid import VAE_TEMPORAL
 from m4v.recipes import weights_path
 from m4v.vae import CausalVideoVAE
 from m4v.world import Scene, motion_of, read_frame, relation, render
@@ -87,9 +88,10 @@ def generate_suite(pipe: TextToVideo, entries: list[dict], frames: int, seed: in
 @torch.no_grad()
 def reconstruct_suite(vae, entries: list[dict], frames: int) -> tuple[list[np.ndarray], dict]:
     """The suite's true renders through the VAE and back: the ceiling any denoiser on this VAE can reach."""
+    video_frames = 1 + VAE_TEMPORAL * (latent_frames_for(frames) - 1)        # the 1 + 8k frames the VAE takes
     videos = []
     for e in entries:
-        clip = render(replace(Scene.from_dict(e["auxiliary_info"]["world"]), n_frames=1 + 8 * -(-(frames - 1) // 8)))
+        clip = render(replace(Scene.from_dict(e["auxiliary_info"]["world"]), n_frames=video_frames))
         videos.append(to_uint8_frames(vae.decode_normalized(vae.encode_normalized(to_model_video(clip)[None]))[0])
                       [:frames])
     return videos, {"gflops_per_video": 0.0, "mixer_gflops_per_video": 0.0, "seconds_per_video": float("nan")}
@@ -101,14 +103,14 @@ def world_quality(models: list[str], per_kind: int = 4, frames: int = 16, seed: 
     """-> (summary per model, per-video rows); with `out`, writes CSV / JSON / markdown with provenance.
     `vae_ceiling` adds a row for the true videos through that VAE (no denoiser)."""
     entries = prompt_suite(per_kind, seed=SUITE_SEED, n_frames=frames)
+    runs = [(name, lambda name=name: generate_suite(TextToVideo.from_pretrained(name, weights_root), entries, frames,
+                                                   seed, steps, guidance)) for name in models]
+    if vae_ceiling:
+        vae = CausalVideoVAE.from_pretrained(weights_path(vae_ceiling, weights_root))
+        runs.insert(0, (f"{vae_ceiling} (reconstruction)", lambda: reconstruct_suite(vae, entries, frames)))
     rows, summary = [], []
-    for name in ([f"{vae_ceiling} (reconstruction)"] if vae_ceiling else []) + list(models):
-        if vae_ceiling and name == f"{vae_ceiling} (reconstruction)":
-            vae = CausalVideoVAE.from_pretrained(weights_path(vae_ceiling, weights_root))
-            videos, cost = reconstruct_suite(vae, entries, frames)
-        else:
-            pipe = TextToVideo.from_pretrained(name, weights_root)
-            videos, cost = generate_suite(pipe, entries, frames, seed, steps, guidance)
+    for name, run in runs:
+        videos, cost = run()
         per_video = [{"model": name, "prompt": e["prompt_en"], "kind": e["world_kind"], **score_video(v, e)}
                      for v, e in tqdm(list(zip(videos, entries)), desc=f"oracle {name}", leave=False)]
         rows += per_video

@@ -7,7 +7,6 @@
 from __future__ import annotations
 
 import time
-from pathlib import Path
 
 import numpy as np
 import torch
@@ -42,12 +41,10 @@ class TextToVideo:
     def from_pretrained(cls, model: str, weights_root=None, vae: str = "vae-tiny",
                         text_encoder: str = "text-tiny") -> TextToVideo:
         """MODEL is a name under the weights root (m4v-tiny, dit-tiny, m4v-tiny-reward) or a directory."""
-        model_dir = Path(model) if Path(model).is_dir() else weights_path(model, weights_root)
-        vae_dir = Path(vae) if Path(vae).is_dir() else weights_path(vae, weights_root)
-        text_dir = Path(text_encoder) if Path(text_encoder).is_dir() else weights_path(text_encoder, weights_root)
-        transformer = M4VTransformer.from_pretrained(model_dir)
-        return cls(transformer, CausalVideoVAE.from_pretrained(vae_dir),
-                   TextEncoders.from_dir(text_dir, max_length=transformer.cfg.text_len), name=str(model))
+        transformer = M4VTransformer.from_pretrained(weights_path(model, weights_root))
+        return cls(transformer, CausalVideoVAE.from_pretrained(weights_path(vae, weights_root)),
+                   TextEncoders.from_dir(weights_path(text_encoder, weights_root), max_length=transformer.cfg.text_len),
+                   name=str(model))
 
     def config(self, frames: int, height: int, width: int, seed: int, steps=TINY_STEPS,
                guidance: float = TINY_GUIDANCE) -> GenerationConfig:

@@ -33,7 +33,10 @@ def get_recipe(name: str):
 
 
 def weights_path(name: str, root=None) -> Path:
-    """Directory of a trained model: ROOT/name, ROOT defaulting to the shipped m4v/weights/."""
+    """Directory of a trained model: `name` itself when it is a directory, else ROOT/name, ROOT defaulting to
+    the shipped m4v/weights/."""
+    if Path(name).is_dir():
+        return Path(name)
     path = Path(root or WEIGHTS_DIR) / name
     if not path.is_dir():
         raise FileNotFoundError(f"no trained weights for {name!r} at {path}; "

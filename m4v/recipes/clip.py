@@ -30,21 +30,10 @@ def world_frames(seed: int, step: int, batch: int, n_frames: int = TRAIN_FRAMES,
     frames, captions = [], []
     for _ in range(batch):
         kind = KINDS[int(rng.integers(len(KINDS)))]
-        scene = _sample_scene(kind, rng, n_frames, size)
+        scene = sample_scene(kind, rng, n_frames, size)
         frames.append(render_frame(scene, int(rng.integers(n_frames))))
         captions.append(caption(scene, kind))
     return to_model_video(np.stack(frames)[:, None])[:, :, 0], captions      # (B, 3, H, W)
-
-
-def _sample_scene(kind: str, rng: np.random.Generator, n_frames: int, size: int):
-    """sample_scene, redrawn from the same stream when two objects cannot be placed (about 1 in 10^4 two-object
-    scenes raises: at 64 frames a step, sooner or later a long run)."""
-    for _ in range(10):
-        try:
-            return sample_scene(kind, rng, n_frames, size)
-        except RuntimeError:
-            continue
-    return sample_scene(kind, rng, n_frames, size)
 
 
 def contrastive_loss(image_features: torch.Tensor, text_features: torch.Tensor, logit_scale: torch.Tensor,
