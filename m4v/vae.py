@@ -59,9 +59,29 @@ class CausalConv3d(nn.Module):
         self.conv = nn.Conv3d(c_in, c_out, kernel, stride=stride)
 
     def forward(self, x: Tensor) -> Tensor:                                     # (B, C, T, H, W)
+        if x.shape[2] == 1:
+            return self.forward_image(x)
         x = torch.cat([x[:, :, :1].expand(-1, -1, self.time_pad, -1, -1), x], dim=2)
         x = F.pad(x, (self.space_pad,) * 4)
         return self.conv(x)
+
+    def forward_image(self, x: Tensor) -> Tensor:                               # (B, C, 1, H, W)
+        """A single frame: every padded frame equals it, so the 3D conv is a 2D conv with the kernel summed over
+        time (same result, a third of the work: image pre-training is mostly this)."""
+        stride = self.conv.stride[1:]
+        out = F.conv2d(x[:, :, 0], self.conv.weight.sum(dim=2), self.conv.bias, stride=stride,
+                       padding=self.space_pad)
+        return out[:, :, None]
+
+    @torch.no_grad()
+    def inflate_from_image(self) -> None:
+        """Move each kernel's weight onto its current-frame tap (the summed kernel is all an image-trained conv
+        has learnt): a video then goes through as frames through the image conv, and time-strided convs keep
+        the last frame of each window. Image training updates every tap alike, so without this each conv
+        averages its window evenly and motion blurs away."""
+        w = self.conv.weight
+        w[:, :, -1] = w.sum(dim=2)
+        w[:, :, :-1] = 0
 
 
 class FrameGroupNorm(nn.GroupNorm):
@@ -165,6 +185,12 @@ class CausalVideoVAE(nn.Module):
 
     def decode(self, latent: Tensor) -> Tensor:
         return self.decoder(latent)
+
+    def inflate_from_image(self) -> None:
+        """Causal inflation of every conv after image-only training (see CausalConv3d.inflate_from_image)."""
+        for m in self.modules():
+            if isinstance(m, CausalConv3d):
+                m.inflate_from_image()
 
     def encode_normalized(self, video: Tensor) -> Tensor:
         """(B, 3, 1 + 8k, H, W) in [-1, 1] -> normalised latent mean, what the denoiser is trained on."""

@@ -51,3 +51,22 @@ def test_paper_size_builds_on_meta():
     assert mean.shape == (1, 16, 2, 8, 8)
     n = sum(p.numel() for p in vae.parameters())
     assert 1e8 < n < 1e9
+
+
+def test_inflated_vae_treats_a_video_as_its_frames():
+    """After causal inflation every conv sees only the current frame: latent frame j encodes pixel frame 8j
+    alone, and decoded frame t (t >= 1) comes from latent frame ceil(t / 8) alone."""
+    torch.manual_seed(0)
+    vae = CausalVideoVAE(VAEConfig.tiny()).eval()
+    vae.inflate_from_image()
+    video = torch.randn(1, 3, 17, 32, 32)
+    with torch.no_grad():
+        mean = vae.encode(video)[0]
+        for j in range(3):
+            torch.testing.assert_close(mean[:, :, j], vae.encode(video[:, :, 8 * j: 8 * j + 1])[0][:, :, 0],
+                                       rtol=1e-4, atol=1e-4)
+        decoded = vae.decode(mean)
+        for t in (0, 1, 8, 9, 16):
+            j = -(-t // 8)
+            torch.testing.assert_close(decoded[:, :, t], vae.decode(mean[:, :, j: j + 1])[:, :, 0],
+                                       rtol=1e-4, atol=1e-4)

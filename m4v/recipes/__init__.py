@@ -66,12 +66,14 @@ class BaseRecipe:
     def step(self, i: int) -> dict:
         raise NotImplementedError
 
-    def set_lr(self, i: int, warmup: int = 50, floor: float = 0.1, total: int | None = None) -> None:
-        """Linear warm-up then cosine decay to `floor` x the base LR over `total` steps (default: the run's)."""
+    def set_lr(self, i: int, warmup: int = 50, floor: float = 0.1, total: int | None = None,
+               scale: float = 1.0) -> None:
+        """Linear warm-up then cosine decay to `floor` x (`scale` x the base LR) over `total` steps (default: the
+        run's)."""
         import math
 
         total = max(total or self.total_steps, 1)
-        scale = min(1.0, (i + 1) / warmup) * (floor + (1 - floor) * 0.5 * (1 + math.cos(math.pi * min(i / total, 1))))
+        scale *= min(1.0, (i + 1) / warmup) * (floor + (1 - floor) * 0.5 * (1 + math.cos(math.pi * min(i / total, 1))))
         for group in self.optimizer.param_groups:
             group["lr"] = self.options["lr"] * scale
 
