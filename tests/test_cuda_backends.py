@@ -8,7 +8,7 @@ from conftest import scan_inputs
 from test_models import tiny_inputs
 
 from m4v.config import M4VConfig
-from m4v.ops import causal_conv1d, causal_conv1d_reference, resolve_backend, selective_scan, selective_scan_reference
+from m4v.ops import causal_conv1d, causal_conv1d_reference, resolve_backend, selective_scan
 from m4v.ops.conv import _causal_conv1d_fn
 from m4v.ops.selective_scan import cuda_scan_available
 from m4v.transformer import build_model
