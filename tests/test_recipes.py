@@ -185,3 +185,16 @@ def test_object_weight_marks_exactly_the_shapes():
     o = scene.objects[0]
     mask = torch.from_numpy(shape_mask(o.shape, o.x, o.y, o.radius, scene.height, scene.width))
     assert torch.equal(weight == OBJECT_WEIGHT, mask) and torch.all(weight[~mask] == 1)
+
+
+def test_update_ema_follows_its_warmed_up_decay():
+    from m4v.recipes.denoiser import EMA_DECAY, update_ema
+
+    ema, model = torch.nn.Linear(2, 1), torch.nn.Linear(2, 1)
+    for m, value in ((ema, 0.0), (model, 1.0)):
+        torch.nn.init.constant_(m.weight, value)
+        torch.nn.init.constant_(m.bias, value)
+    update_ema(ema, model, step=0)          # decay (1 + 0) / (10 + 0) = 0.1: ema moves 90% of the way
+    torch.testing.assert_close(ema.weight, torch.full((1, 2), 0.9))
+    update_ema(ema, model, step=10**6)      # decay capped at EMA_DECAY
+    torch.testing.assert_close(ema.bias, torch.full((1,), 0.9 + 0.1 * (1 - EMA_DECAY)))

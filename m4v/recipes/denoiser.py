@@ -3,10 +3,12 @@
 Both use the same data, steps, seed and schedule; only the single-stream mixer differs (MM-DiM + temporal
 branch vs attention). Videos go through the frozen vae-tiny (normalised latent means) and captions through
 the frozen text-tiny encoders; 10% of captions are dropped to the null condition so CFG works at sampling.
+The shipped weights are an exponential moving average of the trained ones (as PyramidFlow's EMA checkpoints).
 """
 
 from __future__ import annotations
 
+import copy
 import hashlib
 import json
 from pathlib import Path
@@ -28,6 +30,7 @@ from m4v.world.dataset import world_batch
 MIXER = {"m4v-tiny": "m4v", "dit-tiny": "attention"}
 CFG_DROP = 0.1   # caption dropout for classifier-free guidance
 DATASET_SEED = 20_000  # world clips of the denoisers' dataset: disjoint from the VAE's batches
+EMA_DECAY = 0.999
 
 
 def tiny_config(name: str) -> M4VConfig:
@@ -97,8 +100,16 @@ class LatentDataset:
         return self.latents[index], text, [self.captions[i] for i in index.tolist()]
 
 
+@torch.no_grad()
+def update_ema(ema: torch.nn.Module, model: torch.nn.Module, step: int, decay: float = EMA_DECAY) -> None:
+    """ema <- d ema + (1 - d) model, with d warmed up as (1 + step) / (10 + step) so early steps don't linger."""
+    d = min(decay, (1 + step) / (10 + step))
+    for e, p in zip(ema.parameters(), model.parameters()):
+        e.lerp_(p, 1 - d)
+
+
 class Recipe(BaseRecipe):
-    default_steps = 6000
+    default_steps = 7200
 
     def __init__(self, name, seed=0, weights_root=None, batch: int = 32, lr: float = 1e-3,
                  dataset_size: int = 4096):
@@ -108,11 +119,12 @@ class Recipe(BaseRecipe):
         self.encoders = FrozenWorldEncoders(weights_root)
         self.dataset = None  # built on the first step, beside the run directory (shared by m4v-tiny / dit-tiny)
         self.schedule = PyramidSchedule()
-        self.modules = {"model": self.model}
+        self.ema = copy.deepcopy(self.model).requires_grad_(False)
+        self.modules = {"model": self.model, "ema": self.ema}
         self.optimizer = torch.optim.AdamW(self.model.parameters(), lr=lr, betas=(0.9, 0.95), weight_decay=1e-4)
 
     def config(self) -> dict:
-        return {**self.options, "model": self.model.cfg.to_dict()}
+        return {**self.options, "ema_decay": EMA_DECAY, "model": self.model.cfg.to_dict()}
 
     def step(self, i: int) -> dict:
         if self.dataset is None:
@@ -127,7 +139,8 @@ class Recipe(BaseRecipe):
         sample.loss.backward()
         torch.nn.utils.clip_grad_norm_(self.model.parameters(), 1.0)
         self.optimizer.step()
+        update_ema(self.ema, self.model, i)
         return {"loss": sample.loss.item(), "unit": sample.unit, "stage": sample.stage}
 
     def save(self, out) -> None:
-        self.model.save_pretrained(out)
+        self.ema.save_pretrained(out)
