@@ -198,3 +198,23 @@ def test_update_ema_follows_its_warmed_up_decay():
     torch.testing.assert_close(ema.weight, torch.full((1, 2), 0.9))
     update_ema(ema, model, step=10**6)      # decay capped at EMA_DECAY
     torch.testing.assert_close(ema.bias, torch.full((1,), 0.9 + 0.1 * (1 - EMA_DECAY)))
+
+
+def test_edge_loss_counts_a_missing_edge_once_per_axis():
+    from m4v.recipes.vae import edge_loss
+
+    video = torch.zeros(1, 1, 1, 4, 4)
+    video[..., 2:] = 1.0                               # one vertical edge: a jump of 1 between columns 1 and 2
+    weight = torch.ones(1, 1, 1, 4, 4)
+    # flat reconstruction: horizontal differences miss 1 in 4 of the 4x3 places, vertical ones none
+    assert edge_loss(torch.zeros_like(video), video, weight).item() == pytest.approx(4 / 12)
+    assert edge_loss(video + 0.5, video, weight).item() == 0.0   # a constant offset has the same edges
+
+
+def test_video_kinds_weights_moving_scenes():
+    from m4v.recipes.vae import video_kinds
+    from m4v.world.captions import KINDS
+
+    for share in (0.5, 0.75):
+        kinds = video_kinds(share)
+        assert kinds.count("dynamic") / len(kinds) == share and set(kinds) == set(KINDS)
