@@ -109,7 +109,7 @@ def update_ema(ema: torch.nn.Module, model: torch.nn.Module, step: int, decay: f
 
 
 class Recipe(BaseRecipe):
-    default_steps = 7200
+    default_steps = 9000
 
     def __init__(self, name, seed=0, weights_root=None, batch: int = 32, lr: float = 1e-3,
                  dataset_size: int = 4096):
