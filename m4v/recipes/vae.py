@@ -1,14 +1,15 @@
 """vae-tiny: the causal 3D VAE at tiny size, trained to reconstruct world videos.
 
 Two phases, as video VAEs usually are trained (images first, then video). 1 (steps < `image_steps`): single
-frames, which through the causal VAE are 2D convolutions (CausalConv3d.forward_image) and so ~9x more scenes
-per second than 9-frame clips; object-weighted L1 + MSE of a reparameterised sample, a small KL (weight `kl`)
-that keeps the latents near unit scale, and an L1 on spatial gradients (weight `edge`) for the shapes' edges.
-2: 9-frame clips, moving scenes a `dynamic` share of the time, plus an L1 on the frame-to-frame change (weight
-`motion`): without it the decoder repeats the first frame (a moving shape is a few percent of the pixels).
-Each phase has its own warm-up + cosine LR: on one schedule over both, phase 2 ran at ~1/6 of the LR and
-learnt no motion in 700 steps. At the end the latent statistics (first frame / later frames) are measured on fresh
-world videos and stored as the VAE's normalisation, as PyramidFlow's constants were for its VAE.
+frames, which through the causal VAE are exact 2D convolutions (CausalConv3d.forward_image), so a step sees
+~10x more scenes than on 9-frame clips; object-weighted L1 + MSE of a reparameterised sample, a small KL
+(weight `kl`) that keeps the latents near unit scale, and an L1 on spatial gradients (weight `edge`; without
+it shapes blur into blobs). 2: causal inflation (each conv's weight onto its current-frame tap; image
+training updates every tap alike, so without it each conv averages its time window and motion is lost), then
+9-frame clips, moving scenes a `dynamic` share of the time, with an L1 on the frame-to-frame change (weight
+`motion`), on a fresh warm-up + cosine LR at `video_lr_scale` x the base (the full LR undid phase 1's shapes).
+At the end the latent statistics (first frame / later frames) are measured on fresh world videos and stored
+as the VAE's normalisation, as PyramidFlow's constants were for its VAE.
 """
 
 from __future__ import annotations
@@ -24,13 +25,13 @@ from m4v.world.captions import KINDS
 from m4v.world.dataset import world_batch
 
 OBJECT_WEIGHT = 10.0
+STAT_BATCHES, STAT_SEED = 8, 10_000  # batches (of fresh videos) measured for the latent normalisation
 
 
 def video_kinds(dynamic: float) -> tuple:
     """The world's kinds, "dynamic" (moving scenes) weighted to a `dynamic` share of the draws."""
     others = tuple(k for k in KINDS if k != "dynamic")
     return others + ("dynamic",) * round(len(others) * dynamic / (1 - dynamic))
-STAT_BATCHES, STAT_SEED = 8, 10_000  # batches (of fresh videos) measured for the latent normalisation
 
 
 def object_weight(video: Tensor, weight: float = OBJECT_WEIGHT) -> Tensor:
@@ -43,6 +44,7 @@ def object_weight(video: Tensor, weight: float = OBJECT_WEIGHT) -> Tensor:
 
 
 def weighted_l1(a: Tensor, b: Tensor, weight: Tensor) -> Tensor:
+    """Mean of weight * |a - b|."""
     return (weight * (a - b).abs()).mean()
 
 
@@ -64,13 +66,11 @@ class Recipe(BaseRecipe):
 
     def __init__(self, name, seed=0, weights_root=None, image_batch: int = 16, batch: int = 4, lr: float = 1e-3,
                  kl: float = 1e-4, frames: int = 9, motion: float = 2.0, edge: float = 1.0, dynamic: float = 0.75,
-                 video_lr_scale: float = 0.25,
-                 image_steps: int = 7000, channels: tuple = VAEConfig.tiny().channels,
+                 video_lr_scale: float = 0.25, image_steps: int = 7000, channels: tuple = VAEConfig.tiny().channels,
                  decoder_layers: int = VAEConfig.tiny().decoder_layers, device: str = "cpu"):
         super().__init__(name, seed, weights_root, image_batch=image_batch, batch=batch, lr=lr, kl=kl,
                          frames=frames, motion=motion, edge=edge, dynamic=dynamic, video_lr_scale=video_lr_scale,
-                         image_steps=image_steps,
-                         channels=tuple(channels), decoder_layers=decoder_layers)
+                         image_steps=image_steps, channels=tuple(channels), decoder_layers=decoder_layers)
         torch.manual_seed(seed)
         self.device = torch.device(device)
         cfg = replace(VAEConfig.tiny(), channels=tuple(channels), decoder_layers=decoder_layers)
