@@ -66,15 +66,13 @@ class Recipe(BaseRecipe):
 
     def __init__(self, name, seed=0, weights_root=None, image_batch: int = 16, batch: int = 4, lr: float = 1e-3,
                  kl: float = 1e-4, frames: int = 9, motion: float = 2.0, edge: float = 1.0, dynamic: float = 0.75,
-                 video_lr_scale: float = 0.25, image_steps: int = 7000, channels: tuple = VAEConfig.tiny().channels,
-                 decoder_layers: int = VAEConfig.tiny().decoder_layers, device: str = "cpu"):
+                 video_lr_scale: float = 0.25, image_steps: int = 7000, device: str = "cpu"):
         super().__init__(name, seed, weights_root, image_batch=image_batch, batch=batch, lr=lr, kl=kl,
                          frames=frames, motion=motion, edge=edge, dynamic=dynamic, video_lr_scale=video_lr_scale,
-                         image_steps=image_steps, channels=tuple(channels), decoder_layers=decoder_layers)
+                         image_steps=image_steps)
         torch.manual_seed(seed)
         self.device = torch.device(device)
-        cfg = replace(VAEConfig.tiny(), channels=tuple(channels), decoder_layers=decoder_layers)
-        self.vae = CausalVideoVAE(cfg).to(self.device)
+        self.vae = CausalVideoVAE(VAEConfig.tiny()).to(self.device)
         self.modules = {"vae": self.vae}
         self.optimizer = torch.optim.AdamW(self.vae.parameters(), lr=lr, betas=(0.9, 0.99), weight_decay=0.0)
 
