@@ -23,18 +23,25 @@ class MambaMixer(nn.Module):
         self.conv1d = nn.Conv1d(E, E, cfg.d_conv, groups=E, bias=True)  # weight used through causal_conv1d
         self.x_proj = nn.Linear(E, R + 2 * N, bias=False)
         self.dt_proj = nn.Linear(R, E, bias=True)
-        self.A_log = nn.Parameter(torch.empty(E, N))
-        self.D = nn.Parameter(torch.empty(E))
+        # Deterministic S4D-real values from the start (no RNG draw, so seeded inits are unchanged): a mixer that
+        # is built but never reset must not scan with uninitialised memory.
+        self.A_log = nn.Parameter(self.s4d_real_log_A(E, N))
+        self.D = nn.Parameter(torch.ones(E))
         self.out_proj = nn.Linear(E, D, bias=False) if cfg.mamba_out_proj else None
 
     @property
     def out_dim(self) -> int:
         return self.out_proj.out_features if self.out_proj is not None else self.d_inner
 
+    @staticmethod
+    def s4d_real_log_A(d_inner: int, d_state: int) -> Tensor:
+        """log of S4D-real A = -(1..N) per channel, (E, N)."""
+        return torch.log(torch.arange(1, d_state + 1, dtype=torch.float32)).repeat(d_inner, 1)
+
     def reset_parameters(self, dt_min: float = 1e-3, dt_max: float = 0.1, dt_floor: float = 1e-4) -> None:
         """mamba-ssm's init: S4D-real A, D = 1, dt bias = softplus^-1 of log-uniform dt, dt_proj uniform."""
         with torch.no_grad():
-            self.A_log.copy_(torch.log(torch.arange(1, self.d_state + 1, dtype=torch.float32)).repeat(self.d_inner, 1))
+            self.A_log.copy_(self.s4d_real_log_A(self.d_inner, self.d_state))
             self.D.fill_(1.0)
             nn.init.uniform_(self.dt_proj.weight, -self.dt_rank**-0.5, self.dt_rank**-0.5)
             dt = torch.exp(torch.rand(self.d_inner) * (math.log(dt_max) - math.log(dt_min)) + math.log(dt_min))
