@@ -201,6 +201,27 @@ def cmd_world_quality(args) -> int:
     return 0
 
 
+def cmd_stage_quality(args) -> int:
+    """Where generation loses the objects: sample from the true latent's start point of each pyramid stage."""
+    import torch
+
+    from benchmarks.stage_quality import stage_quality
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    if args.prompts < 1:
+        print(f"m4v-bench stage-quality: --prompts must be >= 1, got {args.prompts}", file=sys.stderr)
+        return 2
+    try:
+        table = stage_quality(args.models, args.prompts, [args.steps] * 3, args.guidance, args.seed, args.weights,
+                              args.out)
+    except (ValueError, FileNotFoundError) as exc:
+        print(f"m4v-bench stage-quality: {exc}", file=sys.stderr)
+        return 2
+    print(table.to_markdown(index=False, floatfmt=".3f"))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="m4v-bench", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -283,6 +304,17 @@ def build_parser() -> argparse.ArgumentParser:
                    help="also score the true videos through this VAE (the ceiling of its denoisers); '' for none")
     p.add_argument("--out", help="directory for world_quality.csv / .json / .md")
     p.set_defaults(func=cmd_world_quality)
+
+    p = sub.add_parser("stage-quality", help=cmd_stage_quality.__doc__)
+    p.add_argument("--models", nargs="+", default=["m4v-tiny", "dit-tiny"])
+    p.add_argument("--prompts", type=int, default=30, help="held-out single-object prompts (first frame each)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--steps", type=int, default=TINY_STEPS[0], help="Euler steps per pyramid stage")
+    p.add_argument("--guidance", type=float, default=TINY_GUIDANCE)
+    p.add_argument("--weights", help="weights root (default: the shipped m4v/weights/)")
+    p.add_argument("--threads", type=int, help="torch CPU threads")
+    p.add_argument("--out", help="directory for stage_quality.csv / .json / .md")
+    p.set_defaults(func=cmd_stage_quality)
 
     p = sub.add_parser("bench-scan", help=cmd_bench_scan.__doc__)
     p.add_argument("--sizes", nargs="+", default=["small", "paper"], choices=["small", "paper"])

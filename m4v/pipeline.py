@@ -10,10 +10,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 import torch
-import torch.nn.functional as F
 
 from m4v.pyramid import history_levels
-from m4v.scheduler import PyramidSchedule, pyramid_latents
+from m4v.scheduler import PyramidSchedule, pyramid_latents, stage_noise
 
 
 @dataclass
@@ -70,25 +69,33 @@ def generate_latents(model, text: TextCondition, config: GenerationConfig, sched
     for unit in tqdm(range(config.latent_frames), desc="latent frames", disable=not progress, leave=False):
         steps = config.first_frame_steps if unit == 0 else config.video_steps
         guidance = config.guidance_scale if unit == 0 else config.video_guidance_scale
-        # Full-resolution noise, bilinearly halved per stage with doubled amplitude (unit variance kept).
-        x = torch.randn(batch, channels, config.latent_height, config.latent_width, generator=generator)
-        for _ in range(n_stages - 1):
-            x = F.interpolate(x, scale_factor=0.5, mode="bilinear", align_corners=False) * 2
-        for stage in range(n_stages):
-            if stage > 0:
-                x = schedule.renoise(x, stage, generator)
-            levels = history_levels(unit, stage)
-            history = [generated[f][lv] for f, lv in enumerate(levels)]
-            timesteps, ratios = schedule.inference_steps(stage, steps[stage])
-            for i, t in enumerate(timesteps):
-                velocity = _guided_velocity(model, history + [x], levels + [stage], text, null, float(t), guidance)
+        x = stage_noise(torch.randn(batch, channels, config.latent_height, config.latent_width, generator=generator),
+                        n_stages - 1)
+        x = denoise_frame(model, x, generated, text, null, schedule, steps, guidance, generator, stats=stats)
+        generated.append(pyramid_latents(x, n_stages))
+    return torch.stack([levels[-1] for levels in generated], dim=2), stats
+
+
+def denoise_frame(model, x: torch.Tensor, generated: list, text: TextCondition, null: TextCondition,
+                  schedule: PyramidSchedule, steps, guidance: float, generator: torch.Generator,
+                  first_stage: int = 0, stats: GenerationStats | None = None) -> torch.Tensor:
+    """Run the pyramid stages first_stage.. of the next latent frame from x, its start point at first_stage
+    (B, C, h, w); `generated` holds every finished frame's pyramid (its history). -> the frame at full size."""
+    for stage in range(first_stage, schedule.n_stages):
+        if stage > first_stage:
+            x = schedule.renoise(x, stage, generator)
+        levels = history_levels(len(generated), stage)
+        history = [generated[f][lv] for f, lv in enumerate(levels)]
+        timesteps, ratios = schedule.inference_steps(stage, steps[stage])
+        for i, t in enumerate(timesteps):
+            velocity = _guided_velocity(model, history + [x], levels + [stage], text, null, float(t), guidance)
+            if stats is not None:
                 stats.forwards += 1
                 stats.sequence_sizes.append([tuple(f.shape[-2:]) for f in history + [x]])
                 stats.sequence_levels.append(levels + [stage])
-                stats.batch = batch * (1 if guidance == 1.0 else 2)
-                x = schedule.euler_step(x, velocity, ratios[i].item(), ratios[i + 1].item())
-        generated.append(pyramid_latents(x, n_stages))
-    return torch.stack([levels[-1] for levels in generated], dim=2), stats
+                stats.batch = len(text.tokens) * (1 if guidance == 1.0 else 2)
+            x = schedule.euler_step(x, velocity, ratios[i].item(), ratios[i + 1].item())
+    return x
 
 
 def _guided_velocity(model, frames, levels, text, null, timestep, guidance):

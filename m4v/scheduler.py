@@ -120,3 +120,11 @@ def pyramid_latents(latent: torch.Tensor, n_stages: int = 3) -> list[torch.Tenso
     for _ in range(n_stages - 1):
         levels.insert(0, F.interpolate(levels[0], scale_factor=0.5, mode="bilinear", align_corners=False))
     return levels
+
+
+def stage_noise(noise: torch.Tensor, levels_down: int) -> torch.Tensor:
+    """Full-resolution noise bilinearly halved `levels_down` times with doubled amplitude (unit variance kept):
+    the noise of a lower pyramid stage, as PyramidFlow draws it in training and at sampling."""
+    for _ in range(levels_down):
+        noise = F.interpolate(noise, scale_factor=0.5, mode="bilinear", align_corners=False) * 2
+    return noise

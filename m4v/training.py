@@ -14,7 +14,7 @@ import torch.nn.functional as F
 
 from m4v.pipeline import TextCondition
 from m4v.pyramid import history_levels
-from m4v.scheduler import PyramidSchedule, pyramid_latents
+from m4v.scheduler import PyramidSchedule, pyramid_latents, stage_noise
 
 CORRUPT_RATIO = 1 / 3  # PyramidFlow's history corruption
 
@@ -48,10 +48,7 @@ def flow_matching_loss(model, latents: torch.Tensor, text: TextCondition, schedu
         sigma = torch.rand(B, 1, 1, 1, generator=generator) * CORRUPT_RATIO
         history.append(sigma * torch.randn(clean.shape, generator=generator) + (1 - sigma) * clean)
     current = frames[unit]
-    # One full-resolution noise, halved per stage with doubled amplitude (unit variance), as PyramidFlow.
-    noise = torch.randn(current[-1].shape, generator=generator)
-    for _ in range(n_stages - 1 - stage):
-        noise = F.interpolate(noise, scale_factor=0.5, mode="bilinear", align_corners=False) * 2
+    noise = stage_noise(torch.randn(current[-1].shape, generator=generator), n_stages - 1 - stage)
     ratio = torch.rand(B, generator=generator)
     x, target, timestep = schedule.training_pair(stage, current[stage], current[stage - 1] if stage else None,
                                                  noise, ratio)

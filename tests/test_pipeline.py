@@ -66,3 +66,33 @@ def test_generation_compute_is_counted_by_both_counters_and_scored():
     record = get_evaluator("compute").evaluate([video])[0]
     assert record.score == compute["flops"] / 1e12 and record.extra["seconds"] > 0
     assert not get_evaluator("compute").applies(Video(np.zeros((1, 8, 8, 3), dtype=np.uint8), 8))
+
+
+class PerfectVelocity(torch.nn.Module):
+    """Returns start - clean for the current frame: a flow that knows its endpoint, so Euler from ratio 1 to 0
+    must land exactly on `clean` whatever the steps and guidance."""
+
+    def __init__(self, clean):
+        super().__init__()
+        self.clean, self.start = clean, None
+
+    def forward(self, frames, levels, *condition):
+        x = frames[-1]
+        if self.start is None:
+            self.start = x[:len(self.clean)].clone()   # CFG stacks [uncond; cond] on the batch
+        velocity = self.start - self.clean
+        return velocity.repeat(len(x) // len(velocity), 1, 1, 1)
+
+
+def test_denoise_frame_from_the_last_stage_ends_on_the_flow_endpoint():
+    from m4v.pipeline import denoise_frame
+    from m4v.scheduler import PyramidSchedule
+
+    cfg = M4VConfig.tiny()
+    clean = torch.randn(2, cfg.latent_channels, 8, 8)
+    start = torch.randn_like(clean)
+    text = text_condition(cfg, batch=2)
+    for steps, guidance in [((1, 1, 1), 1.0), ((3, 3, 5), 4.0)]:
+        out = denoise_frame(PerfectVelocity(clean), start, [], text, TextCondition.null_like(text), PyramidSchedule(),
+                            steps, guidance, torch.Generator().manual_seed(0), first_stage=2)
+        torch.testing.assert_close(out, clean, rtol=0, atol=1e-5)

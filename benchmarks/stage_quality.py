@@ -1,0 +1,104 @@
+"""`m4v-bench stage-quality`: which pyramid stage of a denoiser loses the world's objects.
+
+For held-out single-object prompts, the first latent frame is started at stage s from the TRUE latent's start
+point there (the training construction at ratio 1: pure noise at stage 0, sigma_s noise + (1 - sigma_s) times
+the upsampled true latent of stage s-1 after), sampled through the remaining stages exactly as generation does
+(m4v/pipeline.denoise_frame), decoded and read by the oracle. The `clean` row decodes the true latent itself:
+the VAE's ceiling. Where the score falls between consecutive starts is the stage that fails.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+
+from benchmarks.provenance import provenance
+from m4v.generate import TINY_GUIDANCE, TINY_STEPS, TextToVideo
+from m4v.pipeline import TextCondition, denoise_frame
+from m4v.scheduler import PyramidSchedule, pyramid_latents, stage_noise
+from m4v.world import Scene, read_frame, render
+from m4v.world.captions import prompt_suite
+from m4v.world.dataset import to_model_video, to_uint8_frames
+
+SUITE_SEED = 1                                                      # as world-quality: held out from training
+SINGLE_OBJECT_KINDS = ("color", "scene", "style", "dynamic", "static")  # one named object with its colour
+
+
+def single_object_entries(n: int) -> list[dict]:
+    """The first n single-object prompts of the held-out world suite (kinds interleaved)."""
+    per_kind = -(-n // len(SINGLE_OBJECT_KINDS))
+    by_kind = [[e for e in prompt_suite(per_kind, seed=SUITE_SEED) if e["world_kind"] == k] for k in SINGLE_OBJECT_KINDS]
+    return [e for group in zip(*by_kind) for e in group][:n]
+
+
+def true_stage_start(latent: torch.Tensor, stage: int, schedule: PyramidSchedule,
+                     generator: torch.Generator) -> torch.Tensor:
+    """(B, C, h, w) full-size true latent -> the start point of `stage` built from it, as training builds it."""
+    n = schedule.n_stages
+    levels = pyramid_latents(latent, n)
+    noise = stage_noise(torch.randn(latent.shape, generator=generator), n - 1 - stage)
+    x, _, _ = schedule.training_pair(stage, levels[stage], levels[stage - 1] if stage else None, noise,
+                                     torch.ones(len(latent)))
+    return x
+
+
+def score_frames(frames: np.ndarray, scenes: list[Scene]) -> dict:
+    """Fractions of (H, W, 3) frames where the oracle finds the first object's colour+shape, shape, colour."""
+    hits = {"colour_shape": 0, "shape": 0, "colour": 0}
+    for frame, scene in zip(frames, scenes):
+        target, found = scene.objects[0], read_frame(frame).objects
+        hits["colour_shape"] += any(d.shape == target.shape and d.color == target.color for d in found)
+        hits["shape"] += any(d.shape == target.shape for d in found)
+        hits["colour"] += any(d.color == target.color for d in found)
+    return {k: v / len(scenes) for k, v in hits.items()}
+
+
+@torch.no_grad()
+def stage_scores(pipe: TextToVideo, entries: list[dict], steps=TINY_STEPS, guidance: float = TINY_GUIDANCE,
+                 seed: int = 0, starts=(0, 1, 2)) -> list[dict]:
+    """Rows (start, scores) for one pipeline: each start stage, then `clean` (the true latent decoded)."""
+    scenes = [replace(Scene.from_dict(e["auxiliary_info"]["world"]), n_frames=1) for e in entries]
+    video = torch.stack([to_model_video(render(s)) for s in scenes])          # (B, 3, 1, H, W)
+    latent = pipe.vae.encode_normalized(video)[:, :, 0]                       # (B, C, h, w)
+    text = pipe.text.encode([e["prompt_en"] for e in entries])
+    null, schedule = TextCondition.null_like(text), PyramidSchedule()
+
+    def decoded(x):                                                           # (B, C, h, w) -> (B, H, W, 3)
+        return np.stack([to_uint8_frames(v)[0] for v in pipe.vae.decode_normalized(x[:, :, None])])
+
+    rows = []
+    for stage in starts:
+        generator = torch.Generator().manual_seed(seed)
+        x = true_stage_start(latent, stage, schedule, generator)
+        x = denoise_frame(pipe.model, x, [], text, null, schedule, steps, guidance, generator, first_stage=stage)
+        rows.append({"start": f"stage {stage}", **score_frames(decoded(x), scenes)})
+    rows.append({"start": "clean", **score_frames(decoded(latent), scenes)})
+    return rows
+
+
+def stage_quality(models: list[str], n: int = 30, steps=TINY_STEPS, guidance: float = TINY_GUIDANCE, seed: int = 0,
+                  weights_root=None, out=None) -> pd.DataFrame:
+    """One row per (model, start); with `out`, writes stage_quality.csv / .json / .md with provenance."""
+    entries = single_object_entries(n)
+    rows = []
+    for name in models:
+        pipe = TextToVideo.from_pretrained(name, weights_root)
+        rows += [{"model": name, **row, "prompts": len(entries)}
+                 for row in stage_scores(pipe, entries, steps, guidance, seed)]
+    df = pd.DataFrame(rows)
+    if out is not None:
+        out = Path(out)
+        out.mkdir(parents=True, exist_ok=True)
+        df.to_csv(out / "stage_quality.csv", index=False)
+        (out / "stage_quality.md").write_text(df.to_markdown(index=False, floatfmt=".3f") + "\n")
+        config = {"models": models, "prompts": n, "steps": list(steps), "guidance": guidance,
+                  "suite_seed": SUITE_SEED, "kinds": list(SINGLE_OBJECT_KINDS)}
+        (out / "stage_quality.json").write_text(json.dumps(
+            {"rows": df.to_dict(orient="records"), **provenance(config=config, seeds=[seed])}, indent=2,
+            default=float))
+    return df
