@@ -32,7 +32,8 @@ SINGLE_OBJECT_KINDS = ("color", "scene", "style", "dynamic", "static")  # one na
 def single_object_entries(n: int) -> list[dict]:
     """The first n single-object prompts of the held-out world suite (kinds interleaved)."""
     per_kind = -(-n // len(SINGLE_OBJECT_KINDS))
-    by_kind = [[e for e in prompt_suite(per_kind, seed=SUITE_SEED) if e["world_kind"] == k] for k in SINGLE_OBJECT_KINDS]
+    suite = prompt_suite(per_kind, seed=SUITE_SEED)
+    by_kind = [[e for e in suite if e["world_kind"] == k] for k in SINGLE_OBJECT_KINDS]
     return [e for group in zip(*by_kind) for e in group][:n]
 
 
