@@ -24,6 +24,7 @@ bench: $(STAMP)
 	$(VENV)/bin/m4v-bench table4 --out $(BENCH_OUT)
 	$(VENV)/bin/m4v-bench flops-curve --out $(BENCH_OUT)
 	$(VENV)/bin/m4v-bench world-quality --out $(BENCH_OUT)
+	$(VENV)/bin/m4v-bench stage-quality --out $(BENCH_OUT)
 
 test: $(STAMP)
 	$(VENV)/bin/python -m pytest -q
