@@ -30,15 +30,12 @@ class TrainingSample:
     prediction: torch.Tensor | None = None   # predicted velocity there
     ratio: torch.Tensor | None = None        # (B,) position in the stage's flow: 1 = start, 0 = end
     noise: torch.Tensor | None = None        # the stage-resolution noise of the current frame
-    target: torch.Tensor | None = None       # the target velocity (start - end)
     history: list | None = None              # the (corrupted) history frames it was conditioned on
 
 
 def flow_matching_loss(model, latents: torch.Tensor, text: TextCondition, schedule: PyramidSchedule,
-                       generator: torch.Generator, unit: int | None = None, stage: int | None = None,
-                       weight: torch.Tensor | None = None) -> TrainingSample:
-    """latents (B, C, T, H, W), normalised; one AR position and stage for the whole batch. `weight` (B, T, H, W)
-    weighs the squared error per latent position (max-pooled to the stage's grid); None = plain MSE."""
+                       generator: torch.Generator, unit: int | None = None, stage: int | None = None) -> TrainingSample:
+    """latents (B, C, T, H, W), normalised; one AR position and stage for the whole batch."""
     B, _, T, _, _ = latents.shape
     n_stages = schedule.n_stages
     unit = int(torch.randint(T, (1,), generator=generator)) if unit is None else unit
@@ -56,13 +53,8 @@ def flow_matching_loss(model, latents: torch.Tensor, text: TextCondition, schedu
     x, target, timestep = schedule.training_pair(stage, current[stage], current[stage - 1] if stage else None,
                                                  noise, ratio)
     prediction = model(history + [x], levels + [stage], text.tokens, text.mask, text.pooled, timestep.float())
-    error = (prediction.float() - target.float()) ** 2                         # (B, C, h, w)
-    if weight is None:
-        loss = error.mean()
-    else:
-        w = F.adaptive_max_pool2d(weight[:, unit, None].float(), error.shape[-2:])  # (B, 1, h, w)
-        loss = (w * error).mean() / w.mean()
-    return TrainingSample(unit, stage, loss, x, prediction, ratio, noise, target, history)
+    return TrainingSample(unit, stage, F.mse_loss(prediction.float(), target.float()), x, prediction, ratio, noise,
+                          history)
 
 
 def one_step_clean_estimate(sample: TrainingSample, schedule: PyramidSchedule) -> torch.Tensor:

@@ -56,26 +56,3 @@ def test_loss_decreases_on_a_fixed_batch():
     # after training, the gradient has flowed into the MM-DiM blocks' Mamba weights too
     assert any(p.grad is not None and p.grad.abs().sum() > 0
                for n, p in model.named_parameters() if "mmdim.mamba.in_proj" in n)
-
-
-def test_weighted_loss_is_the_weighted_mean_over_latent_cells():
-    """A 0/1 weight gives the MSE over the weighted cells alone; a constant weight gives the plain MSE."""
-    torch.manual_seed(0)
-    cfg = M4VConfig.tiny()
-    model = build_model(cfg).eval()
-    latents, text = batch(cfg)
-
-    def loss(weight, stage=2):
-        return flow_matching_loss(model, latents, text, PyramidSchedule(), torch.Generator().manual_seed(3),
-                                  unit=1, stage=stage, weight=weight)
-
-    plain = loss(None)
-    torch.testing.assert_close(loss(torch.full((2, 3, 16, 24), 7.0)).loss, plain.loss)
-    region = torch.zeros(2, 3, 16, 24)
-    region[:, 1, 4:8, 0:6] = 1                                     # unit 1's frame, a block of cells
-    err = (plain.prediction - plain.target) ** 2                  # (B, C, 16, 24) at the last stage
-    torch.testing.assert_close(loss(region).loss, err[..., 4:8, 0:6].mean())
-    # at stage 1 (8 x 12 grid) a cell counts when any full-size cell under it is weighted (max pooling)
-    low = loss(None, stage=1)
-    err = (low.prediction - low.target) ** 2
-    torch.testing.assert_close(loss(region, stage=1).loss, err[..., 2:4, 0:3].mean())

@@ -97,20 +97,3 @@ def test_unknown_names_are_rejected():
         sample_scene("weather", np.random.default_rng(0))
     with pytest.raises(ValueError, match="style"):
         render(Scene((WorldObject("square", "red", 30, 30, 8),), style="watercolour"))
-
-
-def test_latent_object_mask_marks_the_cells_under_the_object():
-    from dataclasses import replace
-
-    from m4v.world.dataset import latent_object_mask, to_model_video
-    from m4v.world.scene import shape_mask
-
-    entry = [e for e in prompt_suite(2, seed=5) if e["world_kind"] == "dynamic"][0]
-    scene = replace(Scene.from_dict(entry["auxiliary_info"]["world"]), n_frames=17)
-    mask = latent_object_mask(to_model_video(render(scene))[None])[0]          # (3, 8, 8)
-    o = scene.objects[0]
-    for j in range(3):                                                          # latent j <- pixel frame 8j
-        x, y = o.position(8 * j)
-        pixels = shape_mask(o.shape, x, y, o.radius, 64, 64)
-        expected = pixels.reshape(8, 8, 8, 8).any(axis=(1, 3))                  # (cell row, cell col)
-        assert np.array_equal(mask[j].numpy().astype(bool), expected)

@@ -4,13 +4,6 @@ Both use the same data, steps, seed and schedule; only the single-stream mixer d
 branch vs attention). Videos go through the frozen vae-tiny (normalised latent means) and captions through
 the frozen text-tiny encoders; 10% of captions are dropped to the null condition so CFG works at sampling.
 The shipped weights are an exponential moving average of the trained ones (as PyramidFlow's EMA checkpoints).
-
-Object-weighted flow matching (a recipe choice for the tiny world, not PyramidFlow's): the squared error on
-latent cells that hold an object pixel counts `object_weight` times. Objects cover ~12% of the 8x8 latent
-cells and a shape's outline far less, so with plain MSE the background and colours dominate and the shape
-word is learnt last: in 1500-step pilots dit-tiny read colour+shape in 0.18 of held-out frames with plain MSE,
-0.31 with weight 4 and 0.37 with weight 10 (shape 0.29 / 0.52 / 0.58; world-quality, 4 prompts per kind). The
-weight leans the learnt velocity toward "object here" where that is uncertain.
 """
 
 from __future__ import annotations
@@ -21,7 +14,6 @@ import json
 from pathlib import Path
 
 import torch
-from torch import Tensor
 from tqdm import tqdm
 
 from m4v.config import M4VConfig
@@ -33,13 +25,12 @@ from m4v.text import TextEncoders
 from m4v.training import flow_matching_loss
 from m4v.transformer import build_model
 from m4v.vae import CausalVideoVAE, VAEConfig
-from m4v.world.dataset import latent_object_mask, world_batch
+from m4v.world.dataset import world_batch
 
 MIXER = {"m4v-tiny": "m4v", "dit-tiny": "attention"}
 CFG_DROP = 0.1   # caption dropout for classifier-free guidance
 DATASET_SEED = 20_000  # world clips of the denoisers' dataset: disjoint from the VAE's batches
 EMA_DECAY = 0.999
-OBJECT_WEIGHT = 10.0  # as vae-tiny's object weight
 
 
 def tiny_config(name: str) -> M4VConfig:
@@ -80,17 +71,13 @@ class FrozenWorldEncoders:
 
 
 class LatentDataset:
-    """`size` world clips encoded once (encoding every step would cost 10x the denoiser's step on CPU) with their
-    latent-grid object masks, cached as safetensors under a name keyed by the format version, the encoders'
-    fingerprint, seed and size."""
-
-    VERSION = 2  # 2: with "objects" (latent_object_mask)
+    """`size` world clips encoded once (encoding every step would cost 10x the denoiser's step on CPU), cached
+    as safetensors under a name keyed by the encoders' fingerprint, seed and size."""
 
     def __init__(self, encoders: FrozenWorldEncoders, seed: int, size: int, cache_dir, chunk: int = 32):
         from safetensors.torch import load_file, save_file
 
-        name = f"world_latents-v{self.VERSION}-{encoders.fingerprint()}-s{seed}-n{size}.safetensors"
-        path = Path(cache_dir) / name
+        path = Path(cache_dir) / f"world_latents-{encoders.fingerprint()}-s{seed}-n{size}.safetensors"
         captions_path = path.with_suffix(".captions.json")
         if path.is_file() and captions_path.is_file():
             data, captions = load_file(str(path)), json.loads(captions_path.read_text())
@@ -99,8 +86,7 @@ class LatentDataset:
             for c in tqdm(range(-(-size // chunk)), desc="encode world clips", leave=False):
                 video, batch_captions, _ = world_batch(DATASET_SEED + seed, c, chunk)   # (b, 3, 17, 64, 64)
                 latents, text = encoders.encode(video, batch_captions)
-                parts.append({"latents": latents, "tokens": text.tokens, "mask": text.mask, "pooled": text.pooled,
-                              "objects": latent_object_mask(video).to(torch.uint8)})
+                parts.append({"latents": latents, "tokens": text.tokens, "mask": text.mask, "pooled": text.pooled})
                 captions += batch_captions
             data = {k: torch.cat([p[k] for p in parts])[:size].contiguous() for k in parts[0]}
             captions = captions[:size]
@@ -108,15 +94,13 @@ class LatentDataset:
             save_file(data, str(path))
             captions_path.write_text(json.dumps(captions))
         self.latents = data["latents"]                                              # (N, C, T, h, w)
-        self.objects = data["objects"].float()                                      # (N, T, h, w) in {0, 1}
         self.text = TextCondition(data["tokens"], data["mask"].bool(), data["pooled"])
         self.captions = captions
 
-    def batch(self, generator: torch.Generator, batch: int) -> tuple[Tensor, TextCondition, list[str], Tensor]:
-        """-> (latents, text condition, captions, object masks) of `batch` clips drawn with replacement."""
+    def batch(self, generator: torch.Generator, batch: int) -> tuple[torch.Tensor, TextCondition, list[str]]:
         index = torch.randint(len(self.latents), (batch,), generator=generator)
         text = TextCondition(self.text.tokens[index], self.text.mask[index], self.text.pooled[index])
-        return self.latents[index], text, [self.captions[i] for i in index.tolist()], self.objects[index]
+        return self.latents[index], text, [self.captions[i] for i in index.tolist()]
 
 
 @torch.no_grad()
@@ -131,9 +115,8 @@ class Recipe(BaseRecipe):
     default_steps = 5000
 
     def __init__(self, name, seed=0, weights_root=None, batch: int = 32, lr: float = 1e-3,
-                 dataset_size: int = 4096, object_weight: float = OBJECT_WEIGHT):
-        super().__init__(name, seed, weights_root, batch=batch, lr=lr, dataset_size=dataset_size,
-                         object_weight=object_weight)
+                 dataset_size: int = 4096):
+        super().__init__(name, seed, weights_root, batch=batch, lr=lr, dataset_size=dataset_size)
         torch.manual_seed(seed)
         self.model = build_model(tiny_config(name))
         self.encoders = FrozenWorldEncoders(weights_root)
@@ -150,12 +133,11 @@ class Recipe(BaseRecipe):
         if self.dataset is None:
             self.dataset = LatentDataset(self.encoders, self.seed, self.options["dataset_size"], self.out.parent)
         generator = step_generator(self.seed, i)
-        latents, text, _, objects = self.dataset.batch(generator, self.options["batch"])
+        latents, text, _ = self.dataset.batch(generator, self.options["batch"])
         text = drop_captions(text, generator)
         self.model.train()
         self.set_lr(i)
-        weight = 1 + (self.options["object_weight"] - 1) * objects                  # (B, T, h, w)
-        sample = flow_matching_loss(self.model, latents, text, self.schedule, generator, weight=weight)
+        sample = flow_matching_loss(self.model, latents, text, self.schedule, generator)
         self.optimizer.zero_grad(set_to_none=True)
         sample.loss.backward()
         torch.nn.utils.clip_grad_norm_(self.model.parameters(), 1.0)

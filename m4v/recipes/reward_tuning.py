@@ -59,7 +59,7 @@ class Recipe(BaseRecipe):
             # The base model's latent cache when the run directories sit side by side (same seed and size).
             self.dataset = LatentDataset(self.encoders, self.seed, self.options["dataset_size"], self.out.parent)
         generator = step_generator(self.seed, i)
-        latents, text, captions, _ = self.dataset.batch(generator, self.options["batch"])  # (B, C, T, h, w)
+        latents, text, captions = self.dataset.batch(generator, self.options["batch"])   # (B, C, T, h, w)
         self.model.train()
         self.set_lr(i)
         sample = flow_matching_loss(self.model, latents, text, self.schedule, generator, stage=FINAL_STAGE)

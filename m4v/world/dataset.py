@@ -35,20 +35,6 @@ def to_uint8_frames(video: torch.Tensor) -> np.ndarray:
     return ((video.detach().float().clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8).movedim(0, -1).numpy()
 
 
-def object_mask(video: torch.Tensor) -> torch.Tensor:
-    """(B, 3, T, H, W) in [-1, 1] -> (B, 1, T, H, W) bool: pixels unlike their frame's background (the corner
-    colour), i.e. the objects and their shadows."""
-    corner = video[..., :1, :1]                                                  # (B, 3, T, 1, 1)
-    return (video - corner).abs().amax(dim=1, keepdim=True) > 0.05
-
-
-def latent_object_mask(video: torch.Tensor, spatial: int = 8, temporal: int = 8) -> torch.Tensor:
-    """(B, 3, 1 + 8k, H, W) -> (B, 1 + k, H/8, W/8) float: 1 on latent cells holding an object pixel of the pixel
-    frame the latent frame encodes (8j: after vae-tiny's causal inflation latent j reads pixel frame 8j)."""
-    mask = object_mask(video[:, :, ::temporal])[:, 0].float()                    # (B, T_lat, H, W)
-    return torch.nn.functional.max_pool2d(mask, spatial)
-
-
 def world_batch(seed: int, step: int, batch: int, n_frames: int = TRAIN_FRAMES, size: int = TRAIN_SIZE,
                 kinds=KINDS) -> tuple[torch.Tensor, list[str], list[Scene]]:
     """(B, 3, T, H, W) videos in [-1, 1], captions and scenes of batch `step` (kinds drawn uniformly from
