@@ -49,13 +49,15 @@ def true_stage_start(latent: torch.Tensor, stage: int, schedule: PyramidSchedule
 
 
 def score_frames(frames: np.ndarray, scenes: list[Scene]) -> dict:
-    """Fractions of (H, W, 3) frames where the oracle finds the first object's colour+shape, shape, colour."""
-    hits = {"colour_shape": 0, "shape": 0, "colour": 0}
+    """Fractions of (H, W, 3) frames where the oracle finds the first object's colour+shape, shape, colour, and
+    where it finds exactly one object (so that clutter cannot pass for the prompted object)."""
+    hits = {"colour_shape": 0, "shape": 0, "colour": 0, "one_object": 0}
     for frame, scene in zip(frames, scenes):
         target, found = scene.objects[0], read_frame(frame).objects
         hits["colour_shape"] += any(d.shape == target.shape and d.color == target.color for d in found)
         hits["shape"] += any(d.shape == target.shape for d in found)
         hits["colour"] += any(d.color == target.color for d in found)
+        hits["one_object"] += len(found) == 1
     return {k: v / len(scenes) for k, v in hits.items()}
 
 

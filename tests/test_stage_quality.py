@@ -43,3 +43,25 @@ def test_stage_quality_cli_writes_its_tables(tmp_path, capsys):
     assert "stage 2" in capsys.readouterr().out
     assert main(["stage-quality", "--models", "no-such-model", "--prompts", "3"]) == 2
     assert "no-such-model" in capsys.readouterr().err
+
+
+def test_clutter_is_found_but_not_counted():
+    """An extra object painted into every frame keeps 'prompted object found' at 1 but fails the count."""
+    from benchmarks.stage_quality import score_frames
+    from benchmarks.world_quality import score_video
+    from m4v.world.scene import COLORS, shape_mask
+
+    entry = single_object_entries(1)[0]                                       # a colour prompt: one object
+    scene = Scene.from_dict(entry["auxiliary_info"]["world"])
+    video = render(scene)
+    assert score_video(video, entry)["count_frames"] == 1.0
+    o = scene.objects[0]
+    other = next(c for c in COLORS if c != o.color)
+    assert ((64 - 2 * o.x) ** 2 + (64 - 2 * o.y) ** 2) ** 0.5 > o.radius + 6 + 2  # the square lies apart
+    cluttered = video.copy()
+    cluttered[:, shape_mask("square", 64 - o.x, 64 - o.y, 6, 64, 64)] = COLORS[other]  # mirrored, no overlap
+    row = score_video(cluttered, entry)
+    assert row["object_frames"] == 1.0 and row["count_frames"] == 0.0
+    single = [replace(scene, n_frames=1)]
+    assert score_frames(cluttered[:1], single)["one_object"] == 0.0
+    assert score_frames(video[:1], single) == {"colour_shape": 1.0, "shape": 1.0, "colour": 1.0, "one_object": 1.0}
