@@ -5,6 +5,10 @@ point there (the training construction at ratio 1: pure noise at stage 0, sigma_
 the upsampled true latent of stage s-1 after), sampled through the remaining stages exactly as generation does
 (m4v/pipeline.denoise_frame), decoded and read by the oracle. The `clean` row decodes the true latent itself:
 the VAE's ceiling. Where the score falls between consecutive starts is the stage that fails.
+
+`shape_word_confusion` asks whether the stage follows the shape word at all: the same true start points,
+sampled with the prompt's shape word replaced by each shape in turn; rows are the prompted shape, columns the
+shape the oracle reads (largest detection). A model that ignores the word has identical rows.
 """
 
 from __future__ import annotations
@@ -21,7 +25,7 @@ from benchmarks.provenance import provenance
 from m4v.generate import TINY_GUIDANCE, TINY_STEPS, TextToVideo
 from m4v.pipeline import TextCondition, denoise_frame
 from m4v.scheduler import PyramidSchedule, pyramid_latents, stage_noise
-from m4v.world import Scene, read_frame, render
+from m4v.world import SHAPES, Scene, read_frame, render
 from m4v.world.captions import prompt_suite
 from m4v.world.dataset import to_model_video, to_uint8_frames
 
@@ -61,47 +65,82 @@ def score_frames(frames: np.ndarray, scenes: list[Scene]) -> dict:
     return {k: v / len(scenes) for k, v in hits.items()}
 
 
+def _first_frames(pipe: TextToVideo, entries: list[dict]) -> tuple[list[Scene], torch.Tensor]:
+    """Single-frame scenes of the entries and their true normalised latents (B, C, h, w)."""
+    scenes = [replace(Scene.from_dict(e["auxiliary_info"]["world"]), n_frames=1) for e in entries]
+    video = torch.stack([to_model_video(render(s)) for s in scenes])          # (B, 3, 1, H, W)
+    return scenes, pipe.vae.encode_normalized(video)[:, :, 0]
+
+
+def _sample_from(pipe: TextToVideo, x: torch.Tensor, stage: int, prompts: list[str], steps, guidance: float,
+                 generator: torch.Generator) -> np.ndarray:
+    """Stages stage.. from start points x, decoded: (B, H, W, 3) uint8."""
+    text = pipe.text.encode(prompts)
+    x = denoise_frame(pipe.model, x, [], text, TextCondition.null_like(text), PyramidSchedule(), steps, guidance,
+                      generator, first_stage=stage)
+    return np.stack([to_uint8_frames(v)[0] for v in pipe.vae.decode_normalized(x[:, :, None])])
+
+
 @torch.no_grad()
 def stage_scores(pipe: TextToVideo, entries: list[dict], steps=TINY_STEPS, guidance: float = TINY_GUIDANCE,
                  seed: int = 0, starts=(0, 1, 2)) -> list[dict]:
     """Rows (start, scores) for one pipeline: each start stage, then `clean` (the true latent decoded)."""
-    scenes = [replace(Scene.from_dict(e["auxiliary_info"]["world"]), n_frames=1) for e in entries]
-    video = torch.stack([to_model_video(render(s)) for s in scenes])          # (B, 3, 1, H, W)
-    latent = pipe.vae.encode_normalized(video)[:, :, 0]                       # (B, C, h, w)
-    text = pipe.text.encode([e["prompt_en"] for e in entries])
-    null, schedule = TextCondition.null_like(text), PyramidSchedule()
-
-    def decoded(x):                                                           # (B, C, h, w) -> (B, H, W, 3)
-        return np.stack([to_uint8_frames(v)[0] for v in pipe.vae.decode_normalized(x[:, :, None])])
-
+    scenes, latent = _first_frames(pipe, entries)
+    prompts = [e["prompt_en"] for e in entries]
     rows = []
     for stage in starts:
         generator = torch.Generator().manual_seed(seed)
-        x = true_stage_start(latent, stage, schedule, generator)
-        x = denoise_frame(pipe.model, x, [], text, null, schedule, steps, guidance, generator, first_stage=stage)
-        rows.append({"start": f"stage {stage}", **score_frames(decoded(x), scenes)})
-    rows.append({"start": "clean", **score_frames(decoded(latent), scenes)})
+        x = true_stage_start(latent, stage, PyramidSchedule(), generator)
+        rows.append({"start": f"stage {stage}",
+                     **score_frames(_sample_from(pipe, x, stage, prompts, steps, guidance, generator), scenes)})
+    clean = np.stack([to_uint8_frames(v)[0] for v in pipe.vae.decode_normalized(latent[:, :, None])])
+    rows.append({"start": "clean", **score_frames(clean, scenes)})
     return rows
 
 
+@torch.no_grad()
+def shape_word_confusion(pipe: TextToVideo, entries: list[dict], stage: int = 2, steps=TINY_STEPS,
+                         guidance: float = TINY_GUIDANCE, seed: int = 0) -> pd.DataFrame:
+    """Counts (prompted shape x read shape, plus 'none') over the entries, from their true stage-`stage` starts
+    (the same start points and noise for every prompted shape)."""
+    scenes, latent = _first_frames(pipe, entries)
+    start = true_stage_start(latent, stage, PyramidSchedule(), torch.Generator().manual_seed(seed))
+    table = pd.DataFrame(0, index=pd.Index(SHAPES, name="prompted"), columns=[*SHAPES, "none"])
+    for shape in SHAPES:
+        prompts = [e["prompt_en"].replace(s.objects[0].shape, shape, 1) for e, s in zip(entries, scenes)]
+        frames = _sample_from(pipe, start.clone(), stage, prompts, steps, guidance,
+                              torch.Generator().manual_seed(seed + 1))
+        for frame in frames:
+            found = read_frame(frame).objects
+            table.loc[shape, max(found, key=lambda d: d.area).shape if found else "none"] += 1
+    return table
+
+
 def stage_quality(models: list[str], n: int = 30, steps=TINY_STEPS, guidance: float = TINY_GUIDANCE, seed: int = 0,
-                  weights_root=None, out=None) -> pd.DataFrame:
-    """One row per (model, start); with `out`, writes stage_quality.csv / .json / .md with provenance."""
+                  weights_root=None, out=None) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """-> (one row per (model, start), the last stage's shape-word confusion per model); with `out`, writes
+    stage_quality.csv / .json / .md and shape_confusion.csv with provenance."""
     entries = single_object_entries(n)
-    rows = []
+    rows, confusions = [], []
     for name in models:
         pipe = TextToVideo.from_pretrained(name, weights_root)
         rows += [{"model": name, **row, "prompts": len(entries)}
                  for row in stage_scores(pipe, entries, steps, guidance, seed)]
+        confusions.append(shape_word_confusion(pipe, entries, 2, steps, guidance, seed).reset_index()
+                          .assign(model=name))
     df = pd.DataFrame(rows)
+    confusion = pd.concat(confusions, ignore_index=True)[["model", "prompted", *SHAPES, "none"]]
     if out is not None:
         out = Path(out)
         out.mkdir(parents=True, exist_ok=True)
         df.to_csv(out / "stage_quality.csv", index=False)
-        (out / "stage_quality.md").write_text(df.to_markdown(index=False, floatfmt=".3f") + "\n")
+        confusion.to_csv(out / "shape_confusion.csv", index=False)
+        (out / "stage_quality.md").write_text(
+            df.to_markdown(index=False, floatfmt=".3f") + "\n\nLast stage (true stage-2 starts), prompted shape "
+            "word x shape read (largest object):\n\n" + confusion.to_markdown(index=False) + "\n")
         config = {"models": models, "prompts": n, "steps": list(steps), "guidance": guidance,
                   "suite_seed": SUITE_SEED, "kinds": list(SINGLE_OBJECT_KINDS)}
         (out / "stage_quality.json").write_text(json.dumps(
-            {"rows": df.to_dict(orient="records"), **provenance(config=config, seeds=[seed])}, indent=2,
-            default=float))
-    return df
+            {"rows": df.to_dict(orient="records"), "shape_confusion": confusion.to_dict(orient="records"),
+             **provenance(config=config, seeds=[seed])}, indent=2, default=float))
+    return df, confusion

@@ -65,3 +65,35 @@ def test_clutter_is_found_but_not_counted():
     single = [replace(scene, n_frames=1)]
     assert score_frames(cluttered[:1], single)["one_object"] == 0.0
     assert score_frames(video[:1], single) == {"colour_shape": 1.0, "shape": 1.0, "colour": 1.0, "one_object": 1.0}
+
+
+def test_shape_confusion_of_a_text_blind_model_has_identical_rows():
+    """PerfectVelocity ignores the text: every prompted shape reads as the true shapes do."""
+    from benchmarks.stage_quality import shape_word_confusion
+    from m4v.world import SHAPES
+
+    entries = single_object_entries(8)
+    vae = CausalVideoVAE.from_pretrained(weights_path("vae-tiny"))
+    scenes = [replace(Scene.from_dict(e["auxiliary_info"]["world"]), n_frames=1) for e in entries]
+    with torch.no_grad():
+        clean = vae.encode_normalized(torch.stack([to_model_video(render(s)) for s in scenes]))[:, :, 0]
+    text = TextEncoders.from_dir(weights_path("text-tiny"), max_length=16)
+
+    class Restarting(PerfectVelocity):          # a fresh start point per prompted shape
+        def forward(self, frames, levels, *condition):
+            if self.calls % 8 == 0:              # 8 Euler steps per run of the last stage
+                self.start = None
+            self.calls += 1
+            return super().forward(frames, levels, *condition)
+
+    model = Restarting(clean)
+    model.calls = 0
+    table = shape_word_confusion(TextToVideo(model, vae, text), entries, stage=2)
+    from m4v.world import read_frame
+    from m4v.world.dataset import to_uint8_frames
+
+    with torch.no_grad():
+        decoded = [to_uint8_frames(v)[0] for v in vae.decode_normalized(clean[:, :, None])]
+    reads = [max(read_frame(f).objects, key=lambda d: d.area).shape for f in decoded]
+    expected = [reads.count(s) for s in SHAPES] + [0]
+    assert all(table.loc[s].tolist() == expected for s in SHAPES)
