@@ -213,13 +213,14 @@ def cmd_stage_quality(args) -> int:
         print(f"m4v-bench stage-quality: --prompts must be >= 1, got {args.prompts}", file=sys.stderr)
         return 2
     try:
-        table, confusion = stage_quality(args.models, args.prompts, [args.steps] * 3, args.guidance, args.seed,
+        table, confusion, motion = stage_quality(args.models, args.prompts, [args.steps] * 3, args.guidance, args.seed,
                                          args.weights, args.out)
     except (ValueError, FileNotFoundError) as exc:
         print(f"m4v-bench stage-quality: {exc}", file=sys.stderr)
         return 2
     print(table.to_markdown(index=False, floatfmt=".3f"))
     print("\nlast stage, prompted shape word x shape read:\n" + confusion.to_markdown(index=False))
+    print("\nmotion with the true first latent frame given:\n" + motion.to_markdown(index=False, floatfmt=".2f"))
     return 0
 
 

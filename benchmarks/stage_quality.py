@@ -9,6 +9,10 @@ the VAE's ceiling. Where the score falls between consecutive starts is the stage
 `shape_word_confusion` asks whether the stage follows the shape word at all: the same true start points,
 sampled with the prompt's shape word replaced by each shape in turn; rows are the prompted shape, columns the
 shape the oracle reads (largest detection). A model that ignores the word has identical rows.
+
+`motion_from_true_first_frame` separates temporal learning from first-frame quality: for held-out moving and
+still prompts, the true first latent frame is given as history and the later latent frames are generated
+(all stages, as generation does); the oracle reads the motion of the decoded video.
 """
 
 from __future__ import annotations
@@ -22,10 +26,11 @@ import pandas as pd
 import torch
 
 from benchmarks.provenance import provenance
-from m4v.generate import TINY_GUIDANCE, TINY_STEPS, TextToVideo
+from m4v.generate import TINY_GUIDANCE, TINY_STEPS, TextToVideo, latent_frames_for
 from m4v.pipeline import TextCondition, denoise_frame
+from m4v.pyramid import VAE_TEMPORAL
 from m4v.scheduler import PyramidSchedule, pyramid_latents, stage_noise
-from m4v.world import SHAPES, Scene, read_frame, render
+from m4v.world import SHAPES, Scene, motion_of, read_frame, render
 from m4v.world.captions import prompt_suite
 from m4v.world.dataset import to_model_video, to_uint8_frames
 
@@ -116,20 +121,53 @@ def shape_word_confusion(pipe: TextToVideo, entries: list[dict], stage: int = 2,
     return table
 
 
+@torch.no_grad()
+def motion_from_true_first_frame(pipe: TextToVideo, per_kind: int = 20, frames: int = 16, steps=TINY_STEPS,
+                                 guidance: float = TINY_GUIDANCE, seed: int = 0) -> dict:
+    """Fractions of moving / still prompts whose video, generated after the true first latent frame, moves as
+    prompted; beside the same for the true videos through the VAE (the ceiling)."""
+    entries = [e for e in prompt_suite(per_kind, seed=SUITE_SEED, n_frames=frames)
+               if e["world_kind"] in ("dynamic", "static")]
+    n_latent = latent_frames_for(frames)
+    scenes = [replace(Scene.from_dict(e["auxiliary_info"]["world"]), n_frames=1 + VAE_TEMPORAL * (n_latent - 1))
+              for e in entries]
+    latents = pipe.vae.encode_normalized(torch.stack([to_model_video(render(s)) for s in scenes]))  # (B,C,T,h,w)
+    text = pipe.text.encode([e["prompt_en"] for e in entries])
+    null, schedule, generator = TextCondition.null_like(text), PyramidSchedule(), torch.Generator().manual_seed(seed)
+    generated = [pyramid_latents(latents[:, :, 0], schedule.n_stages)]
+    for _ in range(1, n_latent):
+        x = stage_noise(torch.randn(latents[:, :, 0].shape, generator=generator), schedule.n_stages - 1)
+        x = denoise_frame(pipe.model, x, generated, text, null, schedule, steps, guidance, generator)
+        generated.append(pyramid_latents(x, schedule.n_stages))
+    result = {}
+    for name, video in (("generated", torch.stack([g[-1] for g in generated], dim=2)), ("vae_ceiling", latents)):
+        right = {"dynamic": [], "static": []}
+        for v, e, s in zip(pipe.vae.decode_normalized(video), entries, scenes):
+            right[e["world_kind"]].append(motion_of(to_uint8_frames(v)[:frames], s.objects[0].color)
+                                          == s.objects[0].motion)
+        result[name] = {"motion_right_dynamic": float(np.mean(right["dynamic"])),
+                        "still_right_static": float(np.mean(right["static"]))}
+    return result
+
+
 def stage_quality(models: list[str], n: int = 30, steps=TINY_STEPS, guidance: float = TINY_GUIDANCE, seed: int = 0,
-                  weights_root=None, out=None) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """-> (one row per (model, start), the last stage's shape-word confusion per model); with `out`, writes
-    stage_quality.csv / .json / .md and shape_confusion.csv with provenance."""
+                  weights_root=None, out=None) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
+    """-> (one row per (model, start), the last stage's shape-word confusion per model, motion after the true
+    first frame per model); with `out`, writes stage_quality.csv / .json / .md and shape_confusion.csv with
+    provenance."""
     entries = single_object_entries(n)
-    rows, confusions = [], []
+    rows, confusions, motion = [], [], []
     for name in models:
         pipe = TextToVideo.from_pretrained(name, weights_root)
         rows += [{"model": name, **row, "prompts": len(entries)}
                  for row in stage_scores(pipe, entries, steps, guidance, seed)]
         confusions.append(shape_word_confusion(pipe, entries, 2, steps, guidance, seed).reset_index()
                           .assign(model=name))
+        for source, scores in motion_from_true_first_frame(pipe, steps=steps, guidance=guidance, seed=seed).items():
+            motion.append({"model": name if source == "generated" else "true videos through the VAE", **scores})
     df = pd.DataFrame(rows)
     confusion = pd.concat(confusions, ignore_index=True)[["model", "prompted", *SHAPES, "none"]]
+    motion = pd.DataFrame(motion).drop_duplicates()
     if out is not None:
         out = Path(out)
         out.mkdir(parents=True, exist_ok=True)
@@ -137,10 +175,13 @@ def stage_quality(models: list[str], n: int = 30, steps=TINY_STEPS, guidance: fl
         confusion.to_csv(out / "shape_confusion.csv", index=False)
         (out / "stage_quality.md").write_text(
             df.to_markdown(index=False, floatfmt=".3f") + "\n\nLast stage (true stage-2 starts), prompted shape "
-            "word x shape read (largest object):\n\n" + confusion.to_markdown(index=False) + "\n")
+            "word x shape read (largest object):\n\n" + confusion.to_markdown(index=False)
+            + "\n\nMotion with the true first latent frame given, later frames generated (20 moving, 20 still "
+            "prompts):\n\n" + motion.to_markdown(index=False, floatfmt=".2f") + "\n")
         config = {"models": models, "prompts": n, "steps": list(steps), "guidance": guidance,
                   "suite_seed": SUITE_SEED, "kinds": list(SINGLE_OBJECT_KINDS)}
         (out / "stage_quality.json").write_text(json.dumps(
             {"rows": df.to_dict(orient="records"), "shape_confusion": confusion.to_dict(orient="records"),
+             "motion_from_true_first_frame": motion.to_dict(orient="records"),
              **provenance(config=config, seeds=[seed])}, indent=2, default=float))
-    return df, confusion
+    return df, confusion, motion

@@ -97,3 +97,35 @@ def test_shape_confusion_of_a_text_blind_model_has_identical_rows():
     reads = [max(read_frame(f).objects, key=lambda d: d.area).shape for f in decoded]
     expected = [reads.count(s) for s in SHAPES] + [0]
     assert all(table.loc[s].tolist() == expected for s in SHAPES)
+
+
+class PerfectVideoVelocity(torch.nn.Module):
+    """Lands every (latent frame, stage) run on the true latent of that frame at that stage's size."""
+
+    def __init__(self, clean_video):
+        super().__init__()
+        self.clean, self.key, self.start = clean_video, None, None
+
+    def forward(self, frames, levels, *condition):
+        from m4v.scheduler import pyramid_latents
+
+        x, batch, key = frames[-1], len(self.clean), (len(frames), levels[-1])
+        if key != self.key:                         # a new stage run: remember where it starts
+            self.key, self.start = key, x[:batch].clone()
+        target = pyramid_latents(self.clean[:, :, len(frames) - 1], 3)[levels[-1]]
+        return (self.start - target).repeat(len(x) // batch, 1, 1, 1)
+
+
+def test_motion_after_a_perfect_history_matches_the_true_videos():
+    from benchmarks.stage_quality import SUITE_SEED, motion_from_true_first_frame
+    from m4v.world.captions import prompt_suite
+
+    entries = [e for e in prompt_suite(3, seed=SUITE_SEED) if e["world_kind"] in ("dynamic", "static")]
+    vae = CausalVideoVAE.from_pretrained(weights_path("vae-tiny"))
+    scenes = [replace(Scene.from_dict(e["auxiliary_info"]["world"]), n_frames=17) for e in entries]
+    with torch.no_grad():
+        clean = vae.encode_normalized(torch.stack([to_model_video(render(s)) for s in scenes]))
+    text = TextEncoders.from_dir(weights_path("text-tiny"), max_length=16)
+    result = motion_from_true_first_frame(TextToVideo(PerfectVideoVelocity(clean), vae, text), per_kind=3)
+    assert result["generated"] == result["vae_ceiling"]
+    assert result["vae_ceiling"]["motion_right_dynamic"] == 1.0   # the shipped VAE keeps every direction
