@@ -15,6 +15,15 @@ from m4v.world.dataset import to_model_video
 from tests.test_pipeline import PerfectVelocity
 
 
+def true_latents(entries, n_frames=1):
+    """(shipped VAE, shipped text encoders, scenes, true normalised latents (B, C, T, h, w)) of the entries."""
+    vae = CausalVideoVAE.from_pretrained(weights_path("vae-tiny"))
+    scenes = [replace(Scene.from_dict(e["auxiliary_info"]["world"]), n_frames=n_frames) for e in entries]
+    with torch.no_grad():
+        clean = vae.encode_normalized(torch.stack([to_model_video(render(s)) for s in scenes]))
+    return vae, TextEncoders.from_dir(weights_path("text-tiny"), max_length=16), scenes, clean
+
+
 def test_single_object_entries_interleave_kinds_with_one_object():
     entries = single_object_entries(7)
     assert [e["world_kind"] for e in entries[:5]] == list(SINGLE_OBJECT_KINDS)
@@ -24,12 +33,8 @@ def test_single_object_entries_interleave_kinds_with_one_object():
 
 def test_perfect_last_stage_reaches_the_clean_ceiling():
     entries = single_object_entries(6)
-    vae = CausalVideoVAE.from_pretrained(weights_path("vae-tiny"))
-    scenes = [replace(Scene.from_dict(e["auxiliary_info"]["world"]), n_frames=1) for e in entries]
-    with torch.no_grad():
-        clean = vae.encode_normalized(torch.stack([to_model_video(render(s)) for s in scenes]))[:, :, 0]
-    text = TextEncoders.from_dir(weights_path("text-tiny"), max_length=16)
-    rows = stage_scores(TextToVideo(PerfectVelocity(clean), vae, text), entries, starts=(2,))
+    vae, text, _, clean = true_latents(entries)
+    rows = stage_scores(TextToVideo(PerfectVelocity(clean[:, :, 0]), vae, text), entries, starts=(2,))
     assert [r["start"] for r in rows] == ["stage 2", "clean"]
     perfect, ceiling = ({k: v for k, v in r.items() if k != "start"} for r in rows)
     assert perfect == ceiling
@@ -73,11 +78,8 @@ def test_shape_confusion_of_a_text_blind_model_has_identical_rows():
     from m4v.world import SHAPES
 
     entries = single_object_entries(8)
-    vae = CausalVideoVAE.from_pretrained(weights_path("vae-tiny"))
-    scenes = [replace(Scene.from_dict(e["auxiliary_info"]["world"]), n_frames=1) for e in entries]
-    with torch.no_grad():
-        clean = vae.encode_normalized(torch.stack([to_model_video(render(s)) for s in scenes]))[:, :, 0]
-    text = TextEncoders.from_dir(weights_path("text-tiny"), max_length=16)
+    vae, text, scenes, clean = true_latents(entries)
+    clean = clean[:, :, 0]
 
     class Restarting(PerfectVelocity):          # a fresh start point per prompted shape
         def forward(self, frames, levels, *condition):
@@ -121,11 +123,7 @@ def test_motion_after_a_perfect_history_matches_the_true_videos():
     from m4v.world.captions import prompt_suite
 
     entries = [e for e in prompt_suite(3, seed=SUITE_SEED) if e["world_kind"] in ("dynamic", "static")]
-    vae = CausalVideoVAE.from_pretrained(weights_path("vae-tiny"))
-    scenes = [replace(Scene.from_dict(e["auxiliary_info"]["world"]), n_frames=17) for e in entries]
-    with torch.no_grad():
-        clean = vae.encode_normalized(torch.stack([to_model_video(render(s)) for s in scenes]))
-    text = TextEncoders.from_dir(weights_path("text-tiny"), max_length=16)
+    vae, text, _, clean = true_latents(entries, n_frames=17)
     result = motion_from_true_first_frame(TextToVideo(PerfectVideoVelocity(clean), vae, text), per_kind=3)
     assert result["generated"] == result["vae_ceiling"]
     assert result["vae_ceiling"]["motion_right_dynamic"] == 1.0   # the shipped VAE keeps every direction
