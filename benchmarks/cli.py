@@ -213,8 +213,8 @@ def cmd_stage_quality(args) -> int:
         print(f"m4v-bench stage-quality: --prompts must be >= 1, got {args.prompts}", file=sys.stderr)
         return 2
     try:
-        table, confusion, motion = stage_quality(args.models, args.prompts, [args.steps] * 3, args.guidance, args.seed,
-                                         args.weights, args.out)
+        table, confusion, motion = stage_quality(args.models, args.prompts, [args.steps] * 3, args.guidance,
+                                                 args.seed, args.weights, args.out)
     except (ValueError, FileNotFoundError) as exc:
         print(f"m4v-bench stage-quality: {exc}", file=sys.stderr)
         return 2
@@ -315,7 +315,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--guidance", type=float, default=TINY_GUIDANCE)
     p.add_argument("--weights", help="weights root (default: the shipped m4v/weights/)")
     p.add_argument("--threads", type=int, help="torch CPU threads")
-    p.add_argument("--out", help="directory for stage_quality.csv / .json / .md")
+    p.add_argument("--out", help="directory for stage_quality.csv / .json / .md and shape_confusion.csv")
     p.set_defaults(func=cmd_stage_quality)
 
     p = sub.add_parser("bench-scan", help=cmd_bench_scan.__doc__)
