@@ -27,7 +27,7 @@ import torch
 
 from benchmarks.provenance import provenance
 from m4v.generate import TINY_GUIDANCE, TINY_STEPS, TextToVideo, latent_frames_for
-from m4v.pipeline import TextCondition, denoise_frame
+from m4v.pipeline import TextCondition, denoise_frame, generate_latents
 from m4v.pyramid import VAE_TEMPORAL
 from m4v.scheduler import PyramidSchedule, pyramid_latents, stage_noise
 from m4v.world import SHAPES, Scene, motion_of, read_frame, render
@@ -70,11 +70,15 @@ def score_frames(frames: np.ndarray, scenes: list[Scene]) -> dict:
     return {k: v / len(scenes) for k, v in hits.items()}
 
 
-def _first_frames(pipe: TextToVideo, entries: list[dict]) -> tuple[list[Scene], torch.Tensor]:
-    """Single-frame scenes of the entries and their true normalised latents (B, C, h, w)."""
-    scenes = [replace(Scene.from_dict(e["auxiliary_info"]["world"]), n_frames=1) for e in entries]
-    video = torch.stack([to_model_video(render(s)) for s in scenes])          # (B, 3, 1, H, W)
-    return scenes, pipe.vae.encode_normalized(video)[:, :, 0]
+def true_latents(vae, entries: list[dict], n_frames: int = 1) -> tuple[list[Scene], torch.Tensor]:
+    """The entries' scenes rendered at n_frames (1 + 8k) and their true normalised latents (B, C, T, h, w)."""
+    scenes = [replace(Scene.from_dict(e["auxiliary_info"]["world"]), n_frames=n_frames) for e in entries]
+    return scenes, vae.encode_normalized(torch.stack([to_model_video(render(s)) for s in scenes]))
+
+
+def decoded(vae, latents: torch.Tensor) -> np.ndarray:
+    """(B, C, T, h, w) normalised latents -> (B, T', H, W, 3) uint8 videos."""
+    return np.stack([to_uint8_frames(v) for v in vae.decode_normalized(latents)])
 
 
 def _sample_from(pipe: TextToVideo, x: torch.Tensor, stage: int, prompts: list[str], steps, guidance: float,
@@ -83,14 +87,15 @@ def _sample_from(pipe: TextToVideo, x: torch.Tensor, stage: int, prompts: list[s
     text = pipe.text.encode(prompts)
     x = denoise_frame(pipe.model, x, [], text, TextCondition.null_like(text), PyramidSchedule(), steps, guidance,
                       generator, first_stage=stage)
-    return np.stack([to_uint8_frames(v)[0] for v in pipe.vae.decode_normalized(x[:, :, None])])
+    return decoded(pipe.vae, x[:, :, None])[:, 0]
 
 
 @torch.no_grad()
 def stage_scores(pipe: TextToVideo, entries: list[dict], steps=TINY_STEPS, guidance: float = TINY_GUIDANCE,
                  seed: int = 0, starts=(0, 1, 2)) -> list[dict]:
     """Rows (start, scores) for one pipeline: each start stage, then `clean` (the true latent decoded)."""
-    scenes, latent = _first_frames(pipe, entries)
+    scenes, latent = true_latents(pipe.vae, entries)
+    latent = latent[:, :, 0]                                                  # (B, C, h, w)
     prompts = [e["prompt_en"] for e in entries]
     rows = []
     for stage in starts:
@@ -98,8 +103,7 @@ def stage_scores(pipe: TextToVideo, entries: list[dict], steps=TINY_STEPS, guida
         x = true_stage_start(latent, stage, PyramidSchedule(), generator)
         rows.append({"start": f"stage {stage}",
                      **score_frames(_sample_from(pipe, x, stage, prompts, steps, guidance, generator), scenes)})
-    clean = np.stack([to_uint8_frames(v)[0] for v in pipe.vae.decode_normalized(latent[:, :, None])])
-    rows.append({"start": "clean", **score_frames(clean, scenes)})
+    rows.append({"start": "clean", **score_frames(decoded(pipe.vae, latent[:, :, None])[:, 0], scenes)})
     return rows
 
 
@@ -108,8 +112,8 @@ def shape_word_confusion(pipe: TextToVideo, entries: list[dict], stage: int = 2,
                          guidance: float = TINY_GUIDANCE, seed: int = 0) -> pd.DataFrame:
     """Counts (prompted shape x read shape, plus 'none') over the entries, from their true stage-`stage` starts
     (the same start points and noise for every prompted shape)."""
-    scenes, latent = _first_frames(pipe, entries)
-    start = true_stage_start(latent, stage, PyramidSchedule(), torch.Generator().manual_seed(seed))
+    scenes, latent = true_latents(pipe.vae, entries)
+    start = true_stage_start(latent[:, :, 0], stage, PyramidSchedule(), torch.Generator().manual_seed(seed))
     table = pd.DataFrame(0, index=pd.Index(SHAPES, name="prompted"), columns=[*SHAPES, "none"])
     for shape in SHAPES:
         prompts = [e["prompt_en"].replace(s.objects[0].shape, shape, 1) for e, s in zip(entries, scenes)]
@@ -128,23 +132,15 @@ def motion_from_true_first_frame(pipe: TextToVideo, per_kind: int = 20, frames: 
     prompted; beside the same for the true videos through the VAE (the ceiling)."""
     entries = [e for e in prompt_suite(per_kind, seed=SUITE_SEED, n_frames=frames)
                if e["world_kind"] in ("dynamic", "static")]
-    n_latent = latent_frames_for(frames)
-    scenes = [replace(Scene.from_dict(e["auxiliary_info"]["world"]), n_frames=1 + VAE_TEMPORAL * (n_latent - 1))
-              for e in entries]
-    latents = pipe.vae.encode_normalized(torch.stack([to_model_video(render(s)) for s in scenes]))  # (B,C,T,h,w)
+    scenes, latents = true_latents(pipe.vae, entries, 1 + VAE_TEMPORAL * (latent_frames_for(frames) - 1))
     text = pipe.text.encode([e["prompt_en"] for e in entries])
-    null, schedule, generator = TextCondition.null_like(text), PyramidSchedule(), torch.Generator().manual_seed(seed)
-    generated = [pyramid_latents(latents[:, :, 0], schedule.n_stages)]
-    for _ in range(1, n_latent):
-        x = stage_noise(torch.randn(latents[:, :, 0].shape, generator=generator), schedule.n_stages - 1)
-        x = denoise_frame(pipe.model, x, generated, text, null, schedule, steps, guidance, generator)
-        generated.append(pyramid_latents(x, schedule.n_stages))
+    config = pipe.config(frames, scenes[0].height, scenes[0].width, seed, steps, guidance)
+    generated, _ = generate_latents(pipe.model, text, config, given=latents[:, :, :1])
     result = {}
-    for name, video in (("generated", torch.stack([g[-1] for g in generated], dim=2)), ("vae_ceiling", latents)):
+    for name, video in (("generated", generated), ("vae_ceiling", latents)):
         right = {"dynamic": [], "static": []}
-        for v, e, s in zip(pipe.vae.decode_normalized(video), entries, scenes):
-            right[e["world_kind"]].append(motion_of(to_uint8_frames(v)[:frames], s.objects[0].color)
-                                          == s.objects[0].motion)
+        for v, e, s in zip(decoded(pipe.vae, video), entries, scenes):
+            right[e["world_kind"]].append(motion_of(v[:frames], s.objects[0].color) == s.objects[0].motion)
         result[name] = {"motion_right_dynamic": float(np.mean(right["dynamic"])),
                         "still_right_static": float(np.mean(right["static"]))}
     return result

@@ -53,8 +53,9 @@ class GenerationStats:
 
 @torch.no_grad()
 def generate_latents(model, text: TextCondition, config: GenerationConfig, schedule: PyramidSchedule | None = None,
-                     progress: bool = False) -> tuple[torch.Tensor, GenerationStats]:
-    """-> latents (B, C, T, H, W) and call statistics; `progress` shows a bar over latent frames."""
+                     progress: bool = False, given: torch.Tensor | None = None) -> tuple[torch.Tensor, GenerationStats]:
+    """-> latents (B, C, T, H, W) and call statistics; `progress` shows a bar over latent frames. `given`
+    (B, C, k, H, W): the first k latent frames, taken as they are (history for the rest, no sampling)."""
     from tqdm import tqdm
 
     schedule = schedule or PyramidSchedule()
@@ -64,9 +65,11 @@ def generate_latents(model, text: TextCondition, config: GenerationConfig, sched
     channels = model.cfg.latent_channels
     null = TextCondition.null_like(text)
     stats = GenerationStats()
-    generated: list[list[torch.Tensor]] = []  # per finished frame: its latent at every stage, lowest first
+    # per finished frame: its latent at every stage, lowest first
+    generated = [pyramid_latents(given[:, :, t], n_stages) for t in range(0 if given is None else given.shape[2])]
 
-    for unit in tqdm(range(config.latent_frames), desc="latent frames", disable=not progress, leave=False):
+    for unit in tqdm(range(len(generated), config.latent_frames), desc="latent frames", disable=not progress,
+                     leave=False):
         steps = config.first_frame_steps if unit == 0 else config.video_steps
         guidance = config.guidance_scale if unit == 0 else config.video_guidance_scale
         x = stage_noise(torch.randn(batch, channels, config.latent_height, config.latent_width, generator=generator),

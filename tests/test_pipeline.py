@@ -96,3 +96,17 @@ def test_denoise_frame_from_the_last_stage_ends_on_the_flow_endpoint():
         out = denoise_frame(PerfectVelocity(clean), start, [], text, TextCondition.null_like(text), PyramidSchedule(),
                             steps, guidance, torch.Generator().manual_seed(0), first_stage=2)
         torch.testing.assert_close(out, clean, rtol=0, atol=1e-5)
+
+
+def test_given_leading_frames_are_kept_and_condition_the_rest():
+    model = tiny_model()
+    text = text_condition(model.cfg)
+    config = GenerationConfig(latent_frames=3, latent_height=16, latent_width=24, first_frame_steps=(2, 2, 2),
+                              video_steps=(1, 1, 1))
+    given = torch.randn(1, model.cfg.latent_channels, 1, 16, 24, generator=torch.Generator().manual_seed(5))
+    latents, stats = generate_latents(model, text, config, given=given)
+    assert torch.equal(latents[:, :, :1], given)
+    assert stats.forwards == 2 * 3 * 1                              # only the two later frames are sampled
+    assert stats.sequence_sizes[0] == [(4, 6), (4, 6)]              # the given frame is their history
+    other, _ = generate_latents(model, text, config, given=given + 1)
+    assert not torch.allclose(other[:, :, 1:], latents[:, :, 1:])

@@ -1,26 +1,25 @@
 """Stage diagnostic: a denoiser that knows the true endpoint scores exactly the VAE's ceiling; CLI tables."""
 
 from dataclasses import replace
+from types import SimpleNamespace
 
 import torch
 
 from benchmarks.cli import main
-from benchmarks.stage_quality import SINGLE_OBJECT_KINDS, single_object_entries, stage_scores
+from benchmarks.stage_quality import SINGLE_OBJECT_KINDS, single_object_entries, stage_scores, true_latents
 from m4v.generate import TextToVideo
 from m4v.recipes import weights_path
 from m4v.text import TextEncoders
 from m4v.vae import CausalVideoVAE
 from m4v.world import Scene, render
-from m4v.world.dataset import to_model_video
 from tests.test_pipeline import PerfectVelocity
 
 
-def true_latents(entries, n_frames=1):
+def shipped_encoders_and_latents(entries, n_frames=1):
     """(shipped VAE, shipped text encoders, scenes, true normalised latents (B, C, T, h, w)) of the entries."""
     vae = CausalVideoVAE.from_pretrained(weights_path("vae-tiny"))
-    scenes = [replace(Scene.from_dict(e["auxiliary_info"]["world"]), n_frames=n_frames) for e in entries]
     with torch.no_grad():
-        clean = vae.encode_normalized(torch.stack([to_model_video(render(s)) for s in scenes]))
+        scenes, clean = true_latents(vae, entries, n_frames)
     return vae, TextEncoders.from_dir(weights_path("text-tiny"), max_length=16), scenes, clean
 
 
@@ -33,7 +32,7 @@ def test_single_object_entries_interleave_kinds_with_one_object():
 
 def test_perfect_last_stage_reaches_the_clean_ceiling():
     entries = single_object_entries(6)
-    vae, text, _, clean = true_latents(entries)
+    vae, text, _, clean = shipped_encoders_and_latents(entries)
     rows = stage_scores(TextToVideo(PerfectVelocity(clean[:, :, 0]), vae, text), entries, starts=(2,))
     assert [r["start"] for r in rows] == ["stage 2", "clean"]
     perfect, ceiling = ({k: v for k, v in r.items() if k != "start"} for r in rows)
@@ -78,7 +77,7 @@ def test_shape_confusion_of_a_text_blind_model_has_identical_rows():
     from m4v.world import SHAPES
 
     entries = single_object_entries(8)
-    vae, text, scenes, clean = true_latents(entries)
+    vae, text, scenes, clean = shipped_encoders_and_latents(entries)
     clean = clean[:, :, 0]
 
     class Restarting(PerfectVelocity):          # a fresh start point per prompted shape
@@ -107,6 +106,7 @@ class PerfectVideoVelocity(torch.nn.Module):
     def __init__(self, clean_video):
         super().__init__()
         self.clean, self.key, self.start = clean_video, None, None
+        self.cfg = SimpleNamespace(latent_channels=clean_video.shape[1])   # what generate_latents reads
 
     def forward(self, frames, levels, *condition):
         from m4v.scheduler import pyramid_latents
@@ -123,7 +123,7 @@ def test_motion_after_a_perfect_history_matches_the_true_videos():
     from m4v.world.captions import prompt_suite
 
     entries = [e for e in prompt_suite(3, seed=SUITE_SEED) if e["world_kind"] in ("dynamic", "static")]
-    vae, text, _, clean = true_latents(entries, n_frames=17)
+    vae, text, _, clean = shipped_encoders_and_latents(entries, n_frames=17)
     result = motion_from_true_first_frame(TextToVideo(PerfectVideoVelocity(clean), vae, text), per_kind=3)
     assert result["generated"] == result["vae_ceiling"]
     assert result["vae_ceiling"]["motion_right_dynamic"] == 1.0   # the shipped VAE keeps every direction
