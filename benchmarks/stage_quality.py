@@ -18,7 +18,6 @@ still prompts, the true first latent frame is given as history and the later lat
 from __future__ import annotations
 
 import json
-from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -26,13 +25,12 @@ import pandas as pd
 import torch
 
 from benchmarks.provenance import provenance
-from m4v.generate import TINY_GUIDANCE, TINY_STEPS, TextToVideo, latent_frames_for
+from benchmarks.world_quality import decoded, true_latents, vae_frames_for
+from m4v.generate import TINY_GUIDANCE, TINY_STEPS, TextToVideo
 from m4v.pipeline import TextCondition, denoise_frame, generate_latents
-from m4v.pyramid import VAE_TEMPORAL
 from m4v.scheduler import PyramidSchedule, pyramid_latents, stage_noise
-from m4v.world import SHAPES, Scene, motion_of, read_frame, render
+from m4v.world import SHAPES, Scene, motion_of, read_frame
 from m4v.world.captions import prompt_suite
-from m4v.world.dataset import to_model_video, to_uint8_frames
 
 SUITE_SEED = 1                                                      # as world-quality: held out from training
 SINGLE_OBJECT_KINDS = ("color", "scene", "style", "dynamic", "static")  # one named object with its colour
@@ -68,17 +66,6 @@ def score_frames(frames: np.ndarray, scenes: list[Scene]) -> dict:
         hits["colour"] += any(d.color == target.color for d in found)
         hits["one_object"] += len(found) == 1
     return {k: v / len(scenes) for k, v in hits.items()}
-
-
-def true_latents(vae, entries: list[dict], n_frames: int = 1) -> tuple[list[Scene], torch.Tensor]:
-    """The entries' scenes rendered at n_frames (1 + 8k) and their true normalised latents (B, C, T, h, w)."""
-    scenes = [replace(Scene.from_dict(e["auxiliary_info"]["world"]), n_frames=n_frames) for e in entries]
-    return scenes, vae.encode_normalized(torch.stack([to_model_video(render(s)) for s in scenes]))
-
-
-def decoded(vae, latents: torch.Tensor) -> np.ndarray:
-    """(B, C, T, h, w) normalised latents -> (B, T', H, W, 3) uint8 videos."""
-    return np.stack([to_uint8_frames(v) for v in vae.decode_normalized(latents)])
 
 
 def _sample_from(pipe: TextToVideo, x: torch.Tensor, stage: int, prompts: list[str], steps, guidance: float,
@@ -132,7 +119,7 @@ def motion_from_true_first_frame(pipe: TextToVideo, per_kind: int = 20, frames: 
     prompted; beside the same for the true videos through the VAE (the ceiling)."""
     entries = [e for e in prompt_suite(per_kind, seed=SUITE_SEED, n_frames=frames)
                if e["world_kind"] in ("dynamic", "static")]
-    scenes, latents = true_latents(pipe.vae, entries, 1 + VAE_TEMPORAL * (latent_frames_for(frames) - 1))
+    scenes, latents = true_latents(pipe.vae, entries, vae_frames_for(frames))
     text = pipe.text.encode([e["prompt_en"] for e in entries])
     config = pipe.config(frames, scenes[0].height, scenes[0].width, seed, steps, guidance)
     generated, _ = generate_latents(pipe.model, text, config, given=latents[:, :, :1])

@@ -89,15 +89,26 @@ def generate_suite(pipe: TextToVideo, entries: list[dict], frames: int, seed: in
                     "seconds_per_video": seconds / n}
 
 
+def vae_frames_for(frames: int) -> int:
+    """The 1 + 8k pixel frames the VAE takes for a `frames`-frame video."""
+    return 1 + VAE_TEMPORAL * (latent_frames_for(frames) - 1)
+
+
+def true_latents(vae, entries: list[dict], n_frames: int = 1) -> tuple[list[Scene], torch.Tensor]:
+    """The entries' scenes rendered at n_frames (1 + 8k) and their true normalised latents (B, C, T, h, w)."""
+    scenes = [replace(Scene.from_dict(e["auxiliary_info"]["world"]), n_frames=n_frames) for e in entries]
+    return scenes, vae.encode_normalized(torch.stack([to_model_video(render(s)) for s in scenes]))
+
+
+def decoded(vae, latents: torch.Tensor) -> np.ndarray:
+    """(B, C, T, h, w) normalised latents -> (B, T', H, W, 3) uint8 videos."""
+    return np.stack([to_uint8_frames(v) for v in vae.decode_normalized(latents)])
+
+
 @torch.no_grad()
 def reconstruct_suite(vae, entries: list[dict], frames: int) -> tuple[list[np.ndarray], dict]:
     """The suite's true renders through the VAE and back: the ceiling any denoiser on this VAE can reach."""
-    video_frames = 1 + VAE_TEMPORAL * (latent_frames_for(frames) - 1)        # the 1 + 8k frames the VAE takes
-    videos = []
-    for e in entries:
-        clip = render(replace(Scene.from_dict(e["auxiliary_info"]["world"]), n_frames=video_frames))
-        videos.append(to_uint8_frames(vae.decode_normalized(vae.encode_normalized(to_model_video(clip)[None]))[0])
-                      [:frames])
+    videos = [decoded(vae, true_latents(vae, [e], vae_frames_for(frames))[1])[0][:frames] for e in entries]
     return videos, {"gflops_per_video": 0.0, "mixer_gflops_per_video": 0.0, "seconds_per_video": float("nan")}
 
 

@@ -6,7 +6,8 @@ from types import SimpleNamespace
 import torch
 
 from benchmarks.cli import main
-from benchmarks.stage_quality import SINGLE_OBJECT_KINDS, single_object_entries, stage_scores, true_latents
+from benchmarks.stage_quality import SINGLE_OBJECT_KINDS, single_object_entries, stage_scores
+from benchmarks.world_quality import true_latents
 from m4v.generate import TextToVideo
 from m4v.recipes import weights_path
 from m4v.text import TextEncoders
