@@ -76,6 +76,18 @@ def test_denoiser_resume_equals_straight_run(frozen_root, tmp_path, monkeypatch)
     assert len(list(tmp_path.glob("world_latents-*.safetensors"))) == 1  # encoded once, shared beside the runs
 
 
+def test_latent_cache_is_keyed_by_the_world(monkeypatch):
+    """A cached latent dataset is never reused for a changed world (here: bigger objects)."""
+    import m4v.world.captions as captions
+    from m4v.recipes.denoiser import world_fingerprint
+
+    before = world_fingerprint(0)
+    assert world_fingerprint(0) == before and world_fingerprint(1) != before
+    monkeypatch.setattr(captions, "OBJECT_RADIUS", (12.0, 16.0))
+    monkeypatch.setattr(captions, "PAIR_RADIUS", 10.0)
+    assert world_fingerprint(0) != before
+
+
 def test_dit_and_m4v_differ_only_in_the_mixer(frozen_root):
     m4v = get_recipe("m4v-tiny")("m4v-tiny", weights_root=frozen_root)
     dit = get_recipe("dit-tiny")("dit-tiny", weights_root=frozen_root)

@@ -65,6 +65,26 @@ def test_oracle_confirms_every_caption_kind(kind):
             assert motion_of(frames, scene.objects[0].color) == scene.objects[0].motion
 
 
+@pytest.mark.parametrize("kind", ["multiple_objects", "spatial_relationship"])
+def test_larger_objects_still_place_and_read(kind, monkeypatch):
+    """A world with bigger objects (the radius constants) still places every pair, whole, apart, and readable."""
+    import m4v.world.captions as captions
+
+    monkeypatch.setattr(captions, "OBJECT_RADIUS", (12.0, 16.0))
+    monkeypatch.setattr(captions, "PAIR_RADIUS", 10.0)
+    for seed in range(40):
+        scene = sample_scene(kind, np.random.default_rng(seed))
+        a, b = scene.objects
+        assert a.radius == b.radius == 10.0 and np.hypot(a.x - b.x, a.y - b.y) >= 28
+        assert all(o.radius + 2 <= v <= 64 - o.radius - 2 for o in scene.objects for v in (o.x, o.y))
+        reading = read_frame(render(scene)[0])
+        assert sorted(o.color for o in reading.objects) == sorted((a.color, b.color))
+        if kind == "spatial_relationship":
+            first = next(o for o in reading.objects if o.color == a.color)
+            second = next(o for o in reading.objects if o.color == b.color)
+            assert relation(first, second) == scene.relation
+
+
 def test_caption_grammar():
     o1 = WorldObject("square", "red", 20, 32, 7, "left", 1.5)
     o2 = WorldObject("circle", "blue", 44, 32, 7)

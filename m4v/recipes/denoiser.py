@@ -70,14 +70,22 @@ class FrozenWorldEncoders:
         return h.hexdigest()[:16]
 
 
+def world_fingerprint(seed: int) -> str:
+    """Hash of the dataset's first two clips and captions: changes whenever the world's scenes, rendering or
+    grammar do, so a cached dataset of an older world is never reused."""
+    video, captions, _ = world_batch(DATASET_SEED + seed, 0, 2)
+    return hashlib.sha256(video.numpy().tobytes() + json.dumps(captions).encode()).hexdigest()[:8]
+
+
 class LatentDataset:
     """`size` world clips encoded once (encoding every step would cost 10x the denoiser's step on CPU), cached
-    as safetensors under a name keyed by the encoders' fingerprint, seed and size."""
+    as safetensors under a name keyed by the encoders' fingerprint, the world's, seed and size."""
 
     def __init__(self, encoders: FrozenWorldEncoders, seed: int, size: int, cache_dir, chunk: int = 32):
         from safetensors.torch import load_file, save_file
 
-        path = Path(cache_dir) / f"world_latents-{encoders.fingerprint()}-s{seed}-n{size}.safetensors"
+        key = f"{encoders.fingerprint()}-w{world_fingerprint(seed)}-s{seed}-n{size}"
+        path = Path(cache_dir) / f"world_latents-{key}.safetensors"
         captions_path = path.with_suffix(".captions.json")
         if path.is_file() and captions_path.is_file():
             data, captions = load_file(str(path)), json.loads(captions_path.read_text())

@@ -20,14 +20,17 @@ KIND_DIMENSIONS = {
     "static": ["temporal_flickering", "subject_consistency"], "style": ["appearance_style"],
 }
 SPEED = 1.5  # px per frame for moving objects
+OBJECT_RADIUS = (7.0, 10.0)  # px, uniform, for a scene's only object
+PAIR_RADIUS = 7.0  # px, both objects of a two-object scene
 
 
 def _pick(rng, options):
     return options[int(rng.integers(len(options)))]
 
 
-def _object(rng, size, radius=None, color=None, shape=None, margin=12.0) -> WorldObject:
-    r = radius if radius is not None else float(rng.uniform(7, 10))
+def _object(rng, size, radius=None, color=None, shape=None) -> WorldObject:
+    r = radius if radius is not None else float(rng.uniform(*OBJECT_RADIUS))
+    margin = max(12.0, r + 2)  # whole shape (and its shadow) on the canvas
     return WorldObject(shape or _pick(rng, SHAPES), color or _pick(rng, list(COLORS)),
                        float(rng.uniform(margin, size - margin)), float(rng.uniform(margin, size - margin)), r)
 
@@ -55,26 +58,31 @@ def sample_scene(kind: str, rng: np.random.Generator, n_frames: int = 16, size: 
 
 
 def _two_objects(kind, rng, background, n_frames, size) -> Scene:
-    first = _object(rng, size, radius=7.0)
-    second_color = _pick(rng, [c for c in COLORS if c != first.color])
-    relation = ""
-    for _ in range(10_000):  # 1 in 10^4 scenes needs more than 100 draws; the first success is kept
-        second = _object(rng, size, radius=7.0, color=second_color)
-        dx, dy = second.x - first.x, second.y - first.y
-        if np.hypot(dx, dy) < 2 * 7.0 + 8:  # keep them (and their shadows) apart
-            continue
-        if kind == "multiple_objects":
-            break
-        # The first object is `relation` the second along the dominant axis (VBench's |dx| > |dy| rule).
-        if abs(dx) > abs(dy) + 4:
-            relation = "to the left of" if dx > 0 else "to the right of"
-            break
-        if abs(dy) > abs(dx) + 4:
-            relation = "above" if dy > 0 else "below"
-            break
-    else:
-        raise RuntimeError("could not place two objects")
-    return Scene((first, second), background, "flat", n_frames, size, size, relation)
+    for _ in range(100):
+        first = _object(rng, size, radius=PAIR_RADIUS)
+        second_color = _pick(rng, [c for c in COLORS if c != first.color])
+        for _ in range(10_000):  # 1 in 10^4 scenes needs more than 100 draws; the first success is kept
+            second = _object(rng, size, radius=PAIR_RADIUS, color=second_color)
+            relation = _placement(kind, second.x - first.x, second.y - first.y)
+            if relation is not None:
+                return Scene((first, second), background, "flat", n_frames, size, size, relation)
+        # No room around this first object (possible only when PAIR_RADIUS is large): draw it again.
+    raise RuntimeError("could not place two objects")
+
+
+def _placement(kind: str, dx: float, dy: float) -> str | None:
+    """The relation caption for a second object at (dx, dy) from the first ("" when the kind needs none), or
+    None where the pair does not fit the kind."""
+    if np.hypot(dx, dy) < 2 * PAIR_RADIUS + 8:  # keep them (and their shadows) apart
+        return None
+    if kind == "multiple_objects":
+        return ""
+    # The first object is `relation` the second along the dominant axis (VBench's |dx| > |dy| rule).
+    if abs(dx) > abs(dy) + 4:
+        return "to the left of" if dx > 0 else "to the right of"
+    if abs(dy) > abs(dx) + 4:
+        return "above" if dy > 0 else "below"
+    return None
 
 
 def caption(scene: Scene, kind: str) -> str:
