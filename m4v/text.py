@@ -1,8 +1,9 @@
 """Text conditioning through transformers: T5 sequence features + pooled CLIP text features, from local dirs.
 
-Paper size uses T5-XXL (4096-d, 128 tokens, right-padded with a mask) and CLIP-L's pooled output (768-d),
-as PyramidFlow. The loading code is the real transformers one (`from_pretrained(..., local_files_only=True)`);
-`build_tiny_text_encoders` makes small ones with a word-level tokenizer (tokenizers) for CPU work and tests.
+Paper size uses T5-XXL (4096-d, 128 tokens, right-padded with a mask) and CLIP-L's pooled, projected output
+(`CLIPTextModelWithProjection.text_embeds`, 768-d), as PyramidFlow's SD3 text stack. The loading code is the real
+transformers one (`from_pretrained(..., local_files_only=True)`); `build_tiny_text_models` makes small ones with a
+word-level tokenizer (tokenizers) for CPU work and tests.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ SPECIAL_TOKENS = ["<pad>", "</s>", "<unk>"]
 
 
 class TextEncoders:
-    """T5EncoderModel (sequence) + CLIPTextModel (pooled), each with its tokenizer, frozen, eval mode."""
+    """T5EncoderModel (sequence) + CLIPTextModelWithProjection (pooled), each with its tokenizer, frozen, eval."""
 
     def __init__(self, t5, t5_tokenizer, clip, clip_tokenizer, max_length: int = 128):
         self.t5, self.t5_tokenizer = t5.eval().requires_grad_(False), t5_tokenizer
@@ -28,7 +29,7 @@ class TextEncoders:
     @classmethod
     def from_dir(cls, directory, max_length: int = 128) -> TextEncoders:
         """Load from DIR/t5 and DIR/clip_text (save_pretrained layouts); never touches a hub."""
-        from transformers import AutoTokenizer, CLIPTextModel, T5EncoderModel
+        from transformers import AutoTokenizer, CLIPTextModelWithProjection, T5EncoderModel
 
         directory = Path(directory)
         for sub in (T5_SUBDIR, CLIP_SUBDIR):
@@ -36,7 +37,7 @@ class TextEncoders:
                 raise FileNotFoundError(f"--text-encoder {directory}: missing {sub}/config.json")
         t5 = T5EncoderModel.from_pretrained(directory / T5_SUBDIR, local_files_only=True)
         t5_tok = AutoTokenizer.from_pretrained(directory / T5_SUBDIR, local_files_only=True)
-        clip = CLIPTextModel.from_pretrained(directory / CLIP_SUBDIR, local_files_only=True)
+        clip = CLIPTextModelWithProjection.from_pretrained(directory / CLIP_SUBDIR, local_files_only=True)
         clip_tok = AutoTokenizer.from_pretrained(directory / CLIP_SUBDIR, local_files_only=True)
         return cls(t5, t5_tok, clip, clip_tok, max_length)
 
@@ -48,17 +49,23 @@ class TextEncoders:
         tokens = self.t5(input_ids=t5_in.input_ids, attention_mask=t5_in.attention_mask).last_hidden_state
         clip_in = self.clip_tokenizer(prompts, padding="max_length", truncation=True, return_tensors="pt",
                                       max_length=self.clip.config.max_position_embeddings)
-        pooled = self.clip(input_ids=clip_in.input_ids, attention_mask=clip_in.attention_mask).pooler_output
+        pooled = self.clip(input_ids=clip_in.input_ids, attention_mask=clip_in.attention_mask).text_embeds
         return TextCondition(tokens, t5_in.attention_mask.bool(), pooled)
 
 
-def build_tiny_text_encoders(directory, words, t5_dim: int = 32, clip_dim: int = 16, max_length: int = 8,
-                             seed: int = 0) -> Path:
-    """Word-level tokenizer over `words`, a 2-layer T5 encoder and a 2-layer CLIP text model; saved to dir."""
+def build_tiny_text_models(words, t5_dim: int = 32, clip_dim: int = 32, projection_dim: int = 16,
+                           max_length: int = 8, seed: int = 0):
+    """(word-level tokenizer over `words`, 2-layer T5 encoder, 2-layer CLIP text model with projection), freshly
+    initialised from `seed`."""
     from tokenizers import Tokenizer, models, pre_tokenizers, processors
-    from transformers import CLIPTextConfig, CLIPTextModel, PreTrainedTokenizerFast, T5Config, T5EncoderModel
+    from transformers import (
+        CLIPTextConfig,
+        CLIPTextModelWithProjection,
+        PreTrainedTokenizerFast,
+        T5Config,
+        T5EncoderModel,
+    )
 
-    directory = Path(directory)
     vocab = {tok: i for i, tok in enumerate(SPECIAL_TOKENS + sorted(set(words)))}
     core = Tokenizer(models.WordLevel(vocab, unk_token="<unk>"))
     core.pre_tokenizer = pre_tokenizers.Whitespace()
@@ -69,10 +76,22 @@ def build_tiny_text_encoders(directory, words, t5_dim: int = 32, clip_dim: int =
     torch.manual_seed(seed)
     t5 = T5EncoderModel(T5Config(vocab_size=len(vocab), d_model=t5_dim, d_kv=8, d_ff=2 * t5_dim, num_layers=2,
                                  num_heads=4, pad_token_id=0, eos_token_id=1, decoder_start_token_id=0))
-    clip = CLIPTextModel(CLIPTextConfig(vocab_size=len(vocab), hidden_size=clip_dim, intermediate_size=2 * clip_dim,
-                                        num_hidden_layers=2, num_attention_heads=2, max_position_embeddings=max_length,
-                                        pad_token_id=0, bos_token_id=1, eos_token_id=1))
+    clip = CLIPTextModelWithProjection(CLIPTextConfig(
+        vocab_size=len(vocab), hidden_size=clip_dim, intermediate_size=2 * clip_dim, projection_dim=projection_dim,
+        num_hidden_layers=2, num_attention_heads=2, max_position_embeddings=max_length, pad_token_id=0,
+        bos_token_id=1, eos_token_id=1))
+    return tokenizer, t5, clip
+
+
+def save_text_models(directory, tokenizer, t5, clip) -> Path:
+    """DIR/t5 and DIR/clip_text in save_pretrained layouts (what `TextEncoders.from_dir` loads)."""
+    directory = Path(directory)
     for sub, model in ((T5_SUBDIR, t5), (CLIP_SUBDIR, clip)):
         model.save_pretrained(directory / sub)
         tokenizer.save_pretrained(directory / sub)
     return directory
+
+
+def build_tiny_text_encoders(directory, words, max_length: int = 8, seed: int = 0, **dims) -> Path:
+    """`build_tiny_text_models` saved to `directory` untrained (tests; the shipped text-tiny trains its CLIP)."""
+    return save_text_models(directory, *build_tiny_text_models(words, max_length=max_length, seed=seed, **dims))

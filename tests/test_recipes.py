@@ -77,14 +77,14 @@ def test_denoiser_resume_equals_straight_run(frozen_root, tmp_path, monkeypatch)
 
 
 def test_latent_cache_is_keyed_by_the_world(monkeypatch):
-    """A cached latent dataset is never reused for a changed world (here: bigger objects)."""
+    """A cached latent dataset is never reused for a changed world (here: other object sizes)."""
     import m4v.world.captions as captions
     from m4v.recipes.denoiser import world_fingerprint
 
     before = world_fingerprint(0)
     assert world_fingerprint(0) == before and world_fingerprint(1) != before
-    monkeypatch.setattr(captions, "OBJECT_RADIUS", (12.0, 16.0))
-    monkeypatch.setattr(captions, "PAIR_RADIUS", 10.0)
+    monkeypatch.setattr(captions, "OBJECT_RADIUS", (7.0, 10.0))
+    monkeypatch.setattr(captions, "PAIR_RADIUS", 7.0)
     assert world_fingerprint(0) != before
 
 

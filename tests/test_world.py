@@ -67,15 +67,15 @@ def test_oracle_confirms_every_caption_kind(kind):
 
 @pytest.mark.parametrize("kind", ["multiple_objects", "spatial_relationship"])
 def test_larger_objects_still_place_and_read(kind, monkeypatch):
-    """A world with bigger objects (the radius constants) still places every pair, whole, apart, and readable."""
+    """A world with other object sizes (the radius constants) still places every pair, whole, apart, readable."""
     import m4v.world.captions as captions
 
-    monkeypatch.setattr(captions, "OBJECT_RADIUS", (12.0, 16.0))
-    monkeypatch.setattr(captions, "PAIR_RADIUS", 10.0)
+    monkeypatch.setattr(captions, "OBJECT_RADIUS", (14.0, 18.0))
+    monkeypatch.setattr(captions, "PAIR_RADIUS", 12.0)
     for seed in range(40):
         scene = sample_scene(kind, np.random.default_rng(seed))
         a, b = scene.objects
-        assert a.radius == b.radius == 10.0 and np.hypot(a.x - b.x, a.y - b.y) >= 28
+        assert a.radius == b.radius == 12.0 and np.hypot(a.x - b.x, a.y - b.y) >= 32
         assert all(o.radius + 2 <= v <= 64 - o.radius - 2 for o in scene.objects for v in (o.x, o.y))
         reading = read_frame(render(scene)[0])
         assert sorted(o.color for o in reading.objects) == sorted((a.color, b.color))
@@ -94,6 +94,9 @@ def test_caption_grammar():
     assert caption(scene, "spatial_relationship") == "a red square to the left of a blue circle"
     assert caption(scene, "object_class") == "a square"
     assert caption(Scene((o2,), style="shadow"), "style") == "a blue circle, shadow style"
+    orange = WorldObject("star", "orange", 20, 32, 7)
+    pair = Scene((orange, o2), relation="above")
+    assert caption(pair, "spatial_relationship") == "an orange star above a blue circle"
 
 
 def test_prompt_suite_is_vbench_full_info(tmp_path):

@@ -19,7 +19,7 @@ from tqdm import tqdm
 from m4v.config import M4VConfig
 from m4v.pipeline import TextCondition
 from m4v.recipes import BaseRecipe, step_generator, weights_path
-from m4v.recipes.text import TEXT_LEN
+from m4v.recipes.text import POOLED_DIM, TEXT_LEN
 from m4v.scheduler import PyramidSchedule
 from m4v.text import TextEncoders
 from m4v.training import flow_matching_loss
@@ -38,7 +38,7 @@ def tiny_config(name: str) -> M4VConfig:
     width 120 (at 64 the text-following stalled: colour right in ~half the frames; 120 keeps the three shipped
     denoisers inside the 50 MB budget)."""
     return M4VConfig.tiny(mixer=MIXER[name], text_len=TEXT_LEN, latent_channels=VAEConfig.tiny().latent_channels,
-                          hidden_size=120, rope_axes=(6, 12, 12))
+                          pooled_text_dim=POOLED_DIM, hidden_size=120, rope_axes=(6, 12, 12))
 
 
 def drop_captions(text: TextCondition, generator: torch.Generator, p: float = CFG_DROP) -> TextCondition:

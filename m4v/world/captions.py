@@ -20,8 +20,8 @@ KIND_DIMENSIONS = {
     "static": ["temporal_flickering", "subject_consistency"], "style": ["appearance_style"],
 }
 SPEED = 1.5  # px per frame for moving objects
-OBJECT_RADIUS = (7.0, 10.0)  # px, uniform, for a scene's only object
-PAIR_RADIUS = 7.0  # px, both objects of a two-object scene
+OBJECT_RADIUS = (12.0, 16.0)  # px, uniform, for a scene's only object
+PAIR_RADIUS = 10.0  # px, both objects of a two-object scene
 
 
 def _pick(rng, options):
@@ -85,20 +85,28 @@ def _placement(kind: str, dx: float, dy: float) -> str | None:
     return None
 
 
+def _article(word: str) -> str:
+    return "an" if word[0] in "aeiou" else "a"
+
+
+def _thing(o: WorldObject) -> str:
+    return f"{_article(o.color)} {o.color} {o.shape}"
+
+
 def caption(scene: Scene, kind: str) -> str:
     """The grammar: one sentence per kind."""
     o = scene.objects[0]
-    thing = f"a {o.color} {o.shape}"
+    thing = _thing(o)
     if kind == "object_class":
         return f"a {o.shape}"
     if kind == "color":
         return thing
     if kind == "multiple_objects":
         o2 = scene.objects[1]
-        return f"{thing} and a {o2.color} {o2.shape}"
+        return f"{thing} and {_thing(o2)}"
     if kind == "spatial_relationship":
         o2 = scene.objects[1]
-        return f"{thing} {scene.relation} a {o2.color} {o2.shape}"
+        return f"{thing} {scene.relation} {_thing(o2)}"
     if kind == "scene":
         return f"{thing} on a {scene.background} background"
     if kind == "dynamic":

@@ -19,7 +19,8 @@ BACKGROUNDS = {"grey": (120, 120, 120), "black": (10, 10, 10), "sand": (200, 170
 SHAPES = ("square", "circle", "triangle", "star")
 MOTIONS = {"left": (-1, 0), "right": (1, 0), "up": (0, -1), "down": (0, 1), "still": (0, 0)}
 STYLES = ("flat", "shadow")      # shadow: every object casts a hard drop shadow down-right
-SHADOW_COLOR, SHADOW_OFFSET = (60, 60, 60), 3
+SHADOW_COLOR = (60, 60, 60)
+SHADOW_OFFSET = 0.35  # x the object's radius, down-right: the shadow shows the same share of any object's size
 
 
 @dataclass(frozen=True)
@@ -101,7 +102,8 @@ def render_frame(scene: Scene, t: int) -> np.ndarray:
     for obj in scene.objects:
         x, y = obj.position(t)
         if scene.style == "shadow":
-            frame[shape_mask(obj.shape, x + SHADOW_OFFSET, y + SHADOW_OFFSET, obj.radius, h, w)] = SHADOW_COLOR
+            offset = SHADOW_OFFSET * obj.radius
+            frame[shape_mask(obj.shape, x + offset, y + offset, obj.radius, h, w)] = SHADOW_COLOR
         frame[shape_mask(obj.shape, x, y, obj.radius, h, w)] = COLORS[obj.color]
     return frame
 
