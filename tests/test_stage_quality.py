@@ -62,9 +62,10 @@ def test_clutter_is_found_but_not_counted():
     assert score_video(video, entry)["count_frames"] == 1.0
     o = scene.objects[0]
     other = next(c for c in COLORS if c != o.color)
-    assert ((64 - 2 * o.x) ** 2 + (64 - 2 * o.y) ** 2) ** 0.5 > o.radius + 6 + 2  # the square lies apart
+    corner = max([(8, 8), (56, 8), (8, 56), (56, 56)], key=lambda c: (c[0] - o.x) ** 2 + (c[1] - o.y) ** 2)
+    assert ((corner[0] - o.x) ** 2 + (corner[1] - o.y) ** 2) ** 0.5 > o.radius + 6 + 2  # the square lies apart
     cluttered = video.copy()
-    cluttered[:, shape_mask("square", 64 - o.x, 64 - o.y, 6, 64, 64)] = COLORS[other]  # mirrored, no overlap
+    cluttered[:, shape_mask("square", *corner, 6, 64, 64)] = COLORS[other]  # the farthest corner, no overlap
     row = score_video(cluttered, entry)
     assert row["object_frames"] == 1.0 and row["count_frames"] == 0.0
     single = [replace(scene, n_frames=1)]
