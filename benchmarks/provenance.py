@@ -49,10 +49,11 @@ def device_description() -> dict:
     return info
 
 
-def provenance(config: dict | None = None, seeds=None) -> dict:
-    """The provenance block written beside results."""
+def provenance(config: dict | None = None, seeds=None, commit: str | None = None) -> dict:
+    """The provenance block written beside results. Pass `commit` as `git_commit()` taken when the run began:
+    asked afterwards, git also sees the run's own outputs (and any edit made meanwhile) as a dirty tree."""
     return {
-        "git_commit": git_commit(),
+        "git_commit": commit or git_commit(),
         "created_utc": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
         "config": config or {},
         "seeds": list(seeds) if seeds is not None else [],

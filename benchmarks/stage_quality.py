@@ -24,7 +24,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from benchmarks.provenance import provenance
+from benchmarks.provenance import git_commit, provenance
 from benchmarks.world_quality import decoded, true_latents, vae_frames_for
 from m4v.generate import TINY_GUIDANCE, TINY_STEPS, TextToVideo
 from m4v.pipeline import TextCondition, denoise_frame, generate_latents
@@ -138,6 +138,7 @@ def stage_quality(models: list[str], n: int = 30, steps=TINY_STEPS, guidance: fl
     """-> (one row per (model, start), the last stage's shape-word confusion per model, motion after the true
     first frame per model); with `out`, writes stage_quality.csv / .json / .md and shape_confusion.csv with
     provenance."""
+    commit = git_commit()  # the code that runs, before this run's outputs dirty the tree
     entries = single_object_entries(n)
     rows, confusions, motion = [], [], []
     for name in models:
@@ -166,5 +167,5 @@ def stage_quality(models: list[str], n: int = 30, steps=TINY_STEPS, guidance: fl
         (out / "stage_quality.json").write_text(json.dumps(
             {"rows": df.to_dict(orient="records"), "shape_confusion": confusion.to_dict(orient="records"),
              "motion_from_true_first_frame": motion.to_dict(orient="records"),
-             **provenance(config=config, seeds=[seed])}, indent=2, default=float))
+             **provenance(config=config, seeds=[seed], commit=commit)}, indent=2, default=float))
     return df, confusion, motion

@@ -17,7 +17,7 @@ from pathlib import Path
 import torch
 from tqdm import tqdm
 
-from benchmarks.provenance import provenance
+from benchmarks.provenance import git_commit, provenance
 from m4v.recipes import get_recipe
 
 STATE_FILE, LOG_FILE, RECORD_FILE = "state.pt", "loss.csv", "training.json"
@@ -28,6 +28,7 @@ def train(name: str, out, steps: int | None = None, seed: int = 0, weights_root=
     """Train `name` into OUT; returns the training record."""
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
+    commit = git_commit()  # the code that runs, before this run's outputs dirty the tree
     recipe = get_recipe(name)(name, seed=seed, weights_root=weights_root, **options)
     steps = recipe.default_steps if steps is None else steps
     recipe.total_steps, recipe.out = steps, out
@@ -67,7 +68,7 @@ def train(name: str, out, steps: int | None = None, seed: int = 0, weights_root=
     record = {"model": name, "steps": steps, "seed": seed,
               "command": command or "m4v-bench " + shlex.join(sys.argv[1:]),
               "train_seconds": round(seconds, 1), "final_metrics": last or _last_logged(log_path),
-              **provenance(config=recipe.config(), seeds=[seed])}
+              **provenance(config=recipe.config(), seeds=[seed], commit=commit)}
     (out / RECORD_FILE).write_text(json.dumps(record, indent=2))
     return record
 

@@ -22,7 +22,7 @@ import torch
 from torch.utils.flop_counter import FlopCounterMode
 from tqdm import tqdm
 
-from benchmarks.provenance import provenance
+from benchmarks.provenance import git_commit, provenance
 from benchmarks.table4 import mixer_module_names, sum_module_flops
 from m4v.generate import TINY_GUIDANCE, TINY_STEPS, TextToVideo, latent_frames_for
 from m4v.pyramid import VAE_TEMPORAL
@@ -117,6 +117,7 @@ def world_quality(models: list[str], per_kind: int = 4, frames: int = 16, seed: 
                   vae_ceiling: str | None = "vae-tiny") -> tuple[pd.DataFrame, pd.DataFrame]:
     """-> (summary per model, per-video rows); with `out`, writes CSV / JSON / markdown with provenance.
     `vae_ceiling` adds a row for the true videos through that VAE (no denoiser)."""
+    commit = git_commit()  # the code that runs, before this run's outputs dirty the tree
     entries = prompt_suite(per_kind, seed=SUITE_SEED, n_frames=frames)
     runs = [(name, lambda name=name: generate_suite(TextToVideo.from_pretrained(name, weights_root), entries, frames,
                                                    seed, steps, guidance)) for name in models]
@@ -156,6 +157,6 @@ def world_quality(models: list[str], per_kind: int = 4, frames: int = 16, seed: 
                   "steps": list(steps), "guidance": guidance, "suite_seed": SUITE_SEED,
                   "threads": torch.get_num_threads()}
         (out / "world_quality.json").write_text(json.dumps(
-            {"summary": summary_df.to_dict(orient="records"), **provenance(config=config, seeds=[seed])},
+            {"summary": summary_df.to_dict(orient="records"), **provenance(config=config, seeds=[seed], commit=commit)},
             indent=2, default=float))
     return summary_df, rows_df
