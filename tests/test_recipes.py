@@ -76,6 +76,21 @@ def test_denoiser_resume_equals_straight_run(frozen_root, tmp_path, monkeypatch)
     assert len(list(tmp_path.glob("world_latents-*.safetensors"))) == 1  # encoded once, shared beside the runs
 
 
+def test_text_tiny_lit_training_learns_and_reloads(tmp_path):
+    """text-tiny's CLIP text tower, trained against clip-tiny's locked image tower, beats its start within 40
+    steps (in-batch InfoNCE starts near log(batch)), and the saved encoders load with a 64-d pooled output."""
+    from m4v.recipes.text import POOLED_DIM, TEXT_LEN
+    from m4v.text import TextEncoders
+
+    torch.manual_seed(0)
+    train("text-tiny", tmp_path / "text", steps=40, batch=32, progress=False)
+    with open(tmp_path / "text" / "loss.csv") as f:
+        losses = [float(r["loss"]) for r in csv.DictReader(f)]
+    assert np.mean(losses[:5]) > np.log(32) - 0.5 and np.mean(losses[-5:]) < np.mean(losses[:5]) - 0.3
+    cond = TextEncoders.from_dir(tmp_path / "text", max_length=TEXT_LEN).encode(["an orange star", "a red square"])
+    assert cond.pooled.shape == (2, POOLED_DIM) and not torch.allclose(cond.pooled[0], cond.pooled[1])
+
+
 def test_latent_cache_is_keyed_by_the_world(monkeypatch):
     """A cached latent dataset is never reused for a changed world (here: other object sizes)."""
     import m4v.world.captions as captions

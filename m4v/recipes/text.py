@@ -3,9 +3,9 @@
 The T5 stays as built (frozen random features: the denoiser learns to read them, as M4V reads frozen T5 ones).
 The CLIP text tower is trained, as CLIP-L's is before PyramidFlow uses its pooled output: contrastively against
 clip-tiny's image tower, locked (LiT), on world frames and captions. Its pooled output (`text_embeds`) then lives
-in clip-tiny's image space. With the random tower instead, the pooled vector barely told shapes apart (cosine
-0.95 between "a red square ..." and "a red circle ...", 0.81-0.91 between colours) and the denoisers' last stage
-drew circles for every shape word.
+in clip-tiny's image space. The random tower's pooled vector barely told shapes apart (cosine 0.95 between
+"a red square ..." and "a red circle ...", 0.81-0.91 between colours); denoisers conditioned on it drew circles
+for nearly every shape word, and the trained tower (cosine 0.47-0.76) made their last stage follow the word.
 """
 
 from __future__ import annotations
