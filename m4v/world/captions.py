@@ -30,7 +30,7 @@ def _pick(rng, options):
 
 def _object(rng, size, radius=None, color=None, shape=None) -> WorldObject:
     r = radius if radius is not None else float(rng.uniform(*OBJECT_RADIUS))
-    margin = max(12.0, r + 2)  # whole shape (and its shadow) on the canvas
+    margin = max(12.0, r + 2)  # the whole shape on the canvas (a shadow may be clipped)
     return WorldObject(shape or _pick(rng, SHAPES), color or _pick(rng, list(COLORS)),
                        float(rng.uniform(margin, size - margin)), float(rng.uniform(margin, size - margin)), r)
 
