@@ -92,12 +92,12 @@ def test_shape_confusion_of_a_text_blind_model_has_identical_rows():
     model = Restarting(clean)
     model.calls = 0
     table = shape_word_confusion(TextToVideo(model, vae, text), entries, stage=2)
+    from benchmarks.world_quality import decoded
     from m4v.world import read_frame
-    from m4v.world.dataset import to_uint8_frames
 
     with torch.no_grad():
-        decoded = [to_uint8_frames(v)[0] for v in vae.decode_normalized(clean[:, :, None])]
-    reads = [max(read_frame(f).objects, key=lambda d: d.area).shape for f in decoded]
+        frames = decoded(vae, clean[:, :, None])[:, 0]
+    reads = [max(read_frame(f).objects, key=lambda d: d.area).shape for f in frames]
     expected = [reads.count(s) for s in SHAPES] + [0]
     assert all(table.loc[s].tolist() == expected for s in SHAPES)
 

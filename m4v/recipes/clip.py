@@ -48,6 +48,13 @@ def contrastive_loss(image_features: torch.Tensor, text_features: torch.Tensor, 
     return (F.cross_entropy(logits, targets) + F.cross_entropy(logits.T, targets)) / 2
 
 
+@torch.no_grad()
+def batch_top1(image_features: torch.Tensor, text_features: torch.Tensor, captions: list[str]) -> float:
+    """Fraction of images whose most similar caption in the batch is their own (or an identical one)."""
+    top1 = (image_features @ text_features.T).argmax(-1)
+    return sum(captions[j] == c for j, c in zip(top1.tolist(), captions)) / len(captions)
+
+
 class Recipe(BaseRecipe):
     """Tiny CLIP from scratch: AdamW, cosine decay after a short warm-up, batch 64 frames."""
 
@@ -90,9 +97,7 @@ class Recipe(BaseRecipe):
         self.optimizer.step()
         with torch.no_grad():
             self.model.logit_scale.clamp_(0, MAX_LOGIT_SCALE)
-            top1 = (image_features @ text_features.T).argmax(-1)
-            hit = [captions[j] == c for j, c in zip(top1.tolist(), captions)]
-        return {"loss": loss.item(), "batch_top1": sum(hit) / len(hit),
+        return {"loss": loss.item(), "batch_top1": batch_top1(image_features, text_features, captions),
                 "logit_scale": self.model.logit_scale.exp().item(), "lr": self.learning_rate(i)}
 
     def save(self, out: Path) -> None:

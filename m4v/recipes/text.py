@@ -14,7 +14,7 @@ import torch
 import torch.nn.functional as F
 
 from m4v.recipes import BaseRecipe, weights_path
-from m4v.recipes.clip import contrastive_loss, world_frames
+from m4v.recipes.clip import batch_top1, contrastive_loss, world_frames
 from m4v.text import build_tiny_text_models, save_text_models
 from m4v.tiny_clip import TINY_CLIP_CONFIG, load_tiny_clip, normalize_images
 from m4v.world.dataset import world_vocabulary
@@ -53,10 +53,7 @@ class Recipe(BaseRecipe):
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         self.optimizer.step()
-        with torch.no_grad():
-            top1 = (image_features @ text_features.T).argmax(-1)
-            hit = [captions[j] == c for j, c in zip(top1.tolist(), captions)]
-        return {"loss": loss.item(), "batch_top1": sum(hit) / len(hit)}
+        return {"loss": loss.item(), "batch_top1": batch_top1(image_features, text_features, captions)}
 
     def save(self, out) -> None:
         save_text_models(out, self.tokenizer, self.t5, self.clip_text.eval())
