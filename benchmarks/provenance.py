@@ -55,7 +55,8 @@ def provenance(config: dict | None = None, seeds=None, commit: str | None = None
     return {
         "git_commit": commit or git_commit(),
         "created_utc": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
-        "config": config or {},
+        # Argparse namespaces carry the sub-command's handler; a function is no configuration.
+        "config": {k: v for k, v in (config or {}).items() if not callable(v)},
         "seeds": list(seeds) if seeds is not None else [],
         "versions": library_versions(),
         "device": device_description(),
