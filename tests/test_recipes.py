@@ -103,6 +103,21 @@ def test_latent_cache_is_keyed_by_the_world(monkeypatch):
     assert world_fingerprint(0) != before
 
 
+def test_latent_cache_beside_the_encoders_is_reused_from_another_run_dir(frozen_root, tmp_path, monkeypatch):
+    """A run directory without a cache reads the one beside the encoders' weights instead of re-encoding."""
+    import m4v.recipes.denoiser as denoiser
+
+    encoders = denoiser.FrozenWorldEncoders(frozen_root)
+    first = denoiser.LatentDataset(encoders, 0, 3, frozen_root)
+    assert len(list(frozen_root.glob("world_latents-*.safetensors"))) == 1
+    fingerprint = denoiser.world_fingerprint(0)
+    monkeypatch.setattr(denoiser, "world_fingerprint", lambda seed: fingerprint)
+    monkeypatch.setattr(denoiser, "world_batch", lambda *a: pytest.fail("re-encoded although a cache exists"))
+    again = denoiser.LatentDataset(encoders, 0, 3, tmp_path / "run")
+    torch.testing.assert_close(again.latents, first.latents)
+    assert again.captions == first.captions and not (tmp_path / "run").exists()
+
+
 def test_dit_and_m4v_differ_only_in_the_mixer(frozen_root):
     m4v = get_recipe("m4v-tiny")("m4v-tiny", weights_root=frozen_root)
     dit = get_recipe("dit-tiny")("dit-tiny", weights_root=frozen_root)

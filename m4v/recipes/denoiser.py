@@ -79,15 +79,20 @@ def world_fingerprint(seed: int) -> str:
 
 class LatentDataset:
     """`size` world clips encoded once (encoding every step would cost 10x the denoiser's step on CPU), cached
-    as safetensors under a name keyed by the encoders' fingerprint, the world's, seed and size."""
+    as safetensors under a name keyed by the encoders' fingerprint, the world's, seed and size. A cache with the
+    same key beside the encoders' weights (where the shipped models were trained) is reused from any run
+    directory: the key holds everything that determines the latents."""
 
     def __init__(self, encoders: FrozenWorldEncoders, seed: int, size: int, cache_dir, chunk: int = 32):
         from safetensors.torch import load_file, save_file
 
         key = f"{encoders.fingerprint()}-w{world_fingerprint(seed)}-s{seed}-n{size}"
-        path = Path(cache_dir) / f"world_latents-{key}.safetensors"
+        name = f"world_latents-{key}.safetensors"
+        found = [d / name for d in (Path(cache_dir), encoders.vae_dir.parent)
+                 if (d / name).is_file() and (d / name).with_suffix(".captions.json").is_file()]
+        path = found[0] if found else Path(cache_dir) / name
         captions_path = path.with_suffix(".captions.json")
-        if path.is_file() and captions_path.is_file():
+        if found:
             data, captions = load_file(str(path)), json.loads(captions_path.read_text())
         else:
             parts, captions, chunk = [], [], min(chunk, size)
