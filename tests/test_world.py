@@ -120,3 +120,15 @@ def test_unknown_names_are_rejected():
         sample_scene("weather", np.random.default_rng(0))
     with pytest.raises(ValueError, match="style"):
         render(Scene((WorldObject("square", "red", 30, 30, 8),), style="watercolour"))
+
+
+def test_shape_measures_match_hand_computed_values():
+    """fill = area / bounding box; solidity = area / convex hull of the pixels' corners."""
+    from m4v.world.oracle import shape_from_measures, shape_measures
+
+    square = np.ones((10, 10), bool)
+    assert shape_measures(square) == pytest.approx((1.0, 1.0)) and shape_from_measures(1.0, 1.0) == "square"
+    ell = square.copy()
+    ell[5:, 5:] = False                      # area 75; hull cuts the corner: 100 - 5 * 5 / 2 = 87.5
+    fill, solidity = shape_measures(ell)
+    assert fill == pytest.approx(0.75) and solidity == pytest.approx(75 / 87.5)

@@ -28,6 +28,8 @@ class Detection:
     center: tuple
     bbox: tuple          # (x0, y0, x1, y1), inclusive-exclusive
     area: int
+    fill: float = float("nan")       # shape_measures of the component
+    solidity: float = float("nan")
 
 
 @dataclass
@@ -43,17 +45,23 @@ def classify_pixels(frame: np.ndarray) -> np.ndarray:
     return dist.argmin(-1)
 
 
-def classify_shape(mask: np.ndarray) -> str:
-    """square / circle / triangle / star from a component's pixels."""
+def shape_measures(mask: np.ndarray) -> tuple[float, float]:
+    """(fill of the bounding box, solidity = area / convex-hull area) of a component's pixels. Held-out world
+    objects through vae-tiny read: square 0.97 / 0.98, circle 0.80 / 0.96, triangle 0.60 / 0.91, star 0.54 / 0.72."""
     ys, xs = np.nonzero(mask)
     fill = len(xs) / ((xs.max() - xs.min() + 1) * (ys.max() - ys.min() + 1))
-    if fill > 0.9:
-        return "square"
     try:  # corners of every pixel, so the hull covers the pixel area
         corners = np.concatenate([np.stack([xs + dx, ys + dy], 1) for dx in (0, 1) for dy in (0, 1)])
         solidity = len(xs) / ConvexHull(corners).volume
     except QhullError:
         solidity = 1.0
+    return float(fill), float(solidity)
+
+
+def shape_from_measures(fill: float, solidity: float) -> str:
+    """square / circle / triangle / star from a component's shape_measures."""
+    if fill > 0.9:
+        return "square"
     if fill > 0.68 and solidity > 0.85:
         return "circle"
     return "triangle" if solidity > 0.8 else "star"
@@ -75,8 +83,10 @@ def read_frame(frame: np.ndarray) -> FrameReading:
             if area < MIN_AREA:
                 continue
             ys, xs = np.nonzero(mask)
-            objects.append(Detection(classify_shape(mask), name, (xs.mean() + 0.5, ys.mean() + 0.5),
-                                     (int(xs.min()), int(ys.min()), int(xs.max()) + 1, int(ys.max()) + 1), area))
+            fill, solidity = shape_measures(mask)
+            objects.append(Detection(shape_from_measures(fill, solidity), name, (xs.mean() + 0.5, ys.mean() + 0.5),
+                                     (int(xs.min()), int(ys.min()), int(xs.max()) + 1, int(ys.max()) + 1), area,
+                                     fill, solidity))
     object_pixels = sum(o.area for o in objects)
     shadow_pixels = int((labels == len(_NAMES) - 1).sum())
     style = "shadow" if objects and shadow_pixels > MIN_SHADOW_FRACTION * object_pixels else "flat"
