@@ -145,7 +145,11 @@ def cmd_train(args) -> int:
 
     if args.threads:
         torch.set_num_threads(args.threads)
-    options = {k: v for k, v in (("batch", args.batch), ("lr", args.lr)) if v is not None}
+    options = {k: v for k, v in (("batch", args.batch), ("lr", args.lr), ("stage_weights", args.stage_weights))
+               if v is not None}
+    if args.stage_weights is not None and args.model not in ("m4v-tiny", "dit-tiny"):
+        print(f"m4v-bench train: --stage-weights applies to m4v-tiny and dit-tiny, not {args.model}", file=sys.stderr)
+        return 2
     try:
         record = train(args.model, args.out, args.steps, args.seed, args.weights, args.checkpoint_every,
                        progress=not args.quiet, **options)
@@ -273,6 +277,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--batch", type=int, help="batch size (default: the recipe's)")
     p.add_argument("--lr", type=float, help="learning rate (default: the recipe's)")
     p.add_argument("--weights", help="where the models it builds on live (default: the shipped m4v/weights/)")
+    p.add_argument("--stage-weights", type=float, nargs=3, metavar=("S0", "S1", "S2"),
+                   help="m4v-tiny / dit-tiny: relative frequency of each pyramid stage per step (default: uniform)")
     p.add_argument("--checkpoint-every", type=int, default=200)
     p.add_argument("--threads", type=int, help="torch CPU threads")
     p.add_argument("--quiet", action="store_true", help="no progress bar")

@@ -118,6 +118,22 @@ def test_latent_cache_beside_the_encoders_is_reused_from_another_run_dir(frozen_
     assert again.captions == first.captions and not (tmp_path / "run").exists()
 
 
+def test_stage_weights_pick_the_trained_stages(frozen_root, tmp_path):
+    """--stage-weights 0 0 1 trains only the last stage; bad weights and other recipes are refused."""
+    from benchmarks.cli import main
+
+    train("dit-tiny", tmp_path / "run", steps=3, weights_root=frozen_root, batch=1, dataset_size=2, progress=False,
+          stage_weights=(0, 0, 1))
+    with open(tmp_path / "run" / "loss.csv") as f:
+        assert [float(r["stage"]) for r in csv.DictReader(f)] == [2.0, 2.0, 2.0]
+    record = json.loads((tmp_path / "run" / "training.json").read_text())
+    assert record["config"]["stage_weights"] == [0.0, 0.0, 1.0]
+    with pytest.raises(ValueError, match="--stage-weights"):
+        get_recipe("dit-tiny")("dit-tiny", weights_root=frozen_root, stage_weights=(1, 1))
+    assert main(["train", "--model", "vae-tiny", "--out", str(tmp_path / "vae"), "--stage-weights", "1", "1", "1",
+                 "--weights", str(frozen_root)]) == 2
+
+
 def test_dit_and_m4v_differ_only_in_the_mixer(frozen_root):
     m4v = get_recipe("m4v-tiny")("m4v-tiny", weights_root=frozen_root)
     dit = get_recipe("dit-tiny")("dit-tiny", weights_root=frozen_root)
