@@ -114,8 +114,8 @@ def shape_word_confusion(pipe: TextToVideo, entries: list[dict], stage: int = 2,
             table.loc[shape, largest.shape if largest else "none"] += 1
             if largest:
                 measures[shape].append((largest.fill, largest.solidity))
-    # The oracle's two measures, continuous: how far the word moves the generated shape (rendered shapes span
-    # fill 0.97 -> 0.54 from square to star), finer than the counts.
+    # The oracle's two measures, continuous: how far the word moves the generated shape (true shapes through
+    # vae-tiny span fill 0.97 -> 0.54 from square to star), finer than the counts.
     table["mean_fill"] = [float(np.mean([m[0] for m in measures[s]])) if measures[s] else np.nan for s in SHAPES]
     table["mean_solidity"] = [float(np.mean([m[1] for m in measures[s]])) if measures[s] else np.nan
                               for s in SHAPES]
