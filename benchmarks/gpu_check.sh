@@ -6,6 +6,8 @@
 #   --no-build-isolation mamba-ssm causal-conv1d` and tar xzf)
 # Why patch setup.py: both packages compile every architecture from sm_75 to sm_121 and ignore
 # TORCH_CUDA_ARCH_LIST; one architecture cut mamba-ssm's build to 336 s on 16 cores.
+# Written from the commands of that check (same patch, builds, tests and benches); this file itself has not
+# yet run on a GPU.
 set -u
 SDIST_DIR=$(realpath "$1"); OUT=$(mkdir -p "$2" && realpath "$2"); SM=${3:-90}
 export PYTHONUNBUFFERED=1 MAX_JOBS=${MAX_JOBS:-16} MAMBA_FORCE_BUILD=TRUE CAUSAL_CONV1D_FORCE_BUILD=TRUE
