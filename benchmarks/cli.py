@@ -147,9 +147,6 @@ def cmd_train(args) -> int:
         torch.set_num_threads(args.threads)
     options = {k: v for k, v in (("batch", args.batch), ("lr", args.lr), ("stage_weights", args.stage_weights))
                if v is not None}
-    if args.stage_weights is not None and args.model not in ("m4v-tiny", "dit-tiny"):
-        print(f"m4v-bench train: --stage-weights applies to m4v-tiny and dit-tiny, not {args.model}", file=sys.stderr)
-        return 2
     try:
         record = train(args.model, args.out, args.steps, args.seed, args.weights, args.checkpoint_every,
                        progress=not args.quiet, **options)

@@ -8,6 +8,7 @@ records the exact command, seed, steps, config, git commit and library versions 
 from __future__ import annotations
 
 import csv
+import inspect
 import json
 import shlex
 import sys
@@ -26,10 +27,15 @@ STATE_FILE, LOG_FILE, RECORD_FILE = "state.pt", "loss.csv", "training.json"
 def train(name: str, out, steps: int | None = None, seed: int = 0, weights_root=None, checkpoint_every: int = 200,
           command: str | None = None, progress: bool = True, **options) -> dict:
     """Train `name` into OUT; returns the training record."""
+    recipe_class = get_recipe(name)
+    accepted = inspect.signature(recipe_class.__init__).parameters
+    unknown = [k for k in options if k not in accepted]
+    if unknown:  # refused before OUT is made; named as the CLI flags
+        raise ValueError(f"{name} takes no {', '.join('--' + k.replace('_', '-') for k in unknown)}")
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     commit = git_commit()  # the code that runs, before this run's outputs dirty the tree
-    recipe = get_recipe(name)(name, seed=seed, weights_root=weights_root, **options)
+    recipe = recipe_class(name, seed=seed, weights_root=weights_root, **options)
     steps = recipe.default_steps if steps is None else steps
     recipe.total_steps, recipe.out = steps, out
     start, seconds = 0, 0.0

@@ -132,6 +132,9 @@ def test_stage_weights_pick_the_trained_stages(frozen_root, tmp_path):
         get_recipe("dit-tiny")("dit-tiny", weights_root=frozen_root, stage_weights=(1, 1))
     assert main(["train", "--model", "vae-tiny", "--out", str(tmp_path / "vae"), "--stage-weights", "1", "1", "1",
                  "--weights", str(frozen_root)]) == 2
+    assert not (tmp_path / "vae").exists()
+    with pytest.raises(ValueError, match="vae-tiny takes no --stage-weights"):
+        train("vae-tiny", tmp_path / "vae", steps=1, weights_root=frozen_root, stage_weights=(1, 1, 1))
 
 
 def test_dit_and_m4v_differ_only_in_the_mixer(frozen_root):

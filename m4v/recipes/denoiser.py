@@ -130,10 +130,10 @@ class Recipe(BaseRecipe):
     def __init__(self, name, seed=0, weights_root=None, batch: int = 32, lr: float = 1e-3,
                  dataset_size: int = 4096, stage_weights=None):
         if stage_weights is not None:
-            stage_weights = [float(w) for w in stage_weights]
-            if len(stage_weights) != PyramidSchedule().n_stages or min(stage_weights) < 0 or sum(stage_weights) <= 0:
-                raise ValueError(f"--stage-weights: need {PyramidSchedule().n_stages} non-negative weights with a "
-                                 f"positive sum, got {stage_weights}")
+            stage_weights, n_stages = [float(w) for w in stage_weights], PyramidSchedule().n_stages
+            if len(stage_weights) != n_stages or min(stage_weights) < 0 or sum(stage_weights) <= 0:
+                raise ValueError(f"--stage-weights: need {n_stages} non-negative weights with a positive sum, got "
+                                 f"{stage_weights}")
         # stage_weights stays out of the options when unset, so the shipped runs' records read as before.
         extra = {} if stage_weights is None else {"stage_weights": stage_weights}
         super().__init__(name, seed, weights_root, batch=batch, lr=lr, dataset_size=dataset_size, **extra)
