@@ -30,6 +30,9 @@ class TextCondition:
         mask[:, 0] = True
         return cls(torch.zeros_like(other.tokens), mask, torch.zeros_like(other.pooled))
 
+    def to(self, device) -> TextCondition:
+        return TextCondition(self.tokens.to(device), self.mask.to(device), self.pooled.to(device))
+
 
 @dataclass
 class GenerationConfig:

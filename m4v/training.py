@@ -35,8 +35,10 @@ class TrainingSample:
 
 def flow_matching_loss(model, latents: torch.Tensor, text: TextCondition, schedule: PyramidSchedule,
                        generator: torch.Generator, unit: int | None = None, stage: int | None = None) -> TrainingSample:
-    """latents (B, C, T, H, W), normalised; one AR position and stage for the whole batch."""
+    """latents (B, C, T, H, W), normalised; one AR position and stage for the whole batch. Random draws come from
+    the (CPU) generator and move to the latents' device, so a run's random stream is the same on any device."""
     B, _, T, _, _ = latents.shape
+    draw = lambda sample: sample.to(latents.device)  # noqa: E731
     n_stages = schedule.n_stages
     unit = int(torch.randint(T, (1,), generator=generator)) if unit is None else unit
     stage = int(torch.randint(n_stages, (1,), generator=generator)) if stage is None else stage
@@ -45,11 +47,11 @@ def flow_matching_loss(model, latents: torch.Tensor, text: TextCondition, schedu
     history = []
     for f, level in enumerate(levels):
         clean = frames[f][level]
-        sigma = torch.rand(B, 1, 1, 1, generator=generator) * CORRUPT_RATIO
-        history.append(sigma * torch.randn(clean.shape, generator=generator) + (1 - sigma) * clean)
+        sigma = draw(torch.rand(B, 1, 1, 1, generator=generator)) * CORRUPT_RATIO
+        history.append(sigma * draw(torch.randn(clean.shape, generator=generator)) + (1 - sigma) * clean)
     current = frames[unit]
-    noise = stage_noise(torch.randn(current[-1].shape, generator=generator), n_stages - 1 - stage)
-    ratio = torch.rand(B, generator=generator)
+    noise = stage_noise(draw(torch.randn(current[-1].shape, generator=generator)), n_stages - 1 - stage)
+    ratio = draw(torch.rand(B, generator=generator))
     x, target, timestep = schedule.training_pair(stage, current[stage], current[stage - 1] if stage else None,
                                                  noise, ratio)
     prediction = model(history + [x], levels + [stage], text.tokens, text.mask, text.pooled, timestep.float())

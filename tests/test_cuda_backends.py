@@ -6,14 +6,18 @@ import pytest
 import torch
 from conftest import scan_inputs
 from test_models import tiny_inputs
+from test_training import batch as training_batch
 
 from m4v.config import M4VConfig
 from m4v.ops import causal_conv1d, causal_conv1d_reference, resolve_backend, selective_scan
 from m4v.ops.conv import _causal_conv1d_fn
 from m4v.ops.selective_scan import cuda_scan_available
+from m4v.scheduler import PyramidSchedule
+from m4v.training import flow_matching_loss
 from m4v.transformer import build_model
 
 needs_scan = pytest.mark.skipif(not cuda_scan_available(), reason="needs a CUDA device and mamba-ssm's kernel")
+needs_cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
 needs_conv = pytest.mark.skipif(not (torch.cuda.is_available() and _causal_conv1d_fn() is not None),
                                 reason="needs a CUDA device and causal-conv1d's kernel")
 
@@ -79,3 +83,22 @@ def test_tiny_model_on_cuda_matches_cpu(mixer):
         gpu = model.cuda()(*[[f.cuda() for f in x] if isinstance(x, list) and torch.is_tensor(x[0]) else
                              (x.cuda() if torch.is_tensor(x) else x) for x in inputs])
     torch.testing.assert_close(gpu.cpu(), cpu, rtol=2e-3, atol=2e-3)
+
+
+@needs_cuda
+def test_flow_matching_loss_on_cuda_draws_the_cpu_stream():
+    """The training step's random draws come from the CPU generator whatever the device, so one seed gives the
+    same AR position, stage, noise and (up to fp32 rounding) loss on cuda as on the CPU."""
+    torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = False
+    cfg = M4VConfig.tiny(mixer="attention")
+    model = build_model(cfg)
+    with torch.no_grad():  # adaLN-Zero makes the untrained output 0; perturb so the comparison means something
+        for p in model.parameters():
+            p.add_(0.02 * torch.randn(p.shape, generator=torch.Generator().manual_seed(p.numel())))
+    latents, text = training_batch(cfg)
+    cpu = flow_matching_loss(model, latents, text, PyramidSchedule(), torch.Generator().manual_seed(3))
+    gpu = flow_matching_loss(model.cuda(), latents.cuda(), text.to("cuda"), PyramidSchedule(),
+                             torch.Generator().manual_seed(3))
+    assert (gpu.unit, gpu.stage) == (cpu.unit, cpu.stage)
+    torch.testing.assert_close(gpu.noise.cpu(), cpu.noise)
+    torch.testing.assert_close(gpu.loss.cpu(), cpu.loss, rtol=2e-3, atol=1e-5)

@@ -128,7 +128,7 @@ class Recipe(BaseRecipe):
     default_steps = 5000
 
     def __init__(self, name, seed=0, weights_root=None, batch: int = 32, lr: float = 1e-3,
-                 dataset_size: int = 4096, stage_weights=None):
+                 dataset_size: int = 4096, stage_weights=None, device: str = "cpu"):
         if stage_weights is not None:
             stage_weights, n_stages = [float(w) for w in stage_weights], PyramidSchedule().n_stages
             if len(stage_weights) != n_stages or min(stage_weights) < 0 or sum(stage_weights) <= 0:
@@ -138,7 +138,8 @@ class Recipe(BaseRecipe):
         extra = {} if stage_weights is None else {"stage_weights": stage_weights}
         super().__init__(name, seed, weights_root, batch=batch, lr=lr, dataset_size=dataset_size, **extra)
         torch.manual_seed(seed)
-        self.model = build_model(tiny_config(name))
+        self.device = torch.device(device)  # not an option: the run's random stream is the same on any device
+        self.model = build_model(tiny_config(name)).to(self.device)
         self.encoders = FrozenWorldEncoders(weights_root)
         self.dataset = None  # built on the first step, beside the run directory (shared by m4v-tiny / dit-tiny)
         self.schedule = PyramidSchedule()
@@ -155,6 +156,7 @@ class Recipe(BaseRecipe):
         generator = step_generator(self.seed, i)
         latents, text, _ = self.dataset.batch(generator, self.options["batch"])
         text = drop_captions(text, generator)
+        latents, text = latents.to(self.device), text.to(self.device)
         self.model.train()
         self.set_lr(i)
         stage = None  # uniform, drawn inside flow_matching_loss (the shipped runs' random stream)
