@@ -54,5 +54,17 @@ def test_world_quality_cli_writes_its_tables(tmp_path):
     assert list(summary["model"]) == ["vae-tiny (reconstruction)", "m4v-tiny", "dit-tiny"]
     assert (summary["videos"] == 8).all() and summary["mixer_gflops_per_video"].iloc[1:].gt(0).all()
     assert summary["colour_shape_frames"].between(0, 1).all()
+    assert (summary["colour_shape_ci_low"] <= summary["colour_shape_frames"] + 1e-9).all()
+    assert (summary["colour_shape_frames"] <= summary["colour_shape_ci_high"] + 1e-9).all()
     record = json.loads((tmp_path / "world_quality.json").read_text())
     assert record["git_commit"] and record["config"]["per_kind"] == 1
+
+
+def test_bootstrap_ci_matches_the_normal_approximation():
+    from benchmarks.world_quality import bootstrap_ci
+
+    # 400 videos, half right: the 95% interval of a proportion is 0.5 +- 1.96 sqrt(0.25 / 400) = 0.5 +- 0.049
+    low, high = bootstrap_ci(np.arange(400) % 2)
+    assert abs(low - 0.451) < 0.01 and abs(high - 0.549) < 0.01
+    assert bootstrap_ci([0.3, 0.3, 0.3]) == (0.3, 0.3)
+    assert all(np.isnan(bootstrap_ci([0.7])))
