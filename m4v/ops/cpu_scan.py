@@ -6,7 +6,8 @@ time; the backward keeps one (L, N) scratch per thread, never (B, D, L, N).
 
 The forward is fused (delta bias + softplus, scan, D skip, SiLU(z) gate in one pass per channel, with
 vectorisable float32 exp / softplus: libm's scalar calls cost more than the recurrence itself). The backward
-kernel covers the recurrence; its elementwise parts are torch ops in the wrapper (m4v/ops/selective_scan.py).
+is fused the same way (dt, the states, the gate's dz and the skip recomputed per channel): as torch ops around
+a recurrence-only kernel it took twice as long and 3x the memory at the paper size.
 
 Layouts (the wrapper prepares them, all contiguous, one float dtype):
   u, delta, dt, z, out: (B, D, L)    A: (D, N)    Bm, Cm: (B, G, L, N) (time-major, N fastest)
@@ -147,46 +148,82 @@ def scan_forward_fused(u, delta, bias, softplus, A, Bm, Cm, Dskip, z, has_z, out
 
 
 @numba.njit(**_JIT)
-def scan_backward(u, dt, A, Bm, Cm, gy, n_chunks, du, ddt, dA_part, dB_part, dC_part):
-    """Gradients of scan_forward's y given gy (B, D, L).
+def scan_backward_fused(u, delta, bias, softplus, A, Bm, Cm, Dskip, z, has_z, gout, n_chunks,
+                        du, ddelta, dz, dA_part, dD_part, dbias_part, dB_part, dC_part):
+    """Gradients of scan_forward_fused's out given gout (B, D, L), the forward's elementwise parts included.
 
-    Written in place: du, ddt (B, D, L); per-batch partial dA_part (B, D, N); per-chunk partials dB_part,
-    dC_part (n_chunks, B, G, L, N), chunk k owning the channels d with d % n_chunks == k. The caller sums
-    the partials, so no two threads write one element.
+    Per channel: dt and softplus' recomputed, the states and their decays recomputed once into (L, N)
+    scratch, the pre-gate output rebuilt for dz, then one backward sweep through time. Written in place: du,
+    ddelta, dz (B, D, L); per-batch partials dA_part (B, D, N), dD_part and dbias_part (B, D); per-chunk partials
+    dB_part, dC_part (n_chunks, B, G, L, N), chunk k owning the channels d with d % n_chunks == k. The caller
+    sums the partials, so no two threads write one element.
     """
     batch, dim, length = u.shape
     nstate = A.shape[1]
     per_group = dim // Bm.shape[1]
     for job in prange(batch * n_chunks):
         b, k = job // n_chunks, job % n_chunks
-        hs = np.empty((length + 1, nstate), dtype=gy.dtype)  # hs[t + 1] = state after step t; hs[0] = 0
+        hs = np.empty((length + 1, nstate), dtype=gout.dtype)  # hs[t + 1] = state after step t; hs[0] = 0
+        decay = np.empty((length, nstate), dtype=gout.dtype)   # exp(dt_t a)
+        dt = np.empty(length, dtype=gout.dtype)
+        dsoft = np.empty(length, dtype=gout.dtype)             # d dt / d raw delta
+        gy = np.empty(length, dtype=gout.dtype)                # gradient at the pre-gate output
         for d in range(k, dim, n_chunks):
             g = d // per_group
             a = A[d]
+            for t in range(length):
+                raw = delta[b, d, t] + bias[d]
+                if softplus:
+                    dt[t] = fast_softplus(raw)
+                    # softplus'(x) = sigmoid(x), except where softplus is the identity (x > threshold 20)
+                    dsoft[t] = 1.0 if raw > 20.0 else 1.0 / (1.0 + fast_exp(-raw))
+                else:
+                    dt[t] = raw
+                    dsoft[t] = 1.0
             hs[0, :] = 0
-            for t in range(length):  # recompute the states of this channel
-                dt_t = dt[b, d, t]
+            dD_acc = gout[b, d, 0] * 0
+            for t in range(length):  # recompute the states; rebuild the pre-gate output for dz
+                dt_t = dt[t]
                 dtu = dt_t * u[b, d, t]
-                bt = Bm[b, g, t]
-                for n in range(nstate):
-                    hs[t + 1, n] = fast_exp(dt_t * a[n]) * hs[t, n] + dtu * bt[n]
-            gh = np.zeros(nstate, dtype=gy.dtype)  # dLoss/dh_t, carried backwards through time
-            dA_acc = np.zeros(nstate, dtype=gy.dtype)
-            for t in range(length - 1, -1, -1):
-                dt_t, u_t, gy_t = dt[b, d, t], u[b, d, t], gy[b, d, t]
                 bt, ct = Bm[b, g, t], Cm[b, g, t]
-                gu = gy_t * 0
+                y = Dskip[d] * u[b, d, t]
+                for n in range(nstate):
+                    e = fast_exp(dt_t * a[n])
+                    decay[t, n] = e
+                    hs[t + 1, n] = e * hs[t, n] + dtu * bt[n]
+                    y += ct[n] * hs[t + 1, n]
+                go = gout[b, d, t]
+                if has_z:
+                    zt = z[b, d, t]
+                    sig = 1.0 / (1.0 + fast_exp(-zt))
+                    dz[b, d, t] = go * y * sig * (1 + zt * (1 - sig))
+                    go = go * zt * sig
+                gy[t] = go
+                dD_acc += go * u[b, d, t]
+            gh = np.zeros(nstate, dtype=gout.dtype)  # dLoss/dh_t, carried backwards through time
+            dA_acc = np.zeros(nstate, dtype=gout.dtype)
+            dbias_acc = dD_acc * 0
+            for t in range(length - 1, -1, -1):
+                dt_t, u_t, gy_t = dt[t], u[b, d, t], gy[t]
+                bt, ct = Bm[b, g, t], Cm[b, g, t]
+                h_after, h_before, dec = hs[t + 1], hs[t], decay[t]
+                dB_t, dC_t = dB_part[k, b, g, t], dC_part[k, b, g, t]
+                dtu = dt_t * u_t
+                gu = gy_t * Dskip[d]
                 gdt = gy_t * 0
                 for n in range(nstate):
-                    dC_part[k, b, g, t, n] += gy_t * hs[t + 1, n]
-                    gh[n] += gy_t * ct[n]
-                    decay = fast_exp(dt_t * a[n])
-                    g_exp_arg = gh[n] * hs[t, n] * decay  # through exp(dt * a)
-                    gdt += g_exp_arg * a[n] + gh[n] * bt[n] * u_t
+                    dC_t[n] += gy_t * h_after[n]
+                    gh_n = gh[n] + gy_t * ct[n]
+                    g_exp_arg = gh_n * h_before[n] * dec[n]  # through exp(dt * a)
+                    gdt += g_exp_arg * a[n] + gh_n * bt[n] * u_t
                     dA_acc[n] += g_exp_arg * dt_t
-                    dB_part[k, b, g, t, n] += gh[n] * dt_t * u_t
-                    gu += gh[n] * dt_t * bt[n]
-                    gh[n] *= decay
+                    dB_t[n] += gh_n * dtu
+                    gu += gh_n * dt_t * bt[n]
+                    gh[n] = gh_n * dec[n]
                 du[b, d, t] = gu
-                ddt[b, d, t] = gdt
+                gdelta = gdt * dsoft[t]
+                ddelta[b, d, t] = gdelta
+                dbias_acc += gdelta
             dA_part[b, d] = dA_acc
+            dD_part[b, d] = dD_acc
+            dbias_part[b, d] = dbias_acc

@@ -114,7 +114,7 @@ _scan_op.register_autograd(_backward, setup_context=_setup_context)
 
 
 # ----------------------------------------------------------------------------------------------------------
-# CPU glue: the fused numba forward; the backward kernel plus its elementwise parts in torch (cpu_scan.py).
+# CPU glue: the fused numba forward and backward kernels (cpu_scan.py), their layouts and partial sums.
 # ----------------------------------------------------------------------------------------------------------
 def _kernel_dtype(u: Tensor) -> torch.dtype:
     return torch.float64 if u.dtype == torch.float64 else torch.float32
@@ -124,14 +124,6 @@ def _time_major(BC: Tensor, dtype: torch.dtype) -> Tensor:
     """(B, N, L) | (B, G, N, L) -> (B, G, L, N) contiguous, the kernels' layout."""
     BC = BC.unsqueeze(1) if BC.dim() == 3 else BC
     return BC.to(dtype).transpose(2, 3).contiguous()
-
-
-def _discretisation_step(delta, delta_bias, delta_softplus, dtype):
-    """Raw delta -> (pre-activation, dt) as the kernel consumes them, both (B, D, L)."""
-    raw = delta.to(dtype)
-    if delta_bias is not None:
-        raw = raw + delta_bias.to(dtype)[:, None]
-    return raw, (F.softplus(raw) if delta_softplus else raw).contiguous()
 
 
 def _np(t: Tensor):
@@ -168,37 +160,31 @@ def _cpu_backward(u, delta, A, B, C, D, z, delta_bias, delta_softplus, grad_out)
     from m4v.ops import cpu_scan
 
     kd = _kernel_dtype(u)
-    uk, Ak = u.to(kd).contiguous(), A.to(kd).contiguous()
-    Bk, Ck = _time_major(B, kd), _time_major(C, kd)
-    raw, dt = _discretisation_step(delta, delta_bias, delta_softplus, kd)
-    gout = grad_out.to(kd)
     batch, dim, _ = u.shape
+    uk = u.to(kd).contiguous()
+    zeros = uk.new_zeros(dim)
+    Bk, Ck = _time_major(B, kd), _time_major(C, kd)
 
     def empty():  # placeholder for an absent optional input; custom-op outputs must not alias each other
         return u.new_empty(0)
 
-    dz = empty()
-    if z is not None:  # out = y_skip * SiLU(z): recompute y_skip (scan + D u, no gate) for dz
-        y, _ = _fused_forward(u, delta, A, B, C, D, None, delta_bias, delta_softplus)
-        zk = z.to(kd)
-        sig = torch.sigmoid(zk)
-        dz = (gout * y * sig * (1 + zk * (1 - sig))).to(z.dtype)
-        gout = gout * zk * sig
-    gy = gout.contiguous()
     # Channel chunks: enough to keep every thread busy, few enough that the (chunks, B, G, L, N) partials
     # for dB / dC stay small.
     n_chunks = max(1, min(dim, -(-2 * torch.get_num_threads() // batch)))
-    du, ddt = torch.empty_like(uk), torch.empty_like(uk)
+    du, ddelta, dz = torch.empty_like(uk), torch.empty_like(uk), torch.empty_like(uk) if z is not None else None
     dA_part = uk.new_empty(batch, dim, A.shape[1])
+    dD_part, dbias_part = uk.new_empty(batch, dim), uk.new_empty(batch, dim)
     dB_part = uk.new_zeros((n_chunks, *Bk.shape))
     dC_part = uk.new_zeros((n_chunks, *Ck.shape))
     cpu_scan.match_torch_threads()
-    cpu_scan.scan_backward(_np(uk), _np(dt), _np(Ak), _np(Bk), _np(Ck), _np(gy), n_chunks, _np(du), _np(ddt),
-                           _np(dA_part), _np(dB_part), _np(dC_part))
-    if D is not None:
-        du = du + gy * D.to(kd)[:, None]
-    # softplus'(x) = sigmoid(x), except where torch's softplus is the identity (x > threshold 20).
-    ddelta = ddt * torch.where(raw > 20, 1.0, torch.sigmoid(raw)) if delta_softplus else ddt
+    cpu_scan.scan_backward_fused(
+        _np(uk), _np(delta.to(kd).contiguous()),
+        _np(delta_bias.to(kd).contiguous() if delta_bias is not None else zeros), bool(delta_softplus),
+        _np(A.to(kd).contiguous()), _np(Bk), _np(Ck), _np(D.to(kd).contiguous() if D is not None else zeros),
+        _np(z.to(kd).contiguous() if z is not None else uk.new_zeros(1, 1, 1)), z is not None,
+        _np(grad_out.to(kd).contiguous()), n_chunks,
+        _np(du), _np(ddelta), _np(dz if z is not None else uk.new_zeros(1, 1, 1)),
+        _np(dA_part), _np(dD_part), _np(dbias_part), _np(dB_part), _np(dC_part))
 
     def back_layout(part, like):  # (chunks, B, G, L, N) -> like's (B, [G,] N, L)
         g = part.sum(0).transpose(2, 3)
@@ -207,9 +193,9 @@ def _cpu_backward(u, delta, A, B, C, D, z, delta_bias, delta_softplus, grad_out)
     return [
         du.to(u.dtype), ddelta.to(delta.dtype), dA_part.sum(0).to(A.dtype),
         back_layout(dB_part, B), back_layout(dC_part, C),
-        (gy * uk).sum((0, 2)).to(D.dtype) if D is not None else empty(),
-        dz,
-        ddelta.sum((0, 2)).to(delta_bias.dtype) if delta_bias is not None else empty(),
+        dD_part.sum(0).to(D.dtype) if D is not None else empty(),
+        dz.to(z.dtype) if z is not None else empty(),
+        dbias_part.sum(0).to(delta_bias.dtype) if delta_bias is not None else empty(),
     ]
 
 
