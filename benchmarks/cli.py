@@ -145,8 +145,11 @@ def cmd_train(args) -> int:
 
     if args.threads:
         torch.set_num_threads(args.threads)
-    options = {k: v for k, v in (("batch", args.batch), ("lr", args.lr), ("stage_weights", args.stage_weights))
-               if v is not None}
+    if args.device == "cuda" and not torch.cuda.is_available():
+        print("m4v-bench train: --device cuda but no CUDA device is visible", file=sys.stderr)
+        return 2
+    options = {k: v for k, v in (("batch", args.batch), ("lr", args.lr), ("stage_weights", args.stage_weights),
+                                 ("device", None if args.device == "cpu" else args.device)) if v is not None}
     try:
         record = train(args.model, args.out, args.steps, args.seed, args.weights, args.checkpoint_every,
                        progress=not args.quiet, **options)
@@ -277,6 +280,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--stage-weights", type=float, nargs=3, metavar=("S0", "S1", "S2"),
                    help="m4v-tiny / dit-tiny: relative frequency of each pyramid stage per step (default: uniform)")
     p.add_argument("--checkpoint-every", type=int, default=200)
+    p.add_argument("--device", default="cpu", choices=["cpu", "cuda"],
+                   help="vae-tiny / m4v-tiny / dit-tiny: where to train (same random stream on either; the shipped "
+                        "models were trained on the CPU)")
     p.add_argument("--threads", type=int, help="torch CPU threads")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=cmd_train)

@@ -41,7 +41,7 @@ def train(name: str, out, steps: int | None = None, seed: int = 0, weights_root=
     start, seconds = 0, 0.0
     state_path = out / STATE_FILE
     if state_path.exists():
-        state = torch.load(state_path, weights_only=True)
+        state = torch.load(state_path, weights_only=True, map_location="cpu")  # a GPU run resumes anywhere
         if state["name"] != name or state["seed"] != seed:
             raise ValueError(f"{state_path}: a run of {state['name']} seed {state['seed']} is stored there; "
                              f"use another --out or delete it")

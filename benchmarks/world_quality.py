@@ -6,7 +6,8 @@ The quality bar of the shipped tiny models (issue 5) is read from this table: co
 frames (chance is 1/28 for a colour-shape pair), motion right for most dynamic prompts, m4v-tiny within a few
 points of dit-tiny at fewer mixer FLOPs. "Found" means among the frame's detections, so read it beside
 count_frames (exactly the prompted number of objects): a model that paints clutter finds the prompted object
-by luck.
+by luck. Colour+shape and motion carry 95% bootstrap intervals over prompts, and every model's colour+shape
+is also compared with the first model's on the same prompts and seeds (paired difference and interval).
 """
 
 from __future__ import annotations
@@ -130,6 +131,24 @@ def reconstruct_suite(vae, entries: list[dict], frames: int) -> tuple[list[np.nd
     return videos, {"gflops_per_video": 0.0, "mixer_gflops_per_video": 0.0, "seconds_per_video": float("nan")}
 
 
+def paired_differences(rows: pd.DataFrame, reference: str, seed: int = 0) -> pd.DataFrame:
+    """Each model's colour+shape minus the reference's on the same prompts and seeds, with a paired bootstrap
+    interval (over prompts): the statistic for "m4v-tiny within a few points of dit-tiny". Pairing removes the
+    prompts' own difficulty, so it is tighter than comparing the two models' separate intervals."""
+    scored = rows[rows["kind"] != "object_class"]
+    by_model = {name: g["object_frames"].to_numpy() for name, g in scored.groupby("model", sort=False)}
+    out = []
+    for name, values in by_model.items():
+        if name == reference:
+            continue
+        diff = values - by_model[reference]
+        low, high = bootstrap_ci(diff, seed)
+        out.append({"model": name, "paired_reference": reference, "colour_shape_minus_reference": diff.mean(),
+                    "paired_ci_low": low, "paired_ci_high": high})
+    return pd.DataFrame(out, columns=["model", "paired_reference", "colour_shape_minus_reference", "paired_ci_low",
+                                      "paired_ci_high"])
+
+
 def world_quality(models: list[str], per_kind: int = 4, frames: int = 16, seed: int = 0, steps=TINY_STEPS,
                   guidance: float = TINY_GUIDANCE, weights_root=None, out=None,
                   vae_ceiling: str | None = "vae-tiny") -> tuple[pd.DataFrame, pd.DataFrame]:
@@ -170,6 +189,8 @@ def world_quality(models: list[str], per_kind: int = 4, frames: int = 16, seed: 
             "style_frames": df.get("style_frames", pd.Series(dtype=float)).mean(),
             **cost, "videos": len(df)})
     summary_df, rows_df = pd.DataFrame(summary), pd.DataFrame(rows)
+    if models:
+        summary_df = summary_df.merge(paired_differences(rows_df, models[0], seed), on="model", how="left")
     if out is not None:
         out = Path(out)
         out.mkdir(parents=True, exist_ok=True)

@@ -3,6 +3,7 @@
 import json
 
 import pandas as pd
+import pytest
 
 from benchmarks import cli, scan_bench
 
@@ -44,3 +45,13 @@ def test_bench_scan_cuda_without_gpu_is_a_clear_error(capsys):
         return
     assert cli.main(["bench-scan", "--device", "cuda"]) == 2
     assert "no CUDA device" in capsys.readouterr().err
+
+
+def test_train_on_cuda_without_gpu_is_a_clear_error(tmp_path, capsys):
+    import torch
+
+    if torch.cuda.is_available():
+        pytest.skip("a CUDA device is visible")
+    out = tmp_path / "run"
+    assert cli.main(["train", "--model", "dit-tiny", "--device", "cuda", "--out", str(out), "--steps", "1"]) == 2
+    assert "--device cuda" in capsys.readouterr().err and not out.exists()

@@ -56,6 +56,10 @@ def test_world_quality_cli_writes_its_tables(tmp_path):
     assert summary["colour_shape_frames"].between(0, 1).all()
     assert (summary["colour_shape_ci_low"] <= summary["colour_shape_frames"] + 1e-9).all()
     assert (summary["colour_shape_frames"] <= summary["colour_shape_ci_high"] + 1e-9).all()
+    paired = summary.set_index("model")
+    assert paired.loc["dit-tiny", "paired_reference"] == "m4v-tiny"  # the first model is the reference
+    assert abs(paired.loc["dit-tiny", "colour_shape_minus_reference"]
+               - (paired.loc["dit-tiny", "colour_shape_frames"] - paired.loc["m4v-tiny", "colour_shape_frames"])) < 1e-9
     record = json.loads((tmp_path / "world_quality.json").read_text())
     assert record["git_commit"] and record["config"]["per_kind"] == 1
 
@@ -68,3 +72,17 @@ def test_bootstrap_ci_matches_the_normal_approximation():
     assert abs(low - 0.451) < 0.01 and abs(high - 0.549) < 0.01
     assert bootstrap_ci([0.3, 0.3, 0.3]) == (0.3, 0.3)
     assert all(np.isnan(bootstrap_ci([0.7])))
+
+
+def test_paired_differences_pair_prompts_and_skip_object_class():
+    import pandas as pd
+
+    from benchmarks.world_quality import paired_differences
+
+    rows = pd.DataFrame({"model": ["a"] * 4 + ["b"] * 4, "kind": ["colour", "colour", "scene", "object_class"] * 2,
+                         "object_frames": [0.0, 0.5, 1.0, 0.0, 0.25, 0.75, 1.0, 1.0]})
+    out = paired_differences(rows, "a").set_index("model")
+    # b - a on the three scored prompts: 0.25, 0.25, 0 -> mean 1/6; the object_class prompt (1.0 vs 0) is left out
+    assert list(out.index) == ["b"] and out.loc["b", "paired_reference"] == "a"
+    assert abs(out.loc["b", "colour_shape_minus_reference"] - 1 / 6) < 1e-12
+    assert 0 <= out.loc["b", "paired_ci_low"] <= 1 / 6 <= out.loc["b", "paired_ci_high"] <= 0.25
