@@ -217,7 +217,7 @@ def cmd_stage_quality(args) -> int:
         print(f"m4v-bench stage-quality: --prompts must be >= 1, got {args.prompts}", file=sys.stderr)
         return 2
     try:
-        table, confusion, motion = stage_quality(args.models, args.prompts, [args.steps] * 3, args.guidance,
+        table, confusion, motion, words = stage_quality(args.models, args.prompts, [args.steps] * 3, args.guidance,
                                                  args.seed, args.weights, args.out)
     except (ValueError, FileNotFoundError) as exc:
         print(f"m4v-bench stage-quality: {exc}", file=sys.stderr)
@@ -225,6 +225,8 @@ def cmd_stage_quality(args) -> int:
     print(table.to_markdown(index=False, floatfmt=".3f"))
     print("\nlast stage, prompted shape word x shape read:\n" + confusion.to_markdown(index=False))
     print("\nmotion with the true first latent frame given:\n" + motion.to_markdown(index=False, floatfmt=".2f"))
+    print("\nfirst-frame loss, and its rise with the shape / colour word swapped:\n"
+          + words.to_markdown(index=False, floatfmt=".3f"))
     return 0
 
 

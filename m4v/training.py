@@ -30,6 +30,7 @@ class TrainingSample:
     prediction: torch.Tensor | None = None   # predicted velocity there
     ratio: torch.Tensor | None = None        # (B,) position in the stage's flow: 1 = start, 0 = end
     noise: torch.Tensor | None = None        # the stage-resolution noise of the current frame
+    target: torch.Tensor | None = None       # the velocity the prediction is regressed on
     history: list | None = None              # the (corrupted) history frames it was conditioned on
 
 
@@ -56,7 +57,7 @@ def flow_matching_loss(model, latents: torch.Tensor, text: TextCondition, schedu
                                                  noise, ratio)
     prediction = model(history + [x], levels + [stage], text.tokens, text.mask, text.pooled, timestep.float())
     return TrainingSample(unit, stage, F.mse_loss(prediction.float(), target.float()), x, prediction, ratio, noise,
-                          history)
+                          target, history)
 
 
 def one_step_clean_estimate(sample: TrainingSample, schedule: PyramidSchedule) -> torch.Tensor:

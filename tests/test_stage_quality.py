@@ -132,3 +132,41 @@ def test_motion_after_a_perfect_history_matches_the_true_videos():
     result = motion_from_true_first_frame(TextToVideo(PerfectVideoVelocity(clean), vae, text), per_kind=3)
     assert result["generated"] == result["vae_ceiling"]
     assert result["vae_ceiling"]["motion_right_dynamic"] == 1.0   # the shipped VAE keeps every direction
+
+
+def test_swapped_prompts_change_one_word_of_the_first_object():
+    from benchmarks.stage_quality import swapped_prompts
+
+    scene = SimpleNamespace(objects=[SimpleNamespace(shape="star", color="red")])
+    swapped = swapped_prompts([{"prompt_en": "a red star moves left on a red background"}], [scene])
+    # next in the world's lists, first whole word only: star -> square (wraps), red -> the colour after red
+    from m4v.world import COLORS
+
+    colours = list(COLORS)
+    after_red = colours[(colours.index("red") + 1) % len(colours)]
+    assert swapped == {"shape": ["a red square moves left on a red background"],
+                       "colour": [f"a {after_red} star moves left on a red background"]}
+
+
+def test_word_sensitivity_is_zero_for_a_text_blind_model_and_not_for_a_text_reading_one():
+    from benchmarks.stage_quality import word_sensitivity
+
+    entries = single_object_entries(6)
+    vae, text, _, _ = shipped_encoders_and_latents(entries)
+
+    class Reader(torch.nn.Module):
+        """Velocity = 0.5 x, plus (if reading) each sample's mean pooled text feature."""
+
+        def __init__(self, reads_text):
+            super().__init__()
+            self.reads_text = reads_text
+
+        def forward(self, frames, levels, tokens, mask, pooled, timestep):
+            x = frames[-1]
+            return 0.5 * x + (pooled.mean(-1).view(-1, 1, 1, 1) if self.reads_text else 0)
+
+    blind = word_sensitivity(TextToVideo(Reader(False), vae, text), entries, stages=(1, 2), ratios=(0.9, 0.3))
+    assert [(r["stage"], r["ratio"]) for r in blind] == [(1, 0.9), (1, 0.3), (2, 0.9), (2, 0.3)]
+    assert all(r["loss"] > 0 and r["shape_swap_rise"] == 0 and r["colour_swap_rise"] == 0 for r in blind)
+    reading = word_sensitivity(TextToVideo(Reader(True), vae, text), entries, stages=(2,), ratios=(0.9,))
+    assert reading[0]["shape_swap_rise"] != 0 and reading[0]["colour_swap_rise"] != 0

@@ -161,9 +161,9 @@ class Recipe(BaseRecipe):
         self.set_lr(i)
         stage = None  # uniform, drawn inside flow_matching_loss (the shipped runs' random stream)
         if "stage_weights" in self.options:
-            # The last stage is the one that must draw the shape from the word. 3000 steps weighted (0.2, 0.2,
-            # 0.6) on top of the shipped dit-tiny lifted its colour+shape where 3000 uniform ones did not; from
-            # scratch in 5000 steps the weighting alone did not (README, "Where generation fails").
+            # The last stage is the one that must draw the shape from the word; weighting it (0.2, 0.2, 0.6)
+            # lifts the stage-2 start but, at 10 prompts per kind, not full generation beyond noise (README,
+            # "Where generation fails"). An option, off by default.
             stage = int(torch.multinomial(torch.tensor(self.options["stage_weights"]), 1, generator=generator))
         sample = flow_matching_loss(self.model, latents, text, self.schedule, generator, stage=stage)
         self.optimizer.zero_grad(set_to_none=True)
