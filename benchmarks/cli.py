@@ -217,8 +217,8 @@ def cmd_stage_quality(args) -> int:
         print(f"m4v-bench stage-quality: --prompts must be >= 1, got {args.prompts}", file=sys.stderr)
         return 2
     try:
-        table, confusion, motion, words = stage_quality(args.models, args.prompts, [args.steps] * 3, args.guidance,
-                                                 args.seed, args.weights, args.out)
+        table, confusion, motion, words = stage_quality(args.models, args.prompts, [args.steps] * 3,
+                                                        args.guidance, args.seed, args.weights, args.out)
     except (ValueError, FileNotFoundError) as exc:
         print(f"m4v-bench stage-quality: {exc}", file=sys.stderr)
         return 2
