@@ -31,6 +31,7 @@ class TextCondition:
         return cls(torch.zeros_like(other.tokens), mask, torch.zeros_like(other.pooled))
 
     def to(self, device) -> TextCondition:
+        """The same condition on another device."""
         return TextCondition(self.tokens.to(device), self.mask.to(device), self.pooled.to(device))
 
 
