@@ -130,29 +130,29 @@ def _np(t: Tensor):
     return t.detach().numpy()
 
 
-def _fused_forward(u, delta, A, B, C, D, z, delta_bias, delta_softplus):
-    """(out, last_state) in the kernel dtype, from the fused numba kernel."""
-    from m4v.ops import cpu_scan
-
+def _kernel_args(u, delta, A, B, C, D, z, delta_bias, delta_softplus) -> tuple:
+    """The arguments both fused kernels start with, as contiguous arrays in the kernel dtype:
+    (u, delta, bias, softplus, A, B, C, D, z, has_z); absent bias / D are zeros, an absent z a placeholder."""
     kd = _kernel_dtype(u)
-    dim = u.shape[1]
-    uk = u.to(kd).contiguous()
-    zeros = uk.new_zeros(dim)
-    out = torch.empty_like(uk)
-    last = uk.new_empty(u.shape[0], dim, A.shape[1])
-    cpu_scan.match_torch_threads()
-    cpu_scan.scan_forward_fused(
-        _np(uk), _np(delta.to(kd).contiguous()),
-        _np(delta_bias.to(kd).contiguous() if delta_bias is not None else zeros), bool(delta_softplus),
-        _np(A.to(kd).contiguous()), _np(_time_major(B, kd)), _np(_time_major(C, kd)),
-        _np(D.to(kd).contiguous() if D is not None else zeros),
-        _np(z.to(kd).contiguous() if z is not None else uk.new_zeros(1, 1, 1)), z is not None,
-        _np(out), _np(last))
-    return out, last
+    zeros = u.new_zeros(u.shape[1], dtype=kd)
+
+    def array(t, absent):
+        return _np(t.to(kd).contiguous() if t is not None else absent)
+
+    return (array(u, None), array(delta, None), array(delta_bias, zeros), bool(delta_softplus), array(A, None),
+            _np(_time_major(B, kd)), _np(_time_major(C, kd)), array(D, zeros),
+            array(z, u.new_zeros(1, 1, 1, dtype=kd)), z is not None)
 
 
 def _cpu_forward(u, delta, A, B, C, D, z, delta_bias, delta_softplus):
-    out, last = _fused_forward(u, delta, A, B, C, D, z, delta_bias, delta_softplus)
+    """(out in u's dtype, last_state in the kernel dtype) from the fused numba kernel."""
+    from m4v.ops import cpu_scan
+
+    kd = _kernel_dtype(u)
+    out = torch.empty(u.shape, dtype=kd)
+    last = out.new_empty(u.shape[0], u.shape[1], A.shape[1])
+    cpu_scan.match_torch_threads()
+    cpu_scan.scan_forward_fused(*_kernel_args(u, delta, A, B, C, D, z, delta_bias, delta_softplus), _np(out), _np(last))
     return out.to(u.dtype), last
 
 
@@ -161,9 +161,8 @@ def _cpu_backward(u, delta, A, B, C, D, z, delta_bias, delta_softplus, grad_out)
 
     kd = _kernel_dtype(u)
     batch, dim, _ = u.shape
-    uk = u.to(kd).contiguous()
-    zeros = uk.new_zeros(dim)
-    Bk, Ck = _time_major(B, kd), _time_major(C, kd)
+    args = _kernel_args(u, delta, A, B, C, D, z, delta_bias, delta_softplus)
+    Bk, Ck = args[5], args[6]                                                  # (B, G, L, N) arrays
 
     def empty():  # placeholder for an absent optional input; custom-op outputs must not alias each other
         return u.new_empty(0)
@@ -171,20 +170,15 @@ def _cpu_backward(u, delta, A, B, C, D, z, delta_bias, delta_softplus, grad_out)
     # Channel chunks: enough to keep every thread busy, few enough that the (chunks, B, G, L, N) partials
     # for dB / dC stay small.
     n_chunks = max(1, min(dim, -(-2 * torch.get_num_threads() // batch)))
-    du, ddelta, dz = torch.empty_like(uk), torch.empty_like(uk), torch.empty_like(uk) if z is not None else None
-    dA_part = uk.new_empty(batch, dim, A.shape[1])
-    dD_part, dbias_part = uk.new_empty(batch, dim), uk.new_empty(batch, dim)
-    dB_part = uk.new_zeros((n_chunks, *Bk.shape))
-    dC_part = uk.new_zeros((n_chunks, *Ck.shape))
+    du, ddelta = torch.empty(u.shape, dtype=kd), torch.empty(u.shape, dtype=kd)
+    dz = torch.empty(u.shape if z is not None else (1, 1, 1), dtype=kd)  # written only with z
+    dA_part = du.new_empty(batch, dim, A.shape[1])
+    dD_part, dbias_part = du.new_empty(batch, dim), du.new_empty(batch, dim)
+    dB_part = du.new_zeros((n_chunks, *Bk.shape))
+    dC_part = du.new_zeros((n_chunks, *Ck.shape))
     cpu_scan.match_torch_threads()
-    cpu_scan.scan_backward_fused(
-        _np(uk), _np(delta.to(kd).contiguous()),
-        _np(delta_bias.to(kd).contiguous() if delta_bias is not None else zeros), bool(delta_softplus),
-        _np(A.to(kd).contiguous()), _np(Bk), _np(Ck), _np(D.to(kd).contiguous() if D is not None else zeros),
-        _np(z.to(kd).contiguous() if z is not None else uk.new_zeros(1, 1, 1)), z is not None,
-        _np(grad_out.to(kd).contiguous()), n_chunks,
-        _np(du), _np(ddelta), _np(dz if z is not None else uk.new_zeros(1, 1, 1)),
-        _np(dA_part), _np(dD_part), _np(dbias_part), _np(dB_part), _np(dC_part))
+    cpu_scan.scan_backward_fused(*args, _np(grad_out.to(kd).contiguous()), n_chunks, _np(du), _np(ddelta), _np(dz),
+                                 _np(dA_part), _np(dD_part), _np(dbias_part), _np(dB_part), _np(dC_part))
 
     def back_layout(part, like):  # (chunks, B, G, L, N) -> like's (B, [G,] N, L)
         g = part.sum(0).transpose(2, 3)
