@@ -39,7 +39,7 @@ CI_LEVEL = 0.95
 
 def bootstrap_ci(values, seed: int = 0, level: float = CI_LEVEL) -> tuple[float, float]:
     """Percentile bootstrap interval of the mean over videos (the unit that was sampled); (nan, nan) for fewer
-    than two. At 4 prompts per kind the colour+shape interval is about +-0.1 wide: differences between
+    than two. At 4 prompts per kind the colour+shape interval is about +-0.15 wide: differences between
     recipes smaller than that were sampling noise in our own pilots."""
     from scipy import stats
 
@@ -131,12 +131,17 @@ def reconstruct_suite(vae, entries: list[dict], frames: int) -> tuple[list[np.nd
     return videos, {"gflops_per_video": 0.0, "mixer_gflops_per_video": 0.0, "seconds_per_video": float("nan")}
 
 
+def colour_shape_scores(rows: pd.DataFrame) -> pd.Series:
+    """Per video, the fraction of frames with the first object's colour and shape found: every kind but
+    object_class (whose prompts name no colour)."""
+    return rows.loc[rows["kind"] != "object_class", "object_frames"]
+
+
 def paired_differences(rows: pd.DataFrame, reference: str, seed: int = 0) -> pd.DataFrame:
     """Each model's colour+shape minus the reference's on the same prompts and seeds, with a paired bootstrap
     interval (over prompts): the statistic for "m4v-tiny within a few points of dit-tiny". Pairing removes the
     prompts' own difficulty, so it is tighter than comparing the two models' separate intervals."""
-    scored = rows[rows["kind"] != "object_class"]
-    by_model = {name: g["object_frames"].to_numpy() for name, g in scored.groupby("model", sort=False)}
+    by_model = {name: colour_shape_scores(g).to_numpy() for name, g in rows.groupby("model", sort=False)}
     out = []
     for name, values in by_model.items():
         if name == reference:
@@ -170,7 +175,7 @@ def world_quality(models: list[str], per_kind: int = 4, frames: int = 16, seed: 
         df = pd.DataFrame(per_video)
         dynamic = df[df["kind"] == "dynamic"]
         static = df[df["kind"] == "static"]
-        colour_shape = df.loc[df["kind"] != "object_class", "object_frames"]
+        colour_shape = colour_shape_scores(df)
         low, high = bootstrap_ci(colour_shape, seed)
         motion_low, motion_high = bootstrap_ci(dynamic["motion_right"], seed)
         summary.append({
