@@ -152,7 +152,7 @@ def cmd_train(args) -> int:
                                  ("device", None if args.device == "cpu" else args.device)) if v is not None}
     try:
         record = train(args.model, args.out, args.steps, args.seed, args.weights, args.checkpoint_every,
-                       progress=not args.quiet, **options)
+                       progress=not args.quiet, snapshot_every=args.snapshot_every, **options)
     except (ValueError, FileNotFoundError) as exc:
         print(f"m4v-bench train: {exc}", file=sys.stderr)
         return 2
@@ -282,6 +282,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--stage-weights", type=float, nargs=3, metavar=("S0", "S1", "S2"),
                    help="m4v-tiny / dit-tiny: relative frequency of each pyramid stage per step (default: uniform)")
     p.add_argument("--checkpoint-every", type=int, default=200)
+    p.add_argument("--snapshot-every", type=int, metavar="N",
+                   help="also save the model as shipped every N steps to OUT/snapshots/step-NNNNNN/ (with its "
+                        "training.json), for quality against training steps")
     p.add_argument("--device", default="cpu", choices=["cpu", "cuda"],
                    help="vae-tiny / m4v-tiny / dit-tiny: where to train (same random stream on either; the shipped "
                         "models were trained on the CPU)")

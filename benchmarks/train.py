@@ -22,11 +22,18 @@ from benchmarks.provenance import git_commit, provenance
 from m4v.recipes import get_recipe
 
 STATE_FILE, LOG_FILE, RECORD_FILE = "state.pt", "loss.csv", "training.json"
+# OUT/snapshots/step-NNNNNN: what the run would save at that step. Mid-schedule weights: the LR has not decayed
+# there as it would in a run of that many steps, so a snapshot is a point on one run's curve, not a shorter run.
+SNAPSHOT_DIR = "snapshots"
 
 
 def train(name: str, out, steps: int | None = None, seed: int = 0, weights_root=None, checkpoint_every: int = 200,
-          command: str | None = None, progress: bool = True, **options) -> dict:
-    """Train `name` into OUT; returns the training record."""
+          command: str | None = None, progress: bool = True, snapshot_every: int | None = None, **options) -> dict:
+    """Train `name` into OUT; returns the training record. `snapshot_every` also saves the model as shipped
+    (EMA weights for the denoisers) every that many steps under OUT/snapshots/, so one run gives a
+    quality-against-training-steps curve (`m4v-bench world-quality --models DIR...`)."""
+    if snapshot_every is not None and snapshot_every < 1:
+        raise ValueError(f"--snapshot-every must be >= 1, got {snapshot_every}")
     recipe_class = get_recipe(name)
     accepted = inspect.signature(recipe_class.__init__).parameters
     unknown = [k for k in options if k not in accepted]
@@ -67,6 +74,13 @@ def train(name: str, out, steps: int | None = None, seed: int = 0, weights_root=
             if (i + 1) % checkpoint_every == 0 or i + 1 == steps:
                 writer_file.flush()
                 _save_state(state_path, name, seed, i + 1, elapsed, recipe)
+            if snapshot_every and (i + 1) % snapshot_every == 0 and i + 1 < steps:  # the last step is OUT itself
+                snapshot = out / SNAPSHOT_DIR / f"step-{i + 1:06d}"
+                recipe.save(snapshot)
+                (snapshot / RECORD_FILE).write_text(json.dumps(
+                    {"model": name, "step": i + 1, "of_steps": steps, "seed": seed, "train_seconds": round(elapsed, 1),
+                     "metrics": last, "command": command or "m4v-bench " + shlex.join(sys.argv[1:]),
+                     **provenance(config=recipe.config(), seeds=[seed], commit=commit)}, indent=2))
         seconds += time.perf_counter() - t0
     finally:
         writer_file.close()

@@ -137,6 +137,38 @@ def test_stage_weights_pick_the_trained_stages(frozen_root, tmp_path):
         train("vae-tiny", tmp_path / "vae", steps=1, weights_root=frozen_root, stage_weights=(1, 1, 1))
 
 
+def test_snapshots_hold_the_weights_of_their_step(frozen_root, tmp_path, monkeypatch):
+    """--snapshot-every 2 of a 3-step run: step-000002 holds the EMA weights the step-2 checkpoint holds (read
+    through the resumable state, another path), with its record; the last step is OUT itself, not a snapshot."""
+    from m4v.transformer import M4VTransformer
+
+    opts = dict(weights_root=frozen_root, batch=1, dataset_size=2, progress=False, checkpoint_every=2,
+                snapshot_every=2)
+    recipe = get_recipe("dit-tiny")
+    step = recipe.step
+
+    def killed_at_step_3(self, i):
+        if i == 2:
+            raise KeyboardInterrupt
+        return step(self, i)
+
+    monkeypatch.setattr(recipe, "step", killed_at_step_3)
+    with pytest.raises(KeyboardInterrupt):
+        train("dit-tiny", tmp_path / "run", steps=3, **opts)
+    monkeypatch.setattr(recipe, "step", step)
+    snapshot = tmp_path / "run" / "snapshots" / "step-000002"
+    state = torch.load(tmp_path / "run" / "state.pt", weights_only=True)["recipe"]["module.ema"]
+    saved = M4VTransformer.from_pretrained(snapshot).state_dict()
+    assert saved.keys() == state.keys() and all(torch.equal(saved[k], state[k]) for k in state)
+    train("dit-tiny", tmp_path / "run", steps=3, **opts)
+    assert [p.name for p in (tmp_path / "run" / "snapshots").iterdir()] == ["step-000002"]
+    record = json.loads((snapshot / "training.json").read_text())
+    assert (record["step"], record["of_steps"], record["model"]) == (2, 3, "dit-tiny") and "git_commit" in record
+    with pytest.raises(ValueError, match="--snapshot-every"):
+        train("dit-tiny", tmp_path / "bad", steps=1, snapshot_every=0, weights_root=frozen_root)
+    assert not (tmp_path / "bad").exists()
+
+
 def test_dit_and_m4v_differ_only_in_the_mixer(frozen_root):
     m4v = get_recipe("m4v-tiny")("m4v-tiny", weights_root=frozen_root)
     dit = get_recipe("dit-tiny")("dit-tiny", weights_root=frozen_root)
