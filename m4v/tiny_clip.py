@@ -8,7 +8,9 @@ open_clip_config.json, as written by `save_tiny_clip`).
 
 from __future__ import annotations
 
+import atexit
 import json
+import shutil
 import tempfile
 from pathlib import Path
 
@@ -41,7 +43,10 @@ def register_tiny_clip() -> str:
 
     if TINY_CLIP_NAME not in open_clip.list_models():
         # add_model_config scans JSON files by stem; a private temp dir works for any install (no package data).
+        # open_clip rescans its config paths whenever anyone adds one, so the file lives as long as the process
+        # and is removed at exit (every process used to leave a directory behind in the temp dir).
         _registered_dir = Path(tempfile.mkdtemp(prefix="m4v-tiny-clip-"))
+        atexit.register(shutil.rmtree, _registered_dir, ignore_errors=True)
         (_registered_dir / f"{TINY_CLIP_NAME}.json").write_text(json.dumps(TINY_CLIP_CONFIG))
         open_clip.add_model_config(_registered_dir / f"{TINY_CLIP_NAME}.json")
     return TINY_CLIP_NAME

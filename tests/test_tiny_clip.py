@@ -38,6 +38,20 @@ def test_register_is_idempotent():
     assert open_clip.get_tokenizer(TINY_CLIP_NAME).context_length == 16
 
 
+def test_registration_leaves_no_directory_behind(tmp_path):
+    """The config file open_clip reads lives in a private temp dir for the process's lifetime only."""
+    import os
+    import subprocess
+    import sys
+
+    code = ("import m4v.tiny_clip as t, open_clip; t.register_tiny_clip(); "
+            "assert t.TINY_CLIP_NAME in open_clip.list_models(); print(t._registered_dir)")
+    env = {**os.environ, "TMPDIR": str(tmp_path)}
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
+    registered = out.stdout.strip().splitlines()[-1]
+    assert registered.startswith(str(tmp_path)) and list(tmp_path.iterdir()) == []
+
+
 def test_round_trip_through_open_clip_gives_identical_outputs(saved):
     import open_clip
 
