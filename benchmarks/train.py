@@ -77,18 +77,20 @@ def train(name: str, out, steps: int | None = None, seed: int = 0, weights_root=
             if snapshot_every and (i + 1) % snapshot_every == 0 and i + 1 < steps:  # the last step is OUT itself
                 snapshot = out / SNAPSHOT_DIR / f"step-{i + 1:06d}"
                 recipe.save(snapshot)
-                (snapshot / RECORD_FILE).write_text(json.dumps(
-                    {"model": name, "step": i + 1, "of_steps": steps, "seed": seed, "train_seconds": round(elapsed, 1),
-                     "metrics": last, "command": command or "m4v-bench " + shlex.join(sys.argv[1:]),
-                     **provenance(config=recipe.config(), seeds=[seed], commit=commit)}, indent=2))
+                _write_record(snapshot, recipe, commit, command, model=name, step=i + 1, of_steps=steps, seed=seed,
+                              train_seconds=round(elapsed, 1), metrics=last)
         seconds += time.perf_counter() - t0
     finally:
         writer_file.close()
     recipe.save(out)
-    record = {"model": name, "steps": steps, "seed": seed,
-              "command": command or "m4v-bench " + shlex.join(sys.argv[1:]),
-              "train_seconds": round(seconds, 1), "final_metrics": last or _last_logged(log_path),
-              **provenance(config=recipe.config(), seeds=[seed], commit=commit)}
+    return _write_record(out, recipe, commit, command, model=name, steps=steps, seed=seed,
+                         train_seconds=round(seconds, 1), final_metrics=last or _last_logged(log_path))
+
+
+def _write_record(out: Path, recipe, commit: str, command: str | None, **fields) -> dict:
+    """OUT/training.json: `fields`, the command that trains it and the provenance (code, config, versions)."""
+    record = {**fields, "command": command or "m4v-bench " + shlex.join(sys.argv[1:]),
+              **provenance(config=recipe.config(), seeds=[fields["seed"]], commit=commit)}
     (out / RECORD_FILE).write_text(json.dumps(record, indent=2))
     return record
 
