@@ -167,9 +167,11 @@ def _cpu_backward(u, delta, A, B, C, D, z, delta_bias, delta_softplus, grad_out)
     def empty():  # placeholder for an absent optional input; custom-op outputs must not alias each other
         return u.new_empty(0)
 
-    # Channel chunks: enough to keep every thread busy, few enough that the (chunks, B, G, L, N) partials
-    # for dB / dC stay small.
-    n_chunks = max(1, min(dim, -(-2 * torch.get_num_threads() // batch)))
+    # Chunks of channel tiles: enough to keep every thread busy, few enough that the (chunks, B, G, L, N)
+    # partials for dB / dC stay small.
+    groups, per_group = Bk.shape[1], dim // Bk.shape[1]
+    n_tiles = groups * -(-per_group // cpu_scan.CHANNEL_TILE)
+    n_chunks = max(1, min(n_tiles, -(-2 * torch.get_num_threads() // batch)))
     du, ddelta = torch.empty(u.shape, dtype=kd), torch.empty(u.shape, dtype=kd)
     dz = torch.empty(u.shape if z is not None else (1, 1, 1), dtype=kd)  # written only with z
     dA_part = du.new_empty(batch, dim, A.shape[1])

@@ -120,8 +120,7 @@ class LatentDataset:
 def update_ema(ema: torch.nn.Module, model: torch.nn.Module, step: int, decay: float = EMA_DECAY) -> None:
     """ema <- d ema + (1 - d) model, with d warmed up as (1 + step) / (10 + step) so early steps don't linger."""
     d = min(decay, (1 + step) / (10 + step))
-    for e, p in zip(ema.parameters(), model.parameters()):
-        e.lerp_(p, 1 - d)
+    torch._foreach_lerp_(list(ema.parameters()), list(model.parameters()), 1 - d)  # one call, not one per tensor
 
 
 class Recipe(BaseRecipe):
@@ -145,7 +144,9 @@ class Recipe(BaseRecipe):
         self.schedule = PyramidSchedule()
         self.ema = copy.deepcopy(self.model).requires_grad_(False)
         self.modules = {"model": self.model, "ema": self.ema}
-        self.optimizer = torch.optim.AdamW(self.model.parameters(), lr=lr, betas=(0.9, 0.95), weight_decay=1e-4)
+        # fused: one kernel over all parameters (the per-tensor loop cost ~10 ms of a ~90 ms dit-tiny step).
+        self.optimizer = torch.optim.AdamW(self.model.parameters(), lr=lr, betas=(0.9, 0.95), weight_decay=1e-4,
+                                           fused=self.device.type in ("cpu", "cuda"))
 
     def config(self) -> dict:
         return {**self.options, "ema_decay": EMA_DECAY, "model": self.model.cfg.to_dict()}
@@ -168,7 +169,7 @@ class Recipe(BaseRecipe):
         sample = flow_matching_loss(self.model, latents, text, self.schedule, generator, stage=stage)
         self.optimizer.zero_grad(set_to_none=True)
         sample.loss.backward()
-        torch.nn.utils.clip_grad_norm_(self.model.parameters(), 1.0)
+        torch.nn.utils.clip_grad_norm_(self.model.parameters(), 1.0, foreach=True)
         self.optimizer.step()
         update_ema(self.ema, self.model, i)
         return {"loss": sample.loss.item(), "unit": sample.unit, "stage": sample.stage}
