@@ -83,6 +83,28 @@ def test_gradients_match_reference_autograd(with_D, with_z, with_bias, softplus,
         torch.testing.assert_close(g, rg, rtol=1e-9, atol=1e-10, msg=lambda m, n=name: f"d{n}: {m}")
 
 
+@pytest.mark.parametrize("dim,groups", [(70, None), (40, 2)])
+def test_gradients_match_reference_across_tiles_and_time_chunks(dim, groups):
+    """The kernels work on CHANNEL_TILE channels and TIME_CHUNK steps at a time: a partial last tile, tiles
+    cut at group boundaries, and states and gradients carried across time chunks must all match."""
+    from m4v.ops import cpu_scan
+
+    length = 2 * cpu_scan.TIME_CHUNK + 5
+    assert dim > cpu_scan.CHANNEL_TILE and dim % cpu_scan.CHANNEL_TILE
+    inputs = scan_inputs(batch=2, dim=dim, length=length, dstate=3, groups=groups, dtype=torch.float64)
+    inputs["delta"] = inputs["delta"] - 3.0  # slow decay, so state from one chunk reaches far into the next
+    leaves = {k: v.requires_grad_() for k, v in inputs.items() if v is not None}
+    weight = torch.randn(2, dim, length, dtype=torch.float64)
+    out, last = selective_scan(**inputs, delta_softplus=True, return_last_state=True, backend="cpu")
+    ref, ref_last = selective_scan_reference(**inputs, delta_softplus=True, return_last_state=True)
+    torch.testing.assert_close(out, ref, rtol=1e-9, atol=1e-10)
+    torch.testing.assert_close(last, ref_last, rtol=1e-9, atol=1e-10)
+    grads = torch.autograd.grad((out * weight).sum(), list(leaves.values()))
+    ref_grads = torch.autograd.grad((ref * weight).sum(), list(leaves.values()))
+    for name, g, rg in zip(leaves, grads, ref_grads):
+        torch.testing.assert_close(g, rg, rtol=1e-8, atol=1e-9, msg=lambda m, n=name: f"d{n}: {m}")
+
+
 def test_gradcheck_cpu_backend():
     """Finite differences, independent of the reference."""
     inputs = scan_inputs(batch=1, dim=2, length=6, dstate=2, groups=1, dtype=torch.float64)

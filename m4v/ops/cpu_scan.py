@@ -30,9 +30,11 @@ from numba.extending import intrinsic, overload
 
 _JIT = dict(parallel=True, fastmath=True, cache=True, nogil=True, error_model="numpy")
 _JIT_INNER = dict(fastmath=True, cache=True, nogil=True, error_model="numpy")  # helpers the kernels call
-# Channels per tile: 4 AVX2 / 2 AVX-512 float32 vectors; the (L, N, tile) backward scratch stays in L2 at the
-# tiny shapes. 16 was slower (loop overhead per state), 64 no faster.
+# Channels per tile: 4 AVX2 / 2 AVX-512 float32 vectors (16 was slower: loop overhead per state; 64 no faster).
+# Time steps per chunk: a tile's (chunk, N, tile) backward scratch, ~0.5 MB at N = 16, stays in L2 at any
+# length (whole-length scratch made L = 16384 slower than the per-channel kernel it replaced).
 CHANNEL_TILE = 32
+TIME_CHUNK = 128
 # numba's default OpenMP layer spin-waits between parallel regions; on a busy machine the spinning threads take
 # the cores torch runs on (a tiny M4V training step went from 0.18 s to 2.2 s). The workqueue layer sleeps.
 if "NUMBA_THREADING_LAYER" not in os.environ:
@@ -135,26 +137,27 @@ def _tiles(dim, per_group, tile):
 
 
 @numba.njit(**_JIT_INNER)
-def _load_tile(src, b, d0, w, dst):
-    """dst[t, c] = src[b, d0 + c, t]: one channel tile, time-major."""
+def _load_tile(src, b, d0, w, t0, t1, dst):
+    """dst[t - t0, c] = src[b, d0 + c, t] for t in [t0, t1): one chunk of a channel tile, time-major."""
     for c in range(w):
-        for t in range(src.shape[2]):
-            dst[t, c] = src[b, d0 + c, t]
+        for t in range(t0, t1):
+            dst[t - t0, c] = src[b, d0 + c, t]
 
 
 @numba.njit(**_JIT_INNER)
-def _store_tile(src, dst, b, d0, w):
-    """dst[b, d0 + c, t] = src[t, c]: back to channel-major."""
+def _store_tile(src, dst, b, d0, w, t0, t1):
+    """dst[b, d0 + c, t] = src[t - t0, c]: a chunk back to channel-major."""
     for c in range(w):
-        for t in range(dst.shape[2]):
-            dst[b, d0 + c, t] = src[t, c]
+        for t in range(t0, t1):
+            dst[b, d0 + c, t] = src[t - t0, c]
 
 
 @numba.njit(**_JIT_INNER)
-def _delta_to_dt(dt, dsoft, bias, d0, w, softplus):
-    """In place: dt = [softplus](raw delta + bias); dsoft = d dt / d raw (sigmoid, 1 past softplus' threshold)."""
+def _delta_to_dt(dt, dsoft, bias, d0, w, steps, softplus):
+    """In place on the first `steps` rows: dt = [softplus](raw delta + bias); dsoft = d dt / d raw (sigmoid,
+    1 past softplus' threshold 20)."""
     one = np.float32(1.0)
-    for t in range(dt.shape[0]):
+    for t in range(steps):
         for c in range(w):
             raw = dt[t, c] + bias[d0 + c]
             if softplus:
@@ -165,16 +168,40 @@ def _delta_to_dt(dt, dsoft, bias, d0, w, softplus):
                 dsoft[t, c] = one
 
 
+@numba.njit(**_JIT_INNER)
+def _scan_chunk(dt, uT, aT, Bm, Cm, b, g, t0, steps, w, h, hs, decay, y, Dskip, d0, keep):
+    """steps time steps of one tile from state h (N, w), updated in place; y[t] = C_t h_t + D u_t (pre-gate).
+
+    With keep, also hs[t + 1] = the state after step t (hs[0] = h on entry) and decay[t] = exp(dt_t a).
+    """
+    nstate = h.shape[0]
+    if keep:
+        hs[0, :, :w] = h[:, :w]
+    for t in range(steps):
+        for c in range(w):
+            y[t, c] = Dskip[d0 + c] * uT[t, c]
+        for n in range(nstate):
+            bn, cn = Bm[b, g, t0 + t, n], Cm[b, g, t0 + t, n]
+            for c in range(w):
+                e = fast_exp(dt[t, c] * aT[n, c])
+                v = e * h[n, c] + dt[t, c] * uT[t, c] * bn
+                h[n, c] = v
+                y[t, c] += cn * v
+                if keep:
+                    decay[t, n, c] = e
+                    hs[t + 1, n, c] = v
+
+
 @numba.njit(**_JIT)
 def scan_forward_fused(u, delta, bias, softplus, A, Bm, Cm, Dskip, z, has_z, out, last_state):
     """The whole forward in one pass per channel tile: dt = [softplus](delta + bias), the scan, + D u, * SiLU(z).
 
-    Fills out (B, D, L) and last_state (B, D, N); one job per (batch, tile).
+    Fills out (B, D, L) and last_state (B, D, N); one job per (batch, tile), TIME_CHUNK steps at a time.
     """
     batch, dim, length = u.shape
     nstate = A.shape[1]
     per_group = dim // Bm.shape[1]
-    tile = CHANNEL_TILE
+    tile, chunk = CHANNEL_TILE, TIME_CHUNK
     start, width = _tiles(dim, per_group, tile)
     ntiles = start.shape[0]
     one = np.float32(1.0)
@@ -182,35 +209,30 @@ def scan_forward_fused(u, delta, bias, softplus, A, Bm, Cm, Dskip, z, has_z, out
         b, i = job // ntiles, job % ntiles
         d0, w = start[i], width[i]
         g = d0 // per_group
-        uT = np.empty((length, w), dtype=out.dtype)
-        dt = np.empty((length, w), dtype=out.dtype)
-        dsoft = np.empty((length, w), dtype=out.dtype)  # unused here; the backward's
-        y = np.empty((length, w), dtype=out.dtype)
-        zT = np.empty((length, w), dtype=out.dtype)
+        uT = np.empty((chunk, w), dtype=out.dtype)
+        dt = np.empty((chunk, w), dtype=out.dtype)
+        dsoft = np.empty((chunk, w), dtype=out.dtype)  # unused here; the backward's
+        y = np.empty((chunk, w), dtype=out.dtype)
+        zT = np.empty((chunk, w), dtype=out.dtype)
         aT = np.empty((nstate, w), dtype=out.dtype)
+        unkept = np.empty((1, 1, 1), dtype=out.dtype)  # _scan_chunk keeps no states in the forward
         for c in range(w):
             for n in range(nstate):
                 aT[n, c] = A[d0 + c, n]
-        _load_tile(u, b, d0, w, uT)
-        _load_tile(delta, b, d0, w, dt)
-        _delta_to_dt(dt, dsoft, bias, d0, w, softplus)
         h = np.zeros((nstate, w), dtype=out.dtype)
-        for t in range(length):
-            for c in range(w):
-                y[t, c] = Dskip[d0 + c] * uT[t, c]
-            for n in range(nstate):
-                bn, cn = Bm[b, g, t, n], Cm[b, g, t, n]
-                for c in range(w):
-                    v = fast_exp(dt[t, c] * aT[n, c]) * h[n, c] + dt[t, c] * uT[t, c] * bn
-                    h[n, c] = v
-                    y[t, c] += cn * v
-        if has_z:
-            _load_tile(z, b, d0, w, zT)
-            for t in range(length):
-                for c in range(w):
-                    zt = zT[t, c]
-                    y[t, c] = y[t, c] * zt / (one + fast_exp(-zt))
-        _store_tile(y, out, b, d0, w)
+        for t0 in range(0, length, chunk):
+            t1 = min(t0 + chunk, length)
+            _load_tile(u, b, d0, w, t0, t1, uT)
+            _load_tile(delta, b, d0, w, t0, t1, dt)
+            _delta_to_dt(dt, dsoft, bias, d0, w, t1 - t0, softplus)
+            _scan_chunk(dt, uT, aT, Bm, Cm, b, g, t0, t1 - t0, w, h, unkept, unkept, y, Dskip, d0, False)
+            if has_z:
+                _load_tile(z, b, d0, w, t0, t1, zT)
+                for t in range(t1 - t0):
+                    for c in range(w):
+                        zt = zT[t, c]
+                        y[t, c] = y[t, c] * zt / (one + fast_exp(-zt))
+            _store_tile(y, out, b, d0, w, t0, t1)
         for c in range(w):
             for n in range(nstate):
                 last_state[b, d0 + c, n] = h[n, c]
@@ -221,102 +243,109 @@ def scan_backward_fused(u, delta, bias, softplus, A, Bm, Cm, Dskip, z, has_z, go
                         du, ddelta, dz, dA_part, dD_part, dbias_part, dB_part, dC_part):
     """Gradients of scan_forward_fused's out given gout (B, D, L), the forward's elementwise parts included.
 
-    Per tile: dt and softplus' recomputed, the states and their decays recomputed once into (L, N, tile)
-    scratch with the pre-gate output, the gate's gradient, then one backward sweep through time. Written in
-    place: du, ddelta, dz (B, D, L); per-batch partials dA_part (B, D, N), dD_part and dbias_part (B, D);
-    per-chunk partials dB_part, dC_part (n_chunks, B, G, L, N), chunk k owning the tiles i with
-    i % n_chunks == k. The caller sums the partials, so no two threads write one element.
+    Per tile: a first pass keeps the state at every TIME_CHUNK boundary; then, chunk by chunk from the last,
+    dt and softplus' are recomputed, the chunk's states and decays recomputed from its boundary state into
+    (chunk, N, tile) scratch with the pre-gate output, the gate's gradient taken, and the backward sweep
+    carried on through the chunk. Written in place: du, ddelta, dz (B, D, L); per-batch partials dA_part
+    (B, D, N), dD_part and dbias_part (B, D); per-chunk partials dB_part, dC_part (n_chunks, B, G, L, N), chunk
+    k owning the tiles i with i % n_chunks == k. The caller sums the partials, so no two threads write one
+    element.
     """
     batch, dim, length = u.shape
     nstate = A.shape[1]
     per_group = dim // Bm.shape[1]
-    tile = CHANNEL_TILE
+    tile, chunk = CHANNEL_TILE, TIME_CHUNK
     start, width = _tiles(dim, per_group, tile)
     ntiles = start.shape[0]
+    n_time = (length + chunk - 1) // chunk
     fdt = gout.dtype
     one = np.float32(1.0)
     for job in prange(batch * n_chunks):
         b, k = job // n_chunks, job % n_chunks
-        hs = np.empty((length + 1, nstate, tile), dtype=fdt)  # hs[t + 1] = states after step t; hs[0] = 0
-        decay = np.empty((length, nstate, tile), dtype=fdt)   # exp(dt_t a)
-        uT = np.empty((length, tile), dtype=fdt)
-        dt = np.empty((length, tile), dtype=fdt)
-        dsoft = np.empty((length, tile), dtype=fdt)
-        gy = np.empty((length, tile), dtype=fdt)  # pre-gate output, then the gradient there
-        gT = np.empty((length, tile), dtype=fdt)  # gout, then du
-        zT = np.empty((length, tile), dtype=fdt)  # z, then dz
-        gdt = np.empty((length, tile), dtype=fdt)
+        h_start = np.empty((n_time, nstate, tile), dtype=fdt)  # the state entering each time chunk
+        hs = np.empty((chunk + 1, nstate, tile), dtype=fdt)    # hs[t + 1] = state after the chunk's step t
+        decay = np.empty((chunk, nstate, tile), dtype=fdt)     # exp(dt_t a)
+        uT = np.empty((chunk, tile), dtype=fdt)
+        dt = np.empty((chunk, tile), dtype=fdt)
+        dsoft = np.empty((chunk, tile), dtype=fdt)
+        gy = np.empty((chunk, tile), dtype=fdt)   # the pre-gate output, then the gradient there
+        gT = np.empty((chunk, tile), dtype=fdt)   # gout, then du
+        zT = np.empty((chunk, tile), dtype=fdt)   # z, then dz
+        gdt = np.empty((chunk, tile), dtype=fdt)
         aT = np.empty((nstate, tile), dtype=fdt)
+        h = np.empty((nstate, tile), dtype=fdt)
         gh = np.empty((nstate, tile), dtype=fdt)  # dLoss/dh_t, carried backwards through time
         dA = np.empty((nstate, tile), dtype=fdt)
+        dD_acc, dbias_acc = np.empty(tile, dtype=fdt), np.empty(tile, dtype=fdt)
         for i in range(k, ntiles, n_chunks):
             d0, w = start[i], width[i]
             g = d0 // per_group
             for c in range(w):
                 for n in range(nstate):
                     aT[n, c] = A[d0 + c, n]
-            _load_tile(u, b, d0, w, uT)
-            _load_tile(delta, b, d0, w, dt)
-            _load_tile(gout, b, d0, w, gT)
-            _delta_to_dt(dt, dsoft, bias, d0, w, softplus)
-            hs[0, :, :w] = 0
-            for t in range(length):  # recompute the states and the pre-gate output
-                for c in range(w):
-                    gy[t, c] = Dskip[d0 + c] * uT[t, c]
-                for n in range(nstate):
-                    bn, cn = Bm[b, g, t, n], Cm[b, g, t, n]
-                    for c in range(w):
-                        e = fast_exp(dt[t, c] * aT[n, c])
-                        decay[t, n, c] = e
-                        h = e * hs[t, n, c] + dt[t, c] * uT[t, c] * bn
-                        hs[t + 1, n, c] = h
-                        gy[t, c] += cn * h
-            if has_z:  # through the gate: y * SiLU(z)
-                _load_tile(z, b, d0, w, zT)
-                for t in range(length):
-                    for c in range(w):
-                        zt, go = zT[t, c], gT[t, c]
-                        sig = one / (one + fast_exp(-zt))
-                        zT[t, c] = go * gy[t, c] * sig * (one + zt * (one - sig))
-                        gy[t, c] = go * zt * sig
-                _store_tile(zT, dz, b, d0, w)
-            else:
-                gy[:, :w] = gT[:, :w]
+            h[:, :w] = 0
+            for ti in range(n_time):  # states at the chunk boundaries (the last chunk's end is not needed)
+                h_start[ti, :, :w] = h[:, :w]
+                if ti + 1 < n_time:
+                    t0, t1 = ti * chunk, (ti + 1) * chunk
+                    _load_tile(u, b, d0, w, t0, t1, uT)
+                    _load_tile(delta, b, d0, w, t0, t1, dt)
+                    _delta_to_dt(dt, dsoft, bias, d0, w, t1 - t0, softplus)
+                    _scan_chunk(dt, uT, aT, Bm, Cm, b, g, t0, t1 - t0, w, h, hs, decay, gy, Dskip, d0, False)
             gh[:, :w] = 0
             dA[:, :w] = 0
-            for t in range(length - 1, -1, -1):  # one backward sweep through time
-                for c in range(w):
-                    gT[t, c] = gy[t, c] * Dskip[d0 + c]  # du
-                    gdt[t, c] = 0
-                for n in range(nstate):
-                    bn, cn = Bm[b, g, t, n], Cm[b, g, t, n]
-                    dB_acc = bn * 0
-                    dC_acc = bn * 0
+            dD_acc[:w] = 0
+            dbias_acc[:w] = 0
+            for ti in range(n_time - 1, -1, -1):
+                t0, t1 = ti * chunk, min((ti + 1) * chunk, length)
+                steps = t1 - t0
+                _load_tile(u, b, d0, w, t0, t1, uT)
+                _load_tile(delta, b, d0, w, t0, t1, dt)
+                _load_tile(gout, b, d0, w, t0, t1, gT)
+                _delta_to_dt(dt, dsoft, bias, d0, w, steps, softplus)
+                h[:, :w] = h_start[ti, :, :w]
+                _scan_chunk(dt, uT, aT, Bm, Cm, b, g, t0, steps, w, h, hs, decay, gy, Dskip, d0, True)
+                if has_z:  # through the gate: y * SiLU(z)
+                    _load_tile(z, b, d0, w, t0, t1, zT)
+                    for t in range(steps):
+                        for c in range(w):
+                            zt, go = zT[t, c], gT[t, c]
+                            sig = one / (one + fast_exp(-zt))
+                            zT[t, c] = go * gy[t, c] * sig * (one + zt * (one - sig))
+                            gy[t, c] = go * zt * sig
+                    _store_tile(zT, dz, b, d0, w, t0, t1)
+                else:
+                    gy[:steps, :w] = gT[:steps, :w]
+                for t in range(steps - 1, -1, -1):  # the backward sweep through the chunk's time steps
                     for c in range(w):
-                        gy_tc = gy[t, c]
-                        dC_acc += gy_tc * hs[t + 1, n, c]
-                        gh_n = gh[n, c] + gy_tc * cn
-                        g_exp_arg = gh_n * hs[t, n, c] * decay[t, n, c]  # through exp(dt * a)
-                        gdt[t, c] += g_exp_arg * aT[n, c] + gh_n * bn * uT[t, c]
-                        dA[n, c] += g_exp_arg * dt[t, c]
-                        dB_acc += gh_n * dt[t, c] * uT[t, c]
-                        gT[t, c] += gh_n * dt[t, c] * bn
-                        gh[n, c] = gh_n * decay[t, n, c]
-                    dB_part[k, b, g, t, n] += dB_acc
-                    dC_part[k, b, g, t, n] += dC_acc
-            for t in range(length):
-                for c in range(w):
-                    gdt[t, c] *= dsoft[t, c]
-            _store_tile(gT, du, b, d0, w)
-            _store_tile(gdt, ddelta, b, d0, w)
+                        gT[t, c] = gy[t, c] * Dskip[d0 + c]  # du
+                        gdt[t, c] = 0
+                    for n in range(nstate):
+                        bn, cn = Bm[b, g, t0 + t, n], Cm[b, g, t0 + t, n]
+                        dB_acc = bn * 0
+                        dC_acc = bn * 0
+                        for c in range(w):
+                            gy_tc = gy[t, c]
+                            dC_acc += gy_tc * hs[t + 1, n, c]
+                            gh_n = gh[n, c] + gy_tc * cn
+                            g_exp_arg = gh_n * hs[t, n, c] * decay[t, n, c]  # through exp(dt * a)
+                            gdt[t, c] += g_exp_arg * aT[n, c] + gh_n * bn * uT[t, c]
+                            dA[n, c] += g_exp_arg * dt[t, c]
+                            dB_acc += gh_n * dt[t, c] * uT[t, c]
+                            gT[t, c] += gh_n * dt[t, c] * bn
+                            gh[n, c] = gh_n * decay[t, n, c]
+                        dB_part[k, b, g, t0 + t, n] += dB_acc
+                        dC_part[k, b, g, t0 + t, n] += dC_acc
+                for t in range(steps):
+                    for c in range(w):
+                        gdt[t, c] *= dsoft[t, c]
+                        dbias_acc[c] += gdt[t, c]
+                        dD_acc[c] += gy[t, c] * uT[t, c]
+                _store_tile(gT, du, b, d0, w, t0, t1)
+                _store_tile(gdt, ddelta, b, d0, w, t0, t1)
             for c in range(w):
                 d = d0 + c
-                dD_acc = gy[0, c] * 0
-                dbias_acc = gy[0, c] * 0
-                for t in range(length):
-                    dbias_acc += gdt[t, c]
-                    dD_acc += gy[t, c] * uT[t, c]
                 for n in range(nstate):
                     dA_part[b, d, n] = dA[n, c]
-                dD_part[b, d] = dD_acc
-                dbias_part[b, d] = dbias_acc
+                dD_part[b, d] = dD_acc[c]
+                dbias_part[b, d] = dbias_acc[c]
