@@ -154,6 +154,18 @@ def paired_differences(rows: pd.DataFrame, reference: str, seed: int = 0) -> pd.
                                       "paired_ci_high"])
 
 
+def trained_steps(name: str, weights_root=None) -> dict:
+    """How far the weights were trained, from their training.json: {"trained_steps": step reached,
+    "of_steps": the run's length} (a snapshot reached `step` of `of_steps`; a finished run its `steps`; a
+    reward-tuned model counts its tuning steps). NaN for weights without a record."""
+    record_path = weights_path(name, weights_root) / "training.json"
+    if not record_path.is_file():
+        return {"trained_steps": float("nan"), "of_steps": float("nan")}
+    record = json.loads(record_path.read_text())
+    steps = record.get("steps")
+    return {"trained_steps": record.get("step", steps), "of_steps": record.get("of_steps", steps)}
+
+
 def world_quality(models: list[str], per_kind: int = 4, frames: int = 16, seed: int = 0, steps=TINY_STEPS,
                   guidance: float = TINY_GUIDANCE, weights_root=None, out=None,
                   vae_ceiling: str | None = "vae-tiny") -> tuple[pd.DataFrame, pd.DataFrame]:
@@ -163,6 +175,7 @@ def world_quality(models: list[str], per_kind: int = 4, frames: int = 16, seed: 
     entries = prompt_suite(per_kind, seed=SUITE_SEED, n_frames=frames)
     runs = [(name, lambda name=name: generate_suite(TextToVideo.from_pretrained(name, weights_root), entries, frames,
                                                    seed, steps, guidance)) for name in models]
+    trained = {name: trained_steps(name, weights_root) for name in models}  # read up front: a bad path fails fast
     if vae_ceiling:
         vae = CausalVideoVAE.from_pretrained(weights_path(vae_ceiling, weights_root))
         runs.insert(0, (f"{vae_ceiling} (reconstruction)", lambda: reconstruct_suite(vae, entries, frames)))
@@ -192,7 +205,8 @@ def world_quality(models: list[str], per_kind: int = 4, frames: int = 16, seed: 
             "relation_frames": df.get("relation_frames", pd.Series(dtype=float)).mean(),
             "background_frames": df.get("background_frames", pd.Series(dtype=float)).mean(),
             "style_frames": df.get("style_frames", pd.Series(dtype=float)).mean(),
-            **cost, "videos": len(df)})
+            **cost, "videos": len(df),
+            **trained.get(name, {"trained_steps": float("nan"), "of_steps": float("nan")})})
     summary_df, rows_df = pd.DataFrame(summary), pd.DataFrame(rows)
     if models:
         summary_df = summary_df.merge(paired_differences(rows_df, models[0], seed), on="model", how="left")

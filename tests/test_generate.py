@@ -62,6 +62,22 @@ def test_world_quality_cli_writes_its_tables(tmp_path):
                - (paired.loc["dit-tiny", "colour_shape_frames"] - paired.loc["m4v-tiny", "colour_shape_frames"])) < 1e-9
     record = json.loads((tmp_path / "world_quality.json").read_text())
     assert record["git_commit"] and record["config"]["per_kind"] == 1
+    from m4v.recipes import weights_path
+
+    shipped = json.loads((weights_path("dit-tiny") / "training.json").read_text())["steps"]
+    assert paired.loc["dit-tiny", "trained_steps"] == paired.loc["dit-tiny", "of_steps"] == shipped
+    assert np.isnan(paired.loc["vae-tiny (reconstruction)", "trained_steps"])
+
+
+def test_trained_steps_reads_runs_and_snapshots(tmp_path):
+    from benchmarks.world_quality import trained_steps
+
+    snapshot, bare = tmp_path / "step-000500", tmp_path / "copied"
+    snapshot.mkdir()
+    bare.mkdir()
+    (snapshot / "training.json").write_text(json.dumps({"model": "dit-tiny", "step": 500, "of_steps": 2000}))
+    assert trained_steps(str(snapshot)) == {"trained_steps": 500, "of_steps": 2000}
+    assert all(np.isnan(v) for v in trained_steps(str(bare)).values())
 
 
 def test_bootstrap_ci_matches_the_normal_approximation():
