@@ -25,6 +25,7 @@ from tqdm import tqdm
 
 from benchmarks.provenance import git_commit, provenance
 from benchmarks.table4 import mixer_module_names, sum_module_flops
+from benchmarks.train import RECORD_FILE
 from m4v.generate import TINY_GUIDANCE, TINY_STEPS, TextToVideo, latent_frames_for
 from m4v.pyramid import VAE_TEMPORAL
 from m4v.recipes import weights_path
@@ -154,13 +155,16 @@ def paired_differences(rows: pd.DataFrame, reference: str, seed: int = 0) -> pd.
                                       "paired_ci_high"])
 
 
+UNRECORDED = {"trained_steps": float("nan"), "of_steps": float("nan")}  # no training.json (the VAE ceiling too)
+
+
 def trained_steps(name: str, weights_root=None) -> dict:
     """How far the weights were trained, from their training.json: {"trained_steps": step reached,
     "of_steps": the run's length} (a snapshot reached `step` of `of_steps`; a finished run its `steps`; a
     reward-tuned model counts its tuning steps). NaN for weights without a record."""
-    record_path = weights_path(name, weights_root) / "training.json"
+    record_path = weights_path(name, weights_root) / RECORD_FILE
     if not record_path.is_file():
-        return {"trained_steps": float("nan"), "of_steps": float("nan")}
+        return dict(UNRECORDED)
     record = json.loads(record_path.read_text())
     steps = record.get("steps")
     return {"trained_steps": record.get("step", steps), "of_steps": record.get("of_steps", steps)}
@@ -206,7 +210,7 @@ def world_quality(models: list[str], per_kind: int = 4, frames: int = 16, seed: 
             "background_frames": df.get("background_frames", pd.Series(dtype=float)).mean(),
             "style_frames": df.get("style_frames", pd.Series(dtype=float)).mean(),
             **cost, "videos": len(df),
-            **trained.get(name, {"trained_steps": float("nan"), "of_steps": float("nan")})})
+            **trained.get(name, UNRECORDED)})
     summary_df, rows_df = pd.DataFrame(summary), pd.DataFrame(rows)
     if models:
         summary_df = summary_df.merge(paired_differences(rows_df, models[0], seed), on="model", how="left")

@@ -3,8 +3,8 @@
 Hand-written because no kept library ships a CPU Mamba scan: mamba-ssm is CUDA-only and its
 `selective_scan_ref` materialises (B, D, L, N) tensors. These kernels hold one tile of CHANNEL_TILE channels
 at a time, time-major, so the innermost loop of every pass runs over channels and LLVM vectorises it (the
-recurrence is sequential in time, and N = 8 or 16 states are too few lanes to vectorise over). The backward
-keeps one (L, N, tile) scratch per thread, never (B, D, L, N).
+recurrence is sequential in time, and N = 8 or 16 states are too few lanes to vectorise over), TIME_CHUNK
+steps at a time. The backward keeps one (TIME_CHUNK, N, tile) scratch per thread, never (B, D, L, N).
 
 The forward is fused (delta bias + softplus, scan, D skip, SiLU(z) gate in one pass per tile, with
 vectorisable float32 exp / softplus: libm's scalar calls cost more than the recurrence itself). The backward
@@ -120,8 +120,8 @@ def match_torch_threads() -> None:
 
 
 @numba.njit(**_JIT_INNER)
-def _tiles(dim, per_group, tile):
-    """(start, width) of each channel tile; tiles never cross a group boundary."""
+def channel_tiles(dim, per_group, tile):
+    """(start, width) of each channel tile; tiles never cross a group boundary (B and C are per group)."""
     per = (per_group + tile - 1) // tile
     n = (dim // per_group) * per
     start = np.empty(n, dtype=np.int64)
@@ -169,6 +169,22 @@ def _delta_to_dt(dt, dsoft, bias, d0, w, steps, softplus):
 
 
 @numba.njit(**_JIT_INNER)
+def _load_a(A, d0, w, aT):
+    """aT[n, c] = A[d0 + c, n]: the tile's decay rates, state-major."""
+    for c in range(w):
+        for n in range(A.shape[1]):
+            aT[n, c] = A[d0 + c, n]
+
+
+@numba.njit(**_JIT_INNER)
+def _load_inputs(u, delta, bias, softplus, b, d0, w, t0, t1, uT, dt, dsoft):
+    """One chunk of a tile's scan inputs, time-major: uT = u, dt = [softplus](delta + bias), dsoft = d dt / d delta."""
+    _load_tile(u, b, d0, w, t0, t1, uT)
+    _load_tile(delta, b, d0, w, t0, t1, dt)
+    _delta_to_dt(dt, dsoft, bias, d0, w, t1 - t0, softplus)
+
+
+@numba.njit(**_JIT_INNER)
 def _scan_chunk(dt, uT, aT, Bm, Cm, b, g, t0, steps, w, h, hs, decay, y, Dskip, d0, keep):
     """steps time steps of one tile from state h (N, w), updated in place; y[t] = C_t h_t + D u_t (pre-gate).
 
@@ -202,7 +218,7 @@ def scan_forward_fused(u, delta, bias, softplus, A, Bm, Cm, Dskip, z, has_z, out
     nstate = A.shape[1]
     per_group = dim // Bm.shape[1]
     tile, chunk = CHANNEL_TILE, TIME_CHUNK
-    start, width = _tiles(dim, per_group, tile)
+    start, width = channel_tiles(dim, per_group, tile)
     ntiles = start.shape[0]
     one = np.float32(1.0)
     for job in prange(batch * ntiles):
@@ -216,15 +232,11 @@ def scan_forward_fused(u, delta, bias, softplus, A, Bm, Cm, Dskip, z, has_z, out
         zT = np.empty((chunk, w), dtype=out.dtype)
         aT = np.empty((nstate, w), dtype=out.dtype)
         unkept = np.empty((1, 1, 1), dtype=out.dtype)  # _scan_chunk keeps no states in the forward
-        for c in range(w):
-            for n in range(nstate):
-                aT[n, c] = A[d0 + c, n]
+        _load_a(A, d0, w, aT)
         h = np.zeros((nstate, w), dtype=out.dtype)
         for t0 in range(0, length, chunk):
             t1 = min(t0 + chunk, length)
-            _load_tile(u, b, d0, w, t0, t1, uT)
-            _load_tile(delta, b, d0, w, t0, t1, dt)
-            _delta_to_dt(dt, dsoft, bias, d0, w, t1 - t0, softplus)
+            _load_inputs(u, delta, bias, softplus, b, d0, w, t0, t1, uT, dt, dsoft)
             _scan_chunk(dt, uT, aT, Bm, Cm, b, g, t0, t1 - t0, w, h, unkept, unkept, y, Dskip, d0, False)
             if has_z:
                 _load_tile(z, b, d0, w, t0, t1, zT)
@@ -255,7 +267,7 @@ def scan_backward_fused(u, delta, bias, softplus, A, Bm, Cm, Dskip, z, has_z, go
     nstate = A.shape[1]
     per_group = dim // Bm.shape[1]
     tile, chunk = CHANNEL_TILE, TIME_CHUNK
-    start, width = _tiles(dim, per_group, tile)
+    start, width = channel_tiles(dim, per_group, tile)
     ntiles = start.shape[0]
     n_time = (length + chunk - 1) // chunk
     fdt = gout.dtype
@@ -280,17 +292,13 @@ def scan_backward_fused(u, delta, bias, softplus, A, Bm, Cm, Dskip, z, has_z, go
         for i in range(k, ntiles, n_chunks):
             d0, w = start[i], width[i]
             g = d0 // per_group
-            for c in range(w):
-                for n in range(nstate):
-                    aT[n, c] = A[d0 + c, n]
+            _load_a(A, d0, w, aT)
             h[:, :w] = 0
             for ti in range(n_time):  # states at the chunk boundaries (the last chunk's end is not needed)
                 h_start[ti, :, :w] = h[:, :w]
                 if ti + 1 < n_time:
                     t0, t1 = ti * chunk, (ti + 1) * chunk
-                    _load_tile(u, b, d0, w, t0, t1, uT)
-                    _load_tile(delta, b, d0, w, t0, t1, dt)
-                    _delta_to_dt(dt, dsoft, bias, d0, w, t1 - t0, softplus)
+                    _load_inputs(u, delta, bias, softplus, b, d0, w, t0, t1, uT, dt, dsoft)
                     _scan_chunk(dt, uT, aT, Bm, Cm, b, g, t0, t1 - t0, w, h, hs, decay, gy, Dskip, d0, False)
             gh[:, :w] = 0
             dA[:, :w] = 0
@@ -299,10 +307,8 @@ def scan_backward_fused(u, delta, bias, softplus, A, Bm, Cm, Dskip, z, has_z, go
             for ti in range(n_time - 1, -1, -1):
                 t0, t1 = ti * chunk, min((ti + 1) * chunk, length)
                 steps = t1 - t0
-                _load_tile(u, b, d0, w, t0, t1, uT)
-                _load_tile(delta, b, d0, w, t0, t1, dt)
+                _load_inputs(u, delta, bias, softplus, b, d0, w, t0, t1, uT, dt, dsoft)
                 _load_tile(gout, b, d0, w, t0, t1, gT)
-                _delta_to_dt(dt, dsoft, bias, d0, w, steps, softplus)
                 h[:, :w] = h_start[ti, :, :w]
                 _scan_chunk(dt, uT, aT, Bm, Cm, b, g, t0, steps, w, h, hs, decay, gy, Dskip, d0, True)
                 if has_z:  # through the gate: y * SiLU(z)

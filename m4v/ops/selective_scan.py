@@ -169,8 +169,7 @@ def _cpu_backward(u, delta, A, B, C, D, z, delta_bias, delta_softplus, grad_out)
 
     # Chunks of channel tiles: enough to keep every thread busy, few enough that the (chunks, B, G, L, N)
     # partials for dB / dC stay small.
-    groups, per_group = Bk.shape[1], dim // Bk.shape[1]
-    n_tiles = groups * -(-per_group // cpu_scan.CHANNEL_TILE)
+    n_tiles = len(cpu_scan.channel_tiles(dim, dim // Bk.shape[1], cpu_scan.CHANNEL_TILE)[0])
     n_chunks = max(1, min(n_tiles, -(-2 * torch.get_num_threads() // batch)))
     du, ddelta = torch.empty(u.shape, dtype=kd), torch.empty(u.shape, dtype=kd)
     dz = torch.empty(u.shape if z is not None else (1, 1, 1), dtype=kd)  # written only with z
