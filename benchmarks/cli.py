@@ -122,6 +122,9 @@ def cmd_eval(args) -> int:
     print(pd.read_csv(summary).to_markdown(index=False, floatfmt=".4f"))
     failed = per_video[per_video["status"] == "failed"]["video"].nunique()
     print(f"wrote {args.out}/per_video.csv, summary.csv, m4v_eval_results.json; {failed} video(s) failed")
+    if not (per_video["status"] == "ok").any():  # every video unreadable or unscorable: a script must notice
+        print(f"m4v-bench eval: no score computed for any video in {args.videos}", file=sys.stderr)
+        return 1
     return 0
 
 

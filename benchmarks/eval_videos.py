@@ -38,6 +38,9 @@ def discover_videos(directory: Path) -> list[Path]:
             found.append(path)
         elif path.is_dir() and any(p.suffix.lower() in IMAGE_SUFFIXES for p in path.iterdir()):
             found.append(path)
+    if not found:
+        raise FileNotFoundError(f"--videos {directory}: no video files ({', '.join(sorted(VIDEO_SUFFIXES))}) or "
+                                "folders of frames in it")
     return found
 
 

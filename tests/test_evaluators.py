@@ -193,6 +193,24 @@ def test_eval_command_scores_folder_and_survives_a_broken_file(tmp_path, capsys)
     assert "broken-0.mp4" in captured.out and "missing dimensions" in captured.err
 
 
+def test_eval_command_fails_when_no_video_can_be_scored(tmp_path, capsys):
+    import pandas as pd
+
+    from benchmarks import cli
+
+    videos = tmp_path / "videos"
+    videos.mkdir()
+    (videos / "broken-0.mp4").write_bytes(b"junk")
+    out = tmp_path / "out"
+    assert cli.main(["eval", "--videos", str(videos), "--dims", "temporal_flickering", "--out", str(out)]) == 1
+    assert pd.read_csv(out / "per_video.csv")["status"].tolist() == ["failed"]   # the record is still written
+    assert "no score computed" in capsys.readouterr().err
+    (videos / "broken-0.mp4").unlink()
+    (videos / "notes.txt").write_text("not a video")
+    assert cli.main(["eval", "--videos", str(videos), "--out", str(out)]) == 2           # nothing to score
+    assert f"--videos {videos}: no video files" in capsys.readouterr().err
+
+
 def test_eval_command_rejects_unknown_dimension(tmp_path, capsys):
     from benchmarks import cli
 
