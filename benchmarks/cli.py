@@ -175,14 +175,15 @@ def cmd_generate(args) -> int:
 
     torch.manual_seed(args.seed)
     try:
-        pipe = TextToVideo.from_pretrained(args.model, args.weights)
+        pipe = TextToVideo.from_pretrained(args.model, args.weights, vae=args.vae, text_encoder=args.text_encoder)
         videos, stats, timing = pipe([args.prompt], frames=args.frames, height=args.size, width=args.size,
                                      seed=args.seed, steps=[args.steps] * 3, guidance=args.guidance, progress=True)
         path = write_video(args.out, videos[0], fps=args.fps)
     except (ValueError, FileNotFoundError) as exc:
         print(f"m4v-bench generate: {exc}", file=sys.stderr)
         return 2
-    record = {"model": args.model, "prompt": args.prompt, "frames": args.frames, "size": args.size, "seed": args.seed,
+    record = {"model": args.model, "text_encoder": args.text_encoder, "vae": args.vae, "prompt": args.prompt,
+              "frames": args.frames, "size": args.size, "seed": args.seed,
               "steps_per_stage": args.steps, "guidance": args.guidance, "fps": args.fps,
               "transformer_calls": stats.forwards, **{k: round(v, 3) for k, v in timing.items()}}
     Path(path).with_suffix(".json").write_text(json.dumps(record, indent=2))
@@ -307,6 +308,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--guidance", type=float, default=TINY_GUIDANCE, help="classifier-free guidance scale")
     p.add_argument("--fps", type=float, default=8.0)
     p.add_argument("--weights", help="weights root (default: the shipped m4v/weights/)")
+    p.add_argument("--text-encoder", default="text-tiny",
+                   help="T5 + CLIP text encoders: a name under the weights root or a directory holding t5/ and "
+                        "clip_text/ (transformers save_pretrained layouts; never downloaded)")
+    p.add_argument("--vae", default="vae-tiny", help="video VAE: a name under the weights root or a directory")
     p.add_argument("--out", required=True, help="video file (.mp4, .webm, .gif); a .json with the settings beside it")
     p.set_defaults(func=cmd_generate)
 

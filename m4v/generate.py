@@ -42,9 +42,19 @@ class TextToVideo:
                         text_encoder: str = "text-tiny") -> TextToVideo:
         """MODEL is a name under the weights root (m4v-tiny, dit-tiny, m4v-tiny-reward) or a directory."""
         transformer = M4VTransformer.from_pretrained(weights_path(model, weights_root))
-        return cls(transformer, CausalVideoVAE.from_pretrained(weights_path(vae, weights_root)),
-                   TextEncoders.from_dir(weights_path(text_encoder, weights_root), max_length=transformer.cfg.text_len),
-                   name=str(model))
+        vae_dir, text_dir = weights_path(vae, weights_root), weights_path(text_encoder, weights_root)
+        video_vae = CausalVideoVAE.from_pretrained(vae_dir)
+        text = TextEncoders.from_dir(text_dir, max_length=transformer.cfg.text_len)
+        cfg = transformer.cfg
+        # Checked here so a mismatched pair fails with the directories' names, not a matmul shape error mid-sampling.
+        if (text.t5.config.d_model, text.clip.config.projection_dim) != (cfg.text_dim, cfg.pooled_text_dim):
+            raise ValueError(f"--text-encoder {text_dir}: T5 width {text.t5.config.d_model} / pooled width "
+                             f"{text.clip.config.projection_dim}, but {model} reads {cfg.text_dim} / "
+                             f"{cfg.pooled_text_dim}")
+        if video_vae.cfg.latent_channels != cfg.latent_channels:
+            raise ValueError(f"--vae {vae_dir}: {video_vae.cfg.latent_channels} latent channels, but {model} "
+                             f"denoises {cfg.latent_channels}")
+        return cls(transformer, video_vae, text, name=str(model))
 
     def config(self, frames: int, height: int, width: int, seed: int, steps=TINY_STEPS,
                guidance: float = TINY_GUIDANCE) -> GenerationConfig:

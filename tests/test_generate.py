@@ -31,6 +31,22 @@ def test_generate_cli_writes_a_video(tmp_path):
     assert record["model"] == "m4v-tiny" and record["transformer_calls"] == 3 * 3 * 2  # latents x stages x steps
 
 
+def test_generate_takes_text_encoder_and_vae_directories(tmp_path, capsys):
+    from m4v.text import build_tiny_text_encoders
+
+    prompt = ["--model", "m4v-tiny", "--prompt", "a blue circle", "--frames", "9", "--steps", "1"]
+    assert main(["generate", *prompt, "--out", str(tmp_path / "named.mp4")]) == 0
+    assert main(["generate", *prompt, "--text-encoder", str(WEIGHTS_DIR / "text-tiny"),
+                 "--vae", str(WEIGHTS_DIR / "vae-tiny"), "--out", str(tmp_path / "dirs.mp4")]) == 0
+    assert np.array_equal(read_video(tmp_path / "named.mp4").frames, read_video(tmp_path / "dirs.mp4").frames)
+    assert json.loads((tmp_path / "dirs.json").read_text())["text_encoder"] == str(WEIGHTS_DIR / "text-tiny")
+    narrow = build_tiny_text_encoders(tmp_path / "narrow", ["a", "blue", "circle"], t5_dim=16)
+    assert main(["generate", *prompt, "--text-encoder", str(narrow), "--out", str(tmp_path / "x.mp4")]) == 2
+    err = capsys.readouterr().err
+    assert f"--text-encoder {narrow}: T5 width 16" in err and not (tmp_path / "x.mp4").exists()
+    assert main(["generate", *prompt, "--vae", str(tmp_path / "none"), "--out", str(tmp_path / "x.mp4")]) == 2
+
+
 def test_same_seed_same_video_and_models_differ():
     pipe = TextToVideo.from_pretrained("m4v-tiny")
     a, _, _ = pipe(["a blue circle"], frames=9, seed=3, steps=(2, 2, 2))
