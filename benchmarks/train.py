@@ -34,6 +34,8 @@ def train(name: str, out, steps: int | None = None, seed: int = 0, weights_root=
     quality-against-training-steps curve (`m4v-bench world-quality --models DIR...`)."""
     if snapshot_every is not None and snapshot_every < 1:
         raise ValueError(f"--snapshot-every must be >= 1, got {snapshot_every}")
+    if steps is not None and steps < 1:  # 0 would save the untrained initialisation as a trained model
+        raise ValueError(f"--steps must be >= 1, got {steps}")
     recipe_class = get_recipe(name)
     accepted = inspect.signature(recipe_class.__init__).parameters
     unknown = [k for k in options if k not in accepted]

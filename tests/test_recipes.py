@@ -166,6 +166,8 @@ def test_snapshots_hold_the_weights_of_their_step(frozen_root, tmp_path, monkeyp
     assert (record["step"], record["of_steps"], record["model"]) == (2, 3, "dit-tiny") and "git_commit" in record
     with pytest.raises(ValueError, match="--snapshot-every"):
         train("dit-tiny", tmp_path / "bad", steps=1, snapshot_every=0, weights_root=frozen_root)
+    with pytest.raises(ValueError, match="--steps must be >= 1, got 0"):
+        train("dit-tiny", tmp_path / "bad", steps=0, weights_root=frozen_root)
     assert not (tmp_path / "bad").exists()
 
 
