@@ -16,6 +16,7 @@ from evaluators import EVALUATORS, get_evaluator
 from evaluators.aesthetic import load_linear_head
 from evaluators.backbones import ClipBackbone, DinoBackbone, default_backbones, parse_backbone
 from evaluators.registry import Record
+from evaluators.vbench.human_action import UMTBackbone
 from evaluators.vbench.imaging_quality import FidelityBackbone
 from evaluators.vbench.scoring import NORMALIZATION, vbench_scores
 from evaluators.video import IMAGE_SUFFIXES, VIDEO_SUFFIXES, VideoReadError, read_video
@@ -72,13 +73,14 @@ def build_evaluators(dims: list[str] | None, backbones: list[str], with_prompts:
     clip = ClipBackbone(specs["clip"]) if "clip" in specs else None
     dino = DinoBackbone(specs["dino"]) if "dino" in specs else None
     fidelity = FidelityBackbone(specs["fidelity"]) if "fidelity" in specs else None
+    umt = UMTBackbone(specs["umt"]) if "umt" in specs else None
     head = load_linear_head(specs["aesthetic"].weights, clip.model.visual.output_dim) if (
         "aesthetic" in specs and clip) else None
     if dims is None:
         dims = (list(WEIGHT_FREE)
                 + [d for d in NEEDS_CLIP if clip and (with_prompts or d not in NEEDS_PROMPT[1:])]
                 + (["imaging_quality"] if fidelity else []) + (["subject_consistency"] if dino else [])
-                + (["aesthetic_quality"] if head is not None else [])
+                + (["aesthetic_quality"] if head is not None else []) + (["human_action"] if umt else [])
                 + (list(NEEDS_PROMPT_SUITE) if with_prompts else []))
     unknown = [d for d in dims if d not in EVALUATORS]
     if unknown:
@@ -91,6 +93,8 @@ def build_evaluators(dims: list[str] | None, backbones: list[str], with_prompts:
     if "aesthetic_quality" in dims and head is None:
         raise ValueError("--dims aesthetic_quality needs --backbone clip=MODEL:PATH and aesthetic=linear:PATH")
 
+    if "human_action" in dims and umt is None:
+        raise ValueError("--dims human_action needs VBench's UMT classifier: --backbone umt=vit_large_patch16_224:PATH")
     if "imaging_quality" in dims and fidelity is None:
         raise ValueError("--dims imaging_quality needs --backbone fidelity=fidelity-tiny:PATH "
                          "(m4v-bench train --model reward-tiny)")
@@ -98,6 +102,8 @@ def build_evaluators(dims: list[str] | None, backbones: list[str], with_prompts:
     def make(d):
         if d == "imaging_quality":
             return get_evaluator(d, fidelity=fidelity)
+        if d == "human_action":
+            return get_evaluator(d, umt=umt)
         if d in NEEDS_CLIP:
             return get_evaluator(d, clip=clip)
         if d == "aesthetic_quality":
@@ -112,7 +118,8 @@ def vbench_faithful(dimension: str, backbone: str) -> bool:
     return (dimension == "temporal_flickering"
             or (dimension == "background_consistency" and backbone.startswith("clip:ViT-B-32@"))
             or (dimension == "subject_consistency" and backbone.startswith("dino:vit_base_patch16_224.dino@"))
-            or (dimension == "aesthetic_quality" and backbone.startswith("clip:ViT-L-14@")))
+            or (dimension == "aesthetic_quality" and backbone.startswith("clip:ViT-L-14@"))
+            or (dimension == "human_action" and backbone.startswith("umt:vit_large_patch16_224@")))
 
 
 def run_eval(videos_dir, out_dir, prompts_path=None, dims=None, backbones=(), log=print) -> pd.DataFrame:

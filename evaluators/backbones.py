@@ -7,6 +7,8 @@ A backbone spec on the command line is `KIND=MODEL_NAME:WEIGHTS_PATH` with a loc
                                                     consistency uses (DINO ViT-B/16)
   aesthetic=linear:/models/sa_0_4_vit_l_14_linear.pth  LAION's aesthetic head on the CLIP embedding
   fidelity=fidelity-tiny:m4v/weights/reward-tiny/model.safetensors  the world-trained image-quality model
+  umt=vit_large_patch16_224:/models/l16_ptk710_ftk710_ftk400_f16_res224.pth  VBench's human_action classifier
+                                                    (UMT ViT-L/16, Kinetics-400 label list in the same folder)
 Without --backbone, `m4v-bench eval` uses the shipped world-trained models (default_backbones()).
 """
 
@@ -19,7 +21,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-BACKBONE_KINDS = ("clip", "dino", "aesthetic", "fidelity")
+BACKBONE_KINDS = ("clip", "dino", "aesthetic", "fidelity", "umt")
 # VBench's clip_transform and dino_transform constants (vbench/utils.py).
 IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
 CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)

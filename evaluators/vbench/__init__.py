@@ -2,6 +2,7 @@
 
 from evaluators.vbench import (  # noqa: F401
     dynamic_degree,
+    human_action,
     imaging_quality,
     motion_smoothness,
     overall_consistency,
