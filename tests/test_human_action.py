@@ -89,6 +89,21 @@ def test_decision_rule_and_label_parsing():
     assert ha.label_from_filename("A person is riding a bike_fast-3.mp4") == "riding a bike"
 
 
+def test_preprocessing_crop_and_normalisation_by_hand():
+    frames = np.zeros((2, 256, 320, 3), dtype=np.uint8)
+    frames[..., 0] = np.arange(320) % 256                        # red = column index: shows where the crop is
+    frames[..., 1] = 100
+    x = ha.umt_preprocess(frames)                                # shorter side already 256: no resize
+    assert x.shape == (3, 2, 224, 224)
+    left = round((320 - 224) / 2)                                # 48
+    assert x[0, 1, 5, 0].item() == pytest.approx((left / 255 - 0.485) / 0.229, abs=1e-6)
+    assert x[0, 0, 0, 223].item() == pytest.approx(((left + 223) % 256 / 255 - 0.485) / 0.229, abs=1e-6)
+    assert torch.allclose(x[1], torch.tensor((100 / 255 - 0.456) / 0.224))
+    small = np.full((3, 128, 170, 3), 200, dtype=np.uint8)      # -> 256 x int(256 * 170 / 128) = 340, crop 224
+    y = ha.umt_preprocess(small)
+    assert y.shape == (3, 3, 224, 224) and torch.allclose(y[2], torch.tensor((200 / 255 - 0.406) / 0.225))
+
+
 def write_checkpoint(tmp_path, model, labels, name="umt.pth"):
     torch.save(model.state_dict(), tmp_path / name)
     (tmp_path / "kinetics_400_categroies.txt").write_text("".join(f"{n}\t{i}\n" for i, n in enumerate(labels)))

@@ -155,17 +155,20 @@ def load_umt(spec: BackboneSpec, device: str = "cpu") -> tuple[UMTVideoClassifie
 
 
 def umt_preprocess(frames: np.ndarray, resize: int = RESIZE, crop: int = CROP) -> torch.Tensor:
-    """(T, H, W, 3) uint8 -> (3, T, crop, crop): shorter side -> resize (bilinear), centre crop, /255, ImageNet
-    normalisation (VBench's human_action data_transform)."""
-    x = torch.from_numpy(np.ascontiguousarray(frames)).permute(0, 3, 1, 2).float()     # (T, 3, H, W)
-    h, w = x.shape[-2:]
-    # UMT's get_resize_sizes: the longer side is truncated, not rounded.
-    new_h, new_w = (resize, int(resize * w / h)) if h <= w else (int(resize * h / w), resize)
-    x = F.interpolate(x, size=(new_h, new_w), mode="bilinear", align_corners=False, antialias=False)
-    top, left = int(round((new_h - crop) / 2.0)), int(round((new_w - crop) / 2.0))
-    x = x[..., top:top + crop, left:left + crop] / 255.0
-    mean, std = torch.tensor(IMAGENET_MEAN)[:, None, None], torch.tensor(IMAGENET_STD)[:, None, None]
-    return ((x - mean) / std).transpose(0, 1)                                   # (3, T, crop, crop)
+    """(T, H, W, 3) uint8 -> (3, T, crop, crop), as VBench's human_action data_transform on its uint8 frames:
+    shorter side -> resize with cv2 INTER_LINEAR (uint8 out; the longer side truncated, none when the shorter
+    side already matches), centre crop (offsets rounded), /255, ImageNet normalisation."""
+    import cv2
+
+    h, w = frames.shape[1:3]
+    if min(h, w) != resize:
+        new_h, new_w = (resize, int(resize * w / h)) if h <= w else (int(resize * h / w), resize)
+        frames = np.stack([cv2.resize(f, (new_w, new_h), interpolation=cv2.INTER_LINEAR) for f in frames])
+    h, w = frames.shape[1:3]
+    top, left = int(round((h - crop) / 2.0)), int(round((w - crop) / 2.0))
+    x = torch.from_numpy(np.ascontiguousarray(frames[:, top:top + crop, left:left + crop])).float() / 255.0
+    mean, std = torch.tensor(IMAGENET_MEAN), torch.tensor(IMAGENET_STD)
+    return ((x - mean) / std).permute(3, 0, 1, 2).contiguous()                  # (3, T, crop, crop)
 
 
 def label_from_filename(source: str) -> str:
