@@ -254,7 +254,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--videos", required=True, help="folder of video files (mp4/webm/gif/...) or frame folders")
     p.add_argument("--prompts", help="VBench full_info JSON; videos named <prompt>-<index>.mp4 get its prompt")
     p.add_argument("--dims", help="comma-separated evaluators (default: all that can run offline)")
-    p.add_argument("--backbone", action="append", default=[], help="clip=MODEL:PATH (local weights)")
+    p.add_argument("--backbone", action="append", default=[],
+                   help="KIND=MODEL:PATH, local weights, repeatable; KIND one of clip, dino, aesthetic, fidelity, umt "
+                        "(evaluators/backbones.py lists examples)")
     p.add_argument("--out", required=True)
     p.set_defaults(func=cmd_eval)
 
