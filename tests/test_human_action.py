@@ -126,6 +126,13 @@ def test_load_from_a_local_checkpoint(tmp_path, monkeypatch):
     torch.save(partial, tmp_path / "partial.pth")
     with pytest.raises(ValueError, match="partial.pth is not a umt-test checkpoint"):
         ha.load_umt(BackboneSpec("umt", "umt-test", str(tmp_path / "partial.pth")))
+    torch.save({"module": {f"module.{k}": v for k, v in model.state_dict().items()}}, tmp_path / "ddp.pth")
+    ddp, _ = ha.load_umt(BackboneSpec("umt", "umt-test", str(tmp_path / "ddp.pth")))
+    with torch.no_grad():
+        assert torch.equal(ddp(x), model(x))
+    torch.save({"state": model.state_dict(), "args": object.__new__(BackboneSpec)}, tmp_path / "pickled.pth")
+    with pytest.raises(ValueError, match="weights_only=True"):
+        ha.load_umt(BackboneSpec("umt", "umt-test", str(tmp_path / "pickled.pth")))
     (tmp_path / "kinetics_400_categroies.txt").unlink()
     with pytest.raises(FileNotFoundError, match="kinetics_400_categ"):
         ha.load_umt(BackboneSpec("umt", "umt-test", str(path)))
