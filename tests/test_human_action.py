@@ -78,6 +78,31 @@ def test_forward_matches_a_plain_reimplementation():
         assert torch.allclose(model(x), plain_forward(model.state_dict(), x, TINY.num_heads), atol=1e-5)
 
 
+def test_matches_vbench_own_umt_code():
+    """Cross-check with VBench's modeling_finetune (vbench installed --no-deps by `make test`)."""
+    import sys
+    import types
+    from functools import partial
+
+    sys.modules.setdefault("decord", types.SimpleNamespace(VideoReader=None, cpu=None))  # unused by this path
+    umt = pytest.importorskip("vbench.third_party.umt.models.modeling_finetune",
+                              reason="vbench not installed (make test does)")
+    real = umt.get_sinusoid_encoding_table(3136, 1024, 16, pre_n_position=1568)   # VBench's 16-frame ViT-L call
+    assert torch.equal(real, ha.sinusoid_position_table(ha.UMT_CONFIGS["vit_large_patch16_224"]))
+    torch.manual_seed(0)
+    theirs = umt.VisionTransformer(img_size=32, patch_size=16, embed_dim=8, depth=1, num_heads=2, num_classes=6,
+                                   qkv_bias=True, norm_layer=partial(torch.nn.LayerNorm, eps=1e-6), all_frames=16,
+                                   tubelet_size=1, use_mean_pooling=True, init_scale=0.001).eval()
+    with torch.no_grad():
+        for param in theirs.parameters():
+            param.normal_(0, 0.3)
+    ours = ha.UMTVideoClassifier(TINY).eval()
+    ours.load_state_dict(theirs.state_dict(), strict=True)     # same names, pos_embed included
+    x = torch.randn(2, 3, 16, 32, 32)
+    with torch.no_grad():
+        assert torch.allclose(ours(x), theirs(x), atol=1e-5)
+
+
 def test_decision_rule_and_label_parsing():
     labels = {i: name for i, name in enumerate(["a", "b", "c", "d", "e", "f", "g"])}
     # top 5: g .99, f .95, e .9, d .84996 (rounds to .85: kept), c .8499 (rounds to .8499: dropped)

@@ -60,7 +60,8 @@ UMT_CONFIGS = {"vit_large_patch16_224": UMTConfig()}
 def sinusoid_position_table(cfg: UMTConfig) -> torch.Tensor:
     """(1, T * P, D): the 1-D sine-cosine table over table_frames * P positions (angle pos / 10000^(2(j//2)/D),
     sin on even j, cos on odd), then linearly interpolated along time to num_frames / tubelet_size frames, as
-    UMT's get_sinusoid_encoding_table does for VBench's 16-frame model."""
+    UMT's get_sinusoid_encoding_table does for VBench's 16-frame model (equal to it bit for bit; tests). Other
+    grid sizes (tests only) get a table of their own size, where UMT would interpolate its 14 x 14 one."""
     D, P, T0 = cfg.embed_dim, cfg.patches_per_frame, cfg.table_frames
     pos = torch.arange(T0 * P, dtype=torch.float64)[:, None]
     j = torch.arange(D, dtype=torch.float64)
