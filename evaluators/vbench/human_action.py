@@ -1,9 +1,10 @@
 """VBench human_action: a UMT ViT-L/16 Kinetics-400 classifier reads the action of a "A person is <action>" video.
 
-VBench's rule (vbench/human_action.py): 16 frames, shorter side 256 (bilinear), centre crop 224, ImageNet
-normalisation; sigmoid (not softmax) over the 400 logits; of the top 5 classes keep those whose probability,
-rounded to 4 decimals, is >= 0.85; the video is right when its ground-truth label, parsed from the file name,
-is among them. Aggregate: accuracy over videos.
+VBench's rule (vbench/human_action.py): 16 frames (VBench feeds every frame of its 2 s, 8 fps videos; other
+lengths are middle-sampled to 16 here, as the reference notes say), shorter side 256 (bilinear), centre crop
+224, ImageNet normalisation; sigmoid (not softmax) over the 400 logits; of the top 5 classes keep those whose
+probability, rounded to 4 decimals, is >= 0.85; the video is right when its ground-truth label, parsed from
+the file name, is among them. Aggregate: accuracy over videos.
 
 The model is UMT's fine-tuning ViT (third_party/umt/models/modeling_finetune.py): a tubelet-1 Conv3d patch
 embedding, a fixed sine-cosine position table made for 8 frames and linearly interpolated to 16, BEiT-style
@@ -36,7 +37,7 @@ LABEL_FILES = ("kinetics_400_categroies.txt", "kinetics_400_categories.txt")
 
 @dataclass(frozen=True)
 class UMTConfig:
-    """UMT fine-tuning ViT hyper-parameters; `large()` is the model VBench's human_action loads."""
+    """UMT fine-tuning ViT hyper-parameters; the defaults are the ViT-L/16 VBench's human_action loads."""
 
     img_size: int = 224
     patch_size: int = 16
