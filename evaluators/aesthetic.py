@@ -10,20 +10,14 @@ from pathlib import Path
 
 import torch
 
-from evaluators.backbones import ClipEvaluator
+from evaluators.backbones import ClipEvaluator, load_state_file
 from evaluators.registry import Evaluator, Record, register
 
 
 def load_linear_head(path, in_features: int) -> torch.nn.Linear:
     """A Linear(in_features, 1) from a safetensors file or a torch state dict (weights_only)."""
     path = Path(path)
-    if path.suffix == ".safetensors":
-        from safetensors.torch import load_file
-
-        state = load_file(str(path))
-    else:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    state = {k.split(".")[-1]: v for k, v in state.items()}  # LAION's file may prefix the keys
+    state = {k.split(".")[-1]: v for k, v in load_state_file(path).items()}  # LAION's file may prefix the keys
     head = torch.nn.Linear(in_features, 1)
     try:
         head.load_state_dict({"weight": state["weight"], "bias": state["bias"]})

@@ -51,6 +51,21 @@ def parse_backbone(spec: str) -> BackboneSpec:
     return BackboneSpec(kind, model, weights)
 
 
+def load_state_file(path) -> dict:
+    """A state dict from a local weights file: safetensors, or a torch file loaded with weights_only=True (never
+    without); a file that needs more is a one-line error naming it."""
+    path = Path(path)
+    if path.suffix == ".safetensors":
+        from safetensors.torch import load_file
+
+        return load_file(str(path))
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # pickle errors surface as several types
+        raise ValueError(f"{path} does not load with weights_only=True ({type(exc).__name__}); save its state_dict "
+                         "alone, or as safetensors") from exc
+
+
 def default_backbones() -> list[str]:
     """Offline defaults: the tiny CLIP and fidelity models shipped in m4v/weights/ (those present)."""
     from m4v.recipes import WEIGHTS_DIR

@@ -24,7 +24,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from evaluators.backbones import IMAGENET_MEAN, IMAGENET_STD, BackboneSpec
+from evaluators.backbones import IMAGENET_MEAN, IMAGENET_STD, BackboneSpec, load_state_file
 from evaluators.registry import Evaluator, Record, register
 from evaluators.video import middle_frame_indices
 
@@ -138,19 +138,11 @@ def load_umt(spec: BackboneSpec, device: str = "cpu") -> tuple[UMTVideoClassifie
                                 "the Kinetics-400 label list in the model folder)")
     labels = read_labels(label_file)
     model = UMTVideoClassifier(UMT_CONFIGS[spec.model])
-    if weights.suffix == ".safetensors":
-        from safetensors.torch import load_file
-
-        state = load_file(str(weights))
-    else:
-        try:
-            state = torch.load(weights, map_location="cpu", weights_only=True)
-        except Exception as exc:  # pickle errors surface as several types; never fall back to weights_only=False
-            raise ValueError(f"--backbone umt: {weights} does not load with weights_only=True ({type(exc).__name__}); "
-                             "save its state_dict alone, or as safetensors") from exc
-        state = state.get("model", state.get("module", state)) if isinstance(state, dict) else state
-        if state and all(k.startswith("module.") for k in state):  # saved from DistributedDataParallel
-            state = {k[len("module."):]: v for k, v in state.items()}
+    state = load_state_file(weights)
+    if isinstance(state, dict):  # training checkpoints wrap the weights
+        state = state.get("model", state.get("module", state))
+    if state and all(k.startswith("module.") for k in state):  # saved from DistributedDataParallel
+        state = {k[len("module."):]: v for k, v in state.items()}
     # strict=False as VBench (the checkpoint may carry its own pos_embed or not), but a file that lacks any
     # weight of the network is refused rather than silently scoring with random ones.
     missing = [k for k in model.load_state_dict(state, strict=False).missing_keys if k != "pos_embed"]
