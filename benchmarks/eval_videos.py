@@ -12,20 +12,12 @@ import pandas as pd
 from tqdm import tqdm
 
 from benchmarks.provenance import provenance
-from evaluators import EVALUATORS, get_evaluator
-from evaluators.aesthetic import load_linear_head
-from evaluators.backbones import ClipBackbone, DinoBackbone, default_backbones, parse_backbone
-from evaluators.registry import Record
-from evaluators.vbench.human_action import UMTBackbone
-from evaluators.vbench.imaging_quality import FidelityBackbone
+from evaluators import EVALUATORS
+from evaluators.backbones import default_backbones, load_backbones
+from evaluators.registry import Record, build_evaluator, runnable
 from evaluators.vbench.scoring import NORMALIZATION, vbench_scores
 from evaluators.video import IMAGE_SUFFIXES, VIDEO_SUFFIXES, VideoReadError, read_video
 
-WEIGHT_FREE = ("temporal_flickering", "dynamic_degree", "motion_smoothness")
-NEEDS_CLIP = ("clip_score", "background_consistency", "frame_consistency", "temporal_style", "overall_consistency")
-NEEDS_PROMPT = ("clip_score", "temporal_style", "overall_consistency")
-NEEDS_PROMPT_SUITE = ("object_class", "multiple_objects", "color", "spatial_relationship", "scene",
-                      "appearance_style")
 VBENCH_NAMING = re.compile(r"^(?P<prompt>.+)-(?P<index>\d+)$")  # VBench: "<prompt>-<index>.mp4"
 
 
@@ -66,60 +58,22 @@ def prompt_for(path: Path, prompts: dict | None) -> tuple[str, dict]:
 
 def build_evaluators(dims: list[str] | None, backbones: list[str], with_prompts: bool = False,
                      defaults: bool = True) -> dict:
-    """Evaluators for `dims` (default: all that can run with the backbones at hand). Backbones given on the
-    command line replace the shipped world-trained defaults of their kind (defaults=False: none)."""
-    specs = {spec.kind: spec for spec in map(parse_backbone, default_backbones() if defaults else [])}
-    specs.update({spec.kind: spec for spec in map(parse_backbone, backbones)})
-    clip = ClipBackbone(specs["clip"]) if "clip" in specs else None
-    dino = DinoBackbone(specs["dino"]) if "dino" in specs else None
-    fidelity = FidelityBackbone(specs["fidelity"]) if "fidelity" in specs else None
-    umt = UMTBackbone(specs["umt"]) if "umt" in specs else None
-    head = load_linear_head(specs["aesthetic"].weights, clip.model.visual.output_dim) if (
-        "aesthetic" in specs and clip) else None
+    """Evaluators for `dims` (default: every registered one whose backbones are at hand and, without a prompt
+    suite, that needs no prompt). Backbones given on the command line replace the shipped world-trained
+    defaults of their kind (defaults=False: none). Reads only the evaluators' own metadata."""
+    loaded = load_backbones((default_backbones() if defaults else []) + list(backbones))
     if dims is None:
-        dims = (list(WEIGHT_FREE)
-                + [d for d in NEEDS_CLIP if clip and (with_prompts or d not in NEEDS_PROMPT[1:])]
-                + (["imaging_quality"] if fidelity else []) + (["subject_consistency"] if dino else [])
-                + (["aesthetic_quality"] if head is not None else []) + (["human_action"] if umt else [])
-                + (list(NEEDS_PROMPT_SUITE) if with_prompts else []))
+        dims = [name for name in runnable(loaded)
+                if with_prompts or not {"prompt", "prompt_info"} & set(EVALUATORS[name].needs)]
     unknown = [d for d in dims if d not in EVALUATORS]
     if unknown:
         raise ValueError(f"--dims: unknown {unknown}; available: {sorted(EVALUATORS)}")
-    missing_clip = [d for d in dims if d in NEEDS_CLIP and clip is None]
-    if missing_clip:
-        raise ValueError(f"--dims {missing_clip} need a CLIP backbone: --backbone clip=MODEL:PATH")
-    if "subject_consistency" in dims and dino is None:
-        raise ValueError("--dims subject_consistency needs a DINO backbone: --backbone dino=TIMM_MODEL:PATH")
-    if "aesthetic_quality" in dims and head is None:
-        raise ValueError("--dims aesthetic_quality needs --backbone clip=MODEL:PATH and aesthetic=linear:PATH")
-
-    if "human_action" in dims and umt is None:
-        raise ValueError("--dims human_action needs VBench's UMT classifier: --backbone umt=vit_large_patch16_224:PATH")
-    if "imaging_quality" in dims and fidelity is None:
-        raise ValueError("--dims imaging_quality needs --backbone fidelity=fidelity-tiny:PATH "
-                         "(m4v-bench train --model reward-tiny)")
-
-    def make(d):
-        if d == "imaging_quality":
-            return get_evaluator(d, fidelity=fidelity)
-        if d == "human_action":
-            return get_evaluator(d, umt=umt)
-        if d in NEEDS_CLIP:
-            return get_evaluator(d, clip=clip)
-        if d == "aesthetic_quality":
-            return get_evaluator(d, clip=clip, head=head)
-        return get_evaluator(d, dino=dino) if d == "subject_consistency" else get_evaluator(d)
-
-    return {d: make(d) for d in dims}
-
-
-def vbench_faithful(dimension: str, backbone: str) -> bool:
-    """True where our computation is VBench's own: weight-free, or VBench's backbone architecture."""
-    return (dimension == "temporal_flickering"
-            or (dimension == "background_consistency" and backbone.startswith("clip:ViT-B-32@"))
-            or (dimension == "subject_consistency" and backbone.startswith("dino:vit_base_patch16_224.dino@"))
-            or (dimension == "aesthetic_quality" and backbone.startswith("clip:ViT-L-14@"))
-            or (dimension == "human_action" and backbone.startswith("umt:vit_large_patch16_224@")))
+    for d in dims:
+        missing = [kind for kind in EVALUATORS[d].backbones if kind not in loaded]
+        if missing:
+            raise ValueError(f"--dims {d} needs backbone(s) {missing}: --backbone {missing[0]}=MODEL:PATH "
+                             f"(m4v-bench eval --help lists the faithful ones)")
+    return {d: build_evaluator(d, loaded) for d in dims}
 
 
 def run_eval(videos_dir, out_dir, prompts_path=None, dims=None, backbones=(), log=print) -> pd.DataFrame:
@@ -175,7 +129,7 @@ def summarize(per_video: pd.DataFrame, evaluators: dict) -> pd.DataFrame:
         records = [Record(r.video, dim, r.score, r.backbone, r.n_frames, json.loads(r.extra))
                    for r in part.itertuples()]
         rows.append({"dimension": dim, "score": evaluator.aggregate(records), "n_videos": len(records),
-                     "backbone": evaluator.backbone, "vbench_faithful": vbench_faithful(dim, evaluator.backbone)})
+                     "backbone": evaluator.backbone, "vbench_faithful": evaluator.faithful})
     faithful = {r["dimension"]: r["score"] for r in rows if r["vbench_faithful"] and r["dimension"] in NORMALIZATION}
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")

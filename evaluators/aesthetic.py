@@ -10,8 +10,16 @@ from pathlib import Path
 
 import torch
 
-from evaluators.backbones import ClipEvaluator, load_state_file
+from evaluators.backbones import load_state_file
 from evaluators.registry import Evaluator, Record, register
+
+
+class AestheticHead:
+    """LAION's linear aesthetic head as a backbone: `spec` (what was loaded) and `head`."""
+
+    def __init__(self, spec, in_features: int):
+        self.spec = spec
+        self.head = load_linear_head(spec.weights, in_features)
 
 
 def load_linear_head(path, in_features: int) -> torch.nn.Linear:
@@ -27,18 +35,16 @@ def load_linear_head(path, in_features: int) -> torch.nn.Linear:
 
 
 @register
-class AestheticQuality(ClipEvaluator, Evaluator):
+class AestheticQuality(Evaluator):
     """Per video the mean over frames of head(e) / 10; aggregate = mean over videos (VBench)."""
 
     name = "aesthetic_quality"
     version = "1"
-
-    def __init__(self, clip, head: torch.nn.Linear):
-        super().__init__(clip)
-        self.head = head
+    backbones = ("clip", "aesthetic")
+    faithful_backbone = "clip:ViT-L-14@"
 
     @torch.no_grad()
     def evaluate_video(self, video) -> Record:
-        per_frame = (self.head(self.clip.encode_frames(video.frames)).squeeze(-1) / 10).tolist()
+        per_frame = (self.aesthetic.head(self.clip.encode_frames(video.frames)).squeeze(-1) / 10).tolist()
         return Record(video.source, self.name, float(sum(per_frame) / len(per_frame)), self.backbone,
                       video.num_frames, {"per_frame": per_frame})

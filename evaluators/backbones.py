@@ -120,16 +120,6 @@ class ClipBackbone:
         return F.normalize(self.model.encode_text(tokens).float(), dim=-1).cpu()
 
 
-class ClipEvaluator:
-    """Mixin for evaluators computed on a ClipBackbone: takes it, records its label as the backbone."""
-
-    needs = ("frames", "clip")
-
-    def __init__(self, clip: ClipBackbone):
-        self.clip = clip
-        self.backbone = clip.spec.label
-
-
 def dino_preprocess(frame: np.ndarray, size: int = 224) -> torch.Tensor:
     """VBench dino_transform on one frame: shorter side -> size (bilinear, antialias off), no crop, normalise."""
     x = torch.from_numpy(np.ascontiguousarray(frame)).permute(2, 0, 1)[None].float()   # (1, 3, H, W)
@@ -163,3 +153,34 @@ class DinoBackbone:
             x = x[..., : x.shape[-2] // ph * ph, : x.shape[-1] // pw * pw]
             feats.append(self.model(x.to(self.device)))
         return F.normalize(torch.cat(feats).float(), dim=-1).cpu()
+
+
+def load_backbones(specs, device: str = "cpu") -> dict:
+    """{kind: loaded backbone} for backbone specs (strings or BackboneSpec): the one place that maps a backbone
+    kind to its loader. Every loaded backbone carries `.spec`, whose label the records show."""
+    specs = [parse_backbone(s) if isinstance(s, str) else s for s in specs]
+    by_kind = {spec.kind: spec for spec in specs}   # a later spec of the same kind replaces an earlier one
+    loaded = {}
+    for kind in ("clip", "dino", "fidelity", "umt"):  # aesthetic last: its head's width is the CLIP's
+        spec = by_kind.get(kind)
+        if spec is None:
+            continue
+        if kind == "clip":
+            loaded[kind] = ClipBackbone(spec, device)
+        elif kind == "dino":
+            loaded[kind] = DinoBackbone(spec, device)
+        elif kind == "fidelity":
+            from evaluators.vbench.imaging_quality import FidelityBackbone
+
+            loaded[kind] = FidelityBackbone(spec, device)
+        else:
+            from evaluators.vbench.human_action import UMTBackbone
+
+            loaded[kind] = UMTBackbone(spec, device)
+    if "aesthetic" in by_kind:
+        if "clip" not in loaded:
+            raise ValueError("--backbone aesthetic=...: the aesthetic head reads CLIP embeddings; give clip=MODEL:PATH")
+        from evaluators.aesthetic import AestheticHead
+
+        loaded["aesthetic"] = AestheticHead(by_kind["aesthetic"], loaded["clip"].model.visual.output_dim)
+    return loaded

@@ -2,17 +2,18 @@
 
 from __future__ import annotations
 
-from evaluators.backbones import ClipEvaluator
 from evaluators.registry import Evaluator, Record, register
 
 
 @register
-class ClipScore(ClipEvaluator, Evaluator):
+class ClipScore(Evaluator):
     """Per video the mean over frames of 100 * max(cos(image, text), 0); aggregate = mean over videos."""
 
     name = "clip_score"
     version = "1"
-    needs = ("frames", "prompt", "clip")
+    needs = ("frames", "prompt")
+    backbones = ("clip",)
+    group = "clip"
 
     def evaluate_video(self, video) -> Record:
         if not video.prompt:

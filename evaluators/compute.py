@@ -17,11 +17,10 @@ class Compute(Evaluator):
 
     name = "compute"
     version = "1"
-    needs = ("generation stats",)
+    needs = ("generation",)
     backbone = "flop-counters"
-
-    def applies(self, video) -> bool:
-        return "generation" in (video.aux or {})
+    higher_is_better = False
+    group = "compute"
 
     def evaluate_video(self, video) -> Record:
         g = video.aux["generation"]

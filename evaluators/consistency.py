@@ -6,7 +6,6 @@ import numpy as np
 import torch
 from scipy import stats
 
-from evaluators.backbones import ClipEvaluator
 from evaluators.registry import Evaluator, Record, register
 
 
@@ -50,10 +49,12 @@ class _VBenchConsistency(Evaluator):
 
 
 @register
-class BackgroundConsistency(ClipEvaluator, _VBenchConsistency):
+class BackgroundConsistency(_VBenchConsistency):
     """VBench background_consistency: CLIP image features of all frames."""
 
     name = "background_consistency"
+    backbones = ("clip",)
+    faithful_backbone = "clip:ViT-B-32@"
 
     def features(self, frames) -> torch.Tensor:
         return self.clip.encode_frames(frames)
@@ -64,22 +65,21 @@ class SubjectConsistency(_VBenchConsistency):
     """VBench subject_consistency: DINO CLS features of all frames (any timm ViT from a local file)."""
 
     name = "subject_consistency"
-    needs = ("frames", "dino")
-
-    def __init__(self, dino):
-        self.dino = dino
-        self.backbone = dino.spec.label
+    backbones = ("dino",)
+    faithful_backbone = "dino:vit_base_patch16_224.dino@"
 
     def features(self, frames) -> torch.Tensor:
         return self.dino.encode_frames(frames)
 
 
 @register
-class FrameConsistency(ClipEvaluator, Evaluator):
+class FrameConsistency(Evaluator):
     """Per-video mean cosine to the previous frame; extras: minimum, cosine to the first frame, drift slope."""
 
     name = "frame_consistency"
     version = "1"
+    backbones = ("clip",)
+    group = "clip"
 
     def evaluate_video(self, video) -> Record:
         if video.num_frames < 2:

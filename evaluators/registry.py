@@ -1,10 +1,19 @@
-"""Evaluator registry and the per-video record every evaluator returns."""
+"""Evaluator registry: evaluators that describe themselves, and the per-video record every one returns.
+
+An evaluator says what it needs from a video (`needs`), which backbone kinds it is built with (`backbones`),
+which videos it scores (`applies`), whether higher is better, its version, and which backbone makes it
+VBench-faithful (`faithful_backbone`). Runners read only this metadata: nothing outside this package knows
+which evaluator takes which backbone.
+"""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 
 import numpy as np
+
+# What a video can carry; an evaluator lists the ones it reads in `needs`.
+VIDEO_INPUTS = ("frames", "prompt", "prompt_info", "generation")
 
 
 @dataclass
@@ -19,17 +28,58 @@ class Record:
     extra: dict = field(default_factory=dict)
 
 
+class Declined(Exception):
+    """Raised by `evaluate_video` when a video cannot be scored on this dimension (too few frames, no prompt
+    information, dropped by a filter...): the runner records the reason, never a number."""
+
+
 class Evaluator:
-    """name, version, needs; evaluate(videos) -> records; aggregate(records) -> float."""
+    """Self-describing metric: metadata below; evaluate_video(video) -> Record; aggregate(records) -> float."""
 
     name: str = ""
     version: str = "1"
-    needs: tuple = ("frames",)
-    backbone: str = "none"
+    needs: tuple = ("frames",)        # subset of VIDEO_INPUTS
+    backbones: tuple = ()             # backbone kinds passed to __init__ as keyword arguments, e.g. ("clip",)
+    higher_is_better: bool = True
+    # VBench-faithful when weight-free ("none"), or when the backbone label starts with this prefix; None: never.
+    faithful_backbone: str | None = None
+    group: str = "vbench"             # vbench | world | clip | compute: how reports group the columns
+    backbone: str = "none"            # label of the backbone(s) actually used (set by __init__)
+
+    def __init__(self, **backbones):
+        missing = [kind for kind in self.backbones if backbones.get(kind) is None]
+        if missing:
+            raise ValueError(f"{self.name} needs backbone(s) {missing}")
+        for kind in self.backbones:
+            setattr(self, kind, backbones[kind])
+        labels = [backbones[kind].spec.label for kind in self.backbones if hasattr(backbones[kind], "spec")]
+        if labels:
+            self.backbone = "+".join(labels)
+
+    @property
+    def faithful(self) -> bool:
+        """Whether this instance computes VBench's own number (its algorithm with VBench's backbone)."""
+        prefix = self.faithful_backbone
+        return prefix is not None and (prefix == "none" or self.backbone.startswith(prefix))
 
     def applies(self, video) -> bool:
-        """Whether this video is scored on this dimension (e.g. only prompts written for it)."""
+        """Whether this video is scored on this dimension: it carries what `needs` lists, and, where the
+        prompt entry names its VBench dimensions (a full_info `dimension` list), this one is among them."""
+        aux = video.aux or {}
+        if "prompt" in self.needs and not video.prompt:
+            return False
+        if "generation" in self.needs and "generation" not in aux:
+            return False
+        if "prompt_info" in self.needs and self.prompt_info(video) is None:
+            return False
+        tags = aux.get("dimension")
+        if self.group == "vbench" and tags is not None:
+            return self.name in tags
         return True
+
+    def prompt_info(self, video):
+        """This dimension's entry of the prompt's auxiliary_info (VBench full_info layout), or None."""
+        return ((video.aux or {}).get("auxiliary_info") or {}).get(self.name)
 
     def evaluate_video(self, video) -> Record:
         raise NotImplementedError
@@ -42,6 +92,13 @@ class Evaluator:
         scores = [float(r.score) for r in records]
         return float(np.mean(scores)) if scores else float("nan")
 
+    @classmethod
+    def describe(cls) -> dict:
+        """The metadata a runner or a report reads."""
+        return {"name": cls.name, "version": cls.version, "needs": list(cls.needs), "backbones": list(cls.backbones),
+                "higher_is_better": cls.higher_is_better, "faithful_backbone": cls.faithful_backbone,
+                "group": cls.group, "doc": (cls.__doc__ or "").strip().splitlines()[0] if cls.__doc__ else ""}
+
 
 EVALUATORS: dict[str, type[Evaluator]] = {}
 
@@ -49,11 +106,25 @@ EVALUATORS: dict[str, type[Evaluator]] = {}
 def register(cls: type[Evaluator]) -> type[Evaluator]:
     if not cls.name or cls.name in EVALUATORS:
         raise ValueError(f"evaluator {cls.__name__}: missing or duplicate name {cls.name!r}")
+    unknown = set(cls.needs) - set(VIDEO_INPUTS)
+    if unknown:
+        raise ValueError(f"evaluator {cls.name}: unknown needs {sorted(unknown)}; known: {VIDEO_INPUTS}")
     EVALUATORS[cls.name] = cls
     return cls
 
 
-def get_evaluator(name: str, **kwargs) -> Evaluator:
+def get_evaluator(name: str, **backbones) -> Evaluator:
     if name not in EVALUATORS:
         raise KeyError(f"unknown evaluator {name!r}; available: {sorted(EVALUATORS)}")
-    return EVALUATORS[name](**kwargs)
+    return EVALUATORS[name](**backbones)
+
+
+def build_evaluator(name: str, loaded_backbones: dict) -> Evaluator:
+    """The evaluator built with the backbones it declares, picked from {kind: loaded backbone}."""
+    cls = EVALUATORS[name]
+    return cls(**{kind: loaded_backbones.get(kind) for kind in cls.backbones})
+
+
+def runnable(loaded_backbones: dict) -> list[str]:
+    """Names of the evaluators whose every backbone kind is at hand."""
+    return [name for name, cls in EVALUATORS.items() if all(loaded_backbones.get(k) is not None for k in cls.backbones)]

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from evaluators.registry import Evaluator, Record, register
+from evaluators.registry import Declined, Evaluator, Record, register
 from evaluators.video import middle_frame_indices
 from m4v.world.oracle import read_frame
 
@@ -23,19 +23,13 @@ class WorldOracleEvaluator(Evaluator):
     """Per frame success from the oracle's reading; subclasses define the rule and the aggregation."""
 
     backbone = BACKBONE
-    needs = ("frames", "auxiliary_info")
+    needs = ("frames", "prompt_info")
     version = "1"
 
-    def info(self, video) -> dict | None:
-        return (video.aux or {}).get("auxiliary_info", {}).get(self.name)
-
-    def applies(self, video) -> bool:
-        return self.info(video) is not None
-
     def required_info(self, video) -> dict:
-        info = self.info(video)
+        info = self.prompt_info(video)
         if info is None:
-            raise ValueError(f"{video.source}: {self.name} needs auxiliary_info['{self.name}'] from a prompt suite")
+            raise Declined(f"{video.source}: {self.name} needs auxiliary_info['{self.name}'] from a prompt suite")
         return info
 
     def sampled_frames(self, video):

@@ -118,9 +118,13 @@ def test_aesthetic_quality_is_the_head_over_ten(clip, tmp_path):
     head = torch.nn.Linear(32, 1)
     path = tmp_path / "head.safetensors"
     save_file({"layers.0.weight": head.weight.detach(), "layers.0.bias": head.bias.detach()}, str(path))
-    loaded = load_linear_head(path, 32)
+    from evaluators.aesthetic import AestheticHead
+    from evaluators.backbones import parse_backbone
+
+    loaded = AestheticHead(parse_backbone(f"aesthetic=linear:{path}"), 32)
     video = Video(frames(3), fps=8, source="a")
-    record = get_evaluator("aesthetic_quality", clip=clip, head=loaded).evaluate([video])[0]
+    record = get_evaluator("aesthetic_quality", clip=clip, aesthetic=loaded).evaluate([video])[0]
+    assert record.backbone == f"{clip.spec.label}+aesthetic:linear@head.safetensors"
     with torch.no_grad():
         expected = (head(clip.encode_frames(video.frames)) / 10).mean().item()
     assert record.score == pytest.approx(expected, rel=1e-6)

@@ -204,11 +204,8 @@ class HumanAction(Evaluator):
 
     name = "human_action"
     version = "1"
-    needs = ("frames", "umt")
-
-    def __init__(self, umt: UMTBackbone):
-        self.umt = umt
-        self.backbone = umt.spec.label
+    backbones = ("umt",)
+    faithful_backbone = "umt:vit_large_patch16_224@"
 
     def applies(self, video) -> bool:
         """Prompts of a suite written for human_action; without a suite, files named "... person is ...-i"."""

@@ -49,11 +49,7 @@ class ImagingQuality(Evaluator):
 
     name = "imaging_quality"
     version = "1"
-    needs = ("frames", "fidelity")
-
-    def __init__(self, fidelity: FidelityBackbone):
-        self.fidelity = fidelity
-        self.backbone = fidelity.spec.label
+    backbones = ("fidelity",)
 
     def evaluate_video(self, video) -> Record:
         per_frame = self.fidelity.score_frames(video.frames)

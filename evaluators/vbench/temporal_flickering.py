@@ -24,6 +24,7 @@ class TemporalFlickering(Evaluator):
     name = "temporal_flickering"
     version = "1"
     backbone = "none"
+    faithful_backbone = "none"
 
     def evaluate_video(self, video) -> Record:
         return Record(video.source, self.name, temporal_flickering_score(video.frames), self.backbone,

@@ -10,21 +10,21 @@ from __future__ import annotations
 
 import torch.nn.functional as F
 
-from evaluators.backbones import ClipEvaluator
 from evaluators.registry import Evaluator, Record
 from evaluators.video import middle_frame_indices
 
 N_FRAMES = 8  # ViCLIP's clip length in VBench
 
 
-class VideoTextSimilarity(ClipEvaluator, Evaluator):
+class VideoTextSimilarity(Evaluator):
     """cos(mean CLIP embedding of 8 middle frames, prompt embedding) per video; aggregate mean over videos."""
 
-    needs = ("frames", "prompt", "clip")
+    needs = ("frames", "prompt")
+    backbones = ("clip",)
     version = "1"
 
     def __init__(self, clip):
-        super().__init__(clip)
+        super().__init__(clip=clip)
         self.backbone = f"{clip.spec.label}+frame-mean"
 
     def evaluate_video(self, video) -> Record:
