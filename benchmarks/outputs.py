@@ -1,0 +1,134 @@
+"""Writing results without losing work: atomic files, a lock per output directory, a completeness marker.
+
+Every command writes through these: a file appears whole or not at all (temp file in the same directory,
+fsync, rename), two runs into one directory cannot interleave (an exclusive `fcntl` lock, released by the OS
+when the process dies, so a SIGKILL leaves no stale lock), and a run is marked complete only when all its
+files are in place (`COMPLETE` is written last and removed when a new run starts).
+"""
+
+from __future__ import annotations
+
+import errno
+import fcntl
+import json
+import math
+import os
+import tempfile
+from pathlib import Path
+
+LOCK_NAME, COMPLETE_NAME = ".lock", "COMPLETE"
+
+
+class OutputError(RuntimeError):
+    """An output location that cannot be used; the message names it."""
+
+
+def _fsync_dir(directory: Path) -> None:
+    fd = os.open(directory, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def atomic_write_bytes(path, data: bytes) -> Path:
+    """Write `data` to `path` via a temp file in the same directory, fsync, rename: never a partial file."""
+    path = Path(path)
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    except OSError as exc:
+        raise OutputError(f"{path.parent}: cannot write ({exc.strerror or exc})") from exc
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+        _fsync_dir(path.parent)
+    except OSError as exc:
+        Path(tmp).unlink(missing_ok=True)
+        reason = "disk full" if exc.errno == errno.ENOSPC else (exc.strerror or str(exc))
+        raise OutputError(f"{path}: cannot write ({reason}); nothing already written was changed") from exc
+    return path
+
+
+def atomic_write_text(path, text: str) -> Path:
+    return atomic_write_bytes(path, text.encode())
+
+
+def json_safe(value):
+    """NaN / inf -> None recursively (JSON has no NaN), numpy scalars -> Python numbers."""
+    if isinstance(value, dict):
+        return {str(k): json_safe(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [json_safe(v) for v in value]
+    if hasattr(value, "item") and not isinstance(value, (str, bytes)):
+        try:
+            value = value.item()
+        except (ValueError, AttributeError):
+            pass
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return value
+
+
+def atomic_write_json(path, obj) -> Path:
+    return atomic_write_text(path, json.dumps(json_safe(obj), indent=2, allow_nan=False, default=str) + "\n")
+
+
+def atomic_write_csv(path, df) -> Path:
+    return atomic_write_text(path, df.to_csv(index=False))
+
+
+def prepare_output_dir(path, flag: str = "--out") -> Path:
+    """Create `path` (and parents) or fail before any work with a one-line error naming the flag."""
+    path = Path(path)
+    if path.exists() and not path.is_dir():
+        raise OutputError(f"{flag} {path}: exists and is not a directory")
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        probe = tempfile.NamedTemporaryFile(dir=path, prefix=".write-check-", delete=True)
+        probe.close()
+    except OSError as exc:
+        raise OutputError(f"{flag} {path}: not writable ({exc.strerror or exc})") from exc
+    return path
+
+
+class OutputLock:
+    """Exclusive lock on an output directory for one run; a second run refuses with one line."""
+
+    def __init__(self, directory, flag: str = "--out"):
+        self.directory, self.flag, self._fd = Path(directory), flag, None
+
+    def __enter__(self) -> OutputLock:
+        fd = os.open(self.directory / LOCK_NAME, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError as exc:
+            os.close(fd)
+            raise OutputError(f"{self.flag} {self.directory}: another run is writing here (locked); wait for it "
+                              "or use another directory") from exc
+        os.ftruncate(fd, 0)
+        os.write(fd, f"{os.getpid()}\n".encode())
+        self._fd = fd
+        return self
+
+    def __exit__(self, *exc) -> None:
+        if self._fd is not None:
+            fcntl.flock(self._fd, fcntl.LOCK_UN)
+            os.close(self._fd)
+            self._fd = None
+
+
+def mark_incomplete(directory) -> None:
+    """A run is starting: its directory no longer holds a complete result set."""
+    (Path(directory) / COMPLETE_NAME).unlink(missing_ok=True)
+
+
+def mark_complete(directory, files: list[str]) -> None:
+    """Written last: the run's files are all in place."""
+    atomic_write_json(Path(directory) / COMPLETE_NAME, {"files": sorted(files)})
+
+
+def is_complete(directory) -> bool:
+    return (Path(directory) / COMPLETE_NAME).is_file()
