@@ -171,8 +171,9 @@ def test_eval_command_scores_folder_and_survives_a_broken_file(tmp_path, capsys)
     write_video(videos / "a moving scene-0.mp4", moving_video(8), fps=8)
     (videos / "broken-0.mp4").write_bytes(b"junk")
     suite = tmp_path / "full_info.json"
-    suite.write_text(_json.dumps([{"prompt_en": "a still scene", "dimension": ["temporal_flickering"]},
-                                  {"prompt_en": "a moving scene", "dimension": ["dynamic_degree"]}]))
+    # Each dimension scores only the prompts tagged for it (VBench's load_dimension_info).
+    suite.write_text(_json.dumps([{"prompt_en": "a still scene", "dimension": ["temporal_flickering", "dynamic_degree"]},
+                                  {"prompt_en": "a moving scene", "dimension": ["dynamic_degree", "motion_smoothness"]}]))
     out = tmp_path / "out"
     dims = "temporal_flickering,dynamic_degree,motion_smoothness"
     assert cli.main(["eval", "--videos", str(videos), "--prompts", str(suite), "--dims", dims, "--out", str(out)]) == 0
@@ -184,11 +185,13 @@ def test_eval_command_scores_folder_and_survives_a_broken_file(tmp_path, capsys)
     ok = ok.set_index(["dimension", "name"])
     assert ok.loc[("dynamic_degree", "a moving scene-0.mp4"), "score"] == 1.0
     assert ok.loc[("dynamic_degree", "a still scene-0.mp4"), "score"] == 0.0
+    assert ("temporal_flickering", "a moving scene-0.mp4") not in ok.index     # not tagged for it
+    assert ("motion_smoothness", "a still scene-0.mp4") not in ok.index
     summary = pd.read_csv(out / "summary.csv").set_index("dimension")
     assert summary.loc["dynamic_degree", "vbench_faithful"] == False  # noqa: E712  (OpenCV flow, not RAFT)
     assert math.isnan(summary.loc["vbench_total", "score"])              # most dimensions missing -> NaN
     vbench_json = _json.loads((out / "m4v_eval_results.json").read_text())
-    assert list(vbench_json) == ["temporal_flickering"] and len(vbench_json["temporal_flickering"][1]) == 2
+    assert list(vbench_json) == ["temporal_flickering"] and len(vbench_json["temporal_flickering"][1]) == 1
     captured = capsys.readouterr()
     assert "broken-0.mp4" in captured.out and "missing dimensions" in captured.err
 
@@ -272,7 +275,14 @@ def test_oracle_dimensions_score_ground_truth_renders_perfectly(tmp_path):
         assert summary.loc[dim, "score"] == 1.0, dim
         assert summary.loc[dim, "backbone"] == "world-oracle" and not summary.loc[dim, "vbench_faithful"]
         assert summary.loc[dim, "n_videos"] == 2                    # only the prompts written for it
-    assert summary.loc["dynamic_degree", "n_videos"] == len(suite)
+    assert summary.loc["dynamic_degree", "n_videos"] == 2           # VBench: only the prompts tagged for it
+    # The world checks read the true renders back exactly, each on the kinds it is written for.
+    kinds_scored = {"world_colour_shape": 7, "world_shape": 8, "world_colour": 7, "world_count": 8,
+                    "world_both_objects": 2, "world_relation": 1, "world_background": 1, "world_style": 1,
+                    "world_motion": 1, "world_still": 1}
+    for dim, kinds in kinds_scored.items():
+        assert summary.loc[dim, "score"] == 1.0, dim
+        assert summary.loc[dim, "n_videos"] == 2 * kinds, dim
 
 
 def test_oracle_dimensions_notice_wrong_content():
