@@ -22,6 +22,9 @@ import torch
 import torch.nn.functional as F
 
 BACKBONE_KINDS = ("clip", "dino", "aesthetic", "fidelity", "umt")
+BACKBONE_USAGE = {"clip": "clip=OPEN_CLIP_MODEL:PATH", "dino": "dino=vit_base_patch16_224.dino:PATH",
+                  "aesthetic": "aesthetic=linear:PATH (with clip=...)", "fidelity": "fidelity=fidelity-tiny:PATH",
+                  "umt": "umt=vit_large_patch16_224:PATH"}
 # VBench's clip_transform and dino_transform constants (vbench/utils.py).
 IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
 CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
