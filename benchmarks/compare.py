@@ -188,11 +188,13 @@ def pair_models(base_models: list[str], new_models: list[str], pairs: list[tuple
 def pair_samples(base: pd.DataFrame, new: pd.DataFrame, allow_unpaired: bool, label: str):
     """Scores of one model pair side by side on (prompt, seed, dimension); samples scored on one side only, or
     present on one side only, are unpaired: an error unless allowed. Unscored on both sides: not a sample."""
-    columns = [*SAMPLE_KEY, "status", "score"]
+    columns = [*SAMPLE_KEY, "status", "score", *(["backbone"] if "backbone" in base and "backbone" in new else [])]
     merged = base[columns].merge(new[columns], on=SAMPLE_KEY, how="outer", suffixes=("_base", "_new"),
                                  indicator=True)
     ok_base, ok_new = merged["status_base"].eq("ok"), merged["status_new"].eq("ok")
     paired = merged[ok_base & ok_new]
+    if "backbone" in columns:
+        check_backbones(paired, label)
     unpaired = merged[(ok_base ^ ok_new) | (merged["_merge"] != "both")]
     if len(unpaired) and not allow_unpaired:
         row = unpaired.iloc[0]
@@ -202,6 +204,15 @@ def pair_samples(base: pd.DataFrame, new: pd.DataFrame, allow_unpaired: bool, la
                            "pass --allow-unpaired to compare the paired ones")
     counts = unpaired.groupby("dimension").size()
     return paired.rename(columns={"score_base": "base", "score_new": "new"})[[*SAMPLE_KEY, "base", "new"]], counts
+
+
+def check_backbones(paired: pd.DataFrame, label: str) -> None:
+    """Scores from different backbones (CLIP ViT-B/32 vs ViT-L/14, say) are different metrics: refuse them."""
+    differs = paired[paired["backbone_base"] != paired["backbone_new"]]
+    if len(differs):
+        row = differs.iloc[0]
+        raise CompareError(f"{label} {row['dimension']}: scored with backbone {row['backbone_base']!r} in base, "
+                           f"{row['backbone_new']!r} in new; not comparable")
 
 
 def _status(value) -> str:

@@ -230,6 +230,14 @@ def test_unknown_dimension_and_bare_csv_input(tmp_path):
         compare_dirs(tmp_path / "missing", bare)
 
 
+def test_scores_from_different_backbones_are_refused(tmp_path):
+    other = base_frame()
+    other.loc[other["dimension"] == "subject_consistency", "backbone"] = "dino:vit_small"
+    with pytest.raises(CompareError, match="subject_consistency: scored with backbone 'none' in base, "
+                                           "'dino:vit_small' in new"):
+        compare_dirs(write_run(tmp_path / "base", base_frame()), write_run(tmp_path / "new", other))
+
+
 def test_different_models_alone_are_not_different_settings(tmp_path):
     base = write_run(tmp_path / "base", base_frame(models=("m4v-tiny",)))
     new = write_run(tmp_path / "new", base_frame(models=("ckpt",)))
