@@ -307,10 +307,8 @@ def parse_tolerances(items) -> dict[str, str]:
     return tolerances
 
 
-def tolerance(spec: str | None, base_mean: float) -> float:
-    """Absolute tolerated drop: X as given, or X% of |base mean|; 0 when none is given."""
-    if spec is None:
-        return 0.0
+def tolerance(spec: str, base_mean: float) -> float:
+    """Absolute tolerated drop: X as given, or X% of |base mean|."""
     if spec.endswith("%"):
         return float(spec[:-1]) / 100 * abs(base_mean)
     return float(spec)
@@ -332,11 +330,10 @@ def verdicts(table: pd.DataFrame, options: CompareOptions) -> pd.DataFrame:
     table = table.copy()
     table["p_holm"] = table.groupby(["model_base", "model_new"])["p_value"].transform(lambda p: holm(p.to_numpy()))
     worse_by = np.where(table["higher_is_better"], -table["delta"], table["delta"])  # > 0: new is worse
-    table["max_drop"] = [tolerance(options.max_drop.get(d), m) if d in options.max_drop else np.nan
+    table["max_drop"] = [tolerance(options.max_drop[d], m) if d in options.max_drop else np.nan
                          for d, m in zip(table["dimension"], table["mean_base"])]
     significant = table["p_holm"] < options.alpha
-    beyond = ~(worse_by <= table["max_drop"].fillna(0.0))
-    table["regressed"] = significant & (worse_by > 0) & beyond
+    table["regressed"] = significant & (worse_by > 0) & (worse_by > table["max_drop"].fillna(0.0))
     table["verdict"] = np.select(
         [table["regressed"], significant & (worse_by > 0), significant & (worse_by < 0)],
         ["REGRESSED", "worse, within tolerance", "improved"], default="no significant change")
@@ -348,6 +345,8 @@ def compare_runs(base: RunResults, new: RunResults, options: CompareOptions | No
     options = options or CompareOptions()
     if not 0 < options.alpha < 1:
         raise CompareError(f"--alpha {options.alpha}: must be between 0 and 1")
+    if options.n_resamples < 1:
+        raise CompareError(f"--resamples {options.n_resamples}: must be at least 1")
     notes = check_settings(base, new)
     directions = metric_directions(set(base.per_video["dimension"]) | set(new.per_video["dimension"]))
     unknown = sorted(set(options.max_drop) - set(directions))

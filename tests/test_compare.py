@@ -160,7 +160,8 @@ def test_bad_option_values_are_one_line_errors(tmp_path, capsys):
                            (["--max-drop", "color=-1"], "X >= 0"),
                            (["--pair", "m4v-tiny"], "BASE_MODEL=NEW_MODEL"),
                            (["--max-drop", "flicker=0.1"], "['flicker']"),
-                           (["--alpha", "1.5"], "--alpha 1.5")):
+                           (["--alpha", "1.5"], "--alpha 1.5"),
+                           (["--resamples", "0"], "--resamples 0")):
         assert cli.main(["compare", str(base), str(base), *argv]) == 2
         assert expected in capsys.readouterr().err
     assert parse_tolerances(["color=5%", "compute=0.1"]) == {"color": "5%", "compute": "0.1"}
