@@ -106,26 +106,54 @@ def cmd_bench_scan(args) -> int:
     return 1 if (failures and args.check) else 0
 
 
+def _suite_from_args(args):
+    """The suite a `run` / `eval` command line names, with its flags applied."""
+    from benchmarks import suites
+
+    suite = suites.load_suite_file(args.suite_file) if getattr(args, "suite_file", None) else suites.get_suite(
+        getattr(args, "suite", None) or suites.DEFAULT_SUITE)
+    if getattr(args, "full", False):
+        suite = suite.with_overrides(**suite.full)
+    changes = {}
+    for flag, field in (("models", "models"), ("per_kind", "per_kind"), ("samples", "samples"),
+                        ("prompt_limit", "prompt_limit"), ("seed", "seed")):
+        value = getattr(args, flag, None)
+        if value is not None:
+            changes[field] = tuple(value) if isinstance(value, list) else value
+    if getattr(args, "dims", None) is not None:
+        dims = [d.strip() for d in args.dims.split(",") if d.strip()]
+        if not dims:
+            raise suites.SuiteError(f"--dims {args.dims!r}: no evaluator names")
+        changes["evaluators"] = tuple(dims)
+    if getattr(args, "backbone", None):
+        changes["backbones"] = tuple(suite.backbones) + tuple(args.backbone)
+    if getattr(args, "prompts", None) and suite.kind == "generate":
+        changes["prompts"] = args.prompts
+    return suite.with_overrides(**changes) if changes else suite
+
+
+def cmd_run(args) -> int:
+    """Run a suite: generate its prompts with each model, score through the evaluator registry, write one table
+    of quality against compute (per_video.csv, summary.csv, results.json, report.md, pareto.png)."""
+    import shlex
+
+    from benchmarks.runner import run_suite
+
+    suite = _suite_from_args(args)
+    pairs = [tuple(p.split("=", 1)) for p in args.pair]
+    if any(len(p) != 2 or not all(p) for p in pairs):
+        raise ValueError(f"--pair {args.pair}: expected BASE_MODEL=NEW_MODEL")
+    command = "m4v-bench " + " ".join(shlex.quote(a) for a in args.argv)
+    return run_suite(suite, args.out, videos=args.videos, prompts=args.prompts, cache_dir=args.cache_dir,
+                     use_cache=not args.no_cache, check_against=args.check_against, pairs=pairs, command=command,
+                     device=args.device)
+
+
 def cmd_eval(args) -> int:
-    """Score every video in a folder (VBench dimensions, CLIP score, consistency); tidy CSV + JSON."""
-    from benchmarks import eval_videos
-
-    dims = [d.strip() for d in args.dims.split(",") if d.strip()] if args.dims else None
-    try:
-        per_video = eval_videos.run_eval(args.videos, args.out, args.prompts, dims, args.backbone)
-    except (ValueError, FileNotFoundError) as exc:
-        print(f"m4v-bench eval: {exc}", file=sys.stderr)
-        return 2
-    summary = Path(args.out) / "summary.csv"
-    import pandas as pd
-
-    print(pd.read_csv(summary).to_markdown(index=False, floatfmt=".4f"))
-    failed = per_video[per_video["status"] == "failed"]["video"].nunique()
-    print(f"wrote {args.out}/per_video.csv, summary.csv, m4v_eval_results.json; {failed} video(s) failed")
-    if not (per_video["status"] == "ok").any():  # every video unreadable or unscorable: a script must notice
-        print(f"m4v-bench eval: no score computed for any video in {args.videos}", file=sys.stderr)
-        return 1
-    return 0
+    """Score every video in a folder (the `external` suite): VBench dimensions, world checks, CLIP score,
+    consistency; the same tables as `run`, plus VBench's own results JSON."""
+    args.suite = "external"
+    return cmd_run(args)
 
 
 def cmd_bench_eval(args) -> int:
@@ -191,24 +219,6 @@ def cmd_generate(args) -> int:
     return 0
 
 
-def cmd_world_quality(args) -> int:
-    """Generate the world prompt suite with trained models; oracle scores beside mixer FLOPs (CSV/JSON/md)."""
-    import torch
-
-    from benchmarks.world_quality import world_quality
-
-    if args.threads:
-        torch.set_num_threads(args.threads)
-    try:
-        summary, _ = world_quality(args.models, args.per_kind, args.frames, args.seed, [args.steps] * 3,
-                                   args.guidance, args.weights, args.out, args.vae_ceiling or None)
-    except (ValueError, FileNotFoundError) as exc:
-        print(f"m4v-bench world-quality: {exc}", file=sys.stderr)
-        return 2
-    print(summary.to_markdown(index=False, floatfmt=".3f"))
-    return 0
-
-
 def cmd_stage_quality(args) -> int:
     """Where generation loses the objects: sample from the true latent's start point of each pyramid stage."""
     import torch
@@ -249,9 +259,24 @@ def cmd_compare(args) -> int:
     return compare.run_compare(args.base, args.new, options, args.out)
 
 
+def _add_scoring_arguments(p) -> None:
+    """Flags shared by run and eval: what is scored, with which backbones, where results and cache go."""
+    p.add_argument("--prompts", help="VBench full_info JSON: the prompts to generate (run), or the entries of "
+                                     "videos named <prompt>-<index>.mp4 (eval, run external)")
+    p.add_argument("--dims", help="comma-separated evaluators (default: every one that can run offline)")
+    p.add_argument("--backbone", action="append", default=[],
+                   help="KIND=MODEL:PATH, local weights, repeatable; KIND one of clip, dino, aesthetic, fidelity, umt "
+                        "(evaluators/backbones.py lists the faithful ones)")
+    p.add_argument("--out", required=True, help="output directory (locked while the run writes)")
+    p.add_argument("--cache-dir", help="per-sample cache (default OUT/cache)")
+    p.add_argument("--no-cache", action="store_true", help="neither read nor write the cache")
+    p.add_argument("--device", default="cpu", help="torch device (cpu, cuda)")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="m4v-bench", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
+    from benchmarks.suites import BUILT_IN, DEFAULT_SUITE
 
     p = sub.add_parser("info", help=cmd_info.__doc__)
     p.add_argument("--config", choices=["paper", "tiny"], help="also count parameters of the four variants")
@@ -265,15 +290,27 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", default="results", help="directory for flops_curve.csv / .png (default results/)")
     p.set_defaults(func=cmd_flops_curve)
 
+    p = sub.add_parser("run", help=cmd_run.__doc__)
+    p.add_argument("suite", nargs="?", help=f"built-in suite (default {DEFAULT_SUITE}): {', '.join(BUILT_IN)}")
+    p.add_argument("--suite", dest="suite_file", metavar="FILE.toml", help="a suite defined in a TOML file")
+    p.add_argument("--models", nargs="+", help="shipped names or save_pretrained directories (replace the suite's)")
+    p.add_argument("--full", action="store_true", help="the suite's full size (committed results)")
+    p.add_argument("--per-kind", type=int, help="world prompts per kind (8 kinds)")
+    p.add_argument("--samples", type=int, help="videos per prompt (VBench: 5)")
+    p.add_argument("--prompt-limit", type=int, help="only the first N prompts")
+    p.add_argument("--seed", type=int, help="base seed (batch b of sample i uses seed + 1000 i + b)")
+    p.add_argument("--videos", help="suite external: the folder of videos to score")
+    _add_scoring_arguments(p)
+    p.add_argument("--check-against", metavar="BASELINE_DIR",
+                   help="compare with a baseline run (results/baselines/SUITE): exit 1 on a significant regression")
+    p.add_argument("--pair", action="append", default=[], metavar="BASE_MODEL=NEW_MODEL",
+                   help="with --check-against: which baseline model each new model is compared with")
+    p.set_defaults(func=cmd_run)
+
     p = sub.add_parser("eval", help=cmd_eval.__doc__)
     p.add_argument("--videos", required=True, help="folder of video files (mp4/webm/gif/...) or frame folders")
-    p.add_argument("--prompts", help="VBench full_info JSON; videos named <prompt>-<index>.mp4 get its prompt")
-    p.add_argument("--dims", help="comma-separated evaluators (default: all that can run offline)")
-    p.add_argument("--backbone", action="append", default=[],
-                   help="KIND=MODEL:PATH, local weights, repeatable; KIND one of clip, dino, aesthetic, fidelity, umt "
-                        "(evaluators/backbones.py lists examples)")
-    p.add_argument("--out", required=True)
-    p.set_defaults(func=cmd_eval)
+    _add_scoring_arguments(p)
+    p.set_defaults(func=cmd_eval, check_against=None, pair=[])
 
     p = sub.add_parser("bench-eval", help=cmd_bench_eval.__doc__)
     p.add_argument("--videos", type=int, default=20)
@@ -332,20 +369,6 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True, help="video file (.mp4, .webm, .gif); a .json with the settings beside it")
     p.set_defaults(func=cmd_generate)
 
-    p = sub.add_parser("world-quality", help=cmd_world_quality.__doc__)
-    p.add_argument("--models", nargs="+", default=["m4v-tiny", "dit-tiny", "m4v-tiny-reward"])
-    p.add_argument("--per-kind", type=int, default=4, help="prompts per world prompt kind (8 kinds)")
-    p.add_argument("--frames", type=int, default=16)
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--steps", type=int, default=TINY_STEPS[0], help="Euler steps per pyramid stage")
-    p.add_argument("--guidance", type=float, default=TINY_GUIDANCE)
-    p.add_argument("--weights", help="weights root (default: the shipped m4v/weights/)")
-    p.add_argument("--threads", type=int, help="torch CPU threads")
-    p.add_argument("--vae-ceiling", default="vae-tiny",
-                   help="also score the true videos through this VAE (the ceiling of its denoisers); '' for none")
-    p.add_argument("--out", help="directory for world_quality.csv / .json / .md")
-    p.set_defaults(func=cmd_world_quality)
-
     p = sub.add_parser("stage-quality", help=cmd_stage_quality.__doc__)
     p.add_argument("--models", nargs="+", default=["m4v-tiny", "dit-tiny"])
     p.add_argument("--prompts", type=int, default=30, help="held-out single-object prompts (first frame each)")
@@ -389,8 +412,16 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv=None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
     args = build_parser().parse_args(argv)
-    return args.func(args)
+    args.argv = argv
+    from benchmarks.outputs import OutputError
+
+    try:
+        return args.func(args)
+    except (ValueError, FileNotFoundError, OutputError) as exc:
+        print(f"m4v-bench {args.command}: {exc}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":

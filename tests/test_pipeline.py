@@ -71,7 +71,8 @@ def test_generation_compute_is_counted_by_both_counters_and_scored():
     assert 0 < compute["mixer_flops"] < compute["flops"]
     video = Video(np.zeros((2, 8, 8, 3), dtype=np.uint8), 8, source="gen", aux={"generation": compute})
     record = get_evaluator("compute").evaluate([video])[0]
-    assert record.score == compute["flops"] / 1e12 and record.extra["seconds"] > 0
+    assert record.score == compute["flops"] / 1e12 and record.extra["tflops_fvcore"] == compute["flops_fvcore"] / 1e12
+    assert compute["seconds"] > 0 and compute["peak_mb"] >= 0
     assert not get_evaluator("compute").applies(Video(np.zeros((1, 8, 8, 3), dtype=np.uint8), 8))
 
 
