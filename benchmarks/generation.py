@@ -14,7 +14,7 @@ from m4v.ops import fvcore_flops
 from m4v.pipeline import GenerationConfig, TextCondition, generate_latents
 from m4v.world.dataset import to_uint8_frames
 
-_LAYOUT_MEMO: dict = {}  # (model id, layout, batch, text shape) -> FLOPs of one call: counting is the slow part
+_LAYOUT_MEMO: dict = {}  # (model config, layout, CFG batch, text shape) -> FLOPs of one call: counting is slow
 
 
 class _OneCall(torch.nn.Module):
@@ -41,7 +41,8 @@ def layout_flops(model, text: TextCondition, per_prompt: int, sizes, levels) -> 
     """FLOPs of one transformer call with this frame layout, per prompt ({torch, mixer, fvcore}); `per_prompt`
     is 2 with CFG. Shapes alone fix the count (attention is counted dense, the scan by its shape) and every
     counted op is linear in the batch, so one prompt's call stands for all and zeros stand in for the data."""
-    key = (id(model), sizes, levels, per_prompt, tuple(text.tokens.shape[1:]))
+    # FLOPs depend on the architecture and shapes, not the weights: models of one config share the count.
+    key = (repr(model.cfg), sizes, levels, per_prompt, tuple(text.tokens.shape[1:]))
     if key not in _LAYOUT_MEMO:
         frames = [torch.zeros(per_prompt, model.cfg.latent_channels, h, w) for h, w in sizes]
         inputs = (text.tokens[:1].repeat(per_prompt, 1, 1), text.mask[:1].repeat(per_prompt, 1),

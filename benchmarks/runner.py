@@ -360,3 +360,4 @@ def run_suite(suite: Suite, out, *, videos=None, prompts=None, cache_dir=None, u
     finally:
         if lock:
             lock.__exit__(None, None, None)
+        distributed.shutdown()

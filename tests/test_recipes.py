@@ -10,7 +10,6 @@ import pytest
 import torch
 
 from benchmarks.train import train
-from benchmarks.world_quality import score_video
 from m4v.generate import latent_frames_for
 from m4v.recipes import get_recipe, weights_path
 from m4v.recipes.text import Recipe as TextRecipe
@@ -210,13 +209,6 @@ def test_vae_round_trip_keeps_normalisation(tmp_path):
 
 def test_latent_frames_cover_the_requested_frames():
     assert [latent_frames_for(n) for n in (1, 2, 9, 10, 16, 17)] == [1, 2, 2, 3, 3, 3]
-
-
-def test_world_quality_scores_true_renders_perfectly():
-    for entry in prompt_suite(2, seed=5):
-        frames = render(Scene.from_dict(entry["auxiliary_info"]["world"]))
-        row = score_video(frames, entry)
-        assert all(v == 1.0 for v in row.values() if not np.isnan(v)), (entry["prompt_en"], row)
 
 
 def test_one_step_clean_estimate_is_exact_for_the_true_velocity():
