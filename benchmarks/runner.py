@@ -75,7 +75,7 @@ def trained_steps(directory: Path) -> dict:
 
 def resolve_models(specs) -> list[ModelSource]:
     """Shipped names or directories -> sources; a missing or incomplete checkpoint is one line naming it."""
-    from m4v.recipes import weights_path
+    from m4v.checkpoint import weights_path
 
     sources, names = [], set()
     for spec in specs:
@@ -162,8 +162,8 @@ def generation_items(suite: Suite, models: list[ModelSource], entries: list[dict
 def run_generate(suite: Suite, out: Path, cache: SampleCache, log=print) -> tuple[pd.DataFrame, pd.DataFrame, dict]:
     """Generate and score every (model, prompt, sample) of the suite; -> (rows, generation rows, checkpoints)."""
     from benchmarks.generation import generate_measured
+    from m4v.checkpoint import weights_path
     from m4v.generate import TextToVideo
-    from m4v.recipes import weights_path
 
     models = resolve_models(suite.models)
     entries = prompt_entries(suite)

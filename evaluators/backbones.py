@@ -71,7 +71,7 @@ def load_state_file(path) -> dict:
 
 def default_backbones() -> list[str]:
     """Offline defaults: the tiny CLIP and fidelity models shipped in m4v/weights/ (those present)."""
-    from m4v.recipes import WEIGHTS_DIR
+    from m4v.checkpoint import WEIGHTS_DIR
 
     shipped = {"clip": ("m4v-tiny-clip", WEIGHTS_DIR / "clip-tiny" / "open_clip_model.safetensors"),
                "fidelity": ("fidelity-tiny", WEIGHTS_DIR / "reward-tiny" / "model.safetensors")}

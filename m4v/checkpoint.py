@@ -8,6 +8,19 @@ from pathlib import Path
 import torch
 
 WEIGHTS_NAME, CONFIG_NAME = "model.safetensors", "config.json"
+WEIGHTS_DIR = Path(__file__).resolve().parent / "weights"   # the shipped tiny models
+
+
+def weights_path(name: str, root=None) -> Path:
+    """Directory of a trained model: `name` itself when it is a directory, else ROOT/name, ROOT defaulting to
+    the shipped m4v/weights/."""
+    if Path(name).is_dir():
+        return Path(name)
+    path = Path(root or WEIGHTS_DIR) / name
+    if not path.is_dir():
+        raise FileNotFoundError(f"no trained weights for {name!r} at {path}; "
+                                f"train them with `m4v-bench train --model {name} --out {path}`")
+    return path
 
 
 def save_weights(module: torch.nn.Module, config: dict, directory) -> Path:

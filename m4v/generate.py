@@ -11,9 +11,9 @@ import time
 import numpy as np
 import torch
 
+from m4v.checkpoint import weights_path
 from m4v.pipeline import GenerationConfig, GenerationStats, generate_latents
 from m4v.pyramid import VAE_SPATIAL, VAE_TEMPORAL
-from m4v.recipes import weights_path
 from m4v.text import TextEncoders
 from m4v.transformer import M4VTransformer
 from m4v.vae import CausalVideoVAE

@@ -178,3 +178,16 @@ def test_trained_steps_reads_runs_and_snapshots(tmp_path):
     (snapshot / "training.json").write_text(json.dumps({"model": "dit-tiny", "step": 500, "of_steps": 2000}))
     assert trained_steps(snapshot) == {"trained_steps": 500, "of_steps": 2000}
     assert all(np.isnan(v) for v in trained_steps(bare).values())
+
+
+def test_inference_and_evaluators_do_not_import_training_code():
+    import subprocess
+    import sys
+
+    code = ("import sys, m4v.generate, evaluators, benchmarks.runner, benchmarks.writers; "
+            "print(sorted(m for m in sys.modules if m.startswith(('m4v.recipes', 'm4v.training'))))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip()
+    assert out == "[]"
+    code = "import sys, evaluators; print(sorted(m for m in sys.modules if m.startswith('benchmarks')))"
+    assert subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          check=True).stdout.strip() == "[]"
