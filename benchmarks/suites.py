@@ -103,6 +103,11 @@ _register(Suite(
     "consistency set); Overall Consistency, Aesthetic Quality, Imaging Quality", models=("m4v-tiny",),
     prompts="vbench", prompt_dimension="overall_consistency", prompt_limit=50,
     evaluators=("overall_consistency", "aesthetic_quality", "imaging_quality", "compute")))
+_register(Suite(
+    "paper-table5", "the paper's Table 5 reward-learning row at toy scale: m4v-tiny against m4v-tiny-reward on the "
+    "world suite (pair them with `compare DIR DIR --pair m4v-tiny=m4v-tiny-reward`); the synthetic-data row needs "
+    "data that cannot be made offline", models=("m4v-tiny", "m4v-tiny-reward"), per_kind=3,
+    primary_metric="world_colour_shape", full={"per_kind": 20}))
 _register(Suite("paper-table4", "the paper's Table 4: mixer TFLOPs of the four architectures at paper size "
                 "(meta device, fvcore and FlopCounterMode)", kind="table4", models=()))
 _register(Suite("flops-curve", "mixer TFLOPs of full attention vs M4V over frame counts and resolutions (Fig. 1)",
