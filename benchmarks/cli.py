@@ -171,10 +171,10 @@ def cmd_generate(args) -> int:
 
     out, steps = Path(args.out), [args.steps] * len(TINY_STEPS)
     record_path = out.with_suffix(".json")
-    if out.suffix.lower() not in WRITABLE_SUFFIXES:
-        raise ValueError(f"--out {out}: the suffix names the video format; one of {', '.join(WRITABLE_SUFFIXES)}")
     if out.is_dir():
         raise ValueError(f"--out {out}: is a directory; give a video file name")
+    if out.suffix.lower() not in WRITABLE_SUFFIXES:
+        raise ValueError(f"--out {out}: the suffix names the video format; one of {', '.join(WRITABLE_SUFFIXES)}")
     if not args.prompt.strip():
         raise ValueError("--prompt is empty")
     existing = [str(p) for p in (out, record_path) if p.exists()]

@@ -59,3 +59,14 @@ learning_rate = float_in(0.0, 10.0, low_open=True)
 guidance_float = float_in(0.0, 100.0)                # CFG scale; 1 is plain conditional sampling
 fps_float = float_in(0.0, 1000.0, low_open=True)
 nonnegative_float = float_in(0.0, 1e12)
+
+
+def name_list(text: str) -> list[str]:
+    """argparse type for comma-separated names (--dims): no empty list, no empty or repeated item."""
+    names = [n.strip() for n in text.split(",")]
+    if not text.strip() or any(not n for n in names):
+        raise argparse.ArgumentTypeError(f"expected comma-separated names without empty items, got {text!r}")
+    repeated = sorted({n for n in names if names.count(n) > 1})
+    if repeated:
+        raise argparse.ArgumentTypeError(f"names {repeated} repeated in {text!r}")
+    return names

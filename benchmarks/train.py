@@ -134,6 +134,8 @@ def train(name: str, out, steps: int | None = None, seed: int = 0, weights_root=
         raise ValueError(f"--set: {exc}" if options.get("arch") and "--" not in str(exc) else str(exc)) from exc
     steps = recipe.default_steps if steps is None else steps
     recipe.total_steps, recipe.out = steps, out
+    if not overwrite and not (out / STATE_FILE).exists():
+        _refuse_if_holding_files(out)  # before the lock file is made in it (checked again under the lock)
     prepare_output_dir(out)
     with OutputLock(out):
         for stale in out.glob(".staging-*"):  # a run killed while publishing its model
@@ -153,10 +155,7 @@ def _resumable_state(out: Path, name: str, seed: int, steps: int, recipe, overwr
             stale.unlink(missing_ok=True)
         return None
     if not state_path.exists():
-        held = sorted(p.name for p in out.iterdir() if p.name not in (LOCK_NAME, COMPLETE_NAME))
-        if held:
-            raise OutputError(f"--out {out}: already holds {', '.join(held[:4])}{' ...' if len(held) > 4 else ''} "
-                              f"and no {STATE_FILE} to resume; --overwrite replaces it, or use another directory")
+        _refuse_if_holding_files(out)
         return None
     state = _load_state(state_path)
     if state["name"] != name or state["seed"] != seed:
@@ -175,6 +174,14 @@ def _resumable_state(out: Path, name: str, seed: int, steps: int, recipe, overwr
         raise ValueError(f"{state_path}: does not fit {name} as configured now ({type(exc).__name__}); "
                          "--overwrite starts afresh") from exc
     return state
+
+
+def _refuse_if_holding_files(out: Path) -> None:
+    """A directory with files and no state.pt is a trained model (or someone's files): never replaced unasked."""
+    held = sorted(p.name for p in out.iterdir() if p.name not in (LOCK_NAME, COMPLETE_NAME)) if out.is_dir() else []
+    if held:
+        raise OutputError(f"--out {out}: already holds {', '.join(held[:4])}{' ...' if len(held) > 4 else ''} "
+                          f"and no {STATE_FILE} to resume; --overwrite replaces it, or use another directory")
 
 
 def _load_state(path: Path) -> dict:
