@@ -177,8 +177,10 @@ def _resumable_state(out: Path, name: str, seed: int, steps: int, recipe, overwr
 
 
 def _refuse_if_holding_files(out: Path) -> None:
-    """A directory with files and no state.pt is a trained model (or someone's files): never replaced unasked."""
-    held = sorted(p.name for p in out.iterdir() if p.name not in (LOCK_NAME, COMPLETE_NAME)) if out.is_dir() else []
+    """A directory with files and no state.pt is a trained model (or someone's files): never replaced unasked.
+    A bare loss.csv is a run killed before its first checkpoint: nothing to resume, restarted."""
+    held = sorted(p.name for p in out.iterdir() if p.name not in (LOCK_NAME, COMPLETE_NAME, LOG_FILE)
+                  and not p.name.startswith(".")) if out.is_dir() else []
     if held:
         raise OutputError(f"--out {out}: already holds {', '.join(held[:4])}{' ...' if len(held) > 4 else ''} "
                           f"and no {STATE_FILE} to resume; --overwrite replaces it, or use another directory")
