@@ -64,17 +64,18 @@ def parse_arch_overrides(mixer: str | None, settings: list[str]) -> dict:
         if key not in types:
             known = sorted(set(types) | set(ARCH_ALIASES))
             raise ValueError(f"--set {setting!r}: unknown key {key!r}; keys: {', '.join(known)}")
-        overrides[key] = _parse_field(setting, types[key], text.strip())
+        overrides[key] = _parse_field(setting, key, types[key], text.strip())
     if overrides.get("mixer", "m4v") not in MIXERS:
         raise ValueError(f"--set mixer: must be one of {', '.join(MIXERS)}, got {overrides['mixer']!r}")
     return overrides
 
 
-FIELD_EXPECTED = {"bool": "true or false", "int": "an integer >= 0", "float": "a finite number > 0",
+ZERO_MEANS_AUTO = ("dt_rank",)  # int fields where 0 is a setting (ceil(width / 16)); every other size is >= 1
+FIELD_EXPECTED = {"bool": "true or false", "int": "an integer >= 1", "float": "a finite number > 0",
                   "tuple": "comma-separated integers >= 1", "str": "a non-empty value"}
 
 
-def _parse_field(setting: str, kind, text: str):
+def _parse_field(setting: str, key: str, kind, text: str):
     """One --set value as its dataclass field's type (annotations are strings: `from __future__`)."""
     kind = getattr(kind, "__name__", kind)
     try:
@@ -84,7 +85,7 @@ def _parse_field(setting: str, kind, text: str):
             return text.lower() in ("true", "1", "yes", "on")
         if kind == "int":
             value = int(text, 10)
-            valid = value >= 0
+            valid = value >= (0 if key in ZERO_MEANS_AUTO else 1)
         elif kind == "float":
             value = float(text)
             valid = math.isfinite(value) and value > 0
@@ -215,7 +216,7 @@ def _run(recipe, out: Path, name: str, seed: int, steps: int, state: dict | None
         for i in bar:
             last = {k: float(v) for k, v in recipe.step(i).items()}
             if not all(math.isfinite(v) for v in last.values()):  # a diverged run is not a trained model
-                raise FloatingPointError(f"step {i + 1}: non-finite training metrics {last}; the last "
+                raise ValueError(f"step {i + 1}: non-finite training metrics {last}; the last "
                                          f"checkpoint in {state_path} is kept")
             if writer is None:
                 writer = csv.DictWriter(writer_file, fieldnames=["step", *last, "seconds"])

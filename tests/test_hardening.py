@@ -215,7 +215,8 @@ def test_every_variant_trains_through_the_cli_and_is_recorded(variant, runs):
 @pytest.mark.parametrize("setting, message", [
     ("mixer=transformer", "must be one of"), ("registers=2", "true or false"), ("width=abc", "integer"),
     ("rope_axes=6,x", "comma-separated"), ("mlp_ratio=nan", "finite"), ("=1", "KEY=VALUE"),
-    ("registers", "KEY=VALUE"), ("width=100", "rope_axes"), ("num_heads=0", "cannot be built"),
+    ("registers", "KEY=VALUE"), ("width=100", "rope_axes"), ("num_heads=0", "integer >= 1"),
+    ("d_state=0", "integer >= 1"), ("patch_size=0", "integer >= 1"),
 ])
 def test_bad_set_values_are_one_line_before_anything_runs(setting, message, tmp_path, capsys):
     out = tmp_path / "run"
@@ -463,3 +464,14 @@ def test_two_runs_into_one_out_the_second_is_refused(tmp_path):
     first.send_signal(signal.SIGKILL)
     first.wait(timeout=30)
     assert second.returncode != 0 and "another run is writing here" in second.stderr
+
+
+def test_a_diverged_run_is_refused_and_publishes_no_model(runs, monkeypatch, capsys):
+    from m4v.recipes import get_recipe
+
+    recipe = get_recipe("dit-tiny")
+    monkeypatch.setattr(recipe, "step", lambda self, i: {"loss": 0.5 if i == 0 else float("nan")})
+    out = runs / "diverged"
+    line = refused(["train", "--model", "dit-tiny", "--out", str(out), *TRAIN, "--checkpoint-every", "1"], capsys)
+    assert "step 2: non-finite training metrics" in line
+    assert (out / "state.pt").exists() and not (out / "model.safetensors").exists() and not is_complete(out)
