@@ -475,3 +475,26 @@ def test_a_diverged_run_is_refused_and_publishes_no_model(runs, monkeypatch, cap
     line = refused(["train", "--model", "dit-tiny", "--out", str(out), *TRAIN, "--checkpoint-every", "1"], capsys)
     assert "step 2: non-finite training metrics" in line
     assert (out / "state.pt").exists() and not (out / "model.safetensors").exists() and not is_complete(out)
+
+
+def test_sigkill_of_a_training_run_loses_at_most_the_steps_since_its_checkpoint(runs):
+    import time
+
+    import torch
+
+    out = runs / "killed"
+    command = [sys.executable, "-m", "benchmarks.cli", "train", "--model", "dit-tiny", "--out", str(out),
+               "--batch", "1", "--dataset-size", "4", "--threads", "1", "--quiet", "--checkpoint-every", "2"]
+    run = subprocess.Popen([*command, "--steps", "400"], cwd=REPO, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 300
+    while not (out / "state.pt").exists() and run.poll() is None and time.time() < deadline:
+        time.sleep(0.2)
+    run.send_signal(signal.SIGKILL)
+    run.wait(timeout=30)
+    assert (out / "state.pt").exists() and not is_complete(out) and not (out / "model.safetensors").exists()
+    step = int(torch.load(out / "state.pt", weights_only=True)["step"])
+    resumed = subprocess.run([*command, "--steps", str(step + 2)], cwd=REPO, capture_output=True, text=True,
+                             timeout=300)
+    assert resumed.returncode == 0, resumed.stderr[-500:]
+    rows = (out / "loss.csv").read_text().splitlines()[1:]
+    assert [int(r.split(",")[0]) for r in rows] == list(range(1, step + 3)) and is_complete(out)
