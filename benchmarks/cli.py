@@ -250,6 +250,8 @@ def cmd_stage_quality(args) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from benchmarks import flags
+
     parser = argparse.ArgumentParser(prog="m4v-bench", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
 
@@ -276,21 +278,20 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_eval)
 
     p = sub.add_parser("bench-eval", help=cmd_bench_eval.__doc__)
-    p.add_argument("--videos", type=int, default=20)
-    p.add_argument("--frames", type=int, default=16)
-    p.add_argument("--size", type=int, default=64)
+    p.add_argument("--videos", type=flags.int_in(1, 10_000), default=20)
+    p.add_argument("--frames", type=flags.int_in(2, 1024), default=16)
+    p.add_argument("--size", type=flags.int_in(16, 4096), default=64)
     p.set_defaults(func=cmd_bench_eval)
 
     p = sub.add_parser("bench-mixer", help=cmd_bench_mixer.__doc__)
     p.add_argument("--points", nargs="+", default=None,
                    help="sequence points as RES/LATENT_FRAMES, e.g. 384p/1 768p/31 (default: 960 to 15,360 "
                         "visual tokens)")
-    p.add_argument("--repeats", type=int, default=1)
+    p.add_argument("--repeats", type=flags.int_in(1, 1000), default=1)
     p.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
     p.add_argument("--out", help="directory for bench_mixer.csv / .json")
     p.set_defaults(func=cmd_bench_mixer)
 
-    from benchmarks import flags
     from evaluators.video import WRITABLE_SUFFIXES
     from m4v.config import MIXERS
     from m4v.recipes import RECIPES
@@ -378,7 +379,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("bench-scan", help=cmd_bench_scan.__doc__)
     p.add_argument("--sizes", nargs="+", default=["small", "paper"], choices=["small", "paper"])
-    p.add_argument("--repeats", type=int, default=3, help="timed repeats of the fast backends (best is kept)")
+    p.add_argument("--repeats", type=flags.int_in(1, 1000), default=3,
+                   help="timed repeats of the fast backends (best is kept)")
     p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"],
                    help="cuda adds mamba-ssm's kernel, checked against the cpu backend")
     p.add_argument("--reference-backward", nargs="*", default=["small"], choices=["small", "paper"],
