@@ -407,7 +407,10 @@ def _user_errors() -> tuple:
     from benchmarks.outputs import OutputError
     from evaluators.video import VideoReadError
 
-    return (ValueError, OSError, OutputError, VideoReadError)
+    out_of_memory = (MemoryError,)  # a size the machine cannot hold is the request's, not a bug
+    if "torch" in sys.modules:
+        out_of_memory += (sys.modules["torch"].OutOfMemoryError,)
+    return (ValueError, OSError, OutputError, VideoReadError, *out_of_memory)
 
 
 def _one_line(exc: BaseException) -> str:

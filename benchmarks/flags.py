@@ -54,7 +54,7 @@ steps_int = int_in(1, 10_000_000)                    # optimisation steps of a r
 threads_int = int_in(1, 1024)
 sampling_steps_int = int_in(1, 1000)                 # Euler steps per pyramid stage
 frames_int = int_in(1, 1 + 8 * 64)                   # pixel frames: up to 64 latent frames (paper: 31)
-size_int = int_in(64, 4096)                          # pixels per side (the model's multiple is checked later)
+size_int = int_in(64, 1024)                          # pixels per side (the model's multiple is checked later)
 learning_rate = float_in(0.0, 10.0, low_open=True)
 guidance_float = float_in(0.0, 100.0)                # CFG scale; 1 is plain conditional sampling
 fps_float = float_in(0.0, 1000.0, low_open=True)
