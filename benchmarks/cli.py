@@ -188,6 +188,9 @@ def cmd_generate(args) -> int:
         if report["truncated"]:
             print(f"m4v-bench generate: warning: --prompt is {report['tokens']} {encoder} tokens; the text encoder "
                   f"reads the first {report['max_tokens']}", file=sys.stderr)
+        if report["unknown_tokens"]:
+            print(f"m4v-bench generate: warning: {report['unknown_tokens']} {encoder} token(s) of --prompt are "
+                  "unknown to the text encoder's vocabulary (read as <unk>)", file=sys.stderr)
     torch.manual_seed(args.seed)
     videos, stats, timing = pipe([args.prompt], frames=args.frames, height=args.size, width=args.size,
                                  seed=args.seed, steps=steps, guidance=args.guidance, progress=True)
@@ -410,7 +413,9 @@ def _user_errors() -> tuple:
     out_of_memory = (MemoryError,)  # a size the machine cannot hold is the request's, not a bug
     if "torch" in sys.modules:
         out_of_memory += (sys.modules["torch"].OutOfMemoryError,)
-    return (ValueError, OSError, OutputError, VideoReadError, *out_of_memory)
+    from safetensors import SafetensorError  # a truncated weights file, wherever a library loads it
+
+    return (ValueError, OSError, OutputError, VideoReadError, SafetensorError, *out_of_memory)
 
 
 def _one_line(exc: BaseException) -> str:
@@ -423,8 +428,11 @@ def _created_root(path: Path) -> Path | None:
     `path` too): the one to remove again when the run is refused."""
     path, root = path.absolute(), None
     for candidate in (path, *path.parents):
-        if candidate.exists():
-            break
+        try:
+            if candidate.exists():
+                break
+        except OSError:  # a name the file system refuses (too long): the command reports it
+            return None
         root = candidate
     return root
 

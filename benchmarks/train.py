@@ -21,6 +21,7 @@ from dataclasses import fields
 from pathlib import Path
 
 import torch
+from safetensors import SafetensorError
 from tqdm import tqdm
 
 from benchmarks.outputs import (
@@ -36,7 +37,7 @@ from benchmarks.outputs import (
     prepare_output_dir,
 )
 from benchmarks.provenance import git_commit, provenance
-from m4v.recipes import get_recipe
+from m4v.recipes import WEIGHTS_DIR, get_recipe
 
 STATE_FILE, LOG_FILE, RECORD_FILE = "state.pt", "loss.csv", "training.json"
 # OUT/snapshots/step-NNNNNN: what the run would save at that step. Mid-schedule weights: the LR has not decayed
@@ -129,6 +130,9 @@ def train(name: str, out, steps: int | None = None, seed: int = 0, weights_root=
     commit = git_commit()  # the code that runs, before this run's outputs dirty the tree
     try:
         recipe = recipe_class(name, seed=seed, weights_root=weights_root, **options)
+    except SafetensorError as exc:  # a frozen model it builds on, loaded by transformers / open_clip
+        raise ValueError(f"{weights_root or WEIGHTS_DIR}: holds an unreadable safetensors file "
+                         f"({' '.join(str(exc).split())})") from exc
     except (ZeroDivisionError, AssertionError) as exc:  # an architecture the --set values make impossible
         raise ValueError(f"--set: {name} cannot be built with {options.get('arch')} ({exc})") from exc
     except ValueError as exc:

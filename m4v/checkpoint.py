@@ -7,6 +7,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import torch
+from safetensors import SafetensorError
 
 WEIGHTS_NAME, CONFIG_NAME = "model.safetensors", "config.json"
 
@@ -26,7 +27,6 @@ def save_weights(module: torch.nn.Module, config: dict, directory) -> Path:
 def load_weights(directory, device: str = "cpu") -> tuple[dict, dict]:
     """-> (config, state dict) of a save_weights directory; a missing, truncated or corrupt file is a one-line
     error naming it."""
-    from safetensors import SafetensorError
     from safetensors.torch import load_file
 
     directory = Path(directory)
@@ -74,6 +74,9 @@ def explain_load_errors(directory):
         if str(directory) in str(exc):
             raise
         raise ValueError(f"{directory / CONFIG_NAME}: {' '.join(str(exc).split())}") from exc
+    except SafetensorError as exc:  # a library's own loading (transformers) met a truncated file
+        raise ValueError(f"{directory}: holds an unreadable safetensors file ({' '.join(str(exc).split())})") \
+            from exc
     except (TypeError, KeyError, ZeroDivisionError) as exc:  # config keys / values the model class cannot take
         raise ValueError(f"{directory / CONFIG_NAME}: not a config of this model ({type(exc).__name__}: "
                          f"{' '.join(str(exc).split())})") from exc

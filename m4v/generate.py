@@ -49,7 +49,8 @@ class TextToVideo:
         vae_dir, text_dir = weights_path(vae, weights_root), weights_path(text_encoder, weights_root)
         with explain_load_errors(vae_dir):
             video_vae = CausalVideoVAE.from_pretrained(vae_dir)
-        text = TextEncoders.from_dir(text_dir, max_length=transformer.cfg.text_len)
+        with explain_load_errors(text_dir):
+            text = TextEncoders.from_dir(text_dir, max_length=transformer.cfg.text_len)
         cfg = transformer.cfg
         # Checked here so a mismatched pair fails with the directories' names, not a matmul shape error mid-sampling.
         if (text.t5.config.d_model, text.clip.config.projection_dim) != (cfg.text_dim, cfg.pooled_text_dim):

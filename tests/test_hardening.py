@@ -498,3 +498,25 @@ def test_sigkill_of_a_training_run_loses_at_most_the_steps_since_its_checkpoint(
     assert resumed.returncode == 0, resumed.stderr[-500:]
     rows = (out / "loss.csv").read_text().splitlines()[1:]
     assert [int(r.split(",")[0]) for r in rows] == list(range(1, step + 3)) and is_complete(out)
+
+
+def test_truncated_text_encoder_and_overlong_names_are_one_line(tmp_path, capsys):
+    text = tmp_path / "text"
+    shutil.copytree(WEIGHTS_DIR / "text-tiny", text)
+    weights = next((text / "t5").glob("*.safetensors"))
+    weights.write_bytes(weights.read_bytes()[:100])
+    line = refused(["generate", *GEN, "--text-encoder", str(text), "--out", str(tmp_path / "a.mp4")], capsys)
+    assert f"{text}: holds an unreadable safetensors file" in line
+    root = tmp_path / "root"                  # train builds on the same encoders
+    shutil.copytree(WEIGHTS_DIR / "vae-tiny", root / "vae-tiny")
+    shutil.copytree(text, root / "text-tiny")
+    line = refused(["train", "--model", "dit-tiny", "--weights", str(root), "--out", str(tmp_path / "r")], capsys)
+    assert f"{root}: holds an unreadable safetensors file" in line and not (tmp_path / "r").exists()
+    assert "File name too long" in refused(["generate", *GEN, "--out", str(tmp_path / ("a" * 300 + ".mp4"))], capsys)
+
+
+def test_unknown_prompt_words_are_reported(tmp_path, capsys):
+    out = tmp_path / "v.mkv"
+    assert main(["generate", "--prompt", "a quantum zebra", "--frames", "1", "--steps", "1", "--out", str(out)]) == 0
+    assert "2 t5 token(s) of --prompt are unknown" in capsys.readouterr().err
+    assert json.loads(out.with_suffix(".json").read_text())["prompt_tokens"]["t5"]["unknown_tokens"] == 2
