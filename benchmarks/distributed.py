@@ -20,8 +20,9 @@ import torch.distributed as dist
 TIMEOUT = timedelta(minutes=60)  # a rank that died is noticed by the others within this
 
 
-class RankFailed(RuntimeError):
-    """Another rank died or could not be reached; the cache keeps what every rank finished."""
+class RankFailed(ConnectionError):
+    """Another rank died or could not be reached (a user-facing error: one line); the cache keeps what every
+    rank finished."""
 
 
 def init_from_env(device: str = "cpu") -> None:

@@ -228,10 +228,11 @@ def run_external(videos_dir, prompts_path, suite: Suite, cache: SampleCache, log
     entry); an unreadable video is a failed row per evaluator, the rest are scored."""
     from benchmarks.eval_videos import discover_videos, prompt_for
     from benchmarks.suites import load_full_info
+    from evaluators.prompts import prompts_by_text
 
     prompts = None
     if prompts_path is not None:
-        prompts = {e["prompt_en"]: e for e in load_full_info(prompts_path)}
+        prompts = prompts_by_text(load_full_info(prompts_path), prompts_path)
     suite = suite.with_overrides(prompts=str(prompts_path or ""))
     if suite.evaluators is None:
         evaluators = build_suite_evaluators(suite)

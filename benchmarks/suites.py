@@ -223,25 +223,14 @@ def load_suite_file(path) -> Suite:
 
 
 def load_full_info(path, flag: str = "--prompts") -> list[dict]:
-    """A VBench full_info JSON: a list of entries with a non-empty `prompt_en` string (and optional
-    `dimension` list); anything else is one line naming the file and the entry."""
-    path = Path(path)
+    """A VBench full_info JSON, every entry checked (evaluators/prompts.py); problems are SuiteErrors."""
+    from evaluators.prompts import PromptFileError
+    from evaluators.prompts import load_full_info as load_checked
+
     try:
-        entries = json.loads(path.read_text())
-    except OSError as exc:
-        raise SuiteError(f"{flag} {path}: cannot read ({exc.strerror or exc})") from exc
-    except ValueError as exc:
-        raise SuiteError(f"{flag} {path}: not JSON ({exc})") from exc
-    if not isinstance(entries, list):
-        raise SuiteError(f"{flag} {path}: expected a JSON list of VBench full_info entries")
-    for i, entry in enumerate(entries):
-        if not isinstance(entry, dict) or not isinstance(entry.get("prompt_en"), str) or not entry["prompt_en"].strip():
-            raise SuiteError(f"{flag} {path}: entry {i} has no non-empty 'prompt_en' string")
-        dims = entry.get("dimension", [])
-        if not isinstance(dims, list) or not all(isinstance(d, str) for d in dims):
-            raise SuiteError(f"{flag} {path}: entry {i} ('{entry['prompt_en'][:40]}'): 'dimension' must be a list "
-                             "of names")
-    return entries
+        return load_checked(path, flag)
+    except PromptFileError as exc:
+        raise SuiteError(str(exc)) from exc
 
 
 def vbench_full_info_path() -> Path:

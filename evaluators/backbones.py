@@ -158,6 +158,20 @@ class DinoBackbone:
         return F.normalize(torch.cat(feats).float(), dim=-1).cpu()
 
 
+def _explained(spec: BackboneSpec, load):
+    """Run one backbone loader; an unknown model name, truncated or foreign weights, or weights of another
+    architecture (each library raises its own type, several with pages of text) -> one line naming the spec."""
+    from safetensors import SafetensorError
+
+    try:
+        return load()
+    except (RuntimeError, AssertionError, SafetensorError, KeyError, ValueError, OSError) as exc:
+        text = " ".join(str(exc).split())
+        text = text if len(text) <= 200 else text[:200] + " ..."
+        raise ValueError(f"--backbone {spec.kind}={spec.model}:{spec.weights}: cannot load "
+                         f"({type(exc).__name__}: {text})") from exc
+
+
 def load_backbones(specs, device: str = "cpu") -> dict:
     """{kind: loaded backbone} for backbone specs (strings or BackboneSpec): the one place that maps a backbone
     kind to its loader. Every loaded backbone carries `.spec`, whose label the records show."""
@@ -168,22 +182,27 @@ def load_backbones(specs, device: str = "cpu") -> dict:
         spec = by_kind.get(kind)
         if spec is None:
             continue
-        if kind == "clip":
-            loaded[kind] = ClipBackbone(spec, device)
-        elif kind == "dino":
-            loaded[kind] = DinoBackbone(spec, device)
-        elif kind == "fidelity":
-            from evaluators.vbench.imaging_quality import FidelityBackbone
-
-            loaded[kind] = FidelityBackbone(spec, device)
-        else:
-            from evaluators.vbench.human_action import UMTBackbone
-
-            loaded[kind] = UMTBackbone(spec, device)
+        loaded[kind] = _explained(spec, lambda spec=spec: _load_one(spec, device))
     if "aesthetic" in by_kind:
         if "clip" not in loaded:
             raise ValueError("--backbone aesthetic=...: the aesthetic head reads CLIP embeddings; give clip=MODEL:PATH")
         from evaluators.aesthetic import AestheticHead
 
-        loaded["aesthetic"] = AestheticHead(by_kind["aesthetic"], loaded["clip"].model.visual.output_dim)
+        spec = by_kind["aesthetic"]
+        loaded["aesthetic"] = _explained(spec, lambda: AestheticHead(spec, loaded["clip"].model.visual.output_dim))
     return loaded
+
+
+def _load_one(spec: BackboneSpec, device: str):
+    """The loader of one backbone kind (aesthetic aside: it needs the CLIP's width)."""
+    if spec.kind == "clip":
+        return ClipBackbone(spec, device)
+    if spec.kind == "dino":
+        return DinoBackbone(spec, device)
+    if spec.kind == "fidelity":
+        from evaluators.vbench.imaging_quality import FidelityBackbone
+
+        return FidelityBackbone(spec, device)
+    from evaluators.vbench.human_action import UMTBackbone
+
+    return UMTBackbone(spec, device)

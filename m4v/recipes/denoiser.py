@@ -33,12 +33,13 @@ DATASET_SEED = 20_000  # world clips of the denoisers' dataset: disjoint from th
 EMA_DECAY = 0.999
 
 
-def tiny_config(name: str) -> M4VConfig:
+def tiny_config(name: str, **arch) -> M4VConfig:
     """The shipped tiny architectures: M4VConfig.tiny() with the world's caption length, vae-tiny's channels and
     width 120 (at 64 the text-following stalled: colour right in ~half the frames; 120 keeps the three shipped
-    denoisers inside the 50 MB budget)."""
-    return M4VConfig.tiny(mixer=MIXER[name], text_len=TEXT_LEN, latent_channels=VAEConfig.tiny().latent_channels,
-                          pooled_text_dim=POOLED_DIM, hidden_size=120, rope_axes=(6, 12, 12))
+    denoisers inside the 50 MB budget). `arch`: M4VConfig fields that replace these (ablation variants)."""
+    shipped = dict(mixer=MIXER[name], text_len=TEXT_LEN, latent_channels=VAEConfig.tiny().latent_channels,
+                   pooled_text_dim=POOLED_DIM, hidden_size=120, rope_axes=(6, 12, 12))
+    return M4VConfig.tiny(**{**shipped, **arch})
 
 
 def drop_captions(text: TextCondition, generator: torch.Generator, p: float = CFG_DROP) -> TextCondition:
@@ -127,18 +128,20 @@ class Recipe(BaseRecipe):
     default_steps = 9000  # the shipped m4v-tiny / dit-tiny: what fits m4v-tiny into 30 min on 2 cores
 
     def __init__(self, name, seed=0, weights_root=None, batch: int = 32, lr: float = 1e-3,
-                 dataset_size: int = 4096, stage_weights=None, device: str = "cpu"):
+                 dataset_size: int = 4096, stage_weights=None, device: str = "cpu", arch: dict | None = None):
         if stage_weights is not None:
             stage_weights, n_stages = [float(w) for w in stage_weights], PyramidSchedule().n_stages
             if len(stage_weights) != n_stages or min(stage_weights) < 0 or sum(stage_weights) <= 0:
                 raise ValueError(f"--stage-weights: need {n_stages} non-negative weights with a positive sum, got "
                                  f"{stage_weights}")
-        # stage_weights stays out of the options when unset, so the shipped runs' records read as before.
+        # stage_weights / arch stay out of the options when unset, so the shipped runs' records read as before.
         extra = {} if stage_weights is None else {"stage_weights": stage_weights}
+        if arch:
+            extra["arch"] = dict(arch)
         super().__init__(name, seed, weights_root, batch=batch, lr=lr, dataset_size=dataset_size, **extra)
         torch.manual_seed(seed)
         self.device = torch.device(device)  # not an option: the run's random stream is the same on any device
-        self.model = build_model(tiny_config(name)).to(self.device)
+        self.model = build_model(tiny_config(name, **(arch or {}))).to(self.device)
         self.encoders = FrozenWorldEncoders(weights_root)
         self.dataset = None  # built on the first step, beside the run directory (shared by m4v-tiny / dit-tiny)
         self.schedule = PyramidSchedule()
