@@ -98,16 +98,23 @@ def resolve_models(specs) -> list[ModelSource]:
     return sources
 
 
-def build_suite_evaluators(suite: Suite) -> dict:
-    """The suite's evaluators (default: every registered one whose backbones are at hand), built from the
-    shipped default backbones plus the suite's own."""
-    loaded = load_backbones(default_backbones() + list(suite.backbones))
-    names = list(suite.evaluators) if suite.evaluators is not None else runnable(loaded)
-    for name in names:
-        missing = [kind for kind in EVALUATORS[name].backbones if kind not in loaded]
+def build_evaluators(dims: list[str] | None, backbones: list[str], with_prompts: bool = False,
+                     defaults: bool = True) -> dict:
+    """Evaluators for `dims` (default: every registered one whose backbones are at hand and, without a prompt
+    suite, that needs no prompt). Backbones given on the command line replace the shipped world-trained
+    defaults of their kind (defaults=False: none). Reads only the evaluators' own metadata."""
+    loaded = load_backbones((default_backbones() if defaults else []) + list(backbones))
+    if dims is None:
+        dims = [name for name in runnable(loaded)
+                if with_prompts or not {"prompt", "prompt_info"} & set(EVALUATORS[name].needs)]
+    unknown = [d for d in dims if d not in EVALUATORS]
+    if unknown:
+        raise ValueError(f"--dims: unknown {unknown}; available: {sorted(EVALUATORS)}")
+    for d in dims:
+        missing = [kind for kind in EVALUATORS[d].backbones if kind not in loaded]
         if missing:
-            raise SuiteError(f"evaluator {name} needs backbone {missing[0]}: --backbone {BACKBONE_USAGE[missing[0]]}")
-    return {name: build_evaluator(name, loaded) for name in names}
+            raise ValueError(f"--dims {d} needs backbone(s) {missing}: --backbone {BACKBONE_USAGE[missing[0]]}")
+    return {d: build_evaluator(d, loaded) for d in dims}
 
 
 def score_video(video: Video, evaluators: dict, base: dict, sample_key: str, cache: SampleCache) -> list[dict]:
@@ -169,7 +176,7 @@ def run_generate(suite: Suite, out: Path, cache: SampleCache, log=print) -> tupl
     entries = prompt_entries(suite)
     if not entries:
         raise SuiteError(f"suite {suite.name}: no prompts")
-    evaluators = build_suite_evaluators(suite)
+    evaluators = build_evaluators(suite.evaluators, suite.backbones, with_prompts=True)
     vae_dir, text_dir = weights_path(suite.vae), weights_path(suite.text_encoder)
     shared = {"vae": tree_sha256(vae_dir), "text_encoder": tree_sha256(text_dir)}
     checkpoints = {m.name: {"sha256": file_sha256(m.directory / "model.safetensors"), "spec": m.spec,
@@ -226,26 +233,21 @@ def run_generate(suite: Suite, out: Path, cache: SampleCache, log=print) -> tupl
 def run_external(videos_dir, prompts_path, suite: Suite, cache: SampleCache, log=print):
     """Score a folder of videos made elsewhere (VBench naming `<prompt>-<i>.mp4` links a file to its prompt
     entry); an unreadable video is a failed row per evaluator, the rest are scored."""
-    from benchmarks.eval_videos import discover_videos, prompt_for
+    from benchmarks.external import discover_videos, prompt_for, sample_index
     from benchmarks.suites import load_full_info
     from evaluators.prompts import prompts_by_text
 
     prompts = None
     if prompts_path is not None:
         prompts = prompts_by_text(load_full_info(prompts_path), prompts_path)
-    suite = suite.with_overrides(prompts=str(prompts_path or ""))
-    if suite.evaluators is None:
-        evaluators = build_suite_evaluators(suite)
-        if prompts is None:  # no prompt file: nothing to score text or prompt-suite checks against
-            evaluators = {n: e for n, e in evaluators.items() if not {"prompt", "prompt_info"} & set(e.needs)}
-    else:
-        evaluators = build_suite_evaluators(suite)
+    # Without a prompt file there is nothing to score text or prompt-suite checks against.
+    evaluators = build_evaluators(suite.evaluators, suite.backbones, with_prompts=prompts is not None)
     rows = []
     dim_order = {name: i for i, name in enumerate(evaluators)}
     paths = distributed.my_share(list(enumerate(discover_videos(Path(videos_dir)))))
     for index, path in tqdm(paths, desc="videos", unit="video", file=sys.stderr, disable=not distributed.is_main()):
         prompt, entry = prompt_for(path, prompts)
-        sample = _sample_index(path)
+        sample = sample_index(path)
         base = {"model": "external", "prompt": prompt, "seed": None, "sample": sample, "video": str(path)}
         try:
             video = read_video(path, prompt=prompt, aux=entry)
@@ -255,16 +257,12 @@ def run_external(videos_dir, prompts_path, suite: Suite, cache: SampleCache, log
                       "backbone": e.backbone, "faithful": e.faithful, "n_frames": 0, "extra": "{}",
                       "_order": (index, dim_order[n])} for n, e in evaluators.items()]
             continue
-        key = key_of({"file": file_sha256(path) if path.is_file() else tree_sha256(path), "prompt": prompt,
-                      "entry": entry})
+        # The name is part of what determines a record (VBench reads labels from it, e.g. human_action).
+        key = key_of({"file": file_sha256(path) if path.is_file() else tree_sha256(path), "name": path.name,
+                      "prompt": prompt, "entry": entry})
         rows += [{**r, "_order": (index, dim_order[r["dimension"]])}
                  for r in score_video(video, evaluators, base, key, cache)]
     return _gather(rows, [], {})
-
-
-def _sample_index(path: Path):
-    match = re.match(r"^.+-(\d+)$", path.stem if path.is_file() else path.name)
-    return int(match.group(1)) if match else None
 
 
 def _gather(rows, generation_rows, checkpoints):
@@ -343,14 +341,21 @@ def run_suite(suite: Suite, out, *, videos=None, prompts=None, cache_dir=None, u
         summary = summarize(per_video, generation, models, checkpoints)
         prov["checkpoints"] = checkpoints
         primary = primary_metric(summary, suite.primary_metric)
-        write_results(out, per_video, generation, summary, prov, suite.name, primary)
+        extra = {}
+        if suite.kind == "external":  # VBench's own results layout too, for its faithfully computed dimensions
+            from benchmarks.external import vbench_results_json
+            from benchmarks.outputs import json_safe
+
+            extra["m4v_eval_results.json"] = json.dumps(json_safe(vbench_results_json(
+                per_video, summary.iloc[0].to_dict())), indent=2, allow_nan=False) + "\n"
+        write_results(out, per_video, generation, summary, prov, suite.name, primary, extra)
         log((out / "report.md").read_text())
         log(f"wrote {out}/: per_video.csv, summary.csv, results.json, report.md" + (
             ", generation.csv, pareto.png" if len(generation) else ""))
         empty = [d for d in dict.fromkeys(per_video["dimension"])
                  if not (per_video[(per_video["dimension"] == d)]["status"] == "ok").any()]
         if empty:
-            log(f"no video could be scored on: {', '.join(empty)}")
+            print(f"no score computed for any video on: {', '.join(empty)}", file=sys.stderr)
         code = 1 if empty else 0
         if check_against is not None:
             from benchmarks.compare import CompareOptions, run_compare
