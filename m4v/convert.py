@@ -255,6 +255,7 @@ def init_from_checkpoint(model: M4VTransformer, source) -> dict:
         raise ValueError(f"--init-from {source}: neither a saved model directory nor a PyramidFlow checkpoint")
     else:
         report = init_from_attention_state(model, state)
-    if not report["copied"]:
+    shapes = model.state_dict()
+    if not any(shapes[name].dim() > 1 for name in report["copied"]):  # a bias or two may match by chance
         raise ValueError(f"--init-from {source}: no weight has the model's shape (different widths?)")
     return report
