@@ -155,13 +155,14 @@ def mixer_columns(attn_columns: Tensor, block, signs: Tensor | None) -> Tensor:
     with the channel's pair sign / m (so the block reads the seeded Mamba's pair differences, m4v/mamba.py).
     MM-DiM with out_proj: copied (out_proj maps d_inner back to D and is set to the signed pair average)."""
     mmdim = block.mmdim
-    if mmdim is None or mmdim.mamba.out_proj is not None:
+    if mmdim is None:
+        return attn_columns
+    if block.attn is not None:  # parallel: [attention ; MM-DiM], the MM-DiM half silent
+        return torch.cat([attn_columns, attn_columns.new_zeros(attn_columns.shape[0], mmdim.out_dim)], dim=1)
+    if mmdim.mamba.out_proj is not None:
         return attn_columns
     pairs = mmdim.mamba.d_inner // (2 * attn_columns.shape[1])
-    mamba_cols = attn_columns.repeat(1, 2 * pairs) * (signs[None, :] / pairs)  # (D, E)
-    if block.attn is not None:  # parallel: [attention ; MM-DiM]
-        return torch.cat([attn_columns, torch.zeros_like(mamba_cols)], dim=1)
-    return mamba_cols
+    return attn_columns.repeat(1, 2 * pairs) * (signs[None, :] / pairs)      # (D, E)
 
 
 @torch.no_grad()

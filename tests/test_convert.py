@@ -133,25 +133,26 @@ def test_missing_checkpoint_is_a_clear_error(tmp_path):
         convert_pyramidflow(tmp_path)
 
 
-def test_block_reads_the_seeded_mamba_through_the_attention_columns():
-    """proj_out's rebuilt mixer columns applied to the seeded Mamba's output equal the attention's own
-    columns applied to the gated scan of W_V h (m4v/mamba.init_mamba_from_attention)."""
+@pytest.mark.parametrize("out_proj", [False, True])
+def test_block_reads_the_seeded_mamba_through_the_attention_columns(out_proj):
+    """proj_out's rebuilt mixer columns applied to the seeded Mamba's output (through out_proj when there is
+    one) equal the attention's own columns applied to the gated scan of W_V h (init_mamba_from_attention)."""
     source = small_attention_model()
-    target = build_model(M4VConfig.tiny(num_dual_layers=2, num_single_layers=2))
+    target = build_model(M4VConfig.tiny(num_dual_layers=2, num_single_layers=2, mamba_out_proj=out_proj))
     init_from_attention_state(target, source.state_dict())
     block, src_block = target.single_blocks[0], source.single_blocks[0]
     mamba, D = block.mmdim.mamba, target.cfg.hidden_size
     h = torch.randn(1, 7, D)
     valid = torch.ones(1, 7, dtype=torch.bool)
     with torch.no_grad():
-        read = mamba(h, valid) @ block.proj_out.weight[:, :mamba.d_inner].t()       # (1, 7, D)
+        read = mamba(h, valid) @ block.proj_out.weight[:, :mamba.out_dim].t()       # (1, 7, D)
         _, delta, B, C, z = mamba.ssm_inputs(h, valid)
         values = (h @ src_block.attn.qkv.to_v.weight.t()).transpose(1, 2)
         scan = selective_scan(values, delta[:, :D], -torch.exp(mamba.A_log[:D]), B, C, mamba.D[:D], z[:, :D],
                               mamba.dt_proj.bias[:D], delta_softplus=True, backend="reference")
         expected = scan.transpose(1, 2) @ src_block.proj_out.weight[:, :D].t()
     torch.testing.assert_close(read, expected, rtol=1e-4, atol=1e-5)
-    torch.testing.assert_close(block.proj_out.weight[:, mamba.d_inner:], src_block.proj_out.weight[:, D:])
+    torch.testing.assert_close(block.proj_out.weight[:, mamba.out_dim:], src_block.proj_out.weight[:, D:])
     attention_columns = src_block.proj_out.weight[:, :D]
     assert torch.equal(mixer_columns(attention_columns, src_block, None), attention_columns)  # attention: as is
 
