@@ -167,6 +167,8 @@ def cmd_bench_eval(args) -> int:
 
 def cmd_train(args) -> int:
     """Train a tiny model (VAE, text encoder, CLIP, reward model, m4v-tiny, dit-tiny, reward tuning); resumable."""
+    import json
+
     import torch
 
     from benchmarks.train import parse_arch_overrides, train
@@ -178,7 +180,11 @@ def cmd_train(args) -> int:
     arch = parse_arch_overrides(args.mixer, args.set)  # checked against the config before anything runs
     options = {k: v for k, v in (("batch", args.batch), ("lr", args.lr), ("stage_weights", args.stage_weights),
                                  ("dataset_size", args.dataset_size), ("arch", arch or None),
-                                 ("device", None if args.device == "cpu" else args.device)) if v is not None}
+                                 ("device", None if args.device == "cpu" else args.device),
+                                 ("init_from", args.init_from)) if v is not None}
+    for item in args.option:  # KEY=VALUE recipe options; values read as JSON where they parse (numbers)
+        key, _, value = item.partition("=")
+        options[key] = json.loads(value) if value[:1].isdigit() else value
     record = train(args.model, args.out, args.steps, args.seed, args.weights, args.checkpoint_every,
                    progress=not args.quiet, snapshot_every=args.snapshot_every, overwrite=args.overwrite, **options)
     print(f"trained {record['model']} for {record['steps']} steps in {record['train_seconds']} s: "
@@ -381,6 +387,10 @@ def build_parser() -> argparse.ArgumentParser:
                         "models were trained on the CPU)")
     p.add_argument("--threads", type=flags.threads_int, help="torch CPU threads")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.add_argument("--init-from", metavar="DIR", help="m4v-tiny / dit-tiny: start from an attention model (e.g. "
+                   "dit-tiny's directory) or a PyramidFlow-miniFLUX checkpoint (m4v/convert.py)")
+    p.add_argument("--option", action="append", default=[], metavar="KEY=VALUE",
+                   help="a recipe option (m4v-tiny / dit-tiny: see m4v/recipes/denoiser.py)")
     p.set_defaults(func=cmd_train)
 
     from m4v.generate import TINY_GUIDANCE, TINY_STEPS

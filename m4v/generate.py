@@ -110,14 +110,16 @@ class TextToVideo:
 
     @torch.no_grad()
     def __call__(self, prompts: list[str], frames: int = 16, height: int = 64, width: int = 64, seed: int = 0,
-                 steps=TINY_STEPS, guidance: float = TINY_GUIDANCE,
-                 progress: bool = False) -> tuple[np.ndarray, GenerationStats, dict]:
-        """-> (B, frames, H, W, 3) uint8, the sampler's call statistics, and timings."""
+                 steps=TINY_STEPS, guidance: float = TINY_GUIDANCE, progress: bool = False,
+                 negative_prompt: str | None = None) -> tuple[np.ndarray, GenerationStats, dict]:
+        """-> (B, frames, H, W, 3) uint8, the sampler's call statistics, and timings. `negative_prompt`: CFG's
+        unconditional branch reads its features (PyramidFlow's option); default: the model's null condition."""
         cfg = self.config(frames, height, width, seed, steps, guidance)
         t0 = time.perf_counter()
         text = self.text.encode(prompts)
+        null = None if negative_prompt is None else self.text.encode([negative_prompt] * len(prompts), False)
         t1 = time.perf_counter()
-        latents, stats = generate_latents(self.model, text, cfg, progress=progress)  # (B, C, T, h, w)
+        latents, stats = generate_latents(self.model, text, cfg, progress=progress, null=null)  # (B, C, T, h, w)
         t2 = time.perf_counter()
         video = self.vae.decode_normalized(latents)                              # (B, 3, 1 + 8k, H, W)
         t3 = time.perf_counter()

@@ -19,8 +19,11 @@ def tiny_model(mixer="m4v"):
 def text_condition(cfg, batch=1):
     g = torch.Generator().manual_seed(1)
     mask = torch.ones(batch, cfg.text_len, dtype=torch.bool)
-    return TextCondition(torch.randn(batch, cfg.text_len, cfg.text_dim, generator=g), mask,
-                         torch.randn(batch, cfg.pooled_text_dim, generator=g))
+    tokens, pooled = (torch.randn(batch, cfg.text_len, cfg.text_dim, generator=g),
+                      torch.randn(batch, cfg.pooled_text_dim, generator=g))
+    unconditional = TextCondition(torch.randn(batch, cfg.text_len, cfg.text_dim, generator=g), mask,
+                                  torch.randn(batch, cfg.pooled_text_dim, generator=g))  # "the empty prompt"
+    return TextCondition(tokens, mask, pooled, unconditional)
 
 
 def test_generation_shapes_history_and_call_count():
