@@ -34,7 +34,7 @@ import torch
 
 from benchmarks.provenance import git_commit, provenance
 from m4v.generate import TINY_GUIDANCE, TINY_STEPS, TextToVideo, latent_frames_for
-from m4v.pipeline import TextCondition, denoise_frame, generate_latents
+from m4v.pipeline import denoise_frame, generate_latents, null_condition
 from m4v.pyramid import VAE_TEMPORAL
 from m4v.scheduler import PyramidSchedule, pyramid_latents, stage_noise
 from m4v.world import COLORS, SHAPES, Scene, motion_of, read_frame, render
@@ -118,7 +118,7 @@ def _sample_from(pipe: TextToVideo, x: torch.Tensor, stage: int, prompts: list[s
                  generator: torch.Generator) -> np.ndarray:
     """Stages stage.. from start points x, decoded: (B, H, W, 3) uint8."""
     text = pipe.text.encode(prompts)
-    x = denoise_frame(pipe.model, x, [], text, TextCondition.null_like(text), PyramidSchedule(), steps, guidance,
+    x = denoise_frame(pipe.model, x, [], text, null_condition(pipe.model, text), PyramidSchedule(), steps, guidance,
                       generator, first_stage=stage)
     return decoded(pipe.vae, x[:, :, None])[:, 0]
 
