@@ -198,7 +198,7 @@ def cmd_generate(args) -> int:
 
     from benchmarks.outputs import atomic_write_json, prepare_output_dir
     from evaluators.video import WRITABLE_SUFFIXES, read_video, write_video
-    from m4v.generate import TINY_STEPS, TextToVideo
+    from m4v.text_to_video import TINY_STEPS, TextToVideo
 
     out, steps = Path(args.out), [args.steps] * len(TINY_STEPS)
     record_path = out.with_suffix(".json")
@@ -393,7 +393,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="a recipe option (m4v-tiny / dit-tiny: see m4v/recipes/denoiser.py)")
     p.set_defaults(func=cmd_train)
 
-    from m4v.generate import TINY_GUIDANCE, TINY_STEPS
+    from m4v.text_to_video import TINY_GUIDANCE, TINY_STEPS
 
     p = sub.add_parser("generate", help=cmd_generate.__doc__)
     p.add_argument("--model", default="m4v-tiny", help="m4v-tiny | dit-tiny | m4v-tiny-reward | a trained directory")

@@ -168,9 +168,9 @@ def generation_items(suite: Suite, models: list[ModelSource], entries: list[dict
 
 def run_generate(suite: Suite, out: Path, cache: SampleCache, log=print) -> tuple[pd.DataFrame, pd.DataFrame, dict]:
     """Generate and score every (model, prompt, sample) of the suite; -> (rows, generation rows, checkpoints)."""
-    from benchmarks.generation import generate_measured
+    from benchmarks.measured_generation import generate_measured
     from m4v.checkpoint import weights_path
-    from m4v.generate import TextToVideo
+    from m4v.text_to_video import TextToVideo
 
     models = resolve_models(suite.models)
     entries = prompt_entries(suite)

@@ -33,10 +33,10 @@ import pandas as pd
 import torch
 
 from benchmarks.provenance import git_commit, provenance
-from m4v.generate import TINY_GUIDANCE, TINY_STEPS, TextToVideo, latent_frames_for
-from m4v.pipeline import denoise_frame, generate_latents, null_condition
 from m4v.pyramid import VAE_TEMPORAL
+from m4v.sampling import denoise_frame, generate_latents, null_condition
 from m4v.scheduler import PyramidSchedule, pyramid_latents, stage_noise
+from m4v.text_to_video import TINY_GUIDANCE, TINY_STEPS, TextToVideo, latent_frames_for
 from m4v.world import COLORS, SHAPES, Scene, motion_of, read_frame, render
 from m4v.world.captions import prompt_suite
 from m4v.world.dataset import to_model_video, to_uint8_frames

@@ -1,6 +1,6 @@
 """Compute that produced a video: FLOPs of its generation (two counters), seconds, peak memory.
 
-Reads video.aux["generation"] written by the runner (benchmarks/generation.py); external videos have none
+Reads video.aux["generation"] written by the runner (benchmarks/measured_generation.py); external videos have none
 and are not scored on this dimension.
 """
 

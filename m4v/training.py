@@ -17,8 +17,8 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-from m4v.pipeline import TextCondition
 from m4v.pyramid import history_levels
+from m4v.sampling import TextCondition
 from m4v.scheduler import PyramidSchedule, pyramid_latents, stage_noise
 
 CORRUPT_RATIO = 1 / 3  # PyramidFlow's history corruption

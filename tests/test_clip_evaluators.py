@@ -164,7 +164,7 @@ def test_video_text_similarity_by_hand(clip, dimension):
 
 def test_imaging_quality_by_hand(tmp_path):
     from evaluators.vbench.imaging_quality import FidelityBackbone
-    from m4v.reward import FidelityReward
+    from m4v.fidelity import FidelityReward
 
     torch.manual_seed(0)
     model = FidelityReward().eval()

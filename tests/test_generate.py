@@ -6,8 +6,8 @@ import numpy as np
 
 from benchmarks.cli import main
 from evaluators.video import read_video
-from m4v.generate import TextToVideo
 from m4v.recipes import WEIGHTS_DIR
+from m4v.text_to_video import TextToVideo
 
 SHIPPED = ("m4v-tiny", "dit-tiny", "m4v-tiny-reward", "vae-tiny", "text-tiny", "clip-tiny", "reward-tiny")
 
@@ -32,7 +32,7 @@ def test_generate_cli_writes_a_video(tmp_path):
 
 
 def test_generate_takes_text_encoder_and_vae_directories(tmp_path, capsys):
-    from m4v.text import build_tiny_text_encoders
+    from m4v.text_encoders import build_tiny_text_encoders
 
     prompt = ["--model", "m4v-tiny", "--prompt", "a blue circle", "--frames", "9", "--steps", "1"]
     assert main(["generate", *prompt, "--out", str(tmp_path / "named.mp4")]) == 0

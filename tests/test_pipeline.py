@@ -3,7 +3,7 @@
 import torch
 
 from m4v.config import M4VConfig
-from m4v.pipeline import GenerationConfig, TextCondition, generate_latents
+from m4v.sampling import GenerationConfig, TextCondition, generate_latents
 from m4v.transformer import build_model
 
 
@@ -57,7 +57,7 @@ def test_generation_is_deterministic_and_guidance_matters():
 def test_generation_compute_is_counted_by_both_counters_and_scored():
     import numpy as np
 
-    from benchmarks.generation import run_generation
+    from benchmarks.measured_generation import run_generation
     from evaluators import Video, get_evaluator
 
     model = tiny_model()
@@ -97,7 +97,7 @@ class PerfectVelocity(torch.nn.Module):
 
 
 def test_denoise_frame_from_the_last_stage_ends_on_the_flow_endpoint():
-    from m4v.pipeline import denoise_frame
+    from m4v.sampling import denoise_frame
     from m4v.scheduler import PyramidSchedule
 
     cfg = M4VConfig.tiny()

@@ -10,9 +10,9 @@ import pytest
 import torch
 
 from benchmarks.train import train
-from m4v.generate import latent_frames_for
 from m4v.recipes import get_recipe, weights_path
-from m4v.recipes.text import Recipe as TextRecipe
+from m4v.recipes.text_encoders import Recipe as TextRecipe
+from m4v.text_to_video import latent_frames_for
 from m4v.vae import CausalVideoVAE, VAEConfig
 from m4v.world import Scene, render
 from m4v.world.captions import prompt_suite
@@ -78,8 +78,8 @@ def test_denoiser_resume_equals_straight_run(frozen_root, tmp_path, monkeypatch)
 def test_text_tiny_lit_training_learns_and_reloads(tmp_path):
     """text-tiny's CLIP text tower, trained against clip-tiny's locked image tower, beats its start within 40
     steps (in-batch InfoNCE starts near log(batch)), and the saved encoders load with a 64-d pooled output."""
-    from m4v.recipes.text import POOLED_DIM, TEXT_LEN
-    from m4v.text import TextEncoders
+    from m4v.recipes.text_encoders import POOLED_DIM, TEXT_LEN
+    from m4v.text_encoders import TextEncoders
 
     torch.manual_seed(0)
     train("text-tiny", tmp_path / "text", steps=40, batch=32, progress=False)
@@ -212,7 +212,7 @@ def test_latent_frames_cover_the_requested_frames():
 
 
 def test_one_step_clean_estimate_is_exact_for_the_true_velocity():
-    from m4v.pipeline import TextCondition
+    from m4v.sampling import TextCondition
     from m4v.scheduler import PyramidSchedule, pyramid_latents
     from m4v.training import flow_matching_loss, one_step_clean_estimate
 
@@ -231,8 +231,8 @@ def test_one_step_clean_estimate_is_exact_for_the_true_velocity():
 
 
 def test_reward_gradient_reaches_the_transformer(frozen_root, tmp_path):
+    from m4v.fidelity import FidelityReward
     from m4v.recipes.denoiser import tiny_config
-    from m4v.reward import FidelityReward
     from m4v.tiny_clip import build_tiny_clip, save_tiny_clip
     from m4v.transformer import build_model
 

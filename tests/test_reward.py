@@ -8,8 +8,8 @@ import pytest
 import torch
 
 from benchmarks.train import train
+from m4v.fidelity import DEGRADATIONS, FidelityReward, combined_reward, degrade, degrade_one
 from m4v.recipes.clip import world_frames
-from m4v.reward import DEGRADATIONS, FidelityReward, combined_reward, degrade, degrade_one
 from m4v.tiny_clip import TINY_CLIP_NAME, build_tiny_clip
 
 

@@ -7,9 +7,9 @@ import torch
 
 from benchmarks.cli import main
 from benchmarks.stage_quality import SINGLE_OBJECT_KINDS, single_object_entries, stage_scores, true_latents
-from m4v.generate import TextToVideo
 from m4v.recipes import weights_path
-from m4v.text import TextEncoders
+from m4v.text_encoders import TextEncoders
+from m4v.text_to_video import TextToVideo
 from m4v.vae import CausalVideoVAE
 from m4v.world import Scene, render
 from tests.test_pipeline import PerfectVelocity

@@ -3,7 +3,7 @@
 import pytest
 import torch
 
-from m4v.text import TextEncoders, build_tiny_text_encoders
+from m4v.text_encoders import TextEncoders, build_tiny_text_encoders
 from m4v.world import BACKGROUNDS, COLORS, SHAPES
 
 WORDS = ["a", "an", "moves", "on", "and", "stays", "still", "background", "to", "the", "of", "left", "right",

@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from m4v.config import M4VConfig
-from m4v.pipeline import TextCondition
+from m4v.sampling import TextCondition
 from m4v.scheduler import PyramidSchedule
 from m4v.training import flow_matching_loss, make_optimizer, train_step
 from m4v.transformer import build_model
@@ -106,7 +106,7 @@ def test_all_stages_sampler_trains_every_stage_with_balanced_units():
 
 
 def test_null_condition_follows_the_model_config():
-    from m4v.pipeline import null_condition
+    from m4v.sampling import null_condition
 
     cfg = M4VConfig.tiny()
     _, text = batch(cfg)
@@ -122,7 +122,7 @@ def test_null_condition_follows_the_model_config():
 
 
 def test_sampling_feeds_the_empty_prompt_to_the_unconditional_branch():
-    from m4v.pipeline import GenerationConfig, generate_latents
+    from m4v.sampling import GenerationConfig, generate_latents
 
     cfg = M4VConfig.tiny()
     model = build_model(cfg)

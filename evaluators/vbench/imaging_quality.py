@@ -2,7 +2,7 @@
 0-100 units, aggregate = mean over videos / 100 (VBench, MUSIQ-SPAQ through pyiqa).
 
 Neither pyiqa nor MUSIQ's weights are available offline, so the default model is the shipped fidelity model
-(m4v/reward.py: trained to rank clean world renders above blurred, noisy, ghosted, resampled ones — the
+(m4v/fidelity.py: trained to rank clean world renders above blurred, noisy, ghosted, resampled ones — the
 degradations MUSIQ penalises), scored as 100 * sigmoid(score) on frames resized to its 64x64 training size.
 Rows carry backbone "fidelity:..." and are never reported as VBench scores (substitute).
 """
@@ -19,12 +19,12 @@ INPUT_SIZE = 64  # the fidelity model's training resolution
 
 
 class FidelityBackbone:
-    """The fidelity model (m4v.reward.FidelityReward) from a local directory."""
+    """The fidelity model (m4v.fidelity.FidelityReward) from a local directory."""
 
     def __init__(self, spec, device: str = "cpu", batch_size: int = 64):
         from pathlib import Path
 
-        from m4v.reward import FidelityReward
+        from m4v.fidelity import FidelityReward
 
         self.spec, self.device, self.batch_size = spec, device, batch_size
         self.model = FidelityReward.from_pretrained(Path(spec.weights).parent, device)

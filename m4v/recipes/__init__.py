@@ -16,12 +16,12 @@ from m4v.checkpoint import WEIGHTS_DIR, weights_path  # noqa: F401  (re-exported
 # name -> module defining `Recipe`; imported lazily so `m4v-bench train --help` stays fast.
 RECIPES = {
     "vae-tiny": "m4v.recipes.vae",
-    "text-tiny": "m4v.recipes.text",
+    "text-tiny": "m4v.recipes.text_encoders",
     "clip-tiny": "m4v.recipes.clip",
-    "reward-tiny": "m4v.recipes.reward",
+    "reward-tiny": "m4v.recipes.fidelity",
     "m4v-tiny": "m4v.recipes.denoiser",
     "dit-tiny": "m4v.recipes.denoiser",
-    "m4v-tiny-reward": "m4v.recipes.reward_tuning",
+    "m4v-tiny-reward": "m4v.recipes.reward_learning",
 }
 
 

@@ -27,11 +27,11 @@ import torch
 from tqdm import tqdm
 
 from m4v.config import M4VConfig
-from m4v.pipeline import TextCondition
 from m4v.recipes import BaseRecipe, step_generator, weights_path
-from m4v.recipes.text import POOLED_DIM, TEXT_LEN
+from m4v.recipes.text_encoders import POOLED_DIM, TEXT_LEN
+from m4v.sampling import TextCondition
 from m4v.scheduler import PyramidSchedule
-from m4v.text import TextEncoders
+from m4v.text_encoders import TextEncoders
 from m4v.training import CORRUPT_RATIO, flow_matching_loss, flow_matching_loss_all_stages
 from m4v.transformer import build_model
 from m4v.vae import CausalVideoVAE, VAEConfig

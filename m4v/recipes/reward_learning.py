@@ -13,9 +13,9 @@ from __future__ import annotations
 
 import torch
 
+from m4v.fidelity import FidelityReward, combined_reward
 from m4v.recipes import BaseRecipe, step_generator, weights_path
 from m4v.recipes.denoiser import FrozenWorldEncoders, LatentDataset
-from m4v.reward import FidelityReward, combined_reward
 from m4v.scheduler import PyramidSchedule
 from m4v.tiny_clip import load_tiny_clip
 from m4v.training import flow_matching_loss, one_step_clean_estimate

@@ -1,4 +1,4 @@
-"""Text -> video with trained models: text encoders -> pyramidal AR flow sampling (m4v/pipeline.py) -> VAE.
+"""Text -> video with trained models: text encoders -> pyramidal AR flow sampling (m4v/sampling.py) -> VAE.
 
 `TextToVideo.from_pretrained("m4v-tiny")` loads the shipped tiny models (m4v/weights/); any directory saved by
 `m4v-bench train` works the same way. Nothing is downloaded.
@@ -13,9 +13,9 @@ import numpy as np
 import torch
 
 from m4v.checkpoint import explain_load_errors, weights_path
-from m4v.pipeline import GenerationConfig, GenerationStats, generate_latents
 from m4v.pyramid import N_LEVELS, VAE_SPATIAL, VAE_TEMPORAL
-from m4v.text import TextEncoders
+from m4v.sampling import GenerationConfig, GenerationStats, generate_latents
+from m4v.text_encoders import TextEncoders
 from m4v.transformer import M4VTransformer
 from m4v.vae import CausalVideoVAE
 from m4v.world.dataset import to_uint8_frames

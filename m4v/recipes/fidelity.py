@@ -1,4 +1,4 @@
-"""reward-tiny: the frame-fidelity reward model (m4v/reward.py) trained on clean vs degraded world frames."""
+"""reward-tiny: the frame-fidelity reward model (m4v/fidelity.py) trained on clean vs degraded world frames."""
 
 from __future__ import annotations
 
@@ -7,9 +7,9 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
+from m4v.fidelity import FidelityReward, degrade
 from m4v.recipes import BaseRecipe, step_generator
 from m4v.recipes.clip import world_frames
-from m4v.reward import FidelityReward, degrade
 
 # TRL RewardTrainer's center_rewards_coefficient: pulls r(clean) + r(degraded) to 0, so scores stay near the
 # origin (clean > 0 > degraded) and sigmoid(r) in combined_reward neither saturates nor drifts.

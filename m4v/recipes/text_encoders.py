@@ -15,7 +15,7 @@ import torch.nn.functional as F
 
 from m4v.recipes import BaseRecipe, weights_path
 from m4v.recipes.clip import batch_top1, contrastive_loss, world_frames
-from m4v.text import build_tiny_text_models, save_text_models
+from m4v.text_encoders import build_tiny_text_models, save_text_models
 from m4v.tiny_clip import TINY_CLIP_CONFIG, load_tiny_clip, normalize_images
 from m4v.world.dataset import world_vocabulary
 

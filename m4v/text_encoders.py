@@ -12,7 +12,7 @@ from pathlib import Path
 
 import torch
 
-from m4v.pipeline import TextCondition
+from m4v.sampling import TextCondition
 
 T5_SUBDIR, CLIP_SUBDIR = "t5", "clip_text"
 SPECIAL_TOKENS = ["<pad>", "</s>", "<unk>"]
