@@ -41,7 +41,7 @@ class TextCondition:
 def null_condition(model, text: TextCondition) -> TextCondition:
     """CFG's unconditional input as the model was trained with it (M4VConfig.null_condition): zero features
     ("zeros", the shipped tiny models) or the encoders' empty prompt ("empty_prompt", PyramidFlow)."""
-    if getattr(model.cfg, "null_condition", "zeros") == "zeros":  # stand-in models without the field: legacy
+    if getattr(getattr(model, "cfg", None), "null_condition", "zeros") == "zeros":  # stand-ins without it: legacy
         return TextCondition.null_like(text)
     if text.unconditional is None:
         raise ValueError("this model's null condition is the empty prompt's features: encode the prompts with "
