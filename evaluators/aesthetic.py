@@ -1,7 +1,8 @@
 """VBench aesthetic_quality: a linear head on L2-normalised CLIP image embeddings, score / 10 per frame.
 
 VBench uses OpenAI CLIP ViT-L/14 and LAION's `sa_0_4_vit_l_14_linear.pth`; both load from local files here
-(`--backbone clip=ViT-L-14:PATH --backbone aesthetic=linear:HEAD_PATH`).
+(`--backbone clip=ViT-L-14-quickgelu:PATH --backbone aesthetic=linear:HEAD_PATH`; OpenAI's weights need
+QuickGELU, which the plain `ViT-L-14` config does not use).
 """
 
 from __future__ import annotations
@@ -41,7 +42,7 @@ class AestheticQuality(Evaluator):
     name = "aesthetic_quality"
     version = "1"
     backbones = ("clip", "aesthetic")
-    faithful_backbone = "clip:ViT-L-14@"
+    faithful_backbone = "clip:ViT-L-14-quickgelu@"   # OpenAI's weights: QuickGELU (plain ViT-L-14 is GELU)
 
     @torch.no_grad()
     def evaluate_video(self, video) -> Record:

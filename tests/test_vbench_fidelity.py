@@ -1,0 +1,355 @@
+"""VBench fidelity (issue 18): each deviation checked against VBench's own functions (the installed `vbench` 0.1.5,
+its heavy detector imports stubbed) or torchmetrics / torchvision / DINO's formula, on small models built here."""
+
+import json
+import sys
+import types
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+
+from evaluators import EVALUATORS, Video, get_evaluator, read_video
+from evaluators.registry import CUSTOM_INPUT_UNSUPPORTED, Declined
+
+
+def vbench_module(name):
+    """A vbench module with the imports this test never runs (decord, GRiT, Tag2Text) stubbed."""
+    sys.modules.setdefault("decord", types.SimpleNamespace(VideoReader=None, cpu=None))
+    sys.modules.setdefault("vbench.third_party.grit_model", types.SimpleNamespace(DenseCaptioning=None))
+    sys.modules.setdefault("vbench.third_party.tag2Text.tag2text", types.SimpleNamespace(tag2text_caption=None))
+    return pytest.importorskip(name, reason="vbench not installed (make test does)")
+
+
+def textured(height=64, width=64, seed=0):
+    import cv2
+
+    noise = np.random.default_rng(seed).integers(0, 256, (height, width, 3)).astype(np.uint8)
+    return cv2.GaussianBlur(noise, (5, 5), 1.5)
+
+
+def bare(name):
+    """An evaluator instance without backbones: enough for `applies`, which reads only metadata and the video."""
+    return EVALUATORS[name].__new__(EVALUATORS[name])
+
+
+# ---- per-dimension video selection ----------------------------------------------------------------------------
+FULL_INFO = [
+    {"prompt_en": "a dog running", "dimension": ["subject_consistency", "dynamic_degree", "motion_smoothness"]},
+    {"prompt_en": "a still lake", "dimension": ["temporal_flickering", "subject_consistency"]},
+    {"prompt_en": "an alley", "dimension": ["scene", "background_consistency"],
+     "auxiliary_info": {"scene": {"scene": {"scene": "alley"}}}},
+    {"prompt_en": "a cat", "dimension": ["object_class", "aesthetic_quality", "imaging_quality",
+                                         "overall_consistency"],
+     "auxiliary_info": {"object_class": {"object": "cat"}}},
+]
+
+
+def test_selection_follows_the_tags_as_vbench_load_dimension_info(tmp_path):
+    utils = vbench_module("vbench.utils")
+    entries = [dict(e, video_list=[f"{e['prompt_en']}-{i}.mp4" for i in range(2)]) for e in FULL_INFO]
+    (tmp_path / "full_info.json").write_text(json.dumps(entries))
+    frames = np.zeros((2, 8, 8, 3), np.uint8)
+    videos = [Video(frames, 8, prompt=e["prompt_en"], source=path, aux=e) for e in entries for path in e["video_list"]]
+    vbench_dims = [d for d in EVALUATORS if EVALUATORS[d].group == "vbench"]
+    assert len(vbench_dims) == 16
+    for dim in vbench_dims:
+        expected, _ = utils.load_dimension_info(str(tmp_path / "full_info.json"), dimension=dim, lang="en")
+        ours = [v.source for v in videos if bare(dim).applies(v)]
+        assert sorted(ours) == sorted(expected), dim
+
+
+def test_custom_input_refuses_the_dimensions_vbench_refuses():
+    vbench = vbench_module("vbench")
+    checker = vbench.VBench.__new__(vbench.VBench)
+    # no suite entry; named as human_action's custom input must be (its label comes from the file name)
+    video = Video(np.zeros((2, 8, 8, 3), np.uint8), 8, prompt="A person is running", source="A person is running-0.mp4")
+    for dim in (d for d in EVALUATORS if EVALUATORS[d].group == "vbench"):
+        try:
+            checker.check_dimension_requires_extra_info([dim])
+            vbench_allows = True
+        except AssertionError:
+            vbench_allows = False
+        assert vbench_allows == (dim not in CUSTOM_INPUT_UNSUPPORTED), dim
+        if not vbench_allows:
+            assert not bare(dim).applies(video), dim
+        elif "prompt_info" not in EVALUATORS[dim].needs:
+            assert bare(dim).applies(video), dim
+
+
+# ---- the static filter before temporal_flickering ---------------------------------------------------------------
+def test_flickering_declines_what_the_static_filter_drops():
+    base = textured()
+    still = Video(np.stack([base] * 16), 8, prompt="p", source="still")
+    moving = Video(np.stack([np.roll(base, 3 * i, axis=1) for i in range(16)]), 8, prompt="p", source="moving")
+    flicker = get_evaluator("temporal_flickering")
+    assert flicker.evaluate_video(still).score == 1.0
+    with pytest.raises(Declined, match="not static"):
+        flicker.evaluate_video(moving)
+    assert flicker.dropped == 1
+    assert flicker.backbone == "static-filter:opencv-dis" and not flicker.faithful
+
+
+def test_flickering_keeps_five_static_videos_per_suite_prompt():
+    entry = {"prompt_en": "p", "dimension": ["temporal_flickering"]}
+    flicker = get_evaluator("temporal_flickering")
+    still = np.stack([textured()] * 4)
+    for i in range(5):
+        flicker.evaluate_video(Video(still, 8, prompt="p", source=f"p-{i}", aux=entry))
+    with pytest.raises(Declined, match="first 5"):
+        flicker.evaluate_video(Video(still, 8, prompt="p", source="p-5", aux=entry))
+    assert flicker.dropped == 1
+
+
+# ---- OpenAI CLIP needs QuickGELU -------------------------------------------------------------------------------
+def test_only_the_quickgelu_configs_are_faithful():
+    from open_clip.transformer import QuickGELU
+
+    from evaluators.backbones import BackboneSpec, ClipBackbone
+
+    quick = ClipBackbone(BackboneSpec("clip", "ViT-B-32-quickgelu", None))
+    plain = ClipBackbone(BackboneSpec("clip", "ViT-B-32", None))
+    assert any(isinstance(m, QuickGELU) for m in quick.model.modules())
+    assert not any(isinstance(m, QuickGELU) for m in plain.model.modules())
+    for name in ("background_consistency", "appearance_style"):
+        evaluator = bare(name)
+        evaluator.backbone = "clip:ViT-B-32-quickgelu@ViT-B-32.safetensors"
+        assert evaluator.faithful, name
+        evaluator.backbone = "clip:ViT-B-32@ViT-B-32.safetensors"
+        assert not evaluator.faithful, name
+    aesthetic = bare("aesthetic_quality")
+    aesthetic.backbone = "clip:ViT-L-14@ViT-L-14.safetensors+aesthetic:linear@head.pth"
+    assert not aesthetic.faithful
+    aesthetic.backbone = "clip:ViT-L-14-quickgelu@ViT-L-14.safetensors+aesthetic:linear@head.pth"
+    assert aesthetic.faithful
+
+
+# ---- torchvision's resize / crop rounding, exactly VBench's transforms ----------------------------------------
+def test_transforms_equal_vbench_own_on_a_480x854_video():
+    utils = vbench_module("vbench.utils")
+    from PIL import Image
+
+    from evaluators.backbones import clip_preprocess, clip_preprocess_pil, dino_preprocess, to_chw_tensor
+
+    frames = np.random.default_rng(0).integers(0, 256, (2, 480, 854, 3)).astype(np.uint8)
+    resized = utils.Resize(224, antialias=False)(to_chw_tensor(frames))
+    assert resized.shape[-2:] == (224, 398)                     # int() truncation of 398.5..., not round()
+    assert torch.equal(clip_preprocess(frames, 224), utils.clip_transform(224)(to_chw_tensor(frames)))
+    assert torch.equal(dino_preprocess(frames), utils.dino_transform(224)(to_chw_tensor(frames)))
+    assert dino_preprocess(frames).shape[-2:] == (224, 398)
+    pil = torch.stack([utils.clip_transform_Image(224)(Image.fromarray(f)) for f in frames])
+    assert torch.equal(clip_preprocess_pil(frames, 224), pil)
+    # odd crop offsets round as torchvision's CenterCrop: (398 - 224) / 2 = 87 exactly; 225 wide -> offset 0
+    odd = np.random.default_rng(1).integers(0, 256, (1, 224, 225, 3)).astype(np.uint8)
+    assert torch.equal(clip_preprocess(odd, 224), utils.clip_transform(224)(to_chw_tensor(odd)))
+
+
+# ---- DINO as torch.hub's dino_vitb16 runs it ---------------------------------------------------------------------
+def dino_reference_forward(vit, x):
+    """DINO's VisionTransformer.prepare_tokens / forward, transcribed from facebookresearch/dino
+    vision_transformer.py (B, nc, w, h = x.shape; w0 = w // p + 0.1; bicubic with scale factors w0 / sqrt(N))."""
+    import math
+
+    _, _, w, h = x.shape
+    tokens = vit.patch_embed.proj(x).flatten(2).transpose(1, 2)
+    tokens = torch.cat([vit.cls_token.expand(1, -1, -1), tokens], dim=1)
+    npatch, n_table = tokens.shape[1] - 1, vit.pos_embed.shape[1] - 1
+    pos = vit.pos_embed
+    if not (npatch == n_table and w == h):
+        patch = vit.patch_embed.proj.kernel_size[0]
+        w0, h0 = w // patch + 0.1, h // patch + 0.1
+        side = int(math.sqrt(n_table))
+        table = F.interpolate(vit.pos_embed[:, 1:].reshape(1, side, side, -1).permute(0, 3, 1, 2),
+                              scale_factor=(w0 / math.sqrt(n_table), h0 / math.sqrt(n_table)), mode="bicubic")
+        assert int(w0) == table.shape[-2] and int(h0) == table.shape[-1]
+        pos = torch.cat([vit.pos_embed[:, :1], table.permute(0, 2, 3, 1).reshape(1, -1, table.shape[1])], dim=1)
+    tokens = tokens + pos
+    for block in vit.blocks:
+        tokens = block(tokens)
+    return vit.norm(tokens)[:, 0]
+
+
+def test_dino_interpolates_its_position_table_as_dino_does(tmp_path):
+    import timm
+    from safetensors.torch import save_file
+
+    from timm.layers import resample_abs_pos_embed
+
+    from evaluators.backbones import DinoBackbone, dino_interpolate_pos_encoding, dino_preprocess, parse_backbone
+
+    torch.manual_seed(0)
+    vit = timm.create_model("vit_tiny_patch16_224", num_classes=0).eval()
+    torch.nn.init.normal_(vit.pos_embed, std=1.0)                  # a table whose interpolation matters
+    weights = tmp_path / "dino.safetensors"
+    save_file({k: v.contiguous() for k, v in vit.state_dict().items()}, str(weights))
+    dino = DinoBackbone(parse_backbone(f"dino=vit_tiny_patch16_224:{weights}"))
+    frame = np.random.default_rng(0).integers(0, 256, (1, 480, 854, 3)).astype(np.uint8)
+    x = dino_preprocess(frame)[..., :224, :384]                    # (1, 3, 224, 384): the 14 x 24 patch grid
+    with torch.no_grad():
+        expected = F.normalize(dino_reference_forward(vit, x), dim=-1)
+        timm_table = resample_abs_pos_embed(vit.pos_embed, new_size=(14, 24), old_size=(14, 14), num_prefix_tokens=1)
+    ours = dino.encode_frames(frame)
+    assert torch.allclose(ours, expected, atol=1e-5)
+    dino_table = dino_interpolate_pos_encoding(vit.pos_embed, 14, 24)
+    assert dino_table.shape == timm_table.shape == (1, 1 + 14 * 24, 192)
+    assert (dino_table - timm_table).abs().max() > 0.05           # timm's dynamic_img_size resample differs
+    square = np.random.default_rng(1).integers(0, 256, (1, 224, 224, 3)).astype(np.uint8)
+    with torch.no_grad():
+        assert torch.allclose(dino.encode_frames(square), F.normalize(vit(dino_preprocess(square)), dim=-1),
+                              atol=1e-5)                           # the training grid: table unchanged
+
+
+# ---- CLIP score as torchmetrics computes it ---------------------------------------------------------------------
+class _FrameProcessor:
+    """A CLIPProcessor stand-in for torchmetrics: images through VBench's clip_transform, text as fixed ids."""
+
+    def __call__(self, images=None, text=None, return_tensors="pt", padding=True):
+        from evaluators.backbones import clip_preprocess
+
+        if images is not None:
+            frames = np.stack([i.permute(1, 2, 0).numpy() for i in images])
+            return {"pixel_values": clip_preprocess(frames, 32)}
+        ids = torch.tensor([[1, 5, 9, 2]] * len(text))
+        return {"input_ids": ids, "attention_mask": torch.ones_like(ids)}
+
+
+class _HFClip:
+    """Our backbone interface over the same transformers CLIP model and the same processor."""
+
+    def __init__(self, model):
+        self.model, self.processor = model, _FrameProcessor()
+
+    @torch.no_grad()
+    def encode_frames(self, frames, path="tensor"):
+        pixels = self.processor(images=[torch.from_numpy(f).permute(2, 0, 1) for f in frames])["pixel_values"]
+        return F.normalize(_features(self.model.get_image_features(pixels)), dim=-1)
+
+    @torch.no_grad()
+    def encode_text(self, prompts):
+        tokens = self.processor(text=prompts)
+        return F.normalize(_features(self.model.get_text_features(tokens["input_ids"], tokens["attention_mask"])),
+                           dim=-1)
+
+
+def _features(out):
+    return out if isinstance(out, torch.Tensor) else out.pooler_output
+
+
+class _TensorFeatures(torch.nn.Module):
+    """transformers 5 returns model outputs from get_*_features, torchmetrics 1.9 expects tensors: unwrap."""
+
+    def __init__(self, model):
+        super().__init__()
+        self.model, self.config = model, model.config
+
+    def get_image_features(self, *args, **kwargs):
+        return _features(self.model.get_image_features(*args, **kwargs))
+
+    def get_text_features(self, *args, **kwargs):
+        return _features(self.model.get_text_features(*args, **kwargs))
+
+
+def test_clip_score_equals_torchmetrics_clipscore():
+    tm = pytest.importorskip("torchmetrics.multimodal", reason="torchmetrics not installed")
+    from transformers import CLIPConfig, CLIPModel
+
+    from evaluators.clip_score import ClipScore
+
+    config = CLIPConfig(text_config={"vocab_size": 16, "hidden_size": 16, "intermediate_size": 32,
+                                     "num_hidden_layers": 1, "num_attention_heads": 2, "max_position_embeddings": 8},
+                        vision_config={"image_size": 32, "patch_size": 8, "hidden_size": 16, "intermediate_size": 32,
+                                       "num_hidden_layers": 1, "num_attention_heads": 2}, projection_dim=8)
+    pool = np.random.default_rng(0).integers(0, 256, (24, 40, 48, 3)).astype(np.uint8)
+    for seed in range(50):   # a random model whose cosines with the prompt take both signs over the pool
+        torch.manual_seed(seed)
+        model = CLIPModel(config).eval()
+        backbone = _HFClip(model)
+        per_frame = 100 * (backbone.encode_frames(pool) @ backbone.encode_text(["p"]).T).squeeze(1)
+        order = torch.argsort(per_frame)
+        if per_frame[order[0]] < 0 < per_frame[order[-2]]:
+            break
+    assert per_frame[order[0]] < 0 < per_frame[order[-2]], "no seed gave both signs"
+    # a video mixing negative and positive frames with a positive mean, and one with a negative mean
+    mixed = [int(order[0]), int(order[-1]), int(order[-2])]
+    negative = [int(i) for i in order[:3]]
+    evaluator = ClipScore.__new__(ClipScore)
+    evaluator.clip, evaluator.backbone = backbone, "hf-tiny"
+    for chosen in (mixed, negative):
+        metric = tm.CLIPScore(model_name_or_path=lambda: (_TensorFeatures(model), _FrameProcessor()))
+        metric.update([torch.from_numpy(f).permute(2, 0, 1) for f in pool[chosen]], ["p"] * len(chosen))
+        ours = evaluator.evaluate_video(Video(pool[chosen], 8, prompt="p", source="v")).score
+        assert ours == pytest.approx(float(metric.compute()), abs=1e-4)
+    assert per_frame[mixed].clamp(min=0).mean() > per_frame[mixed].mean()   # the old clamp-first rule differed
+
+
+# ---- relation strings, scene, appearance style ----------------------------------------------------------------
+def test_spatial_rule_equals_vbench_get_position_score():
+    spatial = vbench_module("vbench.spatial_relationship")
+    from evaluators.world_oracle import WORLD_RELATIONS, position_score, relation_axis
+
+    rng = np.random.default_rng(0)
+    relations = ["on the left of", "on the right of", "on the top of", "on the bottom of", "next to"]
+    for _ in range(200):
+        a = sorted(rng.uniform(0, 60, 2)), sorted(rng.uniform(0, 60, 2))
+        b = sorted(rng.uniform(0, 60, 2)), sorted(rng.uniform(0, 60, 2))
+        box_a = [a[0][0], a[1][0], a[0][1] + 1, a[1][1] + 1]
+        box_b = [b[0][0], b[1][0], b[0][1] + 1, b[1][1] + 1]
+        for rel in relations:
+            assert position_score(relation_axis(rel), box_a, box_b) == pytest.approx(
+                spatial.get_position_score(rel, box_a, box_b))
+    for world, vbench_name in WORLD_RELATIONS.items():   # the world suite's phrasing, read as VBench's string
+        assert relation_axis(world) == relation_axis(vbench_name)
+    assert relation_axis("to the left of".replace("to the", "on the")) == "horizontal"
+
+
+def test_scene_rule_equals_vbench_check_generate():
+    scene = vbench_module("vbench.scene")
+    from evaluators.world_oracle import scene_matches
+
+    captions = ["a picture of a red square on a night background", "a dark alley at night", "an empty alley"]
+    for name in ("night", "alley", "dark alley", "night sky", "grey"):
+        assert [scene_matches(name, c) for c in captions] == [
+            bool(scene.check_generate({"scene": name}, [c])) for c in captions], name
+
+
+def test_appearance_style_is_the_raw_clip_cosine_over_all_frames():
+    utils = vbench_module("vbench.utils")
+    from PIL import Image
+
+    from evaluators.backbones import BackboneSpec, ClipBackbone
+
+    torch.manual_seed(0)
+    clip = ClipBackbone(BackboneSpec("clip", "m4v-tiny-clip", None))
+    frames = np.random.default_rng(0).integers(0, 256, (5, 40, 48, 3)).astype(np.uint8)
+    info = {"auxiliary_info": {"appearance_style": {"appearance_style": "Van Gogh style"}}}
+    evaluator = get_evaluator("appearance_style", clip=clip)
+    records = [evaluator.evaluate_video(Video(frames[:k], 8, source=f"v{k}", aux=info)) for k in (2, 5)]
+    size = clip.image_size
+    with torch.no_grad():   # VBench: PIL path, logits_per_text / 100 = the cosine, per frame
+        images = torch.stack([utils.clip_transform_Image(size)(Image.fromarray(f)) for f in frames])
+        img = F.normalize(clip.model.encode_image(images), dim=-1)
+        txt = F.normalize(clip.model.encode_text(clip.tokenizer(["Van Gogh style"])), dim=-1)
+    cos = (img @ txt.T).squeeze(1)
+    assert records[1].score == pytest.approx(float(cos.mean()), abs=1e-5)
+    assert evaluator.aggregate(records) == pytest.approx(float(torch.cat([cos[:2], cos]).mean()), abs=1e-5)
+
+
+# ---- decode parity on an ordinary yuv420p H.264 mp4 -------------------------------------------------------------
+def test_flickering_matches_vbench_on_a_yuv420p_h264_mp4(tmp_path):
+    import av
+
+    flicker = vbench_module("vbench.temporal_flickering")
+    from evaluators.vbench.temporal_flickering import temporal_flickering_score
+
+    base = textured(64, 96)
+    frames = np.stack([np.roll(base, i, axis=1) for i in range(8)])
+    path = tmp_path / "v.mp4"
+    with av.open(str(path), mode="w") as container:
+        stream = container.add_stream("libx264", rate=8)
+        stream.width, stream.height, stream.pix_fmt = 96, 64, "yuv420p"
+        for frame in frames:
+            container.mux(stream.encode(av.VideoFrame.from_ndarray(frame, format="rgb24")))
+        container.mux(stream.encode())
+    ours = temporal_flickering_score(read_video(path).frames)
+    assert ours == pytest.approx(flicker.cal_score(str(path)), abs=1e-4)
