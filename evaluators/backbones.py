@@ -30,7 +30,7 @@ import torch
 import torch.nn.functional as F
 from torchvision.transforms import CenterCrop, Compose, InterpolationMode, Lambda, Normalize, Resize, ToTensor
 
-BACKBONE_KINDS = ("clip", "dino", "aesthetic", "fidelity", "umt")
+BACKBONE_KINDS = ("clip", "dino", "aesthetic", "fidelity", "umt", "raft")
 # VBench's clip_transform and dino_transform constants (vbench/utils.py).
 IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
 CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
@@ -321,7 +321,7 @@ def load_backbones(specs, device: str = "cpu") -> dict:
     specs = [parse_backbone(s) if isinstance(s, str) else s for s in specs]
     by_kind = {spec.kind: spec for spec in specs}   # a later spec of the same kind replaces an earlier one
     loaded = {}
-    for kind in ("clip", "dino", "fidelity", "umt"):  # aesthetic last: its head's width is the CLIP's
+    for kind in ("clip", "dino", "fidelity", "umt", "raft"):  # aesthetic last: its head's width is the CLIP's
         spec = by_kind.get(kind)
         if spec is None:
             continue
@@ -329,6 +329,10 @@ def load_backbones(specs, device: str = "cpu") -> dict:
             loaded[kind] = ClipBackbone(spec, device)
         elif kind == "dino":
             loaded[kind] = DinoBackbone(spec, device)
+        elif kind == "raft":
+            from evaluators.vbench.flow import RaftFlow
+
+            loaded[kind] = RaftFlow(spec, device)
         elif kind == "fidelity":
             from evaluators.vbench.imaging_quality import FidelityBackbone
 

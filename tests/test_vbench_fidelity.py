@@ -15,8 +15,9 @@ from evaluators.registry import CUSTOM_INPUT_UNSUPPORTED, Declined
 
 
 def vbench_module(name):
-    """A vbench module with the imports this test never runs (decord, GRiT, Tag2Text) stubbed."""
+    """A vbench module with the imports this test never runs (decord, easydict, GRiT, Tag2Text) stubbed."""
     sys.modules.setdefault("decord", types.SimpleNamespace(VideoReader=None, cpu=None))
+    sys.modules.setdefault("easydict", types.SimpleNamespace(EasyDict=dict))
     sys.modules.setdefault("vbench.third_party.grit_model", types.SimpleNamespace(DenseCaptioning=None))
     sys.modules.setdefault("vbench.third_party.tag2Text.tag2text", types.SimpleNamespace(tag2text_caption=None))
     return pytest.importorskip(name, reason="vbench not installed (make test does)")
@@ -173,7 +174,6 @@ def dino_reference_forward(vit, x):
 def test_dino_interpolates_its_position_table_as_dino_does(tmp_path):
     import timm
     from safetensors.torch import save_file
-
     from timm.layers import resample_abs_pos_embed
 
     from evaluators.backbones import DinoBackbone, dino_interpolate_pos_encoding, dino_preprocess, parse_backbone
@@ -353,3 +353,40 @@ def test_flickering_matches_vbench_on_a_yuv420p_h264_mp4(tmp_path):
         container.mux(stream.encode())
     ours = temporal_flickering_score(read_video(path).frames)
     assert ours == pytest.approx(flicker.cal_score(str(path)), abs=1e-4)
+
+
+# ---- RAFT as VBench runs it --------------------------------------------------------------------------------------
+def test_torchvision_raft_with_converted_weights_equals_vbench_raft(tmp_path):
+    """The original RAFT (VBench's copy) with random weights, saved as VBench's raft-things.pth is laid out
+    (DataParallel 'module.' keys), loaded into torchvision's raft_large: the same padded flow, and the same
+    dynamic_degree pair score as VBench's DynamicDegree.get_score."""
+    import argparse
+
+    raft_module = vbench_module("vbench.third_party.RAFT.core.raft")
+    padder_module = vbench_module("vbench.third_party.RAFT.core.utils_core.utils")
+    dynamic = vbench_module("vbench.dynamic_degree")
+    from evaluators.backbones import parse_backbone
+    from evaluators.vbench.dynamic_degree import TOP_FRACTION
+    from evaluators.vbench.flow import RaftFlow, top_fraction_mean
+
+    torch.manual_seed(0)
+    original = raft_module.RAFT(argparse.Namespace(small=False, mixed_precision=False, alternate_corr=False)).eval()
+    for module in original.modules():   # non-trivial batch-norm statistics, so a mis-mapped buffer would show
+        if isinstance(module, torch.nn.BatchNorm2d):
+            module.running_mean.normal_(0, 0.1)
+            module.running_var.uniform_(0.5, 1.5)
+    weights = tmp_path / "raft-things.pth"
+    torch.save({f"module.{k}": v for k, v in original.state_dict().items()}, weights)
+    raft = RaftFlow(parse_backbone(f"raft=raft_large:{weights}"))
+    base = textured(130, 170)
+    frame1, frame2 = base, np.roll(base, 2, axis=1)
+    image1, image2 = (torch.from_numpy(f).permute(2, 0, 1).float()[None] for f in (frame1, frame2))
+    image1, image2 = padder_module.InputPadder(image1.shape).pad(image1, image2)   # VBench pads, never unpads
+    with torch.no_grad():
+        _, expected = original(image1, image2, iters=20, test_mode=True)
+    ours = raft.flow(frame1, frame2)
+    assert ours.shape == expected.shape[1:] == (2, 136, 176)
+    assert torch.allclose(ours, expected[0], atol=1e-3)
+    vbench_score = dynamic.DynamicDegree.get_score(None, image1, expected)
+    assert top_fraction_mean(raft.magnitude(frame1, frame2), TOP_FRACTION) == pytest.approx(vbench_score, rel=1e-4)
+    assert get_evaluator("dynamic_degree", raft=raft).faithful
