@@ -4,7 +4,8 @@ A backbone spec on the command line is `KIND=MODEL_NAME:WEIGHTS_PATH` with a loc
 make a VBench dimension faithful (docs/vbench-fidelity.md has the table):
   clip=ViT-B-32-quickgelu:/models/vit_b_32_openai.safetensors   OpenAI CLIP ViT-B/32 (background_consistency,
                                                     appearance_style); OpenAI's weights need the -quickgelu config
-  clip=ViT-L-14-quickgelu:/models/vit_l_14_openai.safetensors   OpenAI CLIP ViT-L/14 (aesthetic_quality)
+  aesthetic_clip=ViT-L-14-quickgelu:/models/vit_l_14_openai.safetensors   OpenAI CLIP ViT-L/14 for
+                                                    aesthetic_quality (clip= stays ViT-B/32 for the others)
   dino=dino_vitb16:/models/dino_vitbase16_pretrain.pth          DINO ViT-B/16 (subject_consistency), position
                                                     table interpolated as DINO's own module does
   aesthetic=linear:/models/sa_0_4_vit_l_14_linear.pth  LAION's aesthetic head on the CLIP embedding
@@ -30,7 +31,7 @@ import torch
 import torch.nn.functional as F
 from torchvision.transforms import CenterCrop, Compose, InterpolationMode, Lambda, Normalize, Resize, ToTensor
 
-BACKBONE_KINDS = ("clip", "dino", "aesthetic", "fidelity", "umt", "raft")
+BACKBONE_KINDS = ("clip", "dino", "aesthetic", "aesthetic_clip", "fidelity", "umt", "raft")
 # VBench's clip_transform and dino_transform constants (vbench/utils.py).
 IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
 CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
@@ -321,11 +322,12 @@ def load_backbones(specs, device: str = "cpu") -> dict:
     specs = [parse_backbone(s) if isinstance(s, str) else s for s in specs]
     by_kind = {spec.kind: spec for spec in specs}   # a later spec of the same kind replaces an earlier one
     loaded = {}
-    for kind in ("clip", "dino", "fidelity", "umt", "raft"):  # aesthetic last: its head's width is the CLIP's
+    # aesthetic last: its head's width is its CLIP's
+    for kind in ("clip", "aesthetic_clip", "dino", "fidelity", "umt", "raft"):
         spec = by_kind.get(kind)
         if spec is None:
             continue
-        if kind == "clip":
+        if kind in ("clip", "aesthetic_clip"):
             loaded[kind] = ClipBackbone(spec, device)
         elif kind == "dino":
             loaded[kind] = DinoBackbone(spec, device)
@@ -342,9 +344,40 @@ def load_backbones(specs, device: str = "cpu") -> dict:
 
             loaded[kind] = UMTBackbone(spec, device)
     if "aesthetic" in by_kind:
-        if "clip" not in loaded:
-            raise ValueError("--backbone aesthetic=...: the aesthetic head reads CLIP embeddings; give clip=MODEL:PATH")
+        encoder = loaded.get("aesthetic_clip", loaded.get("clip"))
+        if encoder is None:
+            raise ValueError("--backbone aesthetic=...: the aesthetic head reads CLIP embeddings; give "
+                             "aesthetic_clip=MODEL:PATH (or clip=MODEL:PATH)")
         from evaluators.aesthetic import AestheticHead
 
-        loaded["aesthetic"] = AestheticHead(by_kind["aesthetic"], loaded["clip"].model.visual.output_dim)
+        loaded["aesthetic"] = AestheticHead(by_kind["aesthetic"], encoder.model.visual.output_dim)
     return loaded
+
+
+# Per VBench dimension: the --backbone that makes it faithful (VBench's own weights file), or why it cannot be.
+FAITHFUL_BACKBONES = {
+    "subject_consistency": "dino=dino_vitb16:dino_vitbase16_pretrain.pth",
+    "background_consistency": "clip=ViT-B-32-quickgelu:<OpenAI ViT-B/32 state dict, e.g. ViT-B-32.pt's>",
+    "temporal_flickering": "raft=raft_large:raft-things.pth (its static filter; the score is weight-free)",
+    "motion_smoothness": "substitute: OpenCV DIS interpolation (AMT-S is not built offline)",
+    "dynamic_degree": "raft=raft_large:raft-things.pth",
+    "aesthetic_quality": "aesthetic_clip=ViT-L-14-quickgelu:<OpenAI ViT-L/14> + aesthetic=linear:sa_0_4_vit_l_14_linear.pth",
+    "imaging_quality": "substitute: the world-trained fidelity model (MUSIQ: pyiqa is not a dependency)",
+    "object_class": "substitute: the world oracle (GRiT is not available offline)",
+    "multiple_objects": "substitute: the world oracle (GRiT)",
+    "human_action": "umt=vit_large_patch16_224:l16_ptk710_ftk710_ftk400_f16_res224.pth (+ kinetics_400_categroies.txt)",
+    "color": "substitute: the world oracle (GRiT)",
+    "spatial_relationship": "substitute: the world oracle (GRiT), VBench's rule on its boxes",
+    "scene": "substitute: the world oracle (Tag2Text), VBench's word rule on its caption",
+    "appearance_style": "clip=ViT-B-32-quickgelu:<OpenAI ViT-B/32>",
+    "temporal_style": "substitute: CLIP frame-mean (ViCLIP's code and weights are not available offline)",
+    "overall_consistency": "substitute: CLIP frame-mean (ViCLIP)",
+}
+
+
+def faithful_help() -> str:
+    """The per-dimension table for `m4v-bench eval --help`."""
+    width = max(map(len, FAITHFUL_BACKBONES))
+    lines = ["VBench-faithful with (per dimension):"]
+    lines += [f"  {dim:<{width}}  {what}" for dim, what in FAITHFUL_BACKBONES.items()]
+    return "\n".join(lines)

@@ -12,6 +12,8 @@ suite of m4v/world/captions.py).
 
 from __future__ import annotations
 
+from collections import OrderedDict
+
 import numpy as np
 import torch
 
@@ -21,6 +23,32 @@ from m4v.world.oracle import read_frame
 
 BACKBONE = "world-oracle"
 N_FRAMES = 16  # VBench samples 16 frames for these dimensions
+
+
+class _ReadingMemo:
+    """The oracle's reading of a frame, computed once for all the dimensions that read it (VBench runs its
+    detector again per dimension); keyed by frame content."""
+
+    memo_enabled = True
+    capacity = 4096
+
+    def __init__(self):
+        self.store = OrderedDict()
+
+    def read(self, frame: np.ndarray):
+        if not self.memo_enabled:
+            return read_frame(frame)
+        from evaluators.backbones import frame_key
+
+        key = frame_key(frame)
+        if key not in self.store:
+            self.store[key] = read_frame(frame)
+            if len(self.store) > self.capacity:
+                self.store.popitem(last=False)
+        return self.store[key]
+
+
+READINGS = _ReadingMemo()
 
 
 class WorldOracleEvaluator(Evaluator):
@@ -45,7 +73,7 @@ class WorldOracleEvaluator(Evaluator):
     def evaluate_video(self, video) -> Record:
         info = self.required_info(video)
         frames = self.sampled_frames(video)
-        scores = [self.frame_score(read_frame(f), info) for f in frames]
+        scores = [self.frame_score(READINGS.read(f), info) for f in frames]
         return Record(video.source, self.name, float(np.mean(scores)), self.backbone, len(frames),
                       {"frame_results": scores, "success_frame_count": float(np.sum(scores)),
                        "frame_count": len(scores)})
@@ -92,7 +120,7 @@ class Color(WorldOracleEvaluator):
         frames = self.sampled_frames(video)
         found = colored = 0
         for frame in frames:
-            hits = [o for o in read_frame(frame).objects if o.shape == info["object"]]
+            hits = [o for o in READINGS.read(frame).objects if o.shape == info["object"]]
             found += bool(hits)
             colored += any(o.color == info["color"] for o in hits)
         score = colored / found if found else float("nan")

@@ -224,9 +224,12 @@ def test_eval_command_rejects_unknown_dimension(tmp_path, capsys):
 def test_bench_eval_reports_per_core_throughput(capsys):
     from benchmarks import cli
 
-    assert cli.main(["bench-eval", "--videos", "2", "--frames", "4", "--size", "32"]) == 0
+    assert cli.main(["bench-eval", "--videos", "2", "--frames", "4", "--height", "48", "--width", "64",
+                     "--small"]) == 0
     out = capsys.readouterr().out
-    assert "frames_per_s_per_core" in out and "dynamic_degree" in out
+    assert "frames_per_s_per_core" in out and "vbench per-dimension loop" in out and "speed-up" in out
+    for dim in ("dynamic_degree", "human_action", "appearance_style", "subject_consistency"):
+        assert dim in out
 
 
 # ---- motion smoothness --------------------------------------------------------------------------------------

@@ -390,3 +390,42 @@ def test_torchvision_raft_with_converted_weights_equals_vbench_raft(tmp_path):
     vbench_score = dynamic.DynamicDegree.get_score(None, image1, expected)
     assert top_fraction_mean(raft.magnitude(frame1, frame2), TOP_FRACTION) == pytest.approx(vbench_score, rel=1e-4)
     assert get_evaluator("dynamic_degree", raft=raft).faithful
+
+
+def test_the_faithful_backbone_table_names_what_each_evaluator_accepts():
+    from pathlib import Path
+
+    from evaluators.backbones import FAITHFUL_BACKBONES, BackboneSpec, faithful_help
+    from evaluators.vbench.scoring import NORMALIZATION
+
+    assert list(FAITHFUL_BACKBONES) == list(NORMALIZATION)
+    for dim, what in FAITHFUL_BACKBONES.items():
+        prefix = EVALUATORS[dim].faithful_backbone
+        if what.startswith("substitute"):
+            assert prefix is None, dim
+            continue
+        kind, _, rest = what.split(" ")[0].partition("=")
+        model, _, path = rest.partition(":")
+        label = BackboneSpec("clip" if kind == "aesthetic_clip" else kind, model, path).label
+        assert (label if dim != "temporal_flickering" else f"static-filter:{label}").startswith(prefix), dim
+        assert Path(path).name in faithful_help() or path.startswith("<"), dim
+
+
+def test_aesthetic_quality_takes_its_own_clip_beside_the_base_one(tmp_path):
+    from safetensors.torch import save_file
+
+    from evaluators.backbones import load_backbones
+
+    head = tmp_path / "head.safetensors"
+    save_file({"weight": torch.ones(1, 64) / 64, "bias": torch.zeros(1)}, str(head))
+    clip = tmp_path / "tiny.safetensors"
+    torch.manual_seed(0)
+    from evaluators.backbones import BackboneSpec, ClipBackbone
+
+    tiny = ClipBackbone(BackboneSpec("clip", "m4v-tiny-clip", None))
+    save_file({k: v.contiguous() for k, v in tiny.model.state_dict().items()}, str(clip))
+    loaded = load_backbones([f"clip=m4v-tiny-clip:{clip}", f"aesthetic_clip=m4v-tiny-clip:{clip}",
+                             f"aesthetic=linear:{head}"])
+    evaluator = get_evaluator("aesthetic_quality", **{k: loaded[k] for k in ("clip", "aesthetic_clip", "aesthetic")})
+    assert evaluator.encoder is loaded["aesthetic_clip"]
+    assert evaluator.backbone == "clip:m4v-tiny-clip@tiny.safetensors+aesthetic:linear@head.safetensors"
