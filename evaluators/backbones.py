@@ -361,7 +361,8 @@ FAITHFUL_BACKBONES = {
     "temporal_flickering": "raft=raft_large:raft-things.pth (its static filter; the score is weight-free)",
     "motion_smoothness": "substitute: OpenCV DIS interpolation (AMT-S is not built offline)",
     "dynamic_degree": "raft=raft_large:raft-things.pth",
-    "aesthetic_quality": "aesthetic_clip=ViT-L-14-quickgelu:<OpenAI ViT-L/14> + aesthetic=linear:sa_0_4_vit_l_14_linear.pth",
+    "aesthetic_quality": "aesthetic_clip=ViT-L-14-quickgelu:<OpenAI ViT-L/14> + "
+                         "aesthetic=linear:sa_0_4_vit_l_14_linear.pth",
     "imaging_quality": "substitute: the world-trained fidelity model (MUSIQ: pyiqa is not a dependency)",
     "object_class": "substitute: the world oracle (GRiT is not available offline)",
     "multiple_objects": "substitute: the world oracle (GRiT)",
