@@ -260,9 +260,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--prompts", help="VBench full_info JSON; videos named <prompt>-<index>.mp4 get its prompt")
     p.add_argument("--dims", help="comma-separated evaluators (default: all that can run offline)")
     p.add_argument("--backbone", action="append", default=[],
-                   help="KIND=MODEL:PATH, local weights, repeatable; KIND one of clip, aesthetic_clip, dino, aesthetic, "
-                        "fidelity, umt, raft "
-                        "(evaluators/backbones.py lists examples)")
+                   help="KIND=MODEL:PATH, local weights, repeatable; KIND one of clip, aesthetic_clip, dino, "
+                        "aesthetic, fidelity, umt, raft (evaluators/backbones.py lists examples)")
     p.add_argument("--out", required=True)
     p.set_defaults(func=cmd_eval)
 
