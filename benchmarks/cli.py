@@ -236,6 +236,21 @@ def cmd_stage_quality(args) -> int:
     return 0
 
 
+def cmd_compare(args) -> int:
+    """Paired tests between two runs of one suite: exit 0 no significant regression, 1 regression, 2 bad input."""
+    from benchmarks import compare
+
+    try:
+        options = compare.CompareOptions(alpha=args.alpha, pairs=compare.parse_pairs(args.pair),
+                                         max_drop=compare.parse_tolerances(args.max_drop),
+                                         allow_unpaired=args.allow_unpaired, n_resamples=args.resamples,
+                                         seed=args.seed)
+    except compare.CompareError as exc:
+        print(f"m4v-bench compare: {exc}", file=sys.stderr)
+        return compare.EXIT_BAD_INPUT
+    return compare.run_compare(args.base, args.new, options, args.out)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="m4v-bench", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -362,6 +377,23 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", help="directory for bench_scan.csv / .json (with provenance)")
     p.add_argument("--check", action="store_true", help="exit 1 when a target is missed")
     p.set_defaults(func=cmd_bench_scan)
+
+    p = sub.add_parser("compare", help=cmd_compare.__doc__)
+    p.add_argument("base", help="reference: a result directory of `run`, or its per_video.csv")
+    p.add_argument("new", help="candidate: a result directory of `run`, or its per_video.csv")
+    p.add_argument("--pair", action="append", default=[], metavar="BASE_MODEL=NEW_MODEL",
+                   help="compare these models (repeatable; default: same names, or one-to-one when each side has "
+                        "one model)")
+    p.add_argument("--max-drop", action="append", default=[], metavar="METRIC=X",
+                   help="tolerated change in the worse direction, absolute (0.02) or of the base mean (5%%); "
+                        "repeatable")
+    p.add_argument("--alpha", type=float, default=0.05, help="family-wise significance level (Holm) per model")
+    p.add_argument("--allow-unpaired", action="store_true",
+                   help="compare the samples present and scored on both sides instead of refusing")
+    p.add_argument("--resamples", type=int, default=9999, help="bootstrap resamples for the 95%% interval")
+    p.add_argument("--seed", type=int, default=0, help="bootstrap seed")
+    p.add_argument("--out", help="directory for compare.csv / compare.json (default: NEW's directory)")
+    p.set_defaults(func=cmd_compare)
     return parser
 
 

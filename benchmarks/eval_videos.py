@@ -13,7 +13,7 @@ from tqdm import tqdm
 
 from benchmarks.provenance import provenance
 from evaluators import EVALUATORS
-from evaluators.backbones import default_backbones, load_backbones
+from evaluators.backbones import BACKBONE_USAGE, default_backbones, load_backbones
 from evaluators.registry import Record, build_evaluator, runnable
 from evaluators.vbench.scoring import NORMALIZATION, vbench_scores
 from evaluators.video import IMAGE_SUFFIXES, VIDEO_SUFFIXES, VideoReadError, read_video
@@ -71,8 +71,7 @@ def build_evaluators(dims: list[str] | None, backbones: list[str], with_prompts:
     for d in dims:
         missing = [kind for kind in EVALUATORS[d].backbones if kind not in loaded]
         if missing:
-            raise ValueError(f"--dims {d} needs backbone(s) {missing}: --backbone {missing[0]}=MODEL:PATH "
-                             f"(m4v-bench eval --help lists the faithful ones)")
+            raise ValueError(f"--dims {d} needs backbone(s) {missing}: --backbone {BACKBONE_USAGE[missing[0]]}")
     return {d: build_evaluator(d, loaded) for d in dims}
 
 

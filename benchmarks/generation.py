@@ -1,5 +1,7 @@
-"""Run a generation and measure what it cost: FLOPs (FlopCounterMode, cross-checked by fvcore), seconds,
-peak memory. The result travels with the video as aux["generation"] (evaluators/compute.py reads it)."""
+"""Generate videos and measure what they cost: transformer and mixer FLOPs (FlopCounterMode on the real calls,
+cross-checked by fvcore), seconds, peak memory. Each video's share travels with it as aux["generation"]
+(evaluators/compute.py reads it), so `compute` is one more evaluator in the registry.
+"""
 
 from __future__ import annotations
 
@@ -7,8 +9,12 @@ import torch
 from torch.utils.flop_counter import FlopCounterMode
 
 from benchmarks.measure import measure
+from benchmarks.table4 import mixer_module_names, sum_module_flops
 from m4v.ops import fvcore_flops
 from m4v.pipeline import GenerationConfig, TextCondition, generate_latents
+from m4v.world.dataset import to_uint8_frames
+
+_LAYOUT_MEMO: dict = {}  # (model id, layout, batch, text shape) -> FLOPs of one call: counting is the slow part
 
 
 class _OneCall(torch.nn.Module):
@@ -22,35 +28,72 @@ class _OneCall(torch.nn.Module):
         return self.model(list(frames), self.levels, tokens, mask, pooled, timestep)
 
 
-def fvcore_generation_flops(model, text: TextCondition, stats) -> int:
-    """Sum over the generation's calls of fvcore's count of one call with that call's layout."""
+def _layout_calls(stats) -> dict:
+    """{(frame sizes, levels): number of calls} of a generation."""
     per_layout: dict = {}
     for sizes, levels in zip(stats.sequence_sizes, stats.sequence_levels):
         key = (tuple(sizes), tuple(levels))
         per_layout[key] = per_layout.get(key, 0) + 1
-    total = 0
-    repeat = stats.batch // text.tokens.shape[0]
-    for (sizes, levels), calls in per_layout.items():
-        frames = [torch.zeros(stats.batch, model.cfg.latent_channels, h, w) for h, w in sizes]
+    return per_layout
+
+
+def layout_flops(model, text: TextCondition, batch: int, sizes, levels) -> dict:
+    """FLOPs of one transformer call with this frame layout and batch: {torch, mixer, fvcore}. Shapes alone
+    fix the count (attention is counted dense, the scan by its shape), so zeros stand in for the data."""
+    key = (id(model), sizes, levels, batch, tuple(text.tokens.shape[1:]))
+    if key not in _LAYOUT_MEMO:
+        repeat = batch // text.tokens.shape[0]
+        frames = [torch.zeros(batch, model.cfg.latent_channels, h, w) for h, w in sizes]
         inputs = (text.tokens.repeat(repeat, 1, 1), text.mask.repeat(repeat, 1), text.pooled.repeat(repeat, 1),
-                  torch.full((stats.batch,), 500.0), *frames)
-        total += calls * fvcore_flops(_OneCall(model, list(levels)), inputs).total
+                  torch.full((batch,), 500.0), *frames)
+        call = _OneCall(model, list(levels))
+        with torch.no_grad(), FlopCounterMode(display=False) as counter:
+            call(*inputs)
+        by_module = {k.removeprefix("_OneCall.model."): sum(v.values()) for k, v in counter.get_flop_counts().items()}
+        _LAYOUT_MEMO[key] = {"torch": by_module.get("Global", 0),
+                             "mixer": sum_module_flops(by_module, mixer_module_names(model.cfg)),
+                             "fvcore": fvcore_flops(call, inputs).total}
+    return _LAYOUT_MEMO[key]
+
+
+def generation_flops(model, text: TextCondition, stats) -> dict:
+    """{flops, mixer_flops, flops_fvcore} of a generation: each call layout counted once by both counters
+    (FlopCounterMode, fvcore), times its number of calls. The generation itself runs uncounted, so its
+    seconds carry no counter overhead."""
+    total = {"flops": 0, "mixer_flops": 0, "flops_fvcore": 0}
+    for (sizes, levels), calls in _layout_calls(stats).items():
+        one = layout_flops(model, text, stats.batch, sizes, levels)
+        total["flops"] += calls * one["torch"]
+        total["mixer_flops"] += calls * one["mixer"]
+        total["flops_fvcore"] += calls * one["fvcore"]
     return total
 
 
 def run_generation(model, text: TextCondition, config: GenerationConfig) -> tuple[torch.Tensor, dict]:
-    """-> latents and {flops, flops_fvcore, seconds, seconds_per_frame, peak_mb, forwards}."""
-    def run():
-        with FlopCounterMode(display=False) as counter:
-            latents, stats = generate_latents(model, text, config)
-        # The denoiser's calls only (the schedule's block-noise matmuls are not the model's compute).
-        model_flops = sum(counter.get_flop_counts().get(type(model).__name__, {}).values())
-        return latents, stats, model_flops
-
-    (latents, stats, flops), m = measure(run)
+    """-> latents and {flops, mixer_flops, flops_fvcore, seconds, seconds_per_frame, peak_mb, forwards} of the
+    whole batch (seconds and memory of the sampling alone)."""
     if (config.guidance_scale == 1.0) != (config.video_guidance_scale == 1.0):
-        raise ValueError("the fvcore cross-check needs CFG on for every frame or for none")
-    fv = fvcore_generation_flops(model, text, stats)
-    return latents, {"flops": flops, "flops_fvcore": fv, "seconds": m.seconds,
+        raise ValueError("the FLOP count needs CFG on for every frame or for none")
+    (latents, stats), m = measure(lambda: generate_latents(model, text, config))
+    return latents, {**generation_flops(model, text, stats), "seconds": m.seconds,
                      "seconds_per_frame": m.seconds / config.latent_frames, "peak_mb": m.peak_extra_mb,
                      "forwards": stats.forwards}
+
+
+@torch.no_grad()
+def generate_measured(pipe, prompts: list[str], frames: int, height: int, width: int, seed: int, steps,
+                      guidance: float) -> tuple[list, list[dict]]:
+    """One batch through a TextToVideo: -> (uint8 (T, H, W, 3) videos, each video's generation record: the
+    batch's FLOPs and seconds divided evenly; seconds cover text encoding, sampling and decoding)."""
+    config = pipe.config(frames, height, width, seed, steps, guidance)
+    (text, encode) = measure(lambda: pipe.text.encode(prompts))
+    latents, cost = run_generation(pipe.model, text, config)                  # (B, C, T, h, w)
+    video, decode = measure(lambda: pipe.vae.decode_normalized(latents))      # (B, 3, 1 + 8k, H, W)
+    n = len(prompts)
+    seconds = encode.seconds + cost["seconds"] + decode.seconds
+    record = {"flops": cost["flops"] / n, "mixer_flops": cost["mixer_flops"] / n,
+              "flops_fvcore": cost["flops_fvcore"] / n, "seconds": seconds / n,
+              "seconds_per_frame": cost["seconds_per_frame"] / n,
+              "peak_mb": max(encode.peak_extra_mb, cost["peak_mb"], decode.peak_extra_mb),
+              "forwards": cost["forwards"], "batch": n}
+    return [to_uint8_frames(v)[:frames] for v in video], [dict(record) for _ in prompts]

@@ -1,6 +1,6 @@
 """Evaluators: a registry of metrics that see only `Video`s (never the model classes)."""
 
-from evaluators import aesthetic, clip_score, compute, consistency, vbench, world_oracle  # noqa: F401  (registers)
+from evaluators import aesthetic, clip_score, compute, consistency, vbench, world, world_oracle  # noqa: F401,E501
 from evaluators.registry import EVALUATORS, Evaluator, Record, get_evaluator, register
 from evaluators.video import Video, VideoReadError, read_video, write_video
 

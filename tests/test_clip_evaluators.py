@@ -141,8 +141,10 @@ def test_eval_picks_the_dimensions_its_backbones_allow(clip, tmp_path):
     head = tmp_path / "head.safetensors"
     save_file({"weight": torch.zeros(1, 32), "bias": torch.zeros(1)}, str(head))
     backbones = [f"clip={clip.spec.model}:{clip.spec.weights}", f"aesthetic=linear:{head}"]
-    evaluators = build_evaluators(None, backbones, with_prompts=True)
-    assert {"clip_score", "background_consistency", "frame_consistency", "aesthetic_quality"} <= set(evaluators)
+    evaluators = build_evaluators(None, backbones)
+    assert {"background_consistency", "frame_consistency", "aesthetic_quality"} <= set(evaluators)
+    assert "clip_score" not in evaluators                          # no prompt file: nothing to score text against
+    assert "clip_score" in build_evaluators(None, backbones, with_prompts=True)
     with pytest.raises(ValueError, match="aesthetic=linear"):
         build_evaluators(["aesthetic_quality"], backbones[:1])
 

@@ -62,6 +62,13 @@ def test_generation_compute_is_counted_by_both_counters_and_scored():
     latents, compute = run_generation(model, text_condition(model.cfg), config)
     assert compute["forwards"] == 6 and compute["flops"] > 0
     assert compute["flops_fvcore"] == compute["flops"]
+    # The per-layout count equals FlopCounterMode over the real generation, call by call.
+    from torch.utils.flop_counter import FlopCounterMode
+
+    with FlopCounterMode(display=False) as counter:
+        generate_latents(model, text_condition(model.cfg), config)
+    assert compute["flops"] == sum(counter.get_flop_counts()["M4VTransformer"].values())
+    assert 0 < compute["mixer_flops"] < compute["flops"]
     video = Video(np.zeros((2, 8, 8, 3), dtype=np.uint8), 8, source="gen", aux={"generation": compute})
     record = get_evaluator("compute").evaluate([video])[0]
     assert record.score == compute["flops"] / 1e12 and record.extra["seconds"] > 0

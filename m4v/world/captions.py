@@ -13,11 +13,18 @@ from m4v.world.scene import BACKGROUNDS, COLORS, SHAPES, STYLES, Scene, WorldObj
 KINDS = ("object_class", "multiple_objects", "color", "spatial_relationship", "scene", "dynamic", "static",
          "style")
 RELATIONS = {"to the left of": (-1, 0), "to the right of": (1, 0), "above": (0, -1), "below": (0, 1)}
-# VBench dimensions each kind's prompts are scored on.
+# VBench dimensions each kind's prompts are scored on, as VBench's own prompt sets share them out: subject
+# prompts (here: moving objects) serve dynamic degree, motion smoothness and subject consistency; still ones
+# temporal flickering; scene ones background consistency; style ones appearance and temporal style. VBench's
+# "overall" prompts (aesthetic, imaging quality, overall consistency) are every kind here: the world has no
+# separate set of free-form prompts.
+_OVERALL = ["aesthetic_quality", "imaging_quality", "overall_consistency"]
 KIND_DIMENSIONS = {
-    "object_class": ["object_class"], "multiple_objects": ["multiple_objects"], "color": ["color"],
-    "spatial_relationship": ["spatial_relationship"], "scene": ["scene"], "dynamic": ["dynamic_degree"],
-    "static": ["temporal_flickering", "subject_consistency"], "style": ["appearance_style"],
+    "object_class": ["object_class", *_OVERALL], "multiple_objects": ["multiple_objects", *_OVERALL],
+    "color": ["color", *_OVERALL], "spatial_relationship": ["spatial_relationship", *_OVERALL],
+    "scene": ["scene", "background_consistency", *_OVERALL],
+    "dynamic": ["dynamic_degree", "motion_smoothness", "subject_consistency", *_OVERALL],
+    "static": ["temporal_flickering", *_OVERALL], "style": ["appearance_style", "temporal_style", *_OVERALL],
 }
 SPEED = 1.5  # px per frame for moving objects
 OBJECT_RADIUS = (12.0, 16.0)  # px, uniform, for a scene's only object

@@ -1,0 +1,444 @@
+"""`m4v-bench compare BASE NEW`: paired statistics between two runs of one suite, and an exit code for CI.
+
+Samples pair by (prompt, seed, dimension) within a model pair. Per model pair and metric: paired means, the
+delta, a two-sided paired test (exact sign test when every score is 0/1, else Wilcoxon signed-rank), a paired
+bootstrap interval of the mean delta, and Holm's correction across the metrics of that model pair. Which way
+is worse comes from the evaluator registry (`higher_is_better`). Exit codes: 0 nothing regressed significantly,
+1 something did, 2 bad input (raised as `CompareError`, one line). docs/compare.md states the statistics.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from scipy import stats
+
+EXIT_OK, EXIT_REGRESSED, EXIT_BAD_INPUT = 0, 1, 2
+PER_VIDEO, RESULTS = "per_video.csv", "results.json"
+REQUIRED_COLUMNS = ("model", "prompt", "seed", "dimension", "score", "status")
+SAMPLE_KEY = ["prompt", "seed", "dimension"]
+# Suite entries that may differ between the two runs: the models are what is being compared.
+SUITE_KEYS_ALLOWED_TO_DIFFER = ("models",)
+TABLE_COLUMNS = ("model_base", "model_new", "dimension", "higher_is_better", "n_pairs", "n_unpaired", "mean_base",
+                 "mean_new", "delta", "ci_low", "ci_high", "test", "p_value", "p_holm", "max_drop", "regressed",
+                 "verdict")
+
+
+class CompareError(ValueError):
+    """Input compare cannot use (unpaired samples, different settings, a malformed file): one line saying why."""
+
+
+@dataclass
+class CompareOptions:
+    """How to pair models, how strict to be, and the statistics' knobs."""
+
+    alpha: float = 0.05
+    pairs: list[tuple[str, str]] = field(default_factory=list)   # (base model, new model); empty: automatic
+    max_drop: dict[str, str] = field(default_factory=dict)      # metric -> "0.02" (absolute) or "5%" (of base mean)
+    allow_unpaired: bool = False
+    n_resamples: int = 9999
+    confidence: float = 0.95
+    seed: int = 0
+
+
+@dataclass
+class RunResults:
+    """One side of the comparison: its per-video rows and, when results.json lies beside them, its provenance."""
+
+    path: Path
+    per_video: pd.DataFrame
+    provenance: dict | None
+
+
+@dataclass
+class Comparison:
+    """The table (a row per model pair x metric), the exit code it implies, and what the reader should know."""
+
+    table: pd.DataFrame
+    exit_code: int
+    notes: list[str]
+    provenance: dict
+
+
+# ---------------------------------------------------------------- reading
+
+def _per_video_path(path: Path) -> Path:
+    """A run directory's per_video.csv, or the file itself."""
+    if path.is_dir():
+        path = path / PER_VIDEO
+    if not path.is_file():
+        raise CompareError(f"{path}: not found (expected a result directory of `m4v-bench run` or its {PER_VIDEO})")
+    return path
+
+
+def read_per_video(path: Path) -> pd.DataFrame:
+    """Read and check a tidy per_video.csv: required columns, integer seeds, a finite score on every ok row."""
+    try:
+        # keep_default_na=False: a prompt such as "None" or "NA" stays a string.
+        df = pd.read_csv(path, dtype=str, keep_default_na=False)
+    except (OSError, ValueError, pd.errors.ParserError) as exc:
+        raise CompareError(f"{path}: cannot read ({exc})") from exc
+    missing = [c for c in REQUIRED_COLUMNS if c not in df.columns]
+    if missing:
+        raise CompareError(f"{path}: missing column(s) {missing}")
+    seeds = pd.to_numeric(df["seed"], errors="coerce")
+    if seeds.isna().any() or (seeds % 1 != 0).any():
+        raise CompareError(f"{path}: seed {df['seed'][seeds.isna() | (seeds % 1 != 0)].iloc[0]!r} is not an integer")
+    df["seed"] = seeds.astype(int)
+    df["score"] = pd.to_numeric(df["score"].replace("", np.nan), errors="coerce")
+    bad = (df["status"] == "ok") & ~np.isfinite(df["score"])
+    if bad.any():
+        raise CompareError(f"{path}: line {int(bad.idxmax()) + 2} has status ok but no finite score")
+    duplicated = df.duplicated(["model", *SAMPLE_KEY])
+    if duplicated.any():
+        row = df[duplicated].iloc[0]
+        raise CompareError(f"{path}: (model, prompt, seed, dimension) repeated, e.g. {row['model']!r} "
+                           f"{row['prompt']!r} seed {row['seed']} {row['dimension']}")
+    return df
+
+
+def load_run(path) -> RunResults:
+    """A run directory (or its per_video.csv) with the provenance of the results.json beside it, if any."""
+    csv = _per_video_path(Path(path))
+    results, provenance = csv.parent / RESULTS, None
+    if results.is_file():
+        try:
+            provenance = json.loads(results.read_text()).get("provenance")
+        except (OSError, ValueError, AttributeError) as exc:
+            raise CompareError(f"{results}: not a readable results.json ({exc})") from exc
+    return RunResults(Path(path), read_per_video(csv), provenance)
+
+
+# ---------------------------------------------------------------- settings and pairing
+
+def _short(value, limit: int = 60) -> str:
+    text = repr(value)
+    return text if len(text) <= limit else text[:limit - 3] + "..."
+
+
+def first_difference(base, new, where: str = "", skip: tuple = ()) -> str | None:
+    """The first place (dotted key, list index) where two JSON-like values differ, said in words; None if equal."""
+    if isinstance(base, dict) and isinstance(new, dict):
+        for key in sorted(set(base) | set(new), key=str):
+            if key in skip:
+                continue
+            name = f"{where}.{key}" if where else str(key)
+            if key not in base or key not in new:
+                side, value = ("new", new[key]) if key not in base else ("base", base[key])
+                return f"{name}: only in {side} ({_short(value)})"
+            found = first_difference(base[key], new[key], name)
+            if found:
+                return found
+        return None
+    if isinstance(base, list) and isinstance(new, list):
+        if len(base) != len(new):
+            return f"{where}: base has {len(base)} entries, new {len(new)}"
+        for i, (a, b) in enumerate(zip(base, new)):
+            found = first_difference(a, b, f"{where}[{i}]")
+            if found:
+                return found
+        return None
+    return None if base == new else f"{where}: base {_short(base)}, new {_short(new)}"
+
+
+def check_settings(base: RunResults, new: RunResults) -> list[str]:
+    """Refuse two runs of different suites or settings (models aside); notes for what was not checkable."""
+    suites = [(run.provenance or {}).get("suite") for run in (base, new)]
+    if any(suite is None for suite in suites):
+        missing = [str(run.path) for run, suite in zip((base, new), suites) if suite is None]
+        return [f"settings not checked: no suite in a {RESULTS} beside {', '.join(missing)}"]
+    difference = first_difference(*suites, skip=SUITE_KEYS_ALLOWED_TO_DIFFER)
+    if difference:
+        raise CompareError(f"different suites or settings: suite.{difference}")
+    notes = []
+    for key in ("device", "versions"):
+        found = first_difference(base.provenance.get(key) or {}, new.provenance.get(key) or {}, key)
+        if found:
+            notes.append(f"note: {found} (scores may move with it)")
+    return notes
+
+
+def pair_models(base_models: list[str], new_models: list[str], pairs: list[tuple[str, str]]):
+    """(base, new) model pairs: as --pair says, else by name, else one-to-one when each side has one model."""
+    notes = []
+    if pairs:
+        for b, n in pairs:
+            if b not in base_models or n not in new_models:
+                side, name, known = ("base", b, base_models) if b not in base_models else ("new", n, new_models)
+                raise CompareError(f"--pair {b}={n}: {side} has no model {name!r} (it has {known})")
+        return list(pairs), notes
+    shared = [m for m in base_models if m in new_models]
+    if not shared and len(base_models) == len(new_models) == 1:
+        return [(base_models[0], new_models[0])], notes
+    if not shared:
+        raise CompareError(f"no model pairs: base has {base_models}, new has {new_models}; "
+                           "pass --pair BASE_MODEL=NEW_MODEL")
+    for side, models in (("base", base_models), ("new", new_models)):
+        alone = [m for m in models if m not in shared]
+        if alone:
+            notes.append(f"not compared (only in {side}): {', '.join(alone)}")
+    return [(m, m) for m in shared], notes
+
+
+def pair_samples(base: pd.DataFrame, new: pd.DataFrame, allow_unpaired: bool, label: str):
+    """Scores of one model pair side by side on (prompt, seed, dimension); samples scored on one side only, or
+    present on one side only, are unpaired: an error unless allowed. Unscored on both sides: not a sample."""
+    columns = [*SAMPLE_KEY, "status", "score", *(["backbone"] if "backbone" in base and "backbone" in new else [])]
+    merged = base[columns].merge(new[columns], on=SAMPLE_KEY, how="outer", suffixes=("_base", "_new"),
+                                 indicator=True)
+    ok_base, ok_new = merged["status_base"].eq("ok"), merged["status_new"].eq("ok")
+    paired = merged[ok_base & ok_new]
+    if "backbone" in columns:
+        check_backbones(paired, label)
+    unpaired = merged[(ok_base ^ ok_new) | (merged["_merge"] != "both")]
+    if len(unpaired) and not allow_unpaired:
+        row = unpaired.iloc[0]
+        raise CompareError(f"{len(unpaired)} unpaired sample(s) for {label} ({len(paired)} paired), e.g. "
+                           f"prompt {row['prompt']!r} seed {row['seed']} {row['dimension']}: "
+                           f"base {_status(row['status_base'])}, new {_status(row['status_new'])}; "
+                           "pass --allow-unpaired to compare the paired ones")
+    counts = unpaired.groupby("dimension").size()
+    return paired.rename(columns={"score_base": "base", "score_new": "new"})[[*SAMPLE_KEY, "base", "new"]], counts
+
+
+def check_backbones(paired: pd.DataFrame, label: str) -> None:
+    """Scores from different backbones (CLIP ViT-B/32 vs ViT-L/14, say) are different metrics: refuse them."""
+    differs = paired[paired["backbone_base"] != paired["backbone_new"]]
+    if len(differs):
+        row = differs.iloc[0]
+        raise CompareError(f"{label} {row['dimension']}: scored with backbone {row['backbone_base']!r} in base, "
+                           f"{row['backbone_new']!r} in new; not comparable")
+
+
+def _status(value) -> str:
+    return "no row" if not isinstance(value, str) else value
+
+
+def metric_directions(dimensions) -> dict[str, bool]:
+    """higher_is_better of each dimension, from the evaluator registry; unknown names are bad input."""
+    import evaluators
+
+    unknown = sorted(set(dimensions) - set(evaluators.EVALUATORS))
+    if unknown:
+        raise CompareError(f"unknown dimension(s) {unknown}: not in the evaluator registry, so which way is worse "
+                           "is unknown")
+    return {d: evaluators.EVALUATORS[d].higher_is_better for d in dimensions}
+
+
+# ---------------------------------------------------------------- statistics
+
+def is_binary(*arrays) -> bool:
+    """Every score is 0 or 1 (a pass/fail metric): the sign test is exact for it."""
+    return all(np.isin(a, (0.0, 1.0)).all() for a in arrays)
+
+
+def sign_test(base: np.ndarray, new: np.ndarray) -> float:
+    """Exact two-sided sign test on the discordant pairs of a 0/1 metric (exact McNemar)."""
+    gained, lost = int(((new == 1) & (base == 0)).sum()), int(((new == 0) & (base == 1)).sum())
+    if gained + lost == 0:
+        return 1.0
+    return float(stats.binomtest(gained, gained + lost, 0.5).pvalue)
+
+
+def wilcoxon_test(base: np.ndarray, new: np.ndarray) -> float:
+    """Two-sided Wilcoxon signed-rank p on the paired differences (zeros dropped, scipy's default)."""
+    if np.all(new == base):  # no non-zero difference: nothing to rank, no evidence of a change
+        return 1.0
+    return float(stats.wilcoxon(new, base).pvalue)
+
+
+def paired_test(base: np.ndarray, new: np.ndarray) -> tuple[str, float]:
+    """(test name, two-sided p): exact sign test for 0/1 metrics, else Wilcoxon signed-rank."""
+    if is_binary(base, new):
+        return "sign", sign_test(base, new)
+    return "wilcoxon", wilcoxon_test(base, new)
+
+
+def bootstrap_interval(differences: np.ndarray, confidence: float, n_resamples: int, seed: int):
+    """Percentile interval of the mean paired difference, resampling pairs (seeded: reproducible)."""
+    if np.ptp(differences) == 0:  # every resample has the same mean
+        return float(differences[0]), float(differences[0])
+    result = stats.bootstrap((differences,), np.mean, n_resamples=n_resamples, confidence_level=confidence,
+                             method="percentile", batch=1000, rng=np.random.default_rng(seed))
+    return float(result.confidence_interval.low), float(result.confidence_interval.high)
+
+
+def holm(pvalues) -> np.ndarray:
+    """Holm's step-down adjusted p-values (family-wise error control), in the input order."""
+    p = np.asarray(pvalues, dtype=float)
+    order = np.argsort(p, kind="stable")
+    m = len(p)
+    stepped = np.minimum(1.0, (m - np.arange(m)) * p[order])
+    adjusted = np.empty(m)
+    adjusted[order] = np.maximum.accumulate(stepped)  # adjusted p-values never decrease down the ranking
+    return adjusted
+
+
+# ---------------------------------------------------------------- options
+
+def parse_pairs(items) -> list[tuple[str, str]]:
+    """["BASE=NEW", ...] -> [(BASE, NEW), ...]."""
+    pairs = []
+    for item in items:
+        base, sep, new = item.partition("=")
+        if not sep or not base or not new:
+            raise CompareError(f"--pair {item!r}: expected BASE_MODEL=NEW_MODEL")
+        pairs.append((base, new))
+    return pairs
+
+
+def parse_tolerances(items) -> dict[str, str]:
+    """["METRIC=X", "METRIC=X%", ...] -> {METRIC: "X" | "X%"} (checked to be non-negative numbers)."""
+    tolerances = {}
+    for item in items:
+        metric, sep, value = item.partition("=")
+        try:
+            number = float(value.removesuffix("%"))
+        except ValueError:
+            number = float("nan")
+        if not sep or not metric or not number >= 0:
+            raise CompareError(f"--max-drop {item!r}: expected METRIC=X or METRIC=X% with X >= 0")
+        tolerances[metric] = value
+    return tolerances
+
+
+def tolerance(spec: str, base_mean: float) -> float:
+    """Absolute tolerated drop: X as given, or X% of |base mean|."""
+    if spec.endswith("%"):
+        return float(spec[:-1]) / 100 * abs(base_mean)
+    return float(spec)
+
+
+# ---------------------------------------------------------------- comparison
+
+def metric_row(base: np.ndarray, new: np.ndarray, higher_is_better: bool, options: CompareOptions) -> dict:
+    """Means, delta, paired test and bootstrap interval of one model pair on one metric."""
+    test, p = paired_test(base, new)
+    low, high = bootstrap_interval(new - base, options.confidence, options.n_resamples, options.seed)
+    return {"higher_is_better": higher_is_better, "n_pairs": len(base), "mean_base": float(base.mean()),
+            "mean_new": float(new.mean()), "delta": float(new.mean() - base.mean()), "ci_low": low,
+            "ci_high": high, "test": test, "p_value": p}
+
+
+def verdicts(table: pd.DataFrame, options: CompareOptions) -> pd.DataFrame:
+    """Holm across each model pair's metrics; regressed = significant, worse, and beyond any tolerance."""
+    table = table.copy()
+    table["p_holm"] = table.groupby(["model_base", "model_new"])["p_value"].transform(lambda p: holm(p.to_numpy()))
+    worse_by = np.where(table["higher_is_better"], -table["delta"], table["delta"])  # > 0: new is worse
+    table["max_drop"] = [tolerance(options.max_drop[d], m) if d in options.max_drop else np.nan
+                         for d, m in zip(table["dimension"], table["mean_base"])]
+    significant = table["p_holm"] < options.alpha
+    table["regressed"] = significant & (worse_by > 0) & (worse_by > table["max_drop"].fillna(0.0))
+    table["verdict"] = np.select(
+        [table["regressed"], significant & (worse_by > 0), significant & (worse_by < 0)],
+        ["REGRESSED", "worse, within tolerance", "improved"], default="no significant change")
+    return table[list(TABLE_COLUMNS)]
+
+
+def compare_runs(base: RunResults, new: RunResults, options: CompareOptions | None = None) -> Comparison:
+    """Pair two runs and test every metric of every model pair; raises CompareError on bad input."""
+    options = options or CompareOptions()
+    if not 0 < options.alpha < 1:
+        raise CompareError(f"--alpha {options.alpha}: must be between 0 and 1")
+    if options.n_resamples < 1:
+        raise CompareError(f"--resamples {options.n_resamples}: must be at least 1")
+    notes = check_settings(base, new)
+    directions = metric_directions(set(base.per_video["dimension"]) | set(new.per_video["dimension"]))
+    unknown = sorted(set(options.max_drop) - set(directions))
+    if unknown:
+        raise CompareError(f"--max-drop names metric(s) {unknown} that neither run has")
+    model_pairs, pair_notes = pair_models(list(dict.fromkeys(base.per_video["model"])),
+                                          list(dict.fromkeys(new.per_video["model"])), options.pairs)
+    notes += pair_notes
+    rows = []
+    for model_base, model_new in model_pairs:
+        label = model_base if model_base == model_new else f"{model_base} -> {model_new}"
+        samples, unpaired = pair_samples(base.per_video[base.per_video["model"] == model_base],
+                                         new.per_video[new.per_video["model"] == model_new],
+                                         options.allow_unpaired, label)
+        if unpaired.sum():
+            notes.append(f"{label}: compared the paired samples only ({int(unpaired.sum())} unpaired left out)")
+        for dimension, part in samples.groupby("dimension", sort=True):
+            row = metric_row(part["base"].to_numpy(float), part["new"].to_numpy(float), directions[dimension],
+                             options)
+            rows.append({"model_base": model_base, "model_new": model_new, "dimension": dimension,
+                         **row, "n_unpaired": int(unpaired.get(dimension, 0))})
+    if not rows:
+        raise CompareError("no sample is scored on both sides: nothing to compare")
+    table = verdicts(pd.DataFrame(rows), options)
+    exit_code = EXIT_REGRESSED if table["regressed"].any() else EXIT_OK
+    return Comparison(table, exit_code, notes, _provenance(base, new, options, exit_code))
+
+
+def compare_dirs(base, new, options: CompareOptions | None = None) -> Comparison:
+    """compare_runs on two run directories (or their per_video.csv files)."""
+    return compare_runs(load_run(base), load_run(new), options)
+
+
+def _provenance(base: RunResults, new: RunResults, options: CompareOptions, exit_code: int) -> dict:
+    from benchmarks.provenance import provenance
+
+    sides = {}
+    for side, run in (("base", base), ("new", new)):
+        p = run.provenance or {}
+        sides[side] = {"path": str(run.path), "git_commit": p.get("git_commit"), "suite_hash": p.get("suite_hash"),
+                       "checkpoints": p.get("checkpoints")}
+    return {"command": "compare", **provenance(config=asdict(options)), **sides, "exit_code": exit_code}
+
+
+# ---------------------------------------------------------------- reporting
+
+def markdown(comparison: Comparison) -> str:
+    """The table a person reads: one line per model pair x metric, then notes and the verdict."""
+    t = comparison.table
+    shown = pd.DataFrame({
+        "model": [b if b == n else f"{b} -> {n}" for b, n in zip(t["model_base"], t["model_new"])],
+        "metric": [f"{d} ({'higher' if h else 'lower'} better)" for d, h in zip(t["dimension"], t["higher_is_better"])],
+        "n": t["n_pairs"], "base": t["mean_base"], "new": t["mean_new"], "delta": t["delta"],
+        "95% CI": [f"[{lo:.4g}, {hi:.4g}]" for lo, hi in zip(t["ci_low"], t["ci_high"])],
+        "test": t["test"], "p": t["p_value"], "p (Holm)": t["p_holm"], "verdict": t["verdict"]})
+    lines = [shown.to_markdown(index=False, floatfmt=".4g"), *comparison.notes]
+    regressed = t[t["regressed"]]
+    if regressed.empty:
+        lines.append("no significant regression")
+    else:
+        lines.append("regressed: " + "; ".join(f"{r.model_new} {r.dimension} (delta {r.delta:+.4g}, p Holm "
+                                              f"{r.p_holm:.3g})" for r in regressed.itertuples()))
+    return "\n".join(lines)
+
+
+def write_comparison(comparison: Comparison, out_dir) -> list[Path]:
+    """compare.csv (the table) and compare.json ({provenance, notes, rows}) in `out_dir`, atomically."""
+    from benchmarks.outputs import atomic_write_csv, atomic_write_json, prepare_output_dir
+
+    out = prepare_output_dir(out_dir)
+    rows = comparison.table.to_dict(orient="records")
+    return [atomic_write_csv(out / "compare.csv", comparison.table),
+            atomic_write_json(out / "compare.json",
+                              {"provenance": comparison.provenance, "notes": comparison.notes, "rows": rows})]
+
+
+def default_out(new) -> Path:
+    """Where compare writes unless told: beside NEW's results."""
+    new = Path(new)
+    return new if new.is_dir() else new.parent
+
+
+def run_compare(base, new, options: CompareOptions, out=None, prog: str = "m4v-bench compare") -> int:
+    """Compare, print the table, write compare.csv / .json; the exit code (2 with one line on bad input)."""
+    from benchmarks.outputs import OutputError
+
+    try:
+        comparison = compare_dirs(base, new, options)
+        written = write_comparison(comparison, out if out is not None else default_out(new))
+    except (CompareError, OutputError) as exc:
+        print(f"{prog}: {exc}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    print(markdown(comparison))
+    print(f"wrote {', '.join(str(p) for p in written)}")
+    return comparison.exit_code
