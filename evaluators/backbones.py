@@ -203,6 +203,25 @@ class _FrameEncoder:
                     self.memo.put(key, feat)
 
 
+def is_torchscript(path) -> bool:
+    """Whether a weights file is a TorchScript archive (OpenAI's CLIP releases, which VBench's clip.load reads)."""
+    import zipfile
+
+    if not zipfile.is_zipfile(path):
+        return False
+    with zipfile.ZipFile(path) as archive:
+        return any(name.endswith("constants.pkl") or "/code/" in name for name in archive.namelist())
+
+
+def torchscript_clip_state(path) -> dict:
+    """The state dict of an OpenAI TorchScript CLIP (torch.jit.load reads TorchScript, not pickled Python
+    objects; torch.load(weights_only=True) refuses such archives), minus its three non-weight entries."""
+    state = torch.jit.load(str(path), map_location="cpu").state_dict()
+    for key in ("input_resolution", "context_length", "vocab_size"):   # as open_clip drops them
+        state.pop(key, None)
+    return state
+
+
 class ClipBackbone(_FrameEncoder):
     """An open_clip model: L2-normalised image and text embeddings. OpenAI's weights need the `-quickgelu`
     configs (ViT-B-32-quickgelu, ViT-L-14-quickgelu): the plain ones use GELU and give other features."""
@@ -216,7 +235,17 @@ class ClipBackbone(_FrameEncoder):
             from m4v.tiny_clip import register_tiny_clip
 
             register_tiny_clip()
-        self.model, _, _ = open_clip.create_model_and_transforms(spec.model, pretrained=spec.weights, device=device)
+        if spec.weights and is_torchscript(spec.weights):   # OpenAI's own files (VBench's ViT-B-32.pt, ViT-L-14.pt)
+            self.model = open_clip.create_model(spec.model, pretrained=None)
+            result = self.model.load_state_dict(torchscript_clip_state(spec.weights), strict=False)
+            stray = [k for k in result.unexpected_keys if not k.endswith("attn_mask")]   # a buffer, rebuilt
+            if result.missing_keys or stray:
+                raise ValueError(f"{spec.weights}: not a {spec.model} CLIP (missing {result.missing_keys[:3]}, "
+                                 f"unexpected {stray[:3]})")
+            self.model.to(device)
+        else:
+            self.model, _, _ = open_clip.create_model_and_transforms(spec.model, pretrained=spec.weights,
+                                                                     device=device)
         self.model.eval()
         self.tokenizer = open_clip.get_tokenizer(spec.model)
         size = self.model.visual.image_size

@@ -429,3 +429,23 @@ def test_aesthetic_quality_takes_its_own_clip_beside_the_base_one(tmp_path):
     evaluator = get_evaluator("aesthetic_quality", **{k: loaded[k] for k in ("clip", "aesthetic_clip", "aesthetic")})
     assert evaluator.encoder is loaded["aesthetic_clip"]
     assert evaluator.backbone == "clip:m4v-tiny-clip@tiny.safetensors+aesthetic:linear@head.safetensors"
+
+
+def test_openai_torchscript_clip_files_load_as_vbench_clip_load_reads_them(tmp_path):
+    """VBench reads OpenAI's TorchScript releases (ViT-B-32.pt) with clip.load: the same file loads here."""
+    import open_clip
+
+    from evaluators.backbones import ClipBackbone, is_torchscript, parse_backbone
+    from m4v.tiny_clip import register_tiny_clip
+
+    register_tiny_clip()
+    torch.manual_seed(0)
+    scripted = open_clip.create_model("m4v-tiny-clip", jit=True)
+    path = tmp_path / "ViT-tiny.pt"
+    torch.jit.save(scripted, str(path))
+    assert is_torchscript(path)
+    clip = ClipBackbone(parse_backbone(f"clip=m4v-tiny-clip:{path}"))
+    ours = clip.model.state_dict()
+    for key, value in scripted.state_dict().items():
+        if key not in ("input_resolution", "context_length", "vocab_size", "attn_mask"):
+            assert torch.equal(ours[key], value), key
