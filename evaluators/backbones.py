@@ -390,12 +390,11 @@ def load_backbones(specs, device: str = "cpu") -> dict:
 # Per VBench dimension: the --backbone that makes it faithful (VBench's own weights file), or why it cannot be.
 FAITHFUL_BACKBONES = {
     "subject_consistency": "dino=dino_vitb16:dino_vitbase16_pretrain.pth",
-    "background_consistency": "clip=ViT-B-32-quickgelu:<OpenAI ViT-B/32 state dict, e.g. ViT-B-32.pt's>",
+    "background_consistency": "clip=ViT-B-32-quickgelu:ViT-B-32.pt (OpenAI's file, as VBench caches it)",
     "temporal_flickering": "raft=raft_large:raft-things.pth (its static filter; the score is weight-free)",
     "motion_smoothness": "substitute: OpenCV DIS interpolation (AMT-S is not built offline)",
     "dynamic_degree": "raft=raft_large:raft-things.pth",
-    "aesthetic_quality": "aesthetic_clip=ViT-L-14-quickgelu:<OpenAI ViT-L/14> + "
-                         "aesthetic=linear:sa_0_4_vit_l_14_linear.pth",
+    "aesthetic_quality": "aesthetic_clip=ViT-L-14-quickgelu:ViT-L-14.pt + aesthetic=linear:sa_0_4_vit_l_14_linear.pth",
     "imaging_quality": "substitute: the world-trained fidelity model (MUSIQ: pyiqa is not a dependency)",
     "object_class": "substitute: the world oracle (GRiT is not available offline)",
     "multiple_objects": "substitute: the world oracle (GRiT)",
@@ -403,7 +402,7 @@ FAITHFUL_BACKBONES = {
     "color": "substitute: the world oracle (GRiT)",
     "spatial_relationship": "substitute: the world oracle (GRiT), VBench's rule on its boxes",
     "scene": "substitute: the world oracle (Tag2Text), VBench's word rule on its caption",
-    "appearance_style": "clip=ViT-B-32-quickgelu:<OpenAI ViT-B/32>",
+    "appearance_style": "clip=ViT-B-32-quickgelu:ViT-B-32.pt",
     "temporal_style": "substitute: CLIP frame-mean (ViCLIP's code and weights are not available offline)",
     "overall_consistency": "substitute: CLIP frame-mean (ViCLIP)",
 }
