@@ -11,6 +11,7 @@ make a VBench dimension faithful (docs/vbench-fidelity.md has the table):
   aesthetic=linear:/models/sa_0_4_vit_l_14_linear.pth  LAION's aesthetic head on the CLIP embedding
   raft=raft_large:/models/raft-things.pth           RAFT-things (dynamic_degree, the static filter of
                                                     temporal_flickering): the original checkpoint or torchvision's
+  amt=AMT-S:/models/amt-s.pth                       AMT-S (motion_smoothness), VBench's own AMT code
   umt=vit_large_patch16_224:/models/l16_ptk710_ftk710_ftk400_f16_res224.pth  VBench's human_action classifier
                                                     (UMT ViT-L/16, Kinetics-400 label list in the same folder)
 Others: clip=m4v-tiny-clip:m4v/weights/clip-tiny/open_clip_model.safetensors (the CLIP trained on the world),
@@ -31,11 +32,11 @@ import torch
 import torch.nn.functional as F
 from torchvision.transforms import CenterCrop, Compose, InterpolationMode, Lambda, Normalize, Resize, ToTensor
 
-BACKBONE_KINDS = ("clip", "dino", "aesthetic", "aesthetic_clip", "fidelity", "umt", "raft")
+BACKBONE_KINDS = ("clip", "dino", "aesthetic", "aesthetic_clip", "fidelity", "umt", "raft", "amt")
 BACKBONE_USAGE = {"clip": "clip=OPEN_CLIP_MODEL:PATH (VBench's: ViT-B-32-quickgelu)",
                   "dino": "dino=dino_vitb16:PATH", "aesthetic": "aesthetic=linear:PATH (with aesthetic_clip=...)",
                   "aesthetic_clip": "aesthetic_clip=ViT-L-14-quickgelu:PATH", "fidelity": "fidelity=fidelity-tiny:PATH",
-                  "umt": "umt=vit_large_patch16_224:PATH", "raft": "raft=raft_large:PATH"}
+                  "umt": "umt=vit_large_patch16_224:PATH", "raft": "raft=raft_large:PATH", "amt": "amt=AMT-S:PATH"}
 # VBench's clip_transform and dino_transform constants (vbench/utils.py).
 IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
 CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
@@ -356,7 +357,7 @@ def load_backbones(specs, device: str = "cpu") -> dict:
     by_kind = {spec.kind: spec for spec in specs}   # a later spec of the same kind replaces an earlier one
     loaded = {}
     # aesthetic last: its head's width is its CLIP's
-    for kind in ("clip", "aesthetic_clip", "dino", "fidelity", "umt", "raft"):
+    for kind in ("clip", "aesthetic_clip", "dino", "fidelity", "umt", "raft", "amt"):
         spec = by_kind.get(kind)
         if spec is None:
             continue
@@ -368,6 +369,10 @@ def load_backbones(specs, device: str = "cpu") -> dict:
             from evaluators.vbench.flow import RaftFlow
 
             loaded[kind] = RaftFlow(spec, device)
+        elif kind == "amt":
+            from evaluators.vbench.motion_smoothness import AmtInterpolator
+
+            loaded[kind] = AmtInterpolator(spec, device)
         elif kind == "fidelity":
             from evaluators.vbench.imaging_quality import FidelityBackbone
 
@@ -392,7 +397,7 @@ FAITHFUL_BACKBONES = {
     "subject_consistency": "dino=dino_vitb16:dino_vitbase16_pretrain.pth",
     "background_consistency": "clip=ViT-B-32-quickgelu:ViT-B-32.pt (OpenAI's file, as VBench caches it)",
     "temporal_flickering": "raft=raft_large:raft-things.pth (its static filter; the score is weight-free)",
-    "motion_smoothness": "substitute: OpenCV DIS interpolation (AMT-S is not built offline)",
+    "motion_smoothness": "amt=AMT-S:amt-s.pth (VBench's own AMT code: the vbench package must import)",
     "dynamic_degree": "raft=raft_large:raft-things.pth",
     "aesthetic_quality": "aesthetic_clip=ViT-L-14-quickgelu:ViT-L-14.pt + aesthetic=linear:sa_0_4_vit_l_14_linear.pth",
     "imaging_quality": "substitute: the world-trained fidelity model (MUSIQ: pyiqa is not a dependency)",

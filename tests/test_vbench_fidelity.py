@@ -449,3 +449,38 @@ def test_openai_torchscript_clip_files_load_as_vbench_clip_load_reads_them(tmp_p
     for key, value in scripted.state_dict().items():
         if key not in ("input_resolution", "context_length", "vocab_size", "attn_mask"):
             assert torch.equal(ours[key], value), key
+
+
+# ---- AMT-S as VBench runs it --------------------------------------------------------------------------------------
+def test_amt_motion_smoothness_equals_vbench_motion_score(tmp_path):
+    """VBench's AMT-S (random weights, saved as amt-s.pth is laid out) through our interpolator and through
+    VBench's MotionSmoothness.motion_score on the same frame folder: the same score."""
+    from PIL import Image
+
+    sys.modules.setdefault("imageio", types.SimpleNamespace(imread=None, imwrite=None))
+    sys.modules.setdefault("omegaconf", types.SimpleNamespace(OmegaConf=None))
+    vbench_ms = vbench_module("vbench.motion_smoothness")
+    import importlib
+
+    from evaluators.backbones import parse_backbone
+    from evaluators.vbench.motion_smoothness import AMT_S_PARAMS, AmtInterpolator
+
+    torch.manual_seed(0)
+    network = importlib.import_module("vbench.third_party.amt.networks.AMT-S").Model(**AMT_S_PARAMS).eval()
+    weights = tmp_path / "amt-s.pth"
+    torch.save({"state_dict": network.state_dict()}, weights)
+    base = textured(60, 90)                                  # not a multiple of 16: the padding matters
+    frames = np.stack([np.roll(base, 2 * i, axis=1) for i in range(7)])
+    folder = tmp_path / "frames"
+    folder.mkdir()
+    for i, frame in enumerate(frames):
+        Image.fromarray(frame).save(folder / f"{i:03d}.png")
+    reference = vbench_ms.MotionSmoothness.__new__(vbench_ms.MotionSmoothness)
+    reference.device, reference.niters, reference.model = "cpu", 1, network
+    reference.initialization()
+    expected = reference.motion_score(str(folder))
+    evaluator = get_evaluator("motion_smoothness", amt=AmtInterpolator(parse_backbone(f"amt=AMT-S:{weights}")))
+    record = evaluator.evaluate_video(Video(frames, 8, source="v"))
+    assert record.score == pytest.approx(expected, abs=1e-6)
+    assert 0.0 < expected < 0.999                            # random weights: a real, imperfect interpolation
+    assert evaluator.faithful and record.backbone == "amt:AMT-S@amt-s.pth"

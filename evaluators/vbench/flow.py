@@ -76,10 +76,10 @@ class DisFlow(_PairMemo):
         return flow_magnitude(frame1, frame2)
 
 
-def sintel_pad(dims: tuple) -> list[int]:
-    """RAFT's InputPadder(mode='sintel'): [left, right, top, bottom] up to a multiple of 8."""
+def sintel_pad(dims: tuple, divisor: int = 8) -> list[int]:
+    """RAFT's InputPadder(mode='sintel') (AMT's with divisor 16): [left, right, top, bottom] to a multiple."""
     height, width = dims
-    pad_h, pad_w = (-height) % 8, (-width) % 8
+    pad_h, pad_w = (-height) % divisor, (-width) % divisor
     return [pad_w // 2, pad_w - pad_w // 2, pad_h // 2, pad_h - pad_h // 2]
 
 
