@@ -99,10 +99,19 @@ def build_backbones(cfg: BenchConfig) -> dict:
     umt = UMTBackbone(BackboneSpec("umt", "vit_large_patch16_224", None), cfg.device,
                       model=UMTVideoClassifier(umt_cfg).to(cfg.device).eval(),
                       labels={i: f"label {i}" for i in range(umt_cfg.num_classes)})
+    amt = None
+    if not cfg.small:
+        from evaluators.vbench.motion_smoothness import AmtInterpolator
+
+        try:
+            amt = AmtInterpolator(BackboneSpec("amt", "AMT-S", None), cfg.device)
+        except ValueError:   # VBench's package (AMT's code) does not import here: DIS interpolation stands in
+            amt = None
     # MUSIQ is not available offline: imaging_quality runs its substitute, the shipped world-trained model
     fidelity = FidelityBackbone(BackboneSpec("fidelity", "fidelity-tiny",
                                              str(WEIGHTS_DIR / "reward-tiny" / "model.safetensors")), cfg.device)
-    return {"clip": clip_b, "aesthetic_clip": clip_l, "dino": dino, "raft": raft, "umt": umt, "fidelity": fidelity,
+    return {"clip": clip_b, "aesthetic_clip": clip_l, "dino": dino, "raft": raft, "amt": amt, "umt": umt,
+            "fidelity": fidelity,
             "aesthetic": _AestheticStandIn(clip_l.model.visual.output_dim)}
 
 
@@ -191,7 +200,8 @@ def bench_eval(cfg: BenchConfig) -> tuple[pd.DataFrame, pd.DataFrame]:
             set_sharing(backbones, shared=False)
             vbench = run_vbench_loop(build_dimension_evaluators(backbones), paths)
             set_sharing(backbones, shared=True)
-            shared = run_shared(build_dimension_evaluators(backbones), backbones, paths)
+            evaluators = build_dimension_evaluators(backbones)
+            shared = run_shared(evaluators, backbones, paths)
     finally:
         torch.set_num_threads(previous[0])
         cv2.setNumThreads(previous[1])
@@ -210,7 +220,9 @@ def bench_eval(cfg: BenchConfig) -> tuple[pd.DataFrame, pd.DataFrame]:
     summary["speedup"] = summary[basis].iloc[0] / summary[basis]
     stages = pd.DataFrame({"vbench_cpu_s": pd.Series(vbench.cpu), "shared_cpu_s": pd.Series(shared.cpu),
                            "vbench_wall_s": pd.Series(vbench.wall), "shared_wall_s": pd.Series(shared.wall)})
-    return summary, stages.fillna(0.0)
+    stages = stages.fillna(0.0)
+    stages["backbone"] = pd.Series({dim: evaluator.backbone for dim, evaluator in evaluators.items()})
+    return summary, stages.fillna("")
 
 
 def backbone_table() -> pd.DataFrame:
