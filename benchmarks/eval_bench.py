@@ -26,7 +26,7 @@ import pandas as pd
 import torch
 
 from evaluators import Video, read_video, write_video
-from evaluators.backbones import BackboneSpec, ClipBackbone, DinoBackbone
+from evaluators.backbones import BackboneSpec, ClipBackbone, DinoBackbone, prefetch_features
 from evaluators.registry import EVALUATORS, Declined, build_evaluator
 from evaluators.vbench.scoring import NORMALIZATION
 
@@ -176,13 +176,7 @@ def run_shared(evaluators: dict, backbones: dict, paths: list[Path]) -> _Clock:
     videos = clock.stage("decode", lambda: [_video(path) for path in paths])
     frames = [v.frames for v in videos]
 
-    def features():
-        backbones["clip"].prefetch(frames, "tensor")
-        backbones["clip"].prefetch(frames, "pil")
-        backbones["aesthetic_clip"].prefetch(frames, "tensor")
-        backbones["dino"].prefetch(frames, "dino")
-
-    clock.stage("features", features)
+    clock.stage("features", lambda: prefetch_features(backbones, frames))
     for dim, evaluator in evaluators.items():
         clock.stage(dim, lambda ev=evaluator: [_score(ev, video) for video in videos])
     return clock

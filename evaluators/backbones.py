@@ -419,3 +419,15 @@ def faithful_help() -> str:
     lines = ["VBench-faithful with (per dimension):"]
     lines += [f"  {dim:<{width}}  {what}" for dim, what in FAITHFUL_BACKBONES.items()]
     return "\n".join(lines)
+
+
+def prefetch_features(loaded: dict, frame_arrays, pil_path: bool = True) -> None:
+    """Fill the loaded backbones' per-frame memos for several decoded videos at once, frames batched across
+    videos; the evaluators then find every feature computed. pil_path: also CLIP's PIL-path features
+    (appearance_style)."""
+    frame_arrays = list(frame_arrays)
+    for kind, path in (("clip", "tensor"), ("aesthetic_clip", "tensor"), ("dino", "dino")):
+        if loaded.get(kind) is not None:
+            loaded[kind].prefetch(frame_arrays, path)
+    if pil_path and loaded.get("clip") is not None:
+        loaded["clip"].prefetch(frame_arrays, "pil")

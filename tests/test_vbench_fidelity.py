@@ -484,3 +484,26 @@ def test_amt_motion_smoothness_equals_vbench_motion_score(tmp_path):
     assert record.score == pytest.approx(expected, abs=1e-6)
     assert 0.0 < expected < 0.999                            # random weights: a real, imperfect interpolation
     assert evaluator.faithful and record.backbone == "amt:AMT-S@amt-s.pth"
+
+
+# ---- shared features ---------------------------------------------------------------------------------------------
+def test_features_are_computed_once_per_frame_and_shared():
+    from evaluators.backbones import BackboneSpec, ClipBackbone, prefetch_features
+
+    torch.manual_seed(0)
+    clip = ClipBackbone(BackboneSpec("clip", "m4v-tiny-clip", None))
+    videos = [np.random.default_rng(i).integers(0, 256, (6, 40, 48, 3)).astype(np.uint8) for i in range(2)]
+    calls = []
+    original = clip._encode_batch
+    clip._encode_batch = lambda frames, path: calls.append((len(frames), path)) or original(frames, path)
+    prefetch_features({"clip": clip}, videos, pil_path=False)
+    assert calls == [(12, "tensor")]                                 # both videos' frames in one batch
+    video = Video(videos[0], 8, prompt="p", source="v", aux={"dimension": ["background_consistency"]})
+    for name in ("background_consistency", "clip_score", "frame_consistency", "temporal_style"):
+        get_evaluator(name, clip=clip).evaluate_video(video)
+    assert calls == [(12, "tensor")]                                 # every dimension found them computed
+    clip.memo_enabled = False
+    with_memo = get_evaluator("background_consistency", clip=clip).evaluate_video(video).score
+    clip.memo_enabled = True
+    assert get_evaluator("background_consistency", clip=clip).evaluate_video(video).score == pytest.approx(
+        with_memo, abs=1e-6)                                         # the same number either way
