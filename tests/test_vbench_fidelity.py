@@ -507,3 +507,23 @@ def test_features_are_computed_once_per_frame_and_shared():
     clip.memo_enabled = True
     assert get_evaluator("background_consistency", clip=clip).evaluate_video(video).score == pytest.approx(
         with_memo, abs=1e-6)                                         # the same number either way
+
+
+def test_selection_on_vbench_own_full_info_gives_its_prompt_counts(tmp_path):
+    """VBench_full_info.json itself: per dimension the prompts our selection takes are the ones VBench's
+    load_dimension_info takes (dynamic_degree on the 72 subject prompts, temporal_flickering on 75, ...)."""
+    from pathlib import Path
+
+    utils = vbench_module("vbench.utils")
+    entries = json.loads((Path(utils.__file__).parent / "VBench_full_info.json").read_text())
+    entries = [dict(e, video_list=[f"{i}.mp4"]) for i, e in enumerate(entries)]
+    (tmp_path / "full_info.json").write_text(json.dumps(entries))
+    frames = np.zeros((1, 2, 2, 3), np.uint8)
+    videos = [Video(frames, 8, prompt=e["prompt_en"], source=e["video_list"][0], aux=e) for e in entries]
+    counts = {}
+    for dim in (d for d in EVALUATORS if EVALUATORS[d].group == "vbench"):
+        expected, _ = utils.load_dimension_info(str(tmp_path / "full_info.json"), dimension=dim, lang="en")
+        ours = [v.source for v in videos if bare(dim).applies(v)]
+        assert ours == expected, dim
+        counts[dim] = len(ours)
+    assert (counts["dynamic_degree"], counts["temporal_flickering"], counts["background_consistency"]) == (72, 75, 86)
