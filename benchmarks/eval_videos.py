@@ -14,7 +14,7 @@ from tqdm import tqdm
 from benchmarks.provenance import provenance
 from evaluators import EVALUATORS
 from evaluators.backbones import BACKBONE_USAGE, default_backbones, load_backbones
-from evaluators.registry import Record, build_evaluator, runnable
+from evaluators.registry import Declined, Record, build_evaluator, runnable
 from evaluators.vbench.scoring import NORMALIZATION, vbench_scores
 from evaluators.video import IMAGE_SUFFIXES, VIDEO_SUFFIXES, VideoReadError, read_video
 
@@ -96,6 +96,9 @@ def run_eval(videos_dir, out_dir, prompts_path=None, dims=None, backbones=(), lo
                 continue
             try:
                 rows.append(_row(evaluator.evaluate_video(video), "ok", ""))
+            except Declined as exc:  # e.g. temporal_flickering on a video the static filter drops
+                rows.append(_row(Record(str(path), dim, float("nan"), evaluator.backbone, video.num_frames),
+                                 "declined", str(exc)))
             except ValueError as exc:  # e.g. clip_score on a video without a prompt
                 log(f"failed: {path} {dim}: {exc}")
                 rows.append(_row(Record(str(path), dim, float("nan"), evaluator.backbone, video.num_frames),

@@ -527,3 +527,21 @@ def test_selection_on_vbench_own_full_info_gives_its_prompt_counts(tmp_path):
         assert ours == expected, dim
         counts[dim] = len(ours)
     assert (counts["dynamic_degree"], counts["temporal_flickering"], counts["background_consistency"]) == (72, 75, 86)
+
+
+def test_eval_records_the_static_filter_drops_as_declined(tmp_path):
+    import pandas as pd
+
+    from benchmarks import cli
+    from evaluators import write_video
+
+    base = textured()
+    videos = tmp_path / "videos"
+    write_video(videos / "still-0.mkv", np.stack([base] * 8), fps=8)
+    write_video(videos / "moving-0.mkv", np.stack([np.roll(base, 3 * i, axis=1) for i in range(8)]), fps=8)
+    out = tmp_path / "out"
+    assert cli.main(["eval", "--videos", str(videos), "--dims", "temporal_flickering", "--out", str(out)]) == 0
+    rows = pd.read_csv(out / "per_video.csv").assign(name=lambda df: df["video"].str.split("/").str[-1])
+    status = dict(zip(rows["name"], rows["status"]))
+    assert status == {"still-0.mkv": "ok", "moving-0.mkv": "declined"}
+    assert "static filter" in rows.set_index("name").loc["moving-0.mkv", "error"]
