@@ -176,11 +176,13 @@ class _FrameEncoder:
 
     def encode(self, frames: np.ndarray, path: str) -> torch.Tensor:
         """(T, H, W, 3) uint8 -> (T, E), through the memo."""
-        if not self.memo_enabled:
-            return torch.cat([self._encode_batch(frames[s:s + self.batch_size], path)
-                              for s in range(0, len(frames), self.batch_size)])
-        self.prefetch([frames], path)
-        return torch.stack([self.memo.get((path, frame_key(f))) for f in frames])
+        if self.memo_enabled:
+            self.prefetch([frames], path)
+            found = [self.memo.get((path, frame_key(f))) for f in frames]
+            if all(feat is not None for feat in found):   # else more frames than the memo holds: no memo
+                return torch.stack(found)
+        return torch.cat([self._encode_batch(frames[s:s + self.batch_size], path)
+                          for s in range(0, len(frames), self.batch_size)])
 
     def prefetch(self, videos, path: str) -> None:
         """Compute the not-yet-memoised frames of several videos, batched by frame size."""
