@@ -19,12 +19,9 @@ $(STAMP): pyproject.toml Makefile
 	touch $(STAMP)
 
 bench: $(STAMP)
-	$(VENV)/bin/m4v-bench info --config paper
-	$(VENV)/bin/m4v-bench bench-scan --out $(BENCH_OUT)
-	$(VENV)/bin/m4v-bench table4 --out $(BENCH_OUT)
-	$(VENV)/bin/m4v-bench flops-curve --out $(BENCH_OUT)
-	$(VENV)/bin/m4v-bench world-quality --out $(BENCH_OUT)
-	$(VENV)/bin/m4v-bench stage-quality --out $(BENCH_OUT)
+	$(VENV)/bin/m4v-bench run --out $(BENCH_OUT)/quality-vs-compute
+	$(VENV)/bin/m4v-bench run paper-table4 --out $(BENCH_OUT)/paper-table4
+	$(VENV)/bin/m4v-bench run flops-curve --out $(BENCH_OUT)/flops-curve
 
 test: $(STAMP)
 	$(VENV)/bin/python -m pytest -q

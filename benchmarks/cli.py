@@ -106,26 +106,51 @@ def cmd_bench_scan(args) -> int:
     return 1 if (failures and args.check) else 0
 
 
+def _suite_from_args(args):
+    """The suite a `run` / `eval` command line names, with its flags applied."""
+    from benchmarks import suites
+
+    suite = suites.load_suite_file(args.suite_file) if getattr(args, "suite_file", None) else suites.get_suite(
+        getattr(args, "suite", None) or suites.DEFAULT_SUITE)
+    if getattr(args, "full", False):
+        suite = suite.with_overrides(**suite.full)
+    changes = {}
+    for flag, field in (("models", "models"), ("per_kind", "per_kind"), ("samples", "samples"),
+                        ("prompt_limit", "prompt_limit"), ("seed", "seed")):
+        value = getattr(args, flag, None)
+        if value is not None:
+            changes[field] = tuple(value) if isinstance(value, list) else value
+    if getattr(args, "dims", None) is not None:
+        changes["evaluators"] = tuple(args.dims)
+    if getattr(args, "backbone", None):
+        changes["backbones"] = tuple(suite.backbones) + tuple(args.backbone)
+    if getattr(args, "prompts", None) and suite.kind == "generate":
+        changes["prompts"] = args.prompts
+    return suite.with_overrides(**changes) if changes else suite
+
+
+def cmd_run(args) -> int:
+    """Run a suite: generate its prompts with each model, score through the evaluator registry, write one table
+    of quality against compute (per_video.csv, summary.csv, results.json, report.md, pareto.png)."""
+    import shlex
+
+    from benchmarks.runner import run_suite
+
+    suite = _suite_from_args(args)
+    pairs = [tuple(p.split("=", 1)) for p in args.pair]
+    if any(len(p) != 2 or not all(p) for p in pairs):
+        raise ValueError(f"--pair {args.pair}: expected BASE_MODEL=NEW_MODEL")
+    command = "m4v-bench " + " ".join(shlex.quote(a) for a in args.argv)
+    return run_suite(suite, args.out, videos=args.videos, prompts=args.prompts, cache_dir=args.cache_dir,
+                     use_cache=not args.no_cache, check_against=args.check_against, pairs=pairs, command=command,
+                     device=args.device)
+
+
 def cmd_eval(args) -> int:
-    """Score every video in a folder (VBench dimensions, CLIP score, consistency); tidy CSV + JSON."""
-    from benchmarks import eval_videos
-
-    dims = [d.strip() for d in args.dims.split(",") if d.strip()] if args.dims else None
-    try:
-        per_video = eval_videos.run_eval(args.videos, args.out, args.prompts, dims, args.backbone)
-    except (ValueError, FileNotFoundError) as exc:
-        print(f"m4v-bench eval: {exc}", file=sys.stderr)
-        return 2
-    summary = Path(args.out) / "summary.csv"
-    import pandas as pd
-
-    print(pd.read_csv(summary).to_markdown(index=False, floatfmt=".4f"))
-    failed = per_video[per_video["status"] == "failed"]["video"].nunique()
-    print(f"wrote {args.out}/per_video.csv, summary.csv, m4v_eval_results.json; {failed} video(s) failed")
-    if not (per_video["status"] == "ok").any():  # every video unreadable or unscorable: a script must notice
-        print(f"m4v-bench eval: no score computed for any video in {args.videos}", file=sys.stderr)
-        return 1
-    return 0
+    """Score every video in a folder (the `external` suite): VBench dimensions, world checks, CLIP score,
+    consistency; the same tables as `run`, plus VBench's own results JSON."""
+    args.suite = "external"
+    return cmd_run(args)
 
 
 def cmd_bench_eval(args) -> int:
@@ -144,23 +169,26 @@ def cmd_bench_eval(args) -> int:
 
 def cmd_train(args) -> int:
     """Train a tiny model (VAE, text encoder, CLIP, reward model, m4v-tiny, dit-tiny, reward tuning); resumable."""
+    import json
+
     import torch
 
-    from benchmarks.train import train
+    from benchmarks.train import parse_arch_overrides, train
 
     if args.threads:
         torch.set_num_threads(args.threads)
     if args.device == "cuda" and not torch.cuda.is_available():
-        print("m4v-bench train: --device cuda but no CUDA device is visible", file=sys.stderr)
-        return 2
+        raise ValueError("--device cuda but no CUDA device is visible")
+    arch = parse_arch_overrides(args.mixer, args.set)  # checked against the config before anything runs
     options = {k: v for k, v in (("batch", args.batch), ("lr", args.lr), ("stage_weights", args.stage_weights),
-                                 ("device", None if args.device == "cpu" else args.device)) if v is not None}
-    try:
-        record = train(args.model, args.out, args.steps, args.seed, args.weights, args.checkpoint_every,
-                       progress=not args.quiet, snapshot_every=args.snapshot_every, **options)
-    except (ValueError, FileNotFoundError) as exc:
-        print(f"m4v-bench train: {exc}", file=sys.stderr)
-        return 2
+                                 ("dataset_size", args.dataset_size), ("arch", arch or None),
+                                 ("device", None if args.device == "cpu" else args.device),
+                                 ("init_from", args.init_from)) if v is not None}
+    for item in args.option:  # KEY=VALUE recipe options; values read as JSON where they parse (numbers)
+        key, _, value = item.partition("=")
+        options[key] = json.loads(value) if value[:1].isdigit() else value
+    record = train(args.model, args.out, args.steps, args.seed, args.weights, args.checkpoint_every,
+                   progress=not args.quiet, snapshot_every=args.snapshot_every, overwrite=args.overwrite, **options)
     print(f"trained {record['model']} for {record['steps']} steps in {record['train_seconds']} s: "
           f"{record['final_metrics']} -> {args.out}")
     return 0
@@ -168,46 +196,49 @@ def cmd_train(args) -> int:
 
 def cmd_generate(args) -> int:
     """Generate a video from a prompt with a trained model (default: the shipped m4v-tiny); writes it with PyAV."""
-    import json
-
     import torch
 
-    from evaluators.video import write_video
-    from m4v.generate import TextToVideo
+    from benchmarks.outputs import atomic_write_json, prepare_output_dir
+    from evaluators.video import WRITABLE_SUFFIXES, read_video, write_video
+    from m4v.generate import TINY_STEPS, TextToVideo
 
+    out, steps = Path(args.out), [args.steps] * len(TINY_STEPS)
+    record_path = out.with_suffix(".json")
+    if out.is_dir():
+        raise ValueError(f"--out {out}: is a directory; give a video file name")
+    if out.suffix.lower() not in WRITABLE_SUFFIXES:
+        raise ValueError(f"--out {out}: the suffix names the video format; one of {', '.join(WRITABLE_SUFFIXES)}")
+    if not args.prompt.strip():
+        raise ValueError("--prompt is empty")
+    existing = [str(p) for p in (out, record_path) if p.exists()]
+    if existing and not args.overwrite:
+        raise ValueError(f"--out {out}: {' and '.join(existing)} already exist(s); --overwrite replaces them")
+    prepare_output_dir(out.parent, flag="--out's folder")  # before any work: a folder that cannot be written
+    pipe = TextToVideo.from_pretrained(args.model, args.weights, vae=args.vae, text_encoder=args.text_encoder)
+    pipe.check_request(args.frames, args.size, args.size, steps, args.guidance)
+    prompt_report = pipe.describe_prompt(args.prompt)
+    for encoder, report in prompt_report.items():
+        if report["truncated"]:
+            print(f"m4v-bench generate: warning: --prompt is {report['tokens']} {encoder} tokens; the text encoder "
+                  f"reads the first {report['max_tokens']}", file=sys.stderr)
+        if report["unknown_tokens"]:
+            print(f"m4v-bench generate: warning: {report['unknown_tokens']} {encoder} token(s) of --prompt are "
+                  "unknown to the text encoder's vocabulary (read as <unk>)", file=sys.stderr)
     torch.manual_seed(args.seed)
-    try:
-        pipe = TextToVideo.from_pretrained(args.model, args.weights, vae=args.vae, text_encoder=args.text_encoder)
-        videos, stats, timing = pipe([args.prompt], frames=args.frames, height=args.size, width=args.size,
-                                     seed=args.seed, steps=[args.steps] * 3, guidance=args.guidance, progress=True)
-        path = write_video(args.out, videos[0], fps=args.fps)
-    except (ValueError, FileNotFoundError) as exc:
-        print(f"m4v-bench generate: {exc}", file=sys.stderr)
-        return 2
+    videos, stats, timing = pipe([args.prompt], frames=args.frames, height=args.size, width=args.size,
+                                 seed=args.seed, steps=steps, guidance=args.guidance, progress=True)
+    path = write_video(out, videos[0], fps=args.fps, overwrite=args.overwrite)
+    written = read_video(path)  # the record holds what the file holds (a GIF stores delays in 1/100 s)
+    if abs(written.fps - args.fps) > 1e-6 * args.fps:
+        print(f"m4v-bench generate: note: {out.suffix} stores {written.fps:.4g} fps for --fps {args.fps:g}; "
+              "recorded as written", file=sys.stderr)
     record = {"model": args.model, "text_encoder": args.text_encoder, "vae": args.vae, "prompt": args.prompt,
-              "frames": args.frames, "size": args.size, "seed": args.seed,
-              "steps_per_stage": args.steps, "guidance": args.guidance, "fps": args.fps,
+              "prompt_tokens": prompt_report, "frames": written.num_frames, "size": args.size,
+              "height": written.height, "width": written.width, "seed": args.seed, "steps_per_stage": args.steps,
+              "guidance": args.guidance, "fps": written.fps, "fps_requested": args.fps,
               "transformer_calls": stats.forwards, **{k: round(v, 3) for k, v in timing.items()}}
-    Path(path).with_suffix(".json").write_text(json.dumps(record, indent=2))
-    print(f"wrote {path} ({args.frames} frames, {args.size}x{args.size}) in {timing['total_s']:.1f} s")
-    return 0
-
-
-def cmd_world_quality(args) -> int:
-    """Generate the world prompt suite with trained models; oracle scores beside mixer FLOPs (CSV/JSON/md)."""
-    import torch
-
-    from benchmarks.world_quality import world_quality
-
-    if args.threads:
-        torch.set_num_threads(args.threads)
-    try:
-        summary, _ = world_quality(args.models, args.per_kind, args.frames, args.seed, [args.steps] * 3,
-                                   args.guidance, args.weights, args.out, args.vae_ceiling or None)
-    except (ValueError, FileNotFoundError) as exc:
-        print(f"m4v-bench world-quality: {exc}", file=sys.stderr)
-        return 2
-    print(summary.to_markdown(index=False, floatfmt=".3f"))
+    atomic_write_json(record_path, record)
+    print(f"wrote {path} ({written.num_frames} frames, {written.width}x{written.height}) in {timing['total_s']:.1f} s")
     return 0
 
 
@@ -251,7 +282,27 @@ def cmd_compare(args) -> int:
     return compare.run_compare(args.base, args.new, options, args.out)
 
 
+def _add_scoring_arguments(p) -> None:
+    """Flags shared by run and eval: what is scored, with which backbones, where results and cache go."""
+    from benchmarks import flags
+
+    p.add_argument("--prompts", help="VBench full_info JSON: the prompts to generate (run), or the entries of "
+                                     "videos named <prompt>-<index>.mp4 (eval, run external)")
+    p.add_argument("--dims", type=flags.name_list,
+                   help="comma-separated evaluators (default: every one that can run offline)")
+    p.add_argument("--backbone", action="append", default=[],
+                   help="KIND=MODEL:PATH, local weights, repeatable; KIND one of clip, aesthetic_clip, dino, "
+                        "aesthetic, fidelity, umt, raft, amt (eval --help lists the faithful ones)")
+    p.add_argument("--out", required=True, help="output directory (locked while the run writes)")
+    p.add_argument("--cache-dir", help="per-sample cache (default OUT/cache)")
+    p.add_argument("--no-cache", action="store_true", help="neither read nor write the cache")
+    p.add_argument("--device", default="cpu", help="torch device (cpu, cuda)")
+
+
 def build_parser() -> argparse.ArgumentParser:
+    from benchmarks import flags
+    from benchmarks.suites import BUILT_IN, DEFAULT_SUITE
+
     parser = argparse.ArgumentParser(prog="m4v-bench", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
 
@@ -267,25 +318,37 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", default="results", help="directory for flops_curve.csv / .png (default results/)")
     p.set_defaults(func=cmd_flops_curve)
 
+    p = sub.add_parser("run", help=cmd_run.__doc__)
+    p.add_argument("suite", nargs="?", help=f"built-in suite (default {DEFAULT_SUITE}): {', '.join(BUILT_IN)}")
+    p.add_argument("--suite", dest="suite_file", metavar="FILE.toml", help="a suite defined in a TOML file")
+    p.add_argument("--models", nargs="+", help="shipped names or save_pretrained directories (replace the suite's)")
+    p.add_argument("--full", action="store_true", help="the suite's full size (committed results)")
+    p.add_argument("--per-kind", type=flags.positive_int, help="world prompts per kind (8 kinds)")
+    p.add_argument("--samples", type=flags.positive_int, help="videos per prompt (VBench: 5)")
+    p.add_argument("--prompt-limit", type=flags.positive_int, help="only the first N prompts")
+    p.add_argument("--seed", type=flags.seed_int, help="base seed (batch b of sample i uses seed + 1000 i + b)")
+    p.add_argument("--videos", help="suite external: the folder of videos to score")
+    _add_scoring_arguments(p)
+    p.add_argument("--check-against", metavar="BASELINE_DIR",
+                   help="compare with a baseline run (results/baselines/SUITE): exit 1 on a significant regression")
+    p.add_argument("--pair", action="append", default=[], metavar="BASE_MODEL=NEW_MODEL",
+                   help="with --check-against: which baseline model each new model is compared with")
+    p.set_defaults(func=cmd_run)
+
     from evaluators.backbones import faithful_help
 
     p = sub.add_parser("eval", help=cmd_eval.__doc__, epilog=faithful_help(),
                        formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--videos", required=True, help="folder of video files (mp4/webm/gif/...) or frame folders")
-    p.add_argument("--prompts", help="VBench full_info JSON; videos named <prompt>-<index>.mp4 get its prompt")
-    p.add_argument("--dims", help="comma-separated evaluators (default: all that can run offline)")
-    p.add_argument("--backbone", action="append", default=[],
-                   help="KIND=MODEL:PATH, local weights, repeatable; KIND one of clip, aesthetic_clip, dino, "
-                        "aesthetic, fidelity, umt, raft (evaluators/backbones.py lists examples)")
-    p.add_argument("--out", required=True)
-    p.set_defaults(func=cmd_eval)
+    _add_scoring_arguments(p)
+    p.set_defaults(func=cmd_eval, check_against=None, pair=[])
 
     p = sub.add_parser("bench-eval", help=cmd_bench_eval.__doc__)
-    p.add_argument("--videos", type=int, default=2)
-    p.add_argument("--frames", type=int, default=16)
-    p.add_argument("--height", type=int, default=320, help="VBench's videos: 320x512 (or 480x854)")
-    p.add_argument("--width", type=int, default=512)
-    p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--videos", type=flags.int_in(1, 10_000), default=2)
+    p.add_argument("--frames", type=flags.int_in(2, 1024), default=16)
+    p.add_argument("--height", type=flags.int_in(16, 4096), default=320, help="VBench's videos: 320x512 (or 480x854)")
+    p.add_argument("--width", type=flags.int_in(16, 4096), default=512)
+    p.add_argument("--threads", type=flags.int_in(1, 256), default=1)
     p.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
     p.add_argument("--small", action="store_true", help="tiny backbones and DIS flow (tests), not VBench's sizes")
     p.set_defaults(func=cmd_bench_eval)
@@ -294,32 +357,49 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--points", nargs="+", default=None,
                    help="sequence points as RES/LATENT_FRAMES, e.g. 384p/1 768p/31 (default: 960 to 15,360 "
                         "visual tokens)")
-    p.add_argument("--repeats", type=int, default=1)
+    p.add_argument("--repeats", type=flags.int_in(1, 1000), default=1)
     p.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
     p.add_argument("--out", help="directory for bench_mixer.csv / .json")
     p.set_defaults(func=cmd_bench_mixer)
 
+    from evaluators.video import WRITABLE_SUFFIXES
+    from m4v.config import MIXERS
     from m4v.recipes import RECIPES
 
     p = sub.add_parser("train", help=cmd_train.__doc__)
     p.add_argument("--model", required=True, choices=list(RECIPES))
-    p.add_argument("--steps", type=int, help="optimisation steps (default: the recipe's)")
+    p.add_argument("--steps", type=flags.steps_int, help="optimisation steps (default: the recipe's)")
     p.add_argument("--out", required=True, help="run directory: weights, loss.csv, training.json, state.pt")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--batch", type=int, help="batch size (default: the recipe's)")
-    p.add_argument("--lr", type=float, help="learning rate (default: the recipe's)")
+    p.add_argument("--overwrite", action="store_true",
+                   help="train into a directory that already holds a model (it is replaced); without it such a "
+                        "directory is refused unless its own state.pt is resumed")
+    p.add_argument("--seed", type=flags.seed_int, default=0)
+    p.add_argument("--batch", type=flags.int_in(1, 65536), help="batch size (default: the recipe's)")
+    p.add_argument("--lr", type=flags.learning_rate, help="learning rate (default: the recipe's)")
     p.add_argument("--weights", help="where the models it builds on live (default: the shipped m4v/weights/)")
-    p.add_argument("--stage-weights", type=float, nargs=3, metavar=("S0", "S1", "S2"),
+    p.add_argument("--stage-weights", type=flags.nonnegative_float, nargs=3, metavar=("S0", "S1", "S2"),
                    help="m4v-tiny / dit-tiny: relative frequency of each pyramid stage per step (default: uniform)")
-    p.add_argument("--checkpoint-every", type=int, default=200)
-    p.add_argument("--snapshot-every", type=int, metavar="N",
+    p.add_argument("--mixer", choices=list(MIXERS),
+                   help="m4v-tiny / dit-tiny: the single-stream mixer (default: the model's, m4v / attention)")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                   help="m4v-tiny / dit-tiny: an M4VConfig field of the trained architecture, repeatable, e.g. "
+                        "text_recomposition=false, registers=false, zigzag=false, width=240 (alias of "
+                        "hidden_size), rope_axes=6,12,12; recorded in training.json")
+    p.add_argument("--dataset-size", type=flags.int_in(1, 1_000_000),
+                   help="m4v-tiny / dit-tiny: world clips encoded once and sampled from (default: the recipe's)")
+    p.add_argument("--checkpoint-every", type=flags.positive_int, default=200)
+    p.add_argument("--snapshot-every", type=flags.positive_int, metavar="N",
                    help="also save the model as shipped every N steps to OUT/snapshots/step-NNNNNN/ (with its "
                         "training.json), for quality against training steps")
     p.add_argument("--device", default="cpu", choices=["cpu", "cuda"],
                    help="vae-tiny / m4v-tiny / dit-tiny: where to train (same random stream on either; the shipped "
                         "models were trained on the CPU)")
-    p.add_argument("--threads", type=int, help="torch CPU threads")
+    p.add_argument("--threads", type=flags.threads_int, help="torch CPU threads")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.add_argument("--init-from", metavar="DIR", help="m4v-tiny / dit-tiny: start from an attention model (e.g. "
+                   "dit-tiny's directory) or a PyramidFlow-miniFLUX checkpoint (m4v/convert.py)")
+    p.add_argument("--option", action="append", default=[], metavar="KEY=VALUE",
+                   help="a recipe option (m4v-tiny / dit-tiny: see m4v/recipes/denoiser.py)")
     p.set_defaults(func=cmd_train)
 
     from m4v.generate import TINY_GUIDANCE, TINY_STEPS
@@ -327,33 +407,24 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("generate", help=cmd_generate.__doc__)
     p.add_argument("--model", default="m4v-tiny", help="m4v-tiny | dit-tiny | m4v-tiny-reward | a trained directory")
     p.add_argument("--prompt", required=True)
-    p.add_argument("--frames", type=int, default=16)
-    p.add_argument("--size", type=int, default=64, help="height = width in pixels (multiple of 64)")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--steps", type=int, default=TINY_STEPS[0], help="Euler steps per pyramid stage")
-    p.add_argument("--guidance", type=float, default=TINY_GUIDANCE, help="classifier-free guidance scale")
-    p.add_argument("--fps", type=float, default=8.0)
+    p.add_argument("--frames", type=flags.frames_int, default=16)
+    p.add_argument("--size", type=flags.size_int, default=64, help="height = width in pixels (multiple of 64)")
+    p.add_argument("--seed", type=flags.seed_int, default=0)
+    p.add_argument("--steps", type=flags.sampling_steps_int, default=TINY_STEPS[0],
+                   help="Euler steps per pyramid stage")
+    p.add_argument("--guidance", type=flags.guidance_float, default=TINY_GUIDANCE,
+                   help="classifier-free guidance scale (1: none)")
+    p.add_argument("--fps", type=flags.fps_float, default=8.0,
+                   help="frame rate written into the file; the .json records the rate the file holds")
     p.add_argument("--weights", help="weights root (default: the shipped m4v/weights/)")
     p.add_argument("--text-encoder", default="text-tiny",
                    help="T5 + CLIP text encoders: a name under the weights root or a directory holding t5/ and "
                         "clip_text/ (transformers save_pretrained layouts; never downloaded)")
     p.add_argument("--vae", default="vae-tiny", help="video VAE: a name under the weights root or a directory")
-    p.add_argument("--out", required=True, help="video file (.mp4, .webm, .gif); a .json with the settings beside it")
+    p.add_argument("--out", required=True,
+                   help=f"video file ({', '.join(WRITABLE_SUFFIXES)}); a .json with the settings beside it")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing video / .json at --out")
     p.set_defaults(func=cmd_generate)
-
-    p = sub.add_parser("world-quality", help=cmd_world_quality.__doc__)
-    p.add_argument("--models", nargs="+", default=["m4v-tiny", "dit-tiny", "m4v-tiny-reward"])
-    p.add_argument("--per-kind", type=int, default=4, help="prompts per world prompt kind (8 kinds)")
-    p.add_argument("--frames", type=int, default=16)
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--steps", type=int, default=TINY_STEPS[0], help="Euler steps per pyramid stage")
-    p.add_argument("--guidance", type=float, default=TINY_GUIDANCE)
-    p.add_argument("--weights", help="weights root (default: the shipped m4v/weights/)")
-    p.add_argument("--threads", type=int, help="torch CPU threads")
-    p.add_argument("--vae-ceiling", default="vae-tiny",
-                   help="also score the true videos through this VAE (the ceiling of its denoisers); '' for none")
-    p.add_argument("--out", help="directory for world_quality.csv / .json / .md")
-    p.set_defaults(func=cmd_world_quality)
 
     p = sub.add_parser("stage-quality", help=cmd_stage_quality.__doc__)
     p.add_argument("--models", nargs="+", default=["m4v-tiny", "dit-tiny"])
@@ -368,7 +439,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("bench-scan", help=cmd_bench_scan.__doc__)
     p.add_argument("--sizes", nargs="+", default=["small", "paper"], choices=["small", "paper"])
-    p.add_argument("--repeats", type=int, default=3, help="timed repeats of the fast backends (best is kept)")
+    p.add_argument("--repeats", type=flags.int_in(1, 1000), default=3,
+                   help="timed repeats of the fast backends (best is kept)")
     p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"],
                    help="cuda adds mamba-ssm's kernel, checked against the cpu backend")
     p.add_argument("--reference-backward", nargs="*", default=["small"], choices=["small", "paper"],
@@ -394,12 +466,97 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0, help="bootstrap seed")
     p.add_argument("--out", help="directory for compare.csv / compare.json (default: NEW's directory)")
     p.set_defaults(func=cmd_compare)
+    _add_debug_flag(parser, sub)
     return parser
 
 
+def _add_debug_flag(parser: argparse.ArgumentParser, sub) -> None:
+    """--debug before or after the command name: a user error keeps its traceback."""
+    debug_help = "on a user error, show the traceback instead of one line (also M4V_DEBUG=1)"
+    parser.add_argument("--debug", action="store_true", help=debug_help)
+    for command in sub.choices.values():  # SUPPRESS: a subcommand without the flag keeps the top-level value
+        command.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help=debug_help)
+
+
+def _user_errors() -> tuple:
+    """What a user's input or environment causes (a bad file, flag or directory), as opposed to a bug: these
+    print one line and exit 2; anything else keeps its traceback."""
+    from benchmarks.outputs import OutputError
+    from evaluators.video import VideoReadError
+
+    out_of_memory = (MemoryError,)  # a size the machine cannot hold is the request's, not a bug
+    if "torch" in sys.modules:
+        out_of_memory += (sys.modules["torch"].OutOfMemoryError,)
+    from safetensors import SafetensorError  # a truncated weights file, wherever a library loads it
+
+    return (ValueError, OSError, OutputError, VideoReadError, SafetensorError, *out_of_memory)
+
+
+def _one_line(exc: BaseException) -> str:
+    """The exception's message on one line (a message never needs the traceback to be understood)."""
+    return " ".join(str(exc).split()) or type(exc).__name__
+
+
+def _created_root(path: Path) -> Path | None:
+    """The outermost directory that writing to `path` would create (None: `path`'s parent already exists and
+    `path` too): the one to remove again when the run is refused."""
+    path, root = path.absolute(), None
+    for candidate in (path, *path.parents):
+        try:
+            if candidate.exists():
+                break
+        except OSError:  # a name the file system refuses (too long): the command reports it
+            return None
+        root = candidate
+    return root
+
+
+def _remove_if_empty(root: Path) -> None:
+    """Remove a directory this run created if it holds no file but the lock / probe (a refused run)."""
+    import shutil
+
+    from benchmarks.outputs import LOCK_NAME, OutputError, OutputLock
+
+    if not root.is_dir() or any(p.is_file() and p.name != LOCK_NAME for p in root.rglob("*")):
+        return
+    for locked in root.rglob(LOCK_NAME):  # another run may have made the same new directory and hold it
+        try:
+            with OutputLock(locked.parent):
+                pass
+        except (OutputError, OSError):
+            return
+    shutil.rmtree(root, ignore_errors=True)
+
+
 def main(argv=None) -> int:
+    """Parse, run the command; user errors (see _user_errors) -> one line on stderr and exit 2, and an output
+    directory the refused run created is removed again when nothing was written into it. --debug (or
+    M4V_DEBUG=1) re-raises with the traceback."""
+    import os
+
+    argv = list(sys.argv[1:] if argv is None else argv)
     args = build_parser().parse_args(argv)
-    return args.func(args)
+    args.argv = argv  # recorded in run's provenance
+    debug = getattr(args, "debug", False) or os.environ.get("M4V_DEBUG") == "1"
+    out = getattr(args, "out", None)
+    created = _created_root(Path(out)) if out else None
+    rc = 2
+    try:
+        rc = args.func(args)
+        return rc
+    except _user_errors() as exc:
+        if debug:
+            raise
+        print(f"m4v-bench {args.command}: {_one_line(exc)}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        if debug:
+            raise
+        print(f"m4v-bench {args.command}: interrupted", file=sys.stderr)
+        return 130
+    finally:
+        if created is not None and rc != 0:
+            _remove_if_empty(created)
 
 
 if __name__ == "__main__":

@@ -14,7 +14,7 @@ from m4v.ops import fvcore_flops
 from m4v.pipeline import GenerationConfig, TextCondition, generate_latents
 from m4v.world.dataset import to_uint8_frames
 
-_LAYOUT_MEMO: dict = {}  # (model id, layout, batch, text shape) -> FLOPs of one call: counting is the slow part
+_LAYOUT_MEMO: dict = {}  # (model config, layout, CFG batch, text shape) -> FLOPs of one call: counting is slow
 
 
 class _OneCall(torch.nn.Module):
@@ -37,15 +37,16 @@ def _layout_calls(stats) -> dict:
     return per_layout
 
 
-def layout_flops(model, text: TextCondition, batch: int, sizes, levels) -> dict:
-    """FLOPs of one transformer call with this frame layout and batch: {torch, mixer, fvcore}. Shapes alone
-    fix the count (attention is counted dense, the scan by its shape), so zeros stand in for the data."""
-    key = (id(model), sizes, levels, batch, tuple(text.tokens.shape[1:]))
+def layout_flops(model, text: TextCondition, per_prompt: int, sizes, levels) -> dict:
+    """FLOPs of one transformer call with this frame layout, per prompt ({torch, mixer, fvcore}); `per_prompt`
+    is 2 with CFG. Shapes alone fix the count (attention is counted dense, the scan by its shape) and every
+    counted op is linear in the batch, so one prompt's call stands for all and zeros stand in for the data."""
+    # FLOPs depend on the architecture and shapes, not the weights: models of one config share the count.
+    key = (repr(model.cfg), sizes, levels, per_prompt, tuple(text.tokens.shape[1:]))
     if key not in _LAYOUT_MEMO:
-        repeat = batch // text.tokens.shape[0]
-        frames = [torch.zeros(batch, model.cfg.latent_channels, h, w) for h, w in sizes]
-        inputs = (text.tokens.repeat(repeat, 1, 1), text.mask.repeat(repeat, 1), text.pooled.repeat(repeat, 1),
-                  torch.full((batch,), 500.0), *frames)
+        frames = [torch.zeros(per_prompt, model.cfg.latent_channels, h, w) for h, w in sizes]
+        inputs = (text.tokens[:1].repeat(per_prompt, 1, 1), text.mask[:1].repeat(per_prompt, 1),
+                  text.pooled[:1].repeat(per_prompt, 1), torch.full((per_prompt,), 500.0), *frames)
         call = _OneCall(model, list(levels))
         with torch.no_grad(), FlopCounterMode(display=False) as counter:
             call(*inputs)
@@ -57,15 +58,16 @@ def layout_flops(model, text: TextCondition, batch: int, sizes, levels) -> dict:
 
 
 def generation_flops(model, text: TextCondition, stats) -> dict:
-    """{flops, mixer_flops, flops_fvcore} of a generation: each call layout counted once by both counters
-    (FlopCounterMode, fvcore), times its number of calls. The generation itself runs uncounted, so its
-    seconds carry no counter overhead."""
+    """{flops, mixer_flops, flops_fvcore} of a generation: each call layout counted once per prompt by both
+    counters (FlopCounterMode, fvcore), times its calls and prompts. The generation itself runs uncounted, so
+    its seconds carry no counter overhead."""
+    prompts = text.tokens.shape[0]
     total = {"flops": 0, "mixer_flops": 0, "flops_fvcore": 0}
     for (sizes, levels), calls in _layout_calls(stats).items():
-        one = layout_flops(model, text, stats.batch, sizes, levels)
-        total["flops"] += calls * one["torch"]
-        total["mixer_flops"] += calls * one["mixer"]
-        total["flops_fvcore"] += calls * one["fvcore"]
+        one = layout_flops(model, text, stats.batch // prompts, sizes, levels)
+        total["flops"] += calls * prompts * one["torch"]
+        total["mixer_flops"] += calls * prompts * one["mixer"]
+        total["flops_fvcore"] += calls * prompts * one["fvcore"]
     return total
 
 

@@ -17,6 +17,9 @@ import tempfile
 from pathlib import Path
 
 LOCK_NAME, COMPLETE_NAME = ".lock", "COMPLETE"
+_UMASK = os.umask(0)
+os.umask(_UMASK)
+FILE_MODE = 0o666 & ~_UMASK  # what open() would give: mkstemp's 0600 would hide results from other users
 
 
 class OutputError(RuntimeError):
@@ -39,6 +42,7 @@ def atomic_write_bytes(path, data: bytes) -> Path:
     except OSError as exc:
         raise OutputError(f"{path.parent}: cannot write ({exc.strerror or exc})") from exc
     try:
+        os.fchmod(fd, FILE_MODE)
         with os.fdopen(fd, "wb") as f:
             f.write(data)
             f.flush()

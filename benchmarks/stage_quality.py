@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import json
 import re
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -32,16 +33,39 @@ import pandas as pd
 import torch
 
 from benchmarks.provenance import git_commit, provenance
-from benchmarks.world_quality import decoded, true_latents, vae_frames_for
-from m4v.generate import TINY_GUIDANCE, TINY_STEPS, TextToVideo
-from m4v.pipeline import TextCondition, denoise_frame, generate_latents
+from m4v.generate import TINY_GUIDANCE, TINY_STEPS, TextToVideo, latent_frames_for
+from m4v.pipeline import denoise_frame, generate_latents, null_condition
+from m4v.pyramid import VAE_TEMPORAL
 from m4v.scheduler import PyramidSchedule, pyramid_latents, stage_noise
-from m4v.world import COLORS, SHAPES, Scene, motion_of, read_frame
+from m4v.world import COLORS, SHAPES, Scene, motion_of, read_frame, render
 from m4v.world.captions import prompt_suite
+from m4v.world.dataset import to_model_video, to_uint8_frames
 
 SUITE_SEED = 1                                                      # as world-quality: held out from training
 SINGLE_OBJECT_KINDS = ("color", "scene", "style", "dynamic", "static")  # one named object with its colour
 WORD_RATIOS = (0.95, 0.6, 0.2)  # points of a stage's flow (1 = its start) where word_sensitivity probes
+
+
+def vae_frames_for(frames: int) -> int:
+    """The 1 + 8k pixel frames the VAE takes for a `frames`-frame video."""
+    return 1 + VAE_TEMPORAL * (latent_frames_for(frames) - 1)
+
+
+def true_latents(vae, entries: list[dict], n_frames: int = 1) -> tuple[list[Scene], torch.Tensor]:
+    """The entries' scenes rendered at n_frames (1 + 8k) and their true normalised latents (B, C, T, h, w)."""
+    scenes = [replace(Scene.from_dict(e["auxiliary_info"]["world"]), n_frames=n_frames) for e in entries]
+    return scenes, vae.encode_normalized(torch.stack([to_model_video(render(s)) for s in scenes]))
+
+
+def decoded(vae, latents: torch.Tensor) -> np.ndarray:
+    """(B, C, T, h, w) normalised latents -> (B, T', H, W, 3) uint8 videos."""
+    return np.stack([to_uint8_frames(v) for v in vae.decode_normalized(latents)])
+
+
+@torch.no_grad()
+def reconstruct_suite(vae, entries: list[dict], frames: int) -> list[np.ndarray]:
+    """World prompts' true renders through the VAE and back: the ceiling any denoiser on this VAE can reach."""
+    return [decoded(vae, true_latents(vae, [e], vae_frames_for(frames))[1])[0][:frames] for e in entries]
 
 
 def single_object_entries(n: int) -> list[dict]:
@@ -75,24 +99,26 @@ def replace_word(prompt: str, word: str, other: str) -> str:
     return re.sub(rf"\b{word}\b", other, prompt, count=1)
 
 
-def score_frames(frames: np.ndarray, scenes: list[Scene]) -> dict:
-    """Fractions of (H, W, 3) frames where the oracle finds the first object's colour+shape, shape, colour, and
-    where it finds exactly one object (so that clutter cannot pass for the prompted object)."""
-    hits = {"colour_shape": 0, "shape": 0, "colour": 0, "one_object": 0}
-    for frame, scene in zip(frames, scenes):
-        target, found = scene.objects[0], read_frame(frame).objects
-        hits["colour_shape"] += any(d.shape == target.shape and d.color == target.color for d in found)
-        hits["shape"] += any(d.shape == target.shape for d in found)
-        hits["colour"] += any(d.color == target.color for d in found)
-        hits["one_object"] += len(found) == 1
-    return {k: v / len(scenes) for k, v in hits.items()}
+STAGE_CHECKS = {"colour_shape": "world_colour_shape", "shape": "world_shape", "colour": "world_colour",
+                "one_object": "world_count"}  # single-object prompts: count right = exactly one object
+
+
+def score_frames(frames: np.ndarray, entries: list[dict]) -> dict:
+    """Fractions of (H, W, 3) frames, one per prompt entry, that the world checks pass (the registered
+    evaluators, so the rules are the suites' own): colour+shape, shape, colour, exactly one object."""
+    from evaluators import Video, get_evaluator
+
+    videos = [Video(frame[None], 8.0, e["prompt_en"], f"frame-{i}", e) for i, (frame, e) in enumerate(zip(frames,
+                                                                                                          entries))]
+    return {key: float(np.mean([get_evaluator(name).evaluate_video(v).score for v in videos]))
+            for key, name in STAGE_CHECKS.items()}
 
 
 def _sample_from(pipe: TextToVideo, x: torch.Tensor, stage: int, prompts: list[str], steps, guidance: float,
                  generator: torch.Generator) -> np.ndarray:
     """Stages stage.. from start points x, decoded: (B, H, W, 3) uint8."""
     text = pipe.text.encode(prompts)
-    x = denoise_frame(pipe.model, x, [], text, TextCondition.null_like(text), PyramidSchedule(), steps, guidance,
+    x = denoise_frame(pipe.model, x, [], text, null_condition(pipe.model, text), PyramidSchedule(), steps, guidance,
                       generator, first_stage=stage)
     return decoded(pipe.vae, x[:, :, None])[:, 0]
 
@@ -101,7 +127,7 @@ def _sample_from(pipe: TextToVideo, x: torch.Tensor, stage: int, prompts: list[s
 def stage_scores(pipe: TextToVideo, entries: list[dict], steps=TINY_STEPS, guidance: float = TINY_GUIDANCE,
                  seed: int = 0, starts=(0, 1, 2)) -> list[dict]:
     """Rows (start, scores) for one pipeline: each start stage, then `clean` (the true latent decoded)."""
-    scenes, latent = true_latents(pipe.vae, entries)
+    _, latent = true_latents(pipe.vae, entries)
     latent = latent[:, :, 0]                                                  # (B, C, h, w)
     prompts = [e["prompt_en"] for e in entries]
     rows = []
@@ -109,8 +135,8 @@ def stage_scores(pipe: TextToVideo, entries: list[dict], steps=TINY_STEPS, guida
         generator = torch.Generator().manual_seed(seed)
         x = true_stage_start(latent, stage, PyramidSchedule(), generator)
         rows.append({"start": f"stage {stage}",
-                     **score_frames(_sample_from(pipe, x, stage, prompts, steps, guidance, generator), scenes)})
-    rows.append({"start": "clean", **score_frames(decoded(pipe.vae, latent[:, :, None])[:, 0], scenes)})
+                     **score_frames(_sample_from(pipe, x, stage, prompts, steps, guidance, generator), entries)})
+    rows.append({"start": "clean", **score_frames(decoded(pipe.vae, latent[:, :, None])[:, 0], entries)})
     return rows
 
 

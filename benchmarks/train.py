@@ -10,16 +10,34 @@ from __future__ import annotations
 import csv
 import inspect
 import json
+import math
+import os
 import shlex
+import shutil
 import sys
+import tempfile
 import time
+from dataclasses import fields
 from pathlib import Path
 
 import torch
+from safetensors import SafetensorError
 from tqdm import tqdm
 
+from benchmarks.outputs import (
+    COMPLETE_NAME,
+    LOCK_NAME,
+    OutputError,
+    OutputLock,
+    _fsync_dir,
+    atomic_write_json,
+    json_safe,
+    mark_complete,
+    mark_incomplete,
+    prepare_output_dir,
+)
 from benchmarks.provenance import git_commit, provenance
-from m4v.recipes import get_recipe
+from m4v.recipes import WEIGHTS_DIR, get_recipe
 
 STATE_FILE, LOG_FILE, RECORD_FILE = "state.pt", "loss.csv", "training.json"
 # OUT/snapshots/step-NNNNNN: what the run would save at that step. Mid-schedule weights: the LR has not decayed
@@ -27,11 +45,75 @@ STATE_FILE, LOG_FILE, RECORD_FILE = "state.pt", "loss.csv", "training.json"
 SNAPSHOT_DIR = "snapshots"
 
 
+ARCH_ALIASES = {"width": "hidden_size", "heads": "num_heads"}
+# Files a finished run leaves in OUT (besides the model's own): a directory holding any is a trained model.
+RUN_FILES = (STATE_FILE, LOG_FILE, RECORD_FILE)
+
+
+def parse_arch_overrides(mixer: str | None, settings: list[str]) -> dict:
+    """--mixer and --set KEY=VALUE -> M4VConfig field values, typed by the field; an unknown key or a value
+    of the wrong type is a one-line error naming the flag (the config's own checks run when it is built)."""
+    from m4v.config import MIXERS, M4VConfig
+
+    types = {f.name: f.type for f in fields(M4VConfig)}
+    overrides = {} if mixer is None else {"mixer": mixer}
+    for setting in settings:
+        key, sep, text = setting.partition("=")
+        key = ARCH_ALIASES.get(key.strip(), key.strip())
+        if not sep or not key:
+            raise ValueError(f"--set {setting!r}: expected KEY=VALUE")
+        if key not in types:
+            known = sorted(set(types) | set(ARCH_ALIASES))
+            raise ValueError(f"--set {setting!r}: unknown key {key!r}; keys: {', '.join(known)}")
+        overrides[key] = _parse_field(setting, key, types[key], text.strip())
+    if overrides.get("mixer", "m4v") not in MIXERS:
+        raise ValueError(f"--set mixer: must be one of {', '.join(MIXERS)}, got {overrides['mixer']!r}")
+    return overrides
+
+
+ZERO_MEANS_AUTO = ("dt_rank",)  # int fields where 0 is a setting (ceil(width / 16)); every other size is >= 1
+FIELD_EXPECTED = {"bool": "true or false", "int": "an integer >= 1", "float": "a finite number > 0",
+                  "tuple": "comma-separated integers >= 1", "str": "a non-empty value"}
+
+
+def _parse_field(setting: str, key: str, kind, text: str):
+    """One --set value as its dataclass field's type (annotations are strings: `from __future__`)."""
+    kind = getattr(kind, "__name__", kind)
+    try:
+        if kind == "bool":
+            if text.lower() not in ("true", "false", "1", "0", "yes", "no", "on", "off"):
+                raise ValueError
+            return text.lower() in ("true", "1", "yes", "on")
+        if kind == "int":
+            value = int(text, 10)
+            valid = value >= (0 if key in ZERO_MEANS_AUTO else 1)
+        elif kind == "float":
+            value = float(text)
+            valid = math.isfinite(value) and value > 0
+        elif kind == "tuple":
+            value = tuple(int(v, 10) for v in text.split(","))
+            valid = all(v >= 1 for v in value)
+        else:
+            value, valid = text, bool(text)
+        if not valid:
+            raise ValueError
+        return value
+    except ValueError:
+        raise ValueError(f"--set {setting!r}: expected {FIELD_EXPECTED.get(kind, kind)}") from None
+
+
 def train(name: str, out, steps: int | None = None, seed: int = 0, weights_root=None, checkpoint_every: int = 200,
-          command: str | None = None, progress: bool = True, snapshot_every: int | None = None, **options) -> dict:
+          command: str | None = None, progress: bool = True, snapshot_every: int | None = None,
+          overwrite: bool = False, **options) -> dict:
     """Train `name` into OUT; returns the training record. `snapshot_every` also saves the model as shipped
     (EMA weights for the denoisers) every that many steps under OUT/snapshots/, so one run gives a
-    quality-against-training-steps curve (`m4v-bench world-quality --models DIR...`)."""
+    quality-against-training-steps curve (`m4v-bench world-quality --models DIR...`).
+
+    Nothing is lost: OUT holding a trained model is refused unless its own state.pt resumes or `overwrite`;
+    OUT is locked for the run; record files are written atomically, the model is published file by file with
+    renames, and OUT/COMPLETE appears last."""
+    if checkpoint_every < 1:
+        raise ValueError(f"--checkpoint-every must be >= 1, got {checkpoint_every}")
     if snapshot_every is not None and snapshot_every < 1:
         raise ValueError(f"--snapshot-every must be >= 1, got {snapshot_every}")
     if steps is not None and steps < 1:  # 0 would save the untrained initialisation as a trained model
@@ -40,23 +122,94 @@ def train(name: str, out, steps: int | None = None, seed: int = 0, weights_root=
     accepted = inspect.signature(recipe_class.__init__).parameters
     unknown = [k for k in options if k not in accepted]
     if unknown:  # refused before OUT is made; named as the CLI flags
-        raise ValueError(f"{name} takes no {', '.join('--' + k.replace('_', '-') for k in unknown)}")
+        flags = sorted({"--mixer / --set" if k == "arch" else "--" + k.replace("_", "-") for k in unknown})
+        raise ValueError(f"{name} takes no {', '.join(flags)}")
     out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
+    if out.exists() and not out.is_dir():
+        raise OutputError(f"--out {out}: exists and is not a directory")
     commit = git_commit()  # the code that runs, before this run's outputs dirty the tree
-    recipe = recipe_class(name, seed=seed, weights_root=weights_root, **options)
+    try:
+        recipe = recipe_class(name, seed=seed, weights_root=weights_root, **options)
+    except SafetensorError as exc:  # a frozen model it builds on, loaded by transformers / open_clip
+        raise ValueError(f"{weights_root or WEIGHTS_DIR}: holds an unreadable safetensors file "
+                         f"({' '.join(str(exc).split())})") from exc
+    except (ZeroDivisionError, AssertionError) as exc:  # an architecture the --set values make impossible
+        raise ValueError(f"--set: {name} cannot be built with {options.get('arch')} ({exc})") from exc
+    except ValueError as exc:
+        raise ValueError(f"--set: {exc}" if options.get("arch") and "--" not in str(exc) else str(exc)) from exc
     steps = recipe.default_steps if steps is None else steps
     recipe.total_steps, recipe.out = steps, out
-    start, seconds = 0, 0.0
+    if not overwrite and not (out / STATE_FILE).exists():
+        _refuse_if_holding_files(out)  # before the lock file is made in it (checked again under the lock)
+    prepare_output_dir(out)
+    with OutputLock(out):
+        for stale in out.glob(".staging-*"):  # a run killed while publishing its model
+            shutil.rmtree(stale, ignore_errors=True)
+        state = _resumable_state(out, name, seed, steps, recipe, overwrite)
+        mark_incomplete(out)
+        return _run(recipe, out, name, seed, steps, state, commit, command, checkpoint_every, snapshot_every,
+                    progress)
+
+
+def _resumable_state(out: Path, name: str, seed: int, steps: int, recipe, overwrite: bool) -> dict | None:
+    """OUT's state.pt when this run resumes it; None for a fresh run. Refuses to replace a trained model (or
+    another run's state) unless `overwrite`, and a state.pt that is corrupt or of another configuration."""
     state_path = out / STATE_FILE
-    if state_path.exists():
-        state = torch.load(state_path, weights_only=True, map_location="cpu")  # a GPU run resumes anywhere
-        if state["name"] != name or state["seed"] != seed:
-            raise ValueError(f"{state_path}: a run of {state['name']} seed {state['seed']} is stored there; "
-                             f"use another --out or delete it")
+    if overwrite:
+        for stale in (state_path, out / RECORD_FILE, out / LOG_FILE):
+            stale.unlink(missing_ok=True)
+        return None
+    if not state_path.exists():
+        _refuse_if_holding_files(out)
+        return None
+    state = _load_state(state_path)
+    if state["name"] != name or state["seed"] != seed:
+        raise ValueError(f"{state_path}: a run of {state['name']} seed {state['seed']} is stored there; "
+                         f"use another --out, or --overwrite")
+    config = json.loads(json.dumps(json_safe(recipe.config())))
+    if "config" in state and json.loads(state["config"]) != config:
+        raise ValueError(f"{state_path}: stored for another configuration of {name} (options or --set differ); "
+                         "use the same flags to resume, another --out, or --overwrite")
+    if int(state["step"]) > steps:
+        raise ValueError(f"{state_path}: already at step {int(state['step'])}, beyond --steps {steps}; "
+                         "use another --out, or --overwrite")
+    try:
         recipe.load_state_dict(state["recipe"])
-        start, seconds = int(state["step"]), float(state["seconds"])
-    log_path = out / LOG_FILE
+    except (RuntimeError, KeyError, ValueError, TypeError) as exc:
+        raise ValueError(f"{state_path}: does not fit {name} as configured now ({type(exc).__name__}); "
+                         "--overwrite starts afresh") from exc
+    return state
+
+
+def _refuse_if_holding_files(out: Path) -> None:
+    """A directory with files and no state.pt is a trained model (or someone's files): never replaced unasked.
+    A bare loss.csv is a run killed before its first checkpoint: nothing to resume, restarted."""
+    held = sorted(p.name for p in out.iterdir() if p.name not in (LOCK_NAME, COMPLETE_NAME, LOG_FILE)
+                  and not p.name.startswith(".")) if out.is_dir() else []
+    if held:
+        raise OutputError(f"--out {out}: already holds {', '.join(held[:4])}{' ...' if len(held) > 4 else ''} "
+                          f"and no {STATE_FILE} to resume; --overwrite replaces it, or use another directory")
+
+
+def _load_state(path: Path) -> dict:
+    """state.pt (weights_only=True: never executes a pickle); corrupt or foreign: one line naming it."""
+    try:
+        state = torch.load(path, weights_only=True, map_location="cpu")  # a GPU run resumes anywhere
+    except Exception as exc:  # truncated zip, foreign pickle, not a torch file: torch raises several types
+        raise ValueError(f"{path}: not a readable training state ({type(exc).__name__}); --overwrite starts "
+                         "afresh") from exc
+    required = ("name", "seed", "step", "seconds", "recipe")
+    if not isinstance(state, dict) or any(k not in state for k in required):
+        raise ValueError(f"{path}: not a training state of m4v-bench train (needs {', '.join(required)}); "
+                         "--overwrite starts afresh")
+    return state
+
+
+def _run(recipe, out: Path, name: str, seed: int, steps: int, state: dict | None, commit: str, command,
+         checkpoint_every: int, snapshot_every: int | None, progress: bool) -> dict:
+    """The loop: steps start..steps, the log, checkpoints, snapshots; then the model, its record, COMPLETE."""
+    start, seconds = (int(state["step"]), float(state["seconds"])) if state else (0, 0.0)
+    state_path, log_path = out / STATE_FILE, out / LOG_FILE
     _truncate_log(log_path, start)
     last: dict = {}
     writer_file = open(log_path, "a", newline="", buffering=1)  # line-buffered: the log survives a kill
@@ -66,6 +219,9 @@ def train(name: str, out, steps: int | None = None, seed: int = 0, weights_root=
         t0 = time.perf_counter()
         for i in bar:
             last = {k: float(v) for k, v in recipe.step(i).items()}
+            if not all(math.isfinite(v) for v in last.values()):  # a diverged run is not a trained model
+                raise ValueError(f"step {i + 1}: non-finite training metrics {last}; the last "
+                                         f"checkpoint in {state_path} is kept")
             if writer is None:
                 writer = csv.DictWriter(writer_file, fieldnames=["step", *last, "seconds"])
                 if writer_file.tell() == 0:
@@ -78,28 +234,54 @@ def train(name: str, out, steps: int | None = None, seed: int = 0, weights_root=
                 _save_state(state_path, name, seed, i + 1, elapsed, recipe)
             if snapshot_every and (i + 1) % snapshot_every == 0 and i + 1 < steps:  # the last step is OUT itself
                 snapshot = out / SNAPSHOT_DIR / f"step-{i + 1:06d}"
-                recipe.save(snapshot)
+                _publish_model(recipe, snapshot)
                 _write_record(snapshot, recipe, commit, command, model=name, step=i + 1, of_steps=steps, seed=seed,
                               train_seconds=round(elapsed, 1), metrics=last)
         seconds += time.perf_counter() - t0
     finally:
         writer_file.close()
-    recipe.save(out)
-    return _write_record(out, recipe, commit, command, model=name, steps=steps, seed=seed,
-                         train_seconds=round(seconds, 1), final_metrics=last or _last_logged(log_path))
+    files = _publish_model(recipe, out)
+    record = _write_record(out, recipe, commit, command, model=name, steps=steps, seed=seed,
+                           train_seconds=round(seconds, 1), final_metrics=last or _last_logged(log_path))
+    mark_complete(out, [*files, RECORD_FILE, LOG_FILE, STATE_FILE])
+    return record
+
+
+def _publish_model(recipe, out: Path) -> list[str]:
+    """recipe.save into a staging folder inside OUT, then each file renamed into place (atomic per file):
+    a kill never leaves a half-written weights file. -> the published paths relative to OUT."""
+    out.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=".staging-", dir=out))
+    try:
+        recipe.save(staging)
+        published = []
+        for path in sorted(p for p in staging.rglob("*") if p.is_file()):
+            with open(path, "rb") as f:
+                os.fsync(f.fileno())
+            target = out / path.relative_to(staging)
+            target.parent.mkdir(parents=True, exist_ok=True)
+            os.replace(path, target)
+            published.append(str(path.relative_to(staging)))
+        _fsync_dir(out)
+        return published
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
 
 
 def _write_record(out: Path, recipe, commit: str, command: str | None, **fields) -> dict:
     """OUT/training.json: `fields`, the command that trains it and the provenance (code, config, versions)."""
     record = {**fields, "command": command or "m4v-bench " + shlex.join(sys.argv[1:]),
               **provenance(config=recipe.config(), seeds=[fields["seed"]], commit=commit)}
-    (out / RECORD_FILE).write_text(json.dumps(record, indent=2))
-    return record
+    atomic_write_json(out / RECORD_FILE, record)
+    return json_safe(record)
 
 
 def _save_state(path: Path, name: str, seed: int, step: int, seconds: float, recipe) -> None:
     tmp = path.with_suffix(".tmp")
-    torch.save({"name": name, "seed": seed, "step": step, "seconds": seconds, "recipe": recipe.state_dict()}, tmp)
+    torch.save({"name": name, "seed": seed, "step": step, "seconds": seconds, "recipe": recipe.state_dict(),
+                "config": json.dumps(json_safe(recipe.config()))}, tmp)
+    with open(tmp, "rb") as f:
+        os.fsync(f.fileno())
     tmp.replace(path)  # atomic: an interrupted save never destroys the previous checkpoint
 
 

@@ -83,7 +83,7 @@ def load_state_file(path) -> dict:
 
 def default_backbones() -> list[str]:
     """Offline defaults: the tiny CLIP and fidelity models shipped in m4v/weights/ (those present)."""
-    from m4v.recipes import WEIGHTS_DIR
+    from m4v.checkpoint import WEIGHTS_DIR
 
     shipped = {"clip": ("m4v-tiny-clip", WEIGHTS_DIR / "clip-tiny" / "open_clip_model.safetensors"),
                "fidelity": ("fidelity-tiny", WEIGHTS_DIR / "reward-tiny" / "model.safetensors")}
@@ -352,6 +352,20 @@ class DinoBackbone(_FrameEncoder):
         return self.encode(frames, "dino")
 
 
+def _explained(spec: BackboneSpec, load):
+    """Run one backbone loader; an unknown model name, truncated or foreign weights, or weights of another
+    architecture (each library raises its own type, several with pages of text) -> one line naming the spec."""
+    from safetensors import SafetensorError
+
+    try:
+        return load()
+    except (RuntimeError, AssertionError, SafetensorError, KeyError, ValueError, OSError) as exc:
+        text = " ".join(str(exc).split())
+        text = text if len(text) <= 200 else text[:200] + " ..."
+        raise ValueError(f"--backbone {spec.kind}={spec.model}:{spec.weights}: cannot load "
+                         f"({type(exc).__name__}: {text})") from exc
+
+
 def load_backbones(specs, device: str = "cpu") -> dict:
     """{kind: loaded backbone} for backbone specs (strings or BackboneSpec): the one place that maps a backbone
     kind to its loader. Every loaded backbone carries `.spec`, whose label the records show."""
@@ -363,26 +377,7 @@ def load_backbones(specs, device: str = "cpu") -> dict:
         spec = by_kind.get(kind)
         if spec is None:
             continue
-        if kind in ("clip", "aesthetic_clip"):
-            loaded[kind] = ClipBackbone(spec, device)
-        elif kind == "dino":
-            loaded[kind] = DinoBackbone(spec, device)
-        elif kind == "raft":
-            from evaluators.vbench.flow import RaftFlow
-
-            loaded[kind] = RaftFlow(spec, device)
-        elif kind == "amt":
-            from evaluators.vbench.motion_smoothness import AmtInterpolator
-
-            loaded[kind] = AmtInterpolator(spec, device)
-        elif kind == "fidelity":
-            from evaluators.vbench.imaging_quality import FidelityBackbone
-
-            loaded[kind] = FidelityBackbone(spec, device)
-        else:
-            from evaluators.vbench.human_action import UMTBackbone
-
-            loaded[kind] = UMTBackbone(spec, device)
+        loaded[kind] = _explained(spec, lambda spec=spec: _load_one(spec, device))
     if "aesthetic" in by_kind:
         encoder = loaded.get("aesthetic_clip", loaded.get("clip"))
         if encoder is None:
@@ -390,8 +385,32 @@ def load_backbones(specs, device: str = "cpu") -> dict:
                              "aesthetic_clip=MODEL:PATH (or clip=MODEL:PATH)")
         from evaluators.aesthetic import AestheticHead
 
-        loaded["aesthetic"] = AestheticHead(by_kind["aesthetic"], encoder.model.visual.output_dim)
+        spec = by_kind["aesthetic"]
+        loaded["aesthetic"] = _explained(spec, lambda: AestheticHead(spec, encoder.model.visual.output_dim))
     return loaded
+
+
+def _load_one(spec: BackboneSpec, device: str):
+    """The loader of one backbone kind (aesthetic aside: it needs its CLIP's width)."""
+    if spec.kind in ("clip", "aesthetic_clip"):
+        return ClipBackbone(spec, device)
+    if spec.kind == "dino":
+        return DinoBackbone(spec, device)
+    if spec.kind == "raft":
+        from evaluators.vbench.flow import RaftFlow
+
+        return RaftFlow(spec, device)
+    if spec.kind == "amt":
+        from evaluators.vbench.motion_smoothness import AmtInterpolator
+
+        return AmtInterpolator(spec, device)
+    if spec.kind == "fidelity":
+        from evaluators.vbench.imaging_quality import FidelityBackbone
+
+        return FidelityBackbone(spec, device)
+    from evaluators.vbench.human_action import UMTBackbone
+
+    return UMTBackbone(spec, device)
 
 
 # Per VBench dimension: the --backbone that makes it faithful (VBench's own weights file), or why it cannot be.

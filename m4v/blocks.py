@@ -6,6 +6,7 @@ from dataclasses import dataclass
 
 import torch
 import torch.nn as nn
+import torch.nn.functional as F
 from torch import Tensor
 
 from m4v import recomposition
@@ -22,7 +23,7 @@ from m4v.layers import (
     rope_angles,
 )
 from m4v.mamba import MambaMixer
-from m4v.temporal import TemporalBranch
+from m4v.temporal import build_temporal_branch
 from m4v.zigzag import path_for_layer
 
 
@@ -37,6 +38,20 @@ class StageLayout:
     attn_mask: Tensor | None     # (B, 1, L, L) bool, text padding + temporal causality
 
 
+def history_positions(n: int, current: int, rule: str, device) -> Tensor:
+    """RoPE positions (n,) of a frame axis of n tokens on the current frame's axis of `current` tokens.
+
+    "interpolate": PyramidFlow's `_prepare_image_ids`, F.interpolate(arange(current), n, mode="linear")
+    (align_corners=False: a 2x coarser token sits at the mean of the two it covers, 0.5, 2.5, ...);
+    "linspace": the first implementation, linspace(0, current - 1, n) (0 for a single token)."""
+    if n == current:
+        return torch.arange(current, dtype=torch.float32, device=device)
+    if rule == "interpolate":
+        grid = torch.arange(current, dtype=torch.float32, device=device)[None, None]
+        return F.interpolate(grid, size=n, mode="linear").reshape(n)
+    return torch.linspace(0, current - 1, n, device=device) if n > 1 else torch.zeros(1, device=device)
+
+
 def build_stage_layout(cfg: M4VConfig, frame_sizes: list, frame_levels: list, text_mask: Tensor) -> StageLayout:
     """RoPE ids (t, h, w) and the attention mask for one packed sequence [text ; frames]."""
     device, n_text = text_mask.device, text_mask.shape[1]
@@ -45,8 +60,7 @@ def build_stage_layout(cfg: M4VConfig, frame_sizes: list, frame_levels: list, te
     times = [torch.zeros(n_text, device=device)]
     for f, (h, w) in enumerate(frame_sizes):
         # Lower-resolution history frames sit at fractional positions of the current grid (PyramidFlow).
-        hh = torch.linspace(0, cur_h - 1, h, device=device) if h > 1 else torch.zeros(1, device=device)
-        ww = torch.linspace(0, cur_w - 1, w, device=device) if w > 1 else torch.zeros(1, device=device)
+        hh, ww = (history_positions(n, cur_n, cfg.history_rope, device) for n, cur_n in ((h, cur_h), (w, cur_w)))
         grid = torch.stack(torch.meshgrid(hh, ww, indexing="ij"), dim=-1).reshape(-1, 2)  # (h w, 2)
         ids.append(torch.cat([torch.full((h * w, 1), float(f), device=device), grid], dim=-1))
         times.append(torch.full((h * w,), float(f), device=device))
@@ -125,7 +139,7 @@ class MMDiMMixer(nn.Module):
         self.cfg = cfg
         self.path_index = path_for_layer(layer_index, cfg.n_zigzag_paths) if cfg.zigzag else None
         self.mamba = MambaMixer(cfg)
-        self.temporal = TemporalBranch(cfg) if cfg.temporal_branch else None
+        self.temporal = build_temporal_branch(cfg) if cfg.temporal_branch else None
         self.out_dim = self.mamba.out_dim
 
     def forward(self, h: Tensor, layout: StageLayout, registers: Tensor | None) -> Tensor:
@@ -135,7 +149,9 @@ class MMDiMMixer(nn.Module):
             text, layout.text_mask, video, layout.frame_sizes, layout.frame_levels, registers,
             self.path_index, self.cfg.text_recomposition)                       # (B, S, D), (B, S)
         text_out, video_out = recomposition.invert(self.mamba(seq, valid), plan)  # (B, Lt, E), (B, Lv, E)
-        if self.temporal is not None:  # added at the current frame's positions only
+        if self.temporal is not None and self.temporal.covers_history:
+            video_out = video_out + self.temporal(video, layout.frame_sizes, layout.frame_levels)  # (B, Lv, E)
+        elif self.temporal is not None:  # pooled variant: added at the current frame's positions only
             cur_h, cur_w = layout.frame_sizes[-1]
             n_hist = video_out.shape[1] - cur_h * cur_w
             video_out[:, n_hist:] += self.temporal(video, layout.frame_sizes)  # (B, h w, E)

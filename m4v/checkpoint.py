@@ -3,11 +3,26 @@
 from __future__ import annotations
 
 import json
+from contextlib import contextmanager
 from pathlib import Path
 
 import torch
+from safetensors import SafetensorError
 
 WEIGHTS_NAME, CONFIG_NAME = "model.safetensors", "config.json"
+WEIGHTS_DIR = Path(__file__).resolve().parent / "weights"   # the shipped tiny models
+
+
+def weights_path(name: str, root=None) -> Path:
+    """Directory of a trained model: `name` itself when it is a directory, else ROOT/name, ROOT defaulting to
+    the shipped m4v/weights/."""
+    if Path(name).is_dir():
+        return Path(name)
+    path = Path(root or WEIGHTS_DIR) / name
+    if not path.is_dir():
+        raise FileNotFoundError(f"no trained weights for {name!r} at {path}; "
+                                f"train them with `m4v-bench train --model {name} --out {path}`")
+    return path
 
 
 def save_weights(module: torch.nn.Module, config: dict, directory) -> Path:
@@ -23,11 +38,58 @@ def save_weights(module: torch.nn.Module, config: dict, directory) -> Path:
 
 
 def load_weights(directory, device: str = "cpu") -> tuple[dict, dict]:
-    """-> (config, state dict) of a save_weights directory; a clear error naming what is missing."""
+    """-> (config, state dict) of a save_weights directory; a missing, truncated or corrupt file is a one-line
+    error naming it."""
     from safetensors.torch import load_file
 
     directory = Path(directory)
     for name in (CONFIG_NAME, WEIGHTS_NAME):
         if not (directory / name).is_file():
             raise FileNotFoundError(f"{directory / name}: missing (expected a saved model directory)")
-    return json.loads((directory / CONFIG_NAME).read_text()), load_file(str(directory / WEIGHTS_NAME), device=device)
+    config = read_config(directory / CONFIG_NAME)
+    try:
+        state = load_file(str(directory / WEIGHTS_NAME), device=device)
+    except (SafetensorError, OSError, ValueError) as exc:  # truncated, not safetensors, bad header
+        raise ValueError(f"{directory / WEIGHTS_NAME}: not a readable safetensors file "
+                         f"({' '.join(str(exc).split())})") from exc
+    return config, state
+
+
+def read_config(path) -> dict:
+    """A config.json as a dict; anything else is a one-line error naming the file."""
+    path = Path(path)
+    try:
+        config = json.loads(path.read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise ValueError(f"{path}: not a JSON config ({' '.join(str(exc).split())})") from exc
+    if not isinstance(config, dict):
+        raise ValueError(f"{path}: expected a JSON object, got {type(config).__name__}")
+    return config
+
+
+@contextmanager
+def explain_load_errors(directory):
+    """Around building a model from its saved directory: a state dict of another architecture (torch's
+    multi-line RuntimeError) or a config the class refuses becomes one line naming the directory's files."""
+    directory = Path(directory)
+    try:
+        yield
+    except RuntimeError as exc:
+        text = str(exc)
+        if "Error(s) in loading state_dict" not in text:
+            raise
+        keys = {label: next((line.count('"') // 2 for line in text.splitlines() if label in line), 0)
+                for label in ("Missing key(s)", "Unexpected key(s)")}
+        raise ValueError(f"{directory / WEIGHTS_NAME}: weights do not fit the architecture in "
+                         f"{directory / CONFIG_NAME} ({keys['Missing key(s)']} missing, {keys['Unexpected key(s)']} "
+                         f"unexpected, {text.count('size mismatch')} wrong-shape tensors)") from exc
+    except ValueError as exc:  # the config class's own check (unknown keys, inconsistent sizes)
+        if str(directory) in str(exc):
+            raise
+        raise ValueError(f"{directory / CONFIG_NAME}: {' '.join(str(exc).split())}") from exc
+    except SafetensorError as exc:  # a library's own loading (transformers) met a truncated file
+        raise ValueError(f"{directory}: holds an unreadable safetensors file ({' '.join(str(exc).split())})") \
+            from exc
+    except (TypeError, KeyError, ZeroDivisionError) as exc:  # config keys / values the model class cannot take
+        raise ValueError(f"{directory / CONFIG_NAME}: not a config of this model ({type(exc).__name__}: "
+                         f"{' '.join(str(exc).split())})") from exc

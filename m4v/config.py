@@ -7,6 +7,12 @@ import math
 from dataclasses import asdict, dataclass, fields
 
 MIXERS = ("attention", "mamba", "m4v", "parallel")
+TEMPORAL_VARIANTS = ("paper", "pooled")
+HISTORY_ROPE = ("interpolate", "linspace")
+NULL_CONDITIONS = ("empty_prompt", "zeros")
+# Values a saved config.json that predates a field loads with: what the code did before the field existed, so
+# the shipped models (m4v-tiny, m4v-tiny-reward, dit-tiny) load and sample exactly as they were trained.
+LEGACY_DEFAULTS = {"temporal_variant": "pooled", "history_rope": "linspace", "null_condition": "zeros"}
 
 
 @dataclass(frozen=True)
@@ -44,6 +50,18 @@ class M4VConfig:
     zigzag: bool = True
     n_zigzag_paths: int = 8
 
+    # Temporal branch (spec §1.5, docs/paper-readings.md): "paper" = history pooled to the lowest pyramid grid,
+    # current frame cut into tiles of that grid, causal attention over all of them; "pooled" = the first
+    # implementation (every frame pooled, only the current frame's pooled token queries), kept for the shipped
+    # tiny models.
+    temporal_variant: str = "paper"
+    # RoPE (h, w) positions of lower-resolution history frames on the current grid: "interpolate" as
+    # PyramidFlow (F.interpolate of arange, linear, align_corners=False), "linspace" the first implementation.
+    history_rope: str = "interpolate"
+    # CFG's unconditional input, in training (caption dropout) and sampling: the encoders' features of the empty
+    # prompt (PyramidFlow) or zero features with one valid token (the first implementation).
+    null_condition: str = "empty_prompt"
+
     scan_backend: str = "auto"
 
     def __post_init__(self):
@@ -51,6 +69,10 @@ class M4VConfig:
             raise ValueError(f"M4VConfig.mixer must be one of {MIXERS}, got {self.mixer!r}")
         if self.hidden_size % self.num_heads:
             raise ValueError(f"hidden_size {self.hidden_size} is not divisible by num_heads {self.num_heads}")
+        for name, allowed in (("temporal_variant", TEMPORAL_VARIANTS), ("history_rope", HISTORY_ROPE),
+                              ("null_condition", NULL_CONDITIONS)):
+            if getattr(self, name) not in allowed:
+                raise ValueError(f"M4VConfig.{name} must be one of {allowed}, got {getattr(self, name)!r}")
         if sum(self.rope_axes) != self.head_dim:
             raise ValueError(f"rope_axes {self.rope_axes} must sum to head_dim {self.head_dim}")
 
@@ -112,7 +134,7 @@ class M4VConfig:
         unknown = set(data) - known
         if unknown:
             raise ValueError(f"M4VConfig: unknown keys {sorted(unknown)}")
-        data = dict(data)
+        data = {**LEGACY_DEFAULTS, **data}  # a config saved before these fields existed keeps its behaviour
         if "rope_axes" in data:
             data["rope_axes"] = tuple(data["rope_axes"])
         return cls(**data)

@@ -6,14 +6,15 @@
 
 from __future__ import annotations
 
+import math
 import time
 
 import numpy as np
 import torch
 
+from m4v.checkpoint import explain_load_errors, weights_path
 from m4v.pipeline import GenerationConfig, GenerationStats, generate_latents
-from m4v.pyramid import VAE_SPATIAL, VAE_TEMPORAL
-from m4v.recipes import weights_path
+from m4v.pyramid import N_LEVELS, VAE_SPATIAL, VAE_TEMPORAL
 from m4v.text import TextEncoders
 from m4v.transformer import M4VTransformer
 from m4v.vae import CausalVideoVAE
@@ -41,10 +42,14 @@ class TextToVideo:
     def from_pretrained(cls, model: str, weights_root=None, vae: str = "vae-tiny",
                         text_encoder: str = "text-tiny") -> TextToVideo:
         """MODEL is a name under the weights root (m4v-tiny, dit-tiny, m4v-tiny-reward) or a directory."""
-        transformer = M4VTransformer.from_pretrained(weights_path(model, weights_root))
+        model_dir = weights_path(model, weights_root)
+        with explain_load_errors(model_dir):
+            transformer = M4VTransformer.from_pretrained(model_dir)
         vae_dir, text_dir = weights_path(vae, weights_root), weights_path(text_encoder, weights_root)
-        video_vae = CausalVideoVAE.from_pretrained(vae_dir)
-        text = TextEncoders.from_dir(text_dir, max_length=transformer.cfg.text_len)
+        with explain_load_errors(vae_dir):
+            video_vae = CausalVideoVAE.from_pretrained(vae_dir)
+        with explain_load_errors(text_dir):
+            text = TextEncoders.from_dir(text_dir, max_length=transformer.cfg.text_len)
         cfg = transformer.cfg
         # Checked here so a mismatched pair fails with the directories' names, not a matmul shape error mid-sampling.
         if (text.t5.config.d_model, text.clip.config.projection_dim) != (cfg.text_dim, cfg.pooled_text_dim):
@@ -56,8 +61,48 @@ class TextToVideo:
                              f"denoises {cfg.latent_channels}")
         return cls(transformer, video_vae, text, name=str(model))
 
+    @property
+    def size_multiple(self) -> int:
+        """Pixel sizes the model can honour are multiples of this: VAE 8 x pyramid 2^(levels-1) x patch (a
+        denoiser without patches, e.g. a test's oracle, has patch 1)."""
+        return VAE_SPATIAL * 2 ** (N_LEVELS - 1) * self.patch_size
+
+    @property
+    def patch_size(self) -> int:
+        return getattr(self.model.cfg, "patch_size", 1)
+
+    def check_request(self, frames: int, height: int, width: int, steps, guidance: float) -> None:
+        """Refuse, before any work, what the model cannot honour (the error names the CLI flag)."""
+        if isinstance(frames, bool) or not isinstance(frames, (int, np.integer)) or frames < 1:
+            raise ValueError(f"--frames must be an integer >= 1, got {frames!r}")
+        for flag, value in (("height", height), ("width", width)):
+            if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < self.size_multiple \
+                    or value % self.size_multiple:
+                raise ValueError(f"--size: {flag} {value!r} is not a positive multiple of {self.size_multiple} "
+                                 f"(VAE {VAE_SPATIAL} x pyramid {2 ** (N_LEVELS - 1)} x patch {self.patch_size})")
+        steps = list(steps)
+        if len(steps) != N_LEVELS or any(isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 1
+                                          for n in steps):
+            raise ValueError(f"--steps must be {N_LEVELS} integers >= 1 (one per pyramid stage), got {steps}")
+        if not isinstance(guidance, (int, float)) or not math.isfinite(guidance) or guidance < 0:
+            raise ValueError(f"--guidance must be a finite number >= 0, got {guidance!r}")
+
+    def describe_prompt(self, prompt: str) -> dict:
+        """What the text encoders make of `prompt`: its tokens against each encoder's limit (longer prompts are
+        cut there) and the words the tokenizer does not know (read as <unk>)."""
+        report = {}
+        for name, tokenizer, limit in (("t5", self.text.t5_tokenizer, self.text.max_length),
+                                       ("clip", self.text.clip_tokenizer,
+                                        self.text.clip.config.max_position_embeddings)):
+            ids = tokenizer(prompt, truncation=False, verbose=False)["input_ids"]
+            unk = tokenizer.unk_token_id
+            report[name] = {"tokens": len(ids), "max_tokens": limit, "truncated": len(ids) > limit,
+                            "unknown_tokens": sum(i == unk for i in ids) if unk is not None else 0}
+        return report
+
     def config(self, frames: int, height: int, width: int, seed: int, steps=TINY_STEPS,
                guidance: float = TINY_GUIDANCE) -> GenerationConfig:
+        self.check_request(frames, height, width, steps, guidance)
         return GenerationConfig(latent_frames=latent_frames_for(frames), latent_height=height // VAE_SPATIAL,
                                 latent_width=width // VAE_SPATIAL, first_frame_steps=tuple(steps),
                                 video_steps=tuple(steps), guidance_scale=guidance, video_guidance_scale=guidance,
@@ -65,14 +110,16 @@ class TextToVideo:
 
     @torch.no_grad()
     def __call__(self, prompts: list[str], frames: int = 16, height: int = 64, width: int = 64, seed: int = 0,
-                 steps=TINY_STEPS, guidance: float = TINY_GUIDANCE,
-                 progress: bool = False) -> tuple[np.ndarray, GenerationStats, dict]:
-        """-> (B, frames, H, W, 3) uint8, the sampler's call statistics, and timings."""
+                 steps=TINY_STEPS, guidance: float = TINY_GUIDANCE, progress: bool = False,
+                 negative_prompt: str | None = None) -> tuple[np.ndarray, GenerationStats, dict]:
+        """-> (B, frames, H, W, 3) uint8, the sampler's call statistics, and timings. `negative_prompt`: CFG's
+        unconditional branch reads its features (PyramidFlow's option); default: the model's null condition."""
         cfg = self.config(frames, height, width, seed, steps, guidance)
         t0 = time.perf_counter()
         text = self.text.encode(prompts)
+        null = None if negative_prompt is None else self.text.encode([negative_prompt] * len(prompts), False)
         t1 = time.perf_counter()
-        latents, stats = generate_latents(self.model, text, cfg, progress=progress)  # (B, C, T, h, w)
+        latents, stats = generate_latents(self.model, text, cfg, progress=progress, null=null)  # (B, C, T, h, w)
         t2 = time.perf_counter()
         video = self.vae.decode_normalized(latents)                              # (B, 3, 1 + 8k, H, W)
         t3 = time.perf_counter()

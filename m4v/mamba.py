@@ -48,8 +48,9 @@ class MambaMixer(nn.Module):
             dt = dt.clamp(min=dt_floor)
             self.dt_proj.bias.copy_(dt + torch.log(-torch.expm1(-dt)))
 
-    def forward(self, seq: Tensor, valid: Tensor) -> Tensor:
-        """seq (B, S, D), valid (B, S) bool -> (B, S, out_dim)."""
+    def ssm_inputs(self, seq: Tensor, valid: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor]:
+        """The scan's inputs as the forward computes them: (u, delta, B, C, z); u, delta, z (B, E, S), B, C
+        (B, N, S). u is after the causal conv and SiLU, delta before its bias and softplus."""
         batch = seq.shape[0]
 
         def project(linear: nn.Linear, x: Tensor) -> Tensor:
@@ -66,6 +67,11 @@ class MambaMixer(nn.Module):
         x_dbl = project(self.x_proj, u)                                        # (B, R + 2N, S)
         dt, B, C = torch.split(x_dbl, [self.dt_rank, self.d_state, self.d_state], dim=1)
         delta = project(self.dt_proj, dt)                                      # (B, E, S); bias added in the scan
+        return u, delta, B, C, z
+
+    def forward(self, seq: Tensor, valid: Tensor) -> Tensor:
+        """seq (B, S, D), valid (B, S) bool -> (B, S, out_dim)."""
+        u, delta, B, C, z = self.ssm_inputs(seq, valid)
         y = selective_scan(u, delta, -torch.exp(self.A_log.float()), B, C, self.D.float(), z,
                            self.dt_proj.bias.float(), delta_softplus=True, backend=self.backend)  # (B, E, S)
         y = y.transpose(1, 2)                                                  # (B, S, E)
@@ -75,26 +81,42 @@ class MambaMixer(nn.Module):
         return f"d_inner={self.d_inner}, d_state={self.d_state}, dt_rank={self.dt_rank}"
 
 
-def init_mamba_from_attention(mixer: MambaMixer, to_q: nn.Linear, to_k: nn.Linear, to_v: nn.Linear) -> None:
-    """Seed a Mamba mixer from a trained attention layer (spec §1.6, Mamba-in-the-Llama style).
+def init_mamba_from_attention(mixer: MambaMixer, to_q: nn.Linear, to_k: nn.Linear, to_v: nn.Linear) -> Tensor:
+    """Seed a Mamba mixer from a trained attention layer (spec §1.6, Mamba-in-the-Llama style), so that the
+    mapping holds in the real forward (in_proj -> causal conv -> SiLU -> x_proj), not only before the conv.
 
-    x-path of in_proj <- W_V (tiled over d_inner / D copies), and the x_proj rows producing B and C <- the
-    first d_state rows of W_K and W_Q read through that x-path: since u ~ W_V h, B = W_B u matches W_K h when
-    W_B = W_K[:N] W_V^+ (least squares, pseudo-inverse of the tiled W_V). z-path, conv, dt and A keep their
-    Mamba init. Only shapes with d_state <= D are supported.
+    The d_inner channels come in m = E / 2D pairs of copies: the x-path of in_proj is [W_V ; -W_V] per
+    pair, and the conv is set to the identity (last tap 1, bias 0), so u = SiLU(+-W_V h). Since
+    SiLU(a) - SiLU(-a) = a exactly, the difference of a pair is W_V h. The x_proj rows producing B and C are
+    W_K[:N] W_V^+ and W_Q[:N] W_V^+ applied to that difference ([P, -P] per pair), so B = W_K[:N] h and
+    C = W_Q[:N] h in the forward (exact when W_V has full rank; attention biases and the q/k RMS norm are not
+    carried). The partner channels of a pair share z, dt and A, and the scan is linear in u for given (delta,
+    B, C), so scan(u+) - scan(u-) is the selective scan of W_V h: a causal, data-dependent linear attention.
+    Returns the (E,) channel signs (+1 / -1 per pair half): proj_out reads the mixer output through them.
     """
     D, E, N, R = to_v.in_features, mixer.d_inner, mixer.d_state, mixer.dt_rank
-    if to_v.weight.shape != (D, D) or mixer.in_proj.in_features != D or N > D or E % D:
+    if to_v.weight.shape != (D, D) or mixer.in_proj.in_features != D or N > D or E % (2 * D):
         raise ValueError(f"init_mamba_from_attention: need square attention projections of width "
-                         f"{mixer.in_proj.in_features}, d_inner a multiple of D and d_state <= D")
+                         f"{mixer.in_proj.in_features}, d_inner a multiple of 2 D and d_state <= D")
+    pairs = E // (2 * D)
+    signs = torch.tensor([1.0, -1.0]).repeat_interleave(D).repeat(pairs)        # (E,) [+ ... + - ... -] * m
     with torch.no_grad():
-        w_v = to_v.weight.float().repeat(E // D, 1) / (E // D)                 # (E, D): copies share W_V
-        mixer.in_proj.weight[:E] = w_v.to(mixer.in_proj.weight.dtype)
-        w_v_pinv = torch.linalg.pinv(w_v)                                      # (D, E)
-        w_b = to_k.weight.float()[:N] @ w_v_pinv                               # (N, E)
-        w_c = to_q.weight.float()[:N] @ w_v_pinv
-        mixer.x_proj.weight[R:R + N] = w_b.to(mixer.x_proj.weight.dtype)
-        mixer.x_proj.weight[R + N:] = w_c.to(mixer.x_proj.weight.dtype)
+        w_v = to_v.weight.float()                                              # (D, D)
+        mixer.in_proj.weight[:E] = (signs[:, None] * w_v.repeat(2 * pairs, 1)).to(mixer.in_proj.weight.dtype)
+        z_rows = mixer.in_proj.weight[E:].view(2 * pairs, D, D)
+        z_rows[1::2] = z_rows[0::2].clone()                                    # partners share the gate
+        mixer.conv1d.weight.zero_()
+        mixer.conv1d.weight[:, 0, -1] = 1.0                                    # identity (causal, last tap)
+        mixer.conv1d.bias.zero_()
+        w_v_pinv = torch.linalg.pinv(w_v)                                      # (D, D)
+        read = signs[None, :] / pairs                                          # mean of the pair differences
+        for rows, w in ((slice(R, R + N), to_k.weight), (slice(R + N, R + 2 * N), to_q.weight)):
+            proj = w.float()[:N] @ w_v_pinv                                    # (N, D)
+            mixer.x_proj.weight[rows] = (proj.repeat(1, 2 * pairs) * read).to(mixer.x_proj.weight.dtype)
+        for param in (mixer.dt_proj.weight, mixer.dt_proj.bias, mixer.A_log, mixer.D):
+            halves = param.view(2 * pairs, D, *param.shape[1:])
+            halves[1::2] = halves[0::2].clone()                                # partners share dt, A, D
+    return signs
 
 
 __all__ = ["MambaMixer", "init_mamba_from_attention"]

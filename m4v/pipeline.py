@@ -17,11 +17,13 @@ from m4v.scheduler import PyramidSchedule, pyramid_latents, stage_noise
 
 @dataclass
 class TextCondition:
-    """T5 sequence features (B, Lt, Dt), their mask (B, Lt) and pooled CLIP features (B, Dp)."""
+    """T5 sequence features (B, Lt, Dt), their mask (B, Lt) and pooled CLIP features (B, Dp); `unconditional`:
+    the same encoders' features of the empty prompt, batch-sized (TextEncoders.encode attaches them)."""
 
     tokens: torch.Tensor
     mask: torch.Tensor
     pooled: torch.Tensor
+    unconditional: TextCondition | None = None
 
     @classmethod
     def null_like(cls, other: TextCondition) -> TextCondition:
@@ -32,7 +34,19 @@ class TextCondition:
 
     def to(self, device) -> TextCondition:
         """The same condition on another device."""
-        return TextCondition(self.tokens.to(device), self.mask.to(device), self.pooled.to(device))
+        unconditional = None if self.unconditional is None else self.unconditional.to(device)
+        return TextCondition(self.tokens.to(device), self.mask.to(device), self.pooled.to(device), unconditional)
+
+
+def null_condition(model, text: TextCondition) -> TextCondition:
+    """CFG's unconditional input as the model was trained with it (M4VConfig.null_condition): zero features
+    ("zeros", the shipped tiny models) or the encoders' empty prompt ("empty_prompt", PyramidFlow)."""
+    if getattr(model.cfg, "null_condition", "zeros") == "zeros":  # stand-in models without the field: legacy
+        return TextCondition.null_like(text)
+    if text.unconditional is None:
+        raise ValueError("this model's null condition is the empty prompt's features: encode the prompts with "
+                         "TextEncoders.encode (which attaches them) or pass null= explicitly")
+    return text.unconditional
 
 
 @dataclass
@@ -57,9 +71,11 @@ class GenerationStats:
 
 @torch.no_grad()
 def generate_latents(model, text: TextCondition, config: GenerationConfig, schedule: PyramidSchedule | None = None,
-                     progress: bool = False, given: torch.Tensor | None = None) -> tuple[torch.Tensor, GenerationStats]:
+                     progress: bool = False, given: torch.Tensor | None = None,
+                    null: TextCondition | None = None) -> tuple[torch.Tensor, GenerationStats]:
     """-> latents (B, C, T, H, W) and call statistics; `progress` shows a bar over latent frames. `given`
-    (B, C, k, H, W): the first k latent frames, taken as they are (history for the rest, no sampling)."""
+    (B, C, k, H, W): the first k latent frames, taken as they are (history for the rest, no sampling). `null`:
+    CFG's unconditional input (a negative prompt's features); default null_condition(model, text)."""
     from tqdm import tqdm
 
     schedule = schedule or PyramidSchedule()
@@ -67,7 +83,7 @@ def generate_latents(model, text: TextCondition, config: GenerationConfig, sched
     generator = torch.Generator().manual_seed(config.seed)
     batch = text.tokens.shape[0]
     channels = model.cfg.latent_channels
-    null = TextCondition.null_like(text)
+    null = null_condition(model, text) if null is None else null
     stats = GenerationStats()
     # per finished frame: its latent at every stage, lowest first
     generated = [pyramid_latents(given[:, :, t], n_stages) for t in range(0 if given is None else given.shape[2])]

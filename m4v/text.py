@@ -42,8 +42,19 @@ class TextEncoders:
         return cls(t5, t5_tok, clip, clip_tok, max_length)
 
     @torch.no_grad()
-    def encode(self, prompts: list[str]) -> TextCondition:
-        """(B, max_length, d_t5) features right-padded with a mask, and (B, d_clip) pooled features."""
+    def encode(self, prompts: list[str], unconditional: bool = True) -> TextCondition:
+        """(B, max_length, d_t5) features right-padded with a mask, and (B, d_clip) pooled features; with
+        `unconditional`, the empty prompt's features repeated B times attached (CFG's null, as PyramidFlow's
+        caption dropout replaces a caption by '')."""
+        cond = self._encode(prompts)
+        if unconditional:
+            empty = self._encode([""])  # its own call: batching it with the prompts could change their numerics
+            n = len(prompts)
+            cond.unconditional = TextCondition(empty.tokens.expand(n, -1, -1), empty.mask.expand(n, -1),
+                                               empty.pooled.expand(n, -1))
+        return cond
+
+    def _encode(self, prompts: list[str]) -> TextCondition:
         t5_in = self.t5_tokenizer(prompts, padding="max_length", max_length=self.max_length, truncation=True,
                                   return_tensors="pt")
         tokens = self.t5(input_ids=t5_in.input_ids, attention_mask=t5_in.attention_mask).last_hidden_state

@@ -1,4 +1,5 @@
-"""MM-DiM parts: pad tokens keep the scan state at zero, temporal branch, causality, attention -> Mamba init."""
+"""MM-DiM parts: pad tokens keep the scan state at zero, the pooled (legacy) temporal branch, causality,
+attention -> Mamba init in the real forward. The paper temporal branch: tests/test_temporal_branch.py."""
 
 import torch
 
@@ -6,7 +7,8 @@ from m4v.blocks import DualStreamBlock, MMDiMMixer, build_stage_layout
 from m4v.config import M4VConfig
 from m4v.layers import QKV
 from m4v.mamba import MambaMixer, init_mamba_from_attention
-from m4v.temporal import TemporalBranch
+from m4v.ops import selective_scan
+from m4v.temporal import PooledTemporalBranch
 
 
 def perturbed(module):
@@ -37,9 +39,9 @@ def test_leading_pads_leave_the_scan_state_at_zero():
     assert not torch.allclose(unmasked[:, k:], out_plain, atol=1e-4)
 
 
-def test_temporal_branch_reads_history_and_writes_only_the_current_frame():
+def test_pooled_temporal_branch_reads_history_and_writes_only_the_current_frame():
     cfg = M4VConfig.tiny()
-    branch = perturbed(TemporalBranch(cfg))
+    branch = perturbed(PooledTemporalBranch(cfg))
     sizes = [(2, 3), (2, 3), (4, 6), (4, 6)]
     video = torch.randn(1, sum(h * w for h, w in sizes), cfg.hidden_size)
     out = branch(video, sizes)
@@ -49,8 +51,8 @@ def test_temporal_branch_reads_history_and_writes_only_the_current_frame():
     assert not torch.allclose(branch(changed, sizes), out)
 
 
-def test_mmdim_adds_the_temporal_branch_at_the_current_frame_only():
-    cfg = M4VConfig.tiny(mixer="m4v")
+def test_mmdim_adds_the_pooled_temporal_branch_at_the_current_frame_only():
+    cfg = M4VConfig.tiny(mixer="m4v", temporal_variant="pooled")
     mixer = perturbed(MMDiMMixer(cfg, 0))
     sizes, levels = [(2, 3), (2, 3), (4, 6)], [0, 1, 2]
     layout = build_stage_layout(cfg, sizes, levels, torch.ones(1, cfg.text_len, dtype=torch.bool))
@@ -65,9 +67,9 @@ def test_mmdim_adds_the_temporal_branch_at_the_current_frame_only():
     assert not torch.allclose(with_branch[:, n_before_current:], without[:, n_before_current:])
 
 
-def test_temporal_branch_zero_init_is_silent():
+def test_pooled_temporal_branch_zero_init_is_silent():
     cfg = M4VConfig.tiny()
-    branch = TemporalBranch(cfg)
+    branch = PooledTemporalBranch(cfg)
     branch.zero_init()
     sizes = [(2, 3), (4, 6)]
     assert torch.count_nonzero(branch(torch.randn(1, 30, cfg.hidden_size), sizes)) == 0
@@ -97,19 +99,41 @@ def test_mmdit_block_is_temporally_causal():
     assert not torch.allclose(v1[:, 6:12], v3[:, 6:12])
 
 
-def test_init_mamba_from_attention_maps_v_k_q():
-    cfg = M4VConfig.tiny()
+def seeded_mamba(cfg):
+    """A Mamba mixer seeded from a random attention layer, and that layer."""
     attn = perturbed(QKV(cfg.hidden_size, cfg.num_heads))
     mixer = MambaMixer(cfg)
     mixer.reset_parameters()
-    init_mamba_from_attention(mixer, attn.to_q, attn.to_k, attn.to_v)
-    h = torch.randn(7, cfg.hidden_size)
-    E, N, R = cfg.d_inner, cfg.d_state, cfg.resolved_dt_rank
-    x = h @ mixer.in_proj.weight[:E].t()                                 # x-path of in_proj
-    copies = E // cfg.hidden_size
-    torch.testing.assert_close(x, (h @ attn.to_v.weight.t()).repeat(1, copies) / copies)
-    # B and C read through the x-path reproduce the first d_state key / query features.
-    B = x @ mixer.x_proj.weight[R:R + N].t()
-    C = x @ mixer.x_proj.weight[R + N:].t()
-    torch.testing.assert_close(B, h @ attn.to_k.weight[:N].t(), rtol=1e-3, atol=1e-4)
-    torch.testing.assert_close(C, h @ attn.to_q.weight[:N].t(), rtol=1e-3, atol=1e-4)
+    perturbed(mixer)
+    signs = init_mamba_from_attention(mixer, attn.to_q, attn.to_k, attn.to_v)
+    return mixer, attn, signs
+
+
+def test_init_mamba_from_attention_holds_in_the_forward():
+    """B and C as the forward computes them (in_proj -> causal conv -> SiLU -> x_proj) are W_K h and W_Q h."""
+    cfg = M4VConfig.tiny()
+    mixer, attn, _ = seeded_mamba(cfg)
+    h = torch.randn(2, 9, cfg.hidden_size)                                 # longer than the conv kernel
+    with torch.no_grad():
+        _, _, B, C, _ = mixer.ssm_inputs(h, torch.ones(2, 9, dtype=torch.bool))
+    N = cfg.d_state
+    torch.testing.assert_close(B, (h @ attn.to_k.weight[:N].t()).transpose(1, 2), rtol=1e-3, atol=2e-3)
+    torch.testing.assert_close(C, (h @ attn.to_q.weight[:N].t()).transpose(1, 2), rtol=1e-3, atol=2e-3)
+
+
+def test_seeded_mamba_pairs_scan_the_attention_values():
+    """Read through the pair signs, the mixer's output is the gated selective scan of W_V h (with the forward's
+    own delta, B, C, z): a causal linear attention with values W_V h."""
+    cfg = M4VConfig.tiny()
+    mixer, attn, signs = seeded_mamba(cfg)
+    h = torch.randn(2, 9, cfg.hidden_size)
+    valid = torch.ones(2, 9, dtype=torch.bool)
+    D, pairs = cfg.hidden_size, cfg.d_inner // (2 * cfg.hidden_size)
+    with torch.no_grad():
+        y = mixer(h, valid)                                                 # (B, S, E)
+        _, delta, B, C, z = mixer.ssm_inputs(h, valid)
+        values = (h @ attn.to_v.weight.t()).transpose(1, 2)                 # (B, D, S)
+        expected = selective_scan(values, delta[:, :D], -torch.exp(mixer.A_log[:D]), B, C, mixer.D[:D],
+                                  z[:, :D], mixer.dt_proj.bias[:D], delta_softplus=True, backend="reference")
+    read = (y * signs).view(2, 9, 2 * pairs, D).sum(2) / pairs               # (B, S, D)
+    torch.testing.assert_close(read, expected.transpose(1, 2), rtol=1e-4, atol=1e-4)

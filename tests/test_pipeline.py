@@ -19,8 +19,11 @@ def tiny_model(mixer="m4v"):
 def text_condition(cfg, batch=1):
     g = torch.Generator().manual_seed(1)
     mask = torch.ones(batch, cfg.text_len, dtype=torch.bool)
-    return TextCondition(torch.randn(batch, cfg.text_len, cfg.text_dim, generator=g), mask,
-                         torch.randn(batch, cfg.pooled_text_dim, generator=g))
+    tokens, pooled = (torch.randn(batch, cfg.text_len, cfg.text_dim, generator=g),
+                      torch.randn(batch, cfg.pooled_text_dim, generator=g))
+    unconditional = TextCondition(torch.randn(batch, cfg.text_len, cfg.text_dim, generator=g), mask,
+                                  torch.randn(batch, cfg.pooled_text_dim, generator=g))  # "the empty prompt"
+    return TextCondition(tokens, mask, pooled, unconditional)
 
 
 def test_generation_shapes_history_and_call_count():
@@ -59,19 +62,21 @@ def test_generation_compute_is_counted_by_both_counters_and_scored():
 
     model = tiny_model()
     config = GenerationConfig(latent_frames=2, first_frame_steps=(1, 1, 1), video_steps=(1, 1, 1))
-    latents, compute = run_generation(model, text_condition(model.cfg), config)
+    text = text_condition(model.cfg, batch=3)   # counted per prompt and scaled: must equal the batched calls
+    latents, compute = run_generation(model, text, config)
     assert compute["forwards"] == 6 and compute["flops"] > 0
     assert compute["flops_fvcore"] == compute["flops"]
     # The per-layout count equals FlopCounterMode over the real generation, call by call.
     from torch.utils.flop_counter import FlopCounterMode
 
     with FlopCounterMode(display=False) as counter:
-        generate_latents(model, text_condition(model.cfg), config)
+        generate_latents(model, text, config)
     assert compute["flops"] == sum(counter.get_flop_counts()["M4VTransformer"].values())
     assert 0 < compute["mixer_flops"] < compute["flops"]
     video = Video(np.zeros((2, 8, 8, 3), dtype=np.uint8), 8, source="gen", aux={"generation": compute})
     record = get_evaluator("compute").evaluate([video])[0]
-    assert record.score == compute["flops"] / 1e12 and record.extra["seconds"] > 0
+    assert record.score == compute["flops"] / 1e12 and record.extra["tflops_fvcore"] == compute["flops_fvcore"] / 1e12
+    assert compute["seconds"] > 0 and compute["peak_mb"] >= 0
     assert not get_evaluator("compute").applies(Video(np.zeros((1, 8, 8, 3), dtype=np.uint8), 8))
 
 

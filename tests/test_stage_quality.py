@@ -1,14 +1,12 @@
 """Stage diagnostic: a denoiser that knows the true endpoint scores exactly the VAE's ceiling; CLI tables."""
 
-from dataclasses import replace
 from types import SimpleNamespace
 
 import numpy as np
 import torch
 
 from benchmarks.cli import main
-from benchmarks.stage_quality import SINGLE_OBJECT_KINDS, single_object_entries, stage_scores
-from benchmarks.world_quality import true_latents
+from benchmarks.stage_quality import SINGLE_OBJECT_KINDS, single_object_entries, stage_scores, true_latents
 from m4v.generate import TextToVideo
 from m4v.recipes import weights_path
 from m4v.text import TextEncoders
@@ -54,24 +52,26 @@ def test_stage_quality_cli_writes_its_tables(tmp_path, capsys):
 def test_clutter_is_found_but_not_counted():
     """An extra object painted into every frame keeps 'prompted object found' at 1 but fails the count."""
     from benchmarks.stage_quality import score_frames
-    from benchmarks.world_quality import score_video
+    from evaluators import Video, get_evaluator
     from m4v.world.scene import COLORS, shape_mask
 
     entry = single_object_entries(1)[0]                                       # a colour prompt: one object
     scene = Scene.from_dict(entry["auxiliary_info"]["world"])
     video = render(scene)
-    assert score_video(video, entry)["count_frames"] == 1.0
+
+    def score(name, frames):
+        return get_evaluator(name).evaluate_video(Video(frames, 8, entry["prompt_en"], "v", entry)).score
+
+    assert score("world_count", video) == 1.0
     o = scene.objects[0]
     other = next(c for c in COLORS if c != o.color)
     corner = max([(8, 8), (56, 8), (8, 56), (56, 56)], key=lambda c: (c[0] - o.x) ** 2 + (c[1] - o.y) ** 2)
     assert ((corner[0] - o.x) ** 2 + (corner[1] - o.y) ** 2) ** 0.5 > o.radius + 6 + 2  # the square lies apart
     cluttered = video.copy()
     cluttered[:, shape_mask("square", *corner, 6, 64, 64)] = COLORS[other]  # the farthest corner, no overlap
-    row = score_video(cluttered, entry)
-    assert row["object_frames"] == 1.0 and row["count_frames"] == 0.0
-    single = [replace(scene, n_frames=1)]
-    assert score_frames(cluttered[:1], single)["one_object"] == 0.0
-    assert score_frames(video[:1], single) == {"colour_shape": 1.0, "shape": 1.0, "colour": 1.0, "one_object": 1.0}
+    assert score("world_colour_shape", cluttered) == 1.0 and score("world_count", cluttered) == 0.0
+    assert score_frames(cluttered[:1], [entry])["one_object"] == 0.0
+    assert score_frames(video[:1], [entry]) == {"colour_shape": 1.0, "shape": 1.0, "colour": 1.0, "one_object": 1.0}
 
 
 def test_shape_confusion_of_a_text_blind_model_has_identical_rows():
@@ -93,7 +93,7 @@ def test_shape_confusion_of_a_text_blind_model_has_identical_rows():
     model = Restarting(clean)
     model.calls = 0
     table = shape_word_confusion(TextToVideo(model, vae, text), entries, stage=2)
-    from benchmarks.world_quality import decoded
+    from benchmarks.stage_quality import decoded
     from m4v.world import read_frame
 
     with torch.no_grad():

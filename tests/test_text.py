@@ -42,3 +42,17 @@ def test_different_prompts_differ(encoders):
 def test_missing_directory_names_it(tmp_path):
     with pytest.raises(FileNotFoundError, match="t5/config.json"):
         TextEncoders.from_dir(tmp_path)
+
+
+def test_encode_attaches_the_empty_prompt_as_the_unconditional_input(encoders):
+    """CFG's null as PyramidFlow trains it (caption dropout to ''): the encoders' features of the empty prompt."""
+    enc, _ = encoders
+    cond = enc.encode(["a red square", "a blue circle"])
+    alone = enc.encode([""], unconditional=False)
+    assert cond.unconditional.tokens.shape == cond.tokens.shape
+    for i in range(2):
+        torch.testing.assert_close(cond.unconditional.tokens[i], alone.tokens[0])
+        torch.testing.assert_close(cond.unconditional.pooled[i], alone.pooled[0])
+        assert torch.equal(cond.unconditional.mask[i], alone.mask[0])
+    assert alone.mask[0].sum() == 1                                         # only </s>
+    assert enc.encode(["a red square"], unconditional=False).unconditional is None

@@ -544,4 +544,4 @@ def test_eval_records_the_static_filter_drops_as_declined(tmp_path):
     rows = pd.read_csv(out / "per_video.csv").assign(name=lambda df: df["video"].str.split("/").str[-1])
     status = dict(zip(rows["name"], rows["status"]))
     assert status == {"still-0.mkv": "ok", "moving-0.mkv": "declined"}
-    assert "static filter" in rows.set_index("name").loc["moving-0.mkv", "error"]
+    assert "static filter" in rows.set_index("name").loc["moving-0.mkv", "reason"]

@@ -60,3 +60,16 @@ def vbench_scores(raw: dict) -> dict:
     out["total"] = (QUALITY_WEIGHT * out["quality"] + SEMANTIC_WEIGHT * out["semantic"]) / (
         QUALITY_WEIGHT + SEMANTIC_WEIGHT)
     return out
+
+
+def vbench_scores_present(raw: dict) -> dict:
+    """Quality / Semantic / Total from the dimensions present only (VBench's weights renormalised over them):
+    for runs that score a subset, e.g. the world suite. A group with no dimension is NaN, and so is Total."""
+    out = {}
+    for group in ("quality", "semantic"):
+        dims = [d for d, (_, _, _, g) in NORMALIZATION.items() if g == group and d in raw and not math.isnan(raw[d])]
+        weights = sum(NORMALIZATION[d][2] for d in dims)
+        out[group] = sum(NORMALIZATION[d][2] * normalize(d, raw[d]) for d in dims) / weights if dims else float("nan")
+    out["total"] = (QUALITY_WEIGHT * out["quality"] + SEMANTIC_WEIGHT * out["semantic"]) / (
+        QUALITY_WEIGHT + SEMANTIC_WEIGHT)
+    return out

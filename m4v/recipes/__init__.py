@@ -11,7 +11,7 @@ from pathlib import Path
 
 import torch
 
-WEIGHTS_DIR = Path(__file__).resolve().parent.parent / "weights"
+from m4v.checkpoint import WEIGHTS_DIR, weights_path  # noqa: F401  (re-exported: recipes name their outputs)
 
 # name -> module defining `Recipe`; imported lazily so `m4v-bench train --help` stays fast.
 RECIPES = {
@@ -30,18 +30,6 @@ def get_recipe(name: str):
     if name not in RECIPES:
         raise ValueError(f"--model: unknown model {name!r}; known: {', '.join(RECIPES)}")
     return importlib.import_module(RECIPES[name]).Recipe
-
-
-def weights_path(name: str, root=None) -> Path:
-    """Directory of a trained model: `name` itself when it is a directory, else ROOT/name, ROOT defaulting to
-    the shipped m4v/weights/."""
-    if Path(name).is_dir():
-        return Path(name)
-    path = Path(root or WEIGHTS_DIR) / name
-    if not path.is_dir():
-        raise FileNotFoundError(f"no trained weights for {name!r} at {path}; "
-                                f"train them with `m4v-bench train --model {name} --out {path}`")
-    return path
 
 
 def step_generator(seed: int, step: int) -> torch.Generator:

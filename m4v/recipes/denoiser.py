@@ -4,6 +4,16 @@ Both use the same data, steps, seed and schedule; only the single-stream mixer d
 branch vs attention). Videos go through the frozen vae-tiny (normalised latent means) and captions through
 the frozen text-tiny encoders; 10% of captions are dropped to the null condition so CFG works at sampling.
 The shipped weights are an exponential moving average of the trained ones (as PyramidFlow's EMA checkpoints).
+
+Options beyond the shipped recipe (each default reproduces the shipped runs' recorded commands; see
+docs/paper-readings.md for what each reading means):
+  temporal_variant  "pooled" (shipped) | "paper"          M4VConfig.temporal_variant
+  history_rope      "linspace" (shipped) | "interpolate"  M4VConfig.history_rope
+  null_condition    "zeros" (shipped) | "empty_prompt"    M4VConfig.null_condition (caption dropout and CFG)
+  history_noise     "per_frame" (shipped) | "shared"      m4v/training.corrupt_history
+  history_noise_ramp  0 (shipped) | N: the history corruption ratio rises linearly 0 -> 1/3 over N steps
+  sampler           "one_stage" (shipped) | "all_stages"  m4v/training.flow_matching_loss_all_stages
+  init_from         None | DIR: an attention model (dit-tiny) or a PyramidFlow checkpoint (m4v/convert.py)
 """
 
 from __future__ import annotations
@@ -22,7 +32,7 @@ from m4v.recipes import BaseRecipe, step_generator, weights_path
 from m4v.recipes.text import POOLED_DIM, TEXT_LEN
 from m4v.scheduler import PyramidSchedule
 from m4v.text import TextEncoders
-from m4v.training import flow_matching_loss
+from m4v.training import CORRUPT_RATIO, flow_matching_loss, flow_matching_loss_all_stages
 from m4v.transformer import build_model
 from m4v.vae import CausalVideoVAE, VAEConfig
 from m4v.world.dataset import world_batch
@@ -31,19 +41,29 @@ MIXER = {"m4v-tiny": "m4v", "dit-tiny": "attention"}
 CFG_DROP = 0.1   # caption dropout for classifier-free guidance
 DATASET_SEED = 20_000  # world clips of the denoisers' dataset: disjoint from the VAE's batches
 EMA_DECAY = 0.999
+# Recipe options and the values the shipped models were trained with (kept out of a run's record when unchanged).
+SHIPPED_OPTIONS = {"temporal_variant": "pooled", "history_rope": "linspace", "null_condition": "zeros",
+                   "history_noise": "per_frame", "history_noise_ramp": 0, "sampler": "one_stage", "init_from": None}
+ARCHITECTURE_OPTIONS = ("temporal_variant", "history_rope", "null_condition")
+SAMPLERS = ("one_stage", "all_stages")
 
 
-def tiny_config(name: str) -> M4VConfig:
+def tiny_config(name: str, **overrides) -> M4VConfig:
     """The shipped tiny architectures: M4VConfig.tiny() with the world's caption length, vae-tiny's channels and
     width 120 (at 64 the text-following stalled: colour right in ~half the frames; 120 keeps the three shipped
-    denoisers inside the 50 MB budget)."""
-    return M4VConfig.tiny(mixer=MIXER[name], text_len=TEXT_LEN, latent_channels=VAEConfig.tiny().latent_channels,
-                          pooled_text_dim=POOLED_DIM, hidden_size=120, rope_axes=(6, 12, 12))
+    denoisers inside the 50 MB budget); the shipped temporal branch, history RoPE and null condition unless
+    overridden."""
+    shipped = dict(mixer=MIXER[name], text_len=TEXT_LEN, latent_channels=VAEConfig.tiny().latent_channels,
+                   pooled_text_dim=POOLED_DIM, hidden_size=120, rope_axes=(6, 12, 12),
+                   **{k: SHIPPED_OPTIONS[k] for k in ARCHITECTURE_OPTIONS})
+    return M4VConfig.tiny(**{**shipped, **overrides})  # overrides: ablation variants (--mixer, --set, --option)
 
 
-def drop_captions(text: TextCondition, generator: torch.Generator, p: float = CFG_DROP) -> TextCondition:
-    """Replace a random p of the batch by the null condition (what CFG's unconditional branch sees)."""
-    null = TextCondition.null_like(text)
+def drop_captions(text: TextCondition, generator: torch.Generator, p: float = CFG_DROP,
+                  null: TextCondition | None = None) -> TextCondition:
+    """Replace a random p of the batch by the null condition (what CFG's unconditional branch sees): `null`
+    (batch-sized, e.g. the empty prompt's features) or zero features."""
+    null = TextCondition.null_like(text) if null is None else null
     drop = torch.rand(len(text.tokens), generator=generator) < p
     pick = lambda a, b: torch.where(drop.view(-1, *[1] * (a.dim() - 1)), b, a)  # noqa: E731
     return TextCondition(pick(text.tokens, null.tokens), pick(text.mask, null.mask), pick(text.pooled, null.pooled))
@@ -127,19 +147,44 @@ class Recipe(BaseRecipe):
     default_steps = 9000  # the shipped m4v-tiny / dit-tiny: what fits m4v-tiny into 30 min on 2 cores
 
     def __init__(self, name, seed=0, weights_root=None, batch: int = 32, lr: float = 1e-3,
-                 dataset_size: int = 4096, stage_weights=None, device: str = "cpu"):
+                 dataset_size: int = 4096, stage_weights=None, device: str = "cpu", arch: dict | None = None,
+                 temporal_variant: str = "pooled", history_rope: str = "linspace", null_condition: str = "zeros",
+                 history_noise: str = "per_frame", history_noise_ramp: int = 0, sampler: str = "one_stage",
+                 init_from: str | None = None):
         if stage_weights is not None:
             stage_weights, n_stages = [float(w) for w in stage_weights], PyramidSchedule().n_stages
             if len(stage_weights) != n_stages or min(stage_weights) < 0 or sum(stage_weights) <= 0:
                 raise ValueError(f"--stage-weights: need {n_stages} non-negative weights with a positive sum, got "
                                  f"{stage_weights}")
-        # stage_weights stays out of the options when unset, so the shipped runs' records read as before.
+        given = dict(temporal_variant=temporal_variant, history_rope=history_rope, null_condition=null_condition,
+                     history_noise=history_noise, history_noise_ramp=int(history_noise_ramp), sampler=sampler,
+                     init_from=None if init_from is None else str(init_from))
+        if sampler not in SAMPLERS:
+            raise ValueError(f"--option sampler: one of {SAMPLERS}, got {sampler!r}")
+        if stage_weights is not None and sampler == "all_stages":
+            raise ValueError("--stage-weights: the all_stages sampler trains every stage in every batch")
+        if int(history_noise_ramp) < 0:
+            raise ValueError(f"--option history_noise_ramp: a number of steps >= 0, got {history_noise_ramp}")
+        # Options at their shipped values stay out of the record, so the shipped runs' records read as before.
         extra = {} if stage_weights is None else {"stage_weights": stage_weights}
+        extra.update({k: v for k, v in given.items() if v != SHIPPED_OPTIONS[k]})
+        if arch:
+            extra["arch"] = dict(arch)
         super().__init__(name, seed, weights_root, batch=batch, lr=lr, dataset_size=dataset_size, **extra)
+        self.settings = given
         torch.manual_seed(seed)
         self.device = torch.device(device)  # not an option: the run's random stream is the same on any device
-        self.model = build_model(tiny_config(name)).to(self.device)
+        architecture = {**{k: given[k] for k in ARCHITECTURE_OPTIONS}, **(arch or {})}  # --set wins
+        self.model = build_model(tiny_config(name, **architecture)).to(self.device)
+        self.init_report = None
+        if init_from is not None:
+            from m4v.convert import init_from_checkpoint
+
+            self.init_report = init_from_checkpoint(self.model, init_from)
         self.encoders = FrozenWorldEncoders(weights_root)
+        self.null = None  # the empty prompt's features (1, ...) when the null condition is the empty prompt
+        if null_condition == "empty_prompt":
+            self.null = self.encoders.text.encode([""], unconditional=False)
         self.dataset = None  # built on the first step, beside the run directory (shared by m4v-tiny / dit-tiny)
         self.schedule = PyramidSchedule()
         self.ema = copy.deepcopy(self.model).requires_grad_(False)
@@ -156,23 +201,44 @@ class Recipe(BaseRecipe):
             self.dataset = LatentDataset(self.encoders, self.seed, self.options["dataset_size"], self.out.parent)
         generator = step_generator(self.seed, i)
         latents, text, _ = self.dataset.batch(generator, self.options["batch"])
-        text = drop_captions(text, generator)
+        null = None if self.null is None else TextCondition(
+            self.null.tokens.expand(len(text.tokens), -1, -1), self.null.mask.expand(len(text.tokens), -1),
+            self.null.pooled.expand(len(text.tokens), -1))
+        text = drop_captions(text, generator, null=null)
         latents, text = latents.to(self.device), text.to(self.device)
         self.model.train()
         self.set_lr(i)
+        noise = dict(corrupt_ratio=self.corrupt_ratio(i), history_noise=self.settings["history_noise"])
+        if self.settings["sampler"] == "all_stages":
+            loss, samples = flow_matching_loss_all_stages(self.model, latents, text, self.schedule, generator,
+                                                          **noise)
+            self.optimise(loss, i)
+            return {"loss": loss.item(), "unit_low": samples[0].unit, "unit_high": samples[-1].unit}
         stage = None  # uniform, drawn inside flow_matching_loss (the shipped runs' random stream)
         if "stage_weights" in self.options:
             # The last stage is the one that must draw the shape from the word; weighting it (0.2, 0.2, 0.6)
             # lifts the stage-2 start but, at 10 prompts per kind, not full generation beyond noise (README,
             # "Where generation fails"). An option, off by default.
             stage = int(torch.multinomial(torch.tensor(self.options["stage_weights"]), 1, generator=generator))
-        sample = flow_matching_loss(self.model, latents, text, self.schedule, generator, stage=stage)
+        sample = flow_matching_loss(self.model, latents, text, self.schedule, generator, stage=stage, **noise)
+        self.optimise(sample.loss, i)
+        return {"loss": sample.loss.item(), "unit": sample.unit, "stage": sample.stage}
+
+    def corrupt_ratio(self, i: int) -> float:
+        """History corruption ratio at step i: PyramidFlow's 1/3, or rising linearly to it over
+        history_noise_ramp steps (one reading of the paper's "linearly increasing condition noise")."""
+        ramp = self.settings["history_noise_ramp"]
+        return CORRUPT_RATIO if ramp == 0 else CORRUPT_RATIO * min(1.0, (i + 1) / ramp)
+
+    def optimise(self, loss: torch.Tensor, i: int) -> None:
+        """One AdamW step with gradient clipping (1.0), then the EMA update."""
         self.optimizer.zero_grad(set_to_none=True)
-        sample.loss.backward()
+        loss.backward()
         torch.nn.utils.clip_grad_norm_(self.model.parameters(), 1.0, foreach=True)
         self.optimizer.step()
         update_ema(self.ema, self.model, i)
-        return {"loss": sample.loss.item(), "unit": sample.unit, "stage": sample.stage}
 
     def save(self, out) -> None:
         self.ema.save_pretrained(out)
+        if self.init_report is not None:  # what --init-from copied, reshaped, seeded and left at init
+            (Path(out) / "init_report.json").write_text(json.dumps(self.init_report, indent=2) + "\n")

@@ -1,0 +1,74 @@
+"""Sharding a suite with torchrun / torch.distributed: work items split across ranks deterministically
+(item k goes to rank k mod world size), each rank generates and scores its share into the shared cache, rank 0
+gathers the rows and writes. gloo on CPU, nccl with one GPU per rank. Without torchrun (no WORLD_SIZE in the
+environment) everything runs in the one process.
+
+    torchrun --nproc_per_node 2 -m benchmarks.cli run quality-vs-compute --out runs/q
+    # several nodes: torchrun's own rendezvous, the same command on every node
+    torchrun --nnodes 2 --node_rank R --nproc_per_node 8 --rdzv_backend c10d --rdzv_endpoint HOST:29500 \
+        -m benchmarks.cli run vbench-standard --out /shared/runs/vb
+"""
+
+from __future__ import annotations
+
+import os
+from datetime import timedelta
+
+import torch
+import torch.distributed as dist
+
+TIMEOUT = timedelta(minutes=60)  # a rank that died is noticed by the others within this
+
+
+class RankFailed(ConnectionError):
+    """Another rank died or could not be reached (a user-facing error: one line); the cache keeps what every
+    rank finished."""
+
+
+def init_from_env(device: str = "cpu") -> None:
+    """Join the process group torchrun describes (WORLD_SIZE, RANK, MASTER_ADDR...); no-op without it."""
+    if dist.is_initialized() or int(os.environ.get("WORLD_SIZE", "1")) <= 1:
+        return
+    backend = "nccl" if device.startswith("cuda") and torch.cuda.is_available() else "gloo"
+    if backend == "nccl":
+        torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", "0")))
+    dist.init_process_group(backend, timeout=TIMEOUT)
+
+
+def world() -> tuple[int, int]:
+    """(rank, world size); (0, 1) outside torchrun."""
+    return (dist.get_rank(), dist.get_world_size()) if dist.is_initialized() else (0, 1)
+
+
+def is_main() -> bool:
+    return world()[0] == 0
+
+
+def my_share(items: list) -> list:
+    """This rank's items: every world-size-th one, starting at its rank."""
+    rank, size = world()
+    return items[rank::size]
+
+
+def gather_rows(rows: list) -> list | None:
+    """Every rank's rows, concatenated in rank order, on rank 0; None on the other ranks."""
+    rank, size = world()
+    if size == 1:
+        return rows
+    gathered = [None] * size if rank == 0 else None
+    try:
+        dist.gather_object(rows, gathered, dst=0)
+    except RuntimeError as exc:
+        raise RankFailed(f"rank {rank}: another rank failed before sending its results ({exc}); rerun the same "
+                         "command to resume from the cache") from exc
+    return [row for part in gathered for row in part] if rank == 0 else None
+
+
+def barrier() -> None:
+    if dist.is_initialized():
+        dist.barrier()
+
+
+def shutdown() -> None:
+    if dist.is_initialized():
+        dist.destroy_process_group()

@@ -1,0 +1,61 @@
+"""Videos made elsewhere (the `external` suite, `m4v-bench eval`): a folder's video files and frame folders, the
+prompt entry each one's VBench name `<prompt>-<index>.mp4` points to, and VBench's own results JSON."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pandas as pd
+
+from evaluators.vbench.scoring import NORMALIZATION
+from evaluators.video import IMAGE_SUFFIXES, VIDEO_SUFFIXES
+
+VBENCH_NAMING = re.compile(r"^(?P<prompt>.+)-(?P<index>\d+)$")  # VBench: "<prompt>-<index>.mp4"
+
+
+def discover_videos(directory: Path) -> list[Path]:
+    """Video files and frame folders directly inside `directory`, sorted by name."""
+    if not directory.is_dir():
+        raise FileNotFoundError(f"--videos {directory}: not a directory")
+    found = []
+    for path in sorted(directory.iterdir()):
+        if path.is_file() and path.suffix.lower() in VIDEO_SUFFIXES:
+            found.append(path)
+        elif path.is_dir() and any(p.suffix.lower() in IMAGE_SUFFIXES for p in path.iterdir()):
+            found.append(path)
+    if not found:
+        raise FileNotFoundError(f"--videos {directory}: no video files ({', '.join(sorted(VIDEO_SUFFIXES))}) or "
+                                "folders of frames in it")
+    return found
+
+
+def name_of(path: Path) -> str:
+    return path.stem if path.is_file() else path.name
+
+
+def prompt_for(path: Path, prompts: dict | None) -> tuple[str, dict]:
+    """(prompt, entry) for a file named `<prompt>-<i>`; ("", {}) when no prompt file names it."""
+    if prompts is None:
+        return "", {}
+    match = VBENCH_NAMING.match(name_of(path))
+    name = match.group("prompt") if match else name_of(path)
+    return (name, prompts[name]) if name in prompts else ("", {})
+
+
+def sample_index(path: Path) -> int | None:
+    match = VBENCH_NAMING.match(name_of(path))
+    return int(match.group("index")) if match else None
+
+
+def vbench_results_json(per_video: pd.DataFrame, summary_row: dict) -> dict:
+    """VBench's `<name>_eval_results.json` layout, for the dimensions computed faithfully only (the others are
+    not VBench numbers): {dimension: [aggregate, [{video_path, video_results}, ...]]}."""
+    results = {}
+    for dim in NORMALIZATION:
+        if not summary_row.get(f"{dim}_faithful"):
+            continue
+        part = per_video[(per_video["dimension"] == dim) & (per_video["status"] == "ok")]
+        results[dim] = [summary_row[dim], [{"video_path": v, "video_results": s}
+                                           for v, s in zip(part["video"], part["score"])]]
+    return results

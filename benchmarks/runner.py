@@ -1,0 +1,369 @@
+"""Run a suite: work items (model, sample, batch of prompts) -> generation (any checkpoint) -> `Video`s ->
+the evaluator registry -> records -> one tidy DataFrame -> the results writer. External videos enter at the
+same point as generated ones. Every finished sample is cached (benchmarks/cache.py), so a rerun of the same
+command skips it; under torchrun the work items are split across ranks and rank 0 writes.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from tqdm import tqdm
+
+from benchmarks import distributed
+from benchmarks.cache import SampleCache, backbone_fingerprint, file_sha256, key_of, tree_sha256
+from benchmarks.outputs import OutputError, atomic_write_bytes
+from benchmarks.suites import Suite, SuiteError, prompt_entries
+from evaluators import EVALUATORS
+from evaluators.backbones import BACKBONE_USAGE, default_backbones, load_backbones
+from evaluators.registry import Declined, build_evaluator, runnable
+from evaluators.video import Video, VideoReadError, read_video
+
+ROW_COLUMNS = ["model", "prompt", "seed", "sample", "dimension", "score", "status", "reason", "backbone",
+               "faithful", "n_frames", "video", "extra"]
+GENERATION_COLUMNS = ["model", "prompt", "seed", "sample", "video", "tflops", "mixer_tflops", "tflops_fvcore",
+                      "seconds", "seconds_per_frame", "peak_mb", "forwards", "batch"]
+_UNSAFE = re.compile(r"[/\\\x00-\x1f]")
+MAX_NAME_BYTES = 200
+
+
+def safe_name(prompt: str) -> str:
+    """A prompt as a file-name stem: path separators and control characters replaced, no leading dot, at most
+    200 bytes (a long prompt keeps its start and gains a hash), so no prompt can name a path outside OUT."""
+    name = _UNSAFE.sub("_", prompt).strip() or "_"
+    name = "_" + name[1:] if name.startswith(".") else name
+    if len(name.encode()) > MAX_NAME_BYTES:
+        digest = key_of(prompt)[:12]
+        name = name.encode()[: MAX_NAME_BYTES - 13].decode(errors="ignore") + "~" + digest
+    return name
+
+
+RECONSTRUCTION = "reconstruction:"  # a "model" that is the world's true videos through a VAE: its ceiling
+
+
+@dataclass
+class ModelSource:
+    """A denoiser to generate with (a shipped name or a save_pretrained directory), or `reconstruction:VAE`."""
+
+    spec: str
+    name: str
+    directory: Path
+
+    @property
+    def is_reconstruction(self) -> bool:
+        return self.spec.startswith(RECONSTRUCTION)
+
+
+def trained_steps(directory: Path) -> dict:
+    """How far the weights were trained, from their training.json: {"trained_steps": step reached,
+    "of_steps": the run's length} (a snapshot reached `step` of `of_steps`; a finished run its `steps`).
+    NaN without a record."""
+    path = directory / "training.json"
+    if not path.is_file():
+        return {"trained_steps": float("nan"), "of_steps": float("nan")}
+    record = json.loads(path.read_text())
+    steps = record.get("steps")
+    return {"trained_steps": record.get("step", steps), "of_steps": record.get("of_steps", steps)}
+
+
+def resolve_models(specs) -> list[ModelSource]:
+    """Shipped names or directories -> sources; a missing or incomplete checkpoint is one line naming it."""
+    from m4v.checkpoint import weights_path
+
+    sources, names = [], set()
+    for spec in specs:
+        if spec.startswith(RECONSTRUCTION):
+            directory = weights_path(spec[len(RECONSTRUCTION):])
+            if not (directory / "model.safetensors").is_file():
+                raise SuiteError(f"--models {spec}: {directory / 'model.safetensors'} is missing (a VAE directory)")
+            sources.append(ModelSource(spec, f"{directory.name} (reconstruction)", directory))
+            continue
+        directory = weights_path(spec)
+        for needed in ("config.json", "model.safetensors"):
+            if not (directory / needed).is_file():
+                raise SuiteError(f"--models {spec}: {directory / needed} is missing (a shipped name or a "
+                                 "directory written by save_pretrained)")
+        name = spec if "/" not in spec and not Path(spec).is_dir() else directory.resolve().name
+        if name in names:
+            name = f"{name}#{len(names)}"
+        names.add(name)
+        sources.append(ModelSource(spec, name, directory))
+    return sources
+
+
+def build_evaluators(dims: list[str] | None, backbones: list[str], with_prompts: bool = False,
+                     defaults: bool = True) -> dict:
+    """Evaluators for `dims` (default: every registered one whose backbones are at hand and, without a prompt
+    suite, that needs no prompt). Backbones given on the command line replace the shipped world-trained
+    defaults of their kind (defaults=False: none). Reads only the evaluators' own metadata."""
+    loaded = load_backbones((default_backbones() if defaults else []) + list(backbones))
+    if dims is None:
+        dims = [name for name in runnable(loaded)
+                if with_prompts or not {"prompt", "prompt_info"} & set(EVALUATORS[name].needs)]
+    unknown = [d for d in dims if d not in EVALUATORS]
+    if unknown:
+        raise ValueError(f"--dims: unknown {unknown}; available: {sorted(EVALUATORS)}")
+    for d in dims:
+        missing = [kind for kind in EVALUATORS[d].backbones if kind not in loaded]
+        if missing:
+            raise ValueError(f"--dims {d} needs backbone(s) {missing}: --backbone {BACKBONE_USAGE[missing[0]]}")
+    return {d: build_evaluator(d, loaded) for d in dims}
+
+
+def score_video(video: Video, evaluators: dict, base: dict, sample_key: str, cache: SampleCache) -> list[dict]:
+    """Every applicable evaluator's row for one video (from the cache where the same evaluator version and
+    backbone files scored the same sample). A score that could not be computed is a failed row with its reason,
+    never ok with NaN; a declined video is a declined row."""
+    rows = []
+    for name, evaluator in evaluators.items():
+        if not evaluator.applies(video):
+            continue
+        fingerprint = backbone_fingerprint(evaluator)
+        row = cache.load_record(sample_key, evaluator, fingerprint)
+        if row is None:
+            row = {**base, "dimension": name, "backbone": evaluator.backbone, "faithful": evaluator.faithful}
+            try:
+                record = evaluator.evaluate_video(video)
+                score = float(record.score)
+                if not math.isfinite(score):
+                    raise ValueError(f"{name} gave {score} (nothing to score on)")
+                row.update(score=score, status="ok", reason="", n_frames=record.n_frames,
+                           extra=json.dumps(record.extra, sort_keys=True, default=float))
+            except Declined as exc:
+                row.update(score=None, status="declined", reason=str(exc), n_frames=video.num_frames, extra="{}")
+            except (ValueError, RuntimeError) as exc:
+                row.update(score=None, status="failed", reason=f"{type(exc).__name__}: {exc}",
+                           n_frames=video.num_frames, extra="{}")
+            row = json.loads(json.dumps(row, allow_nan=False, default=float))  # the cached form, exactly
+            cache.store_record(sample_key, evaluator, fingerprint, row)
+        rows.append(row)
+    return rows
+
+
+def _generation_row(base: dict, generation: dict) -> dict:
+    return {**{k: base[k] for k in ("model", "prompt", "seed", "sample", "video")},
+            "tflops": generation["flops"] / 1e12, "mixer_tflops": generation["mixer_flops"] / 1e12,
+            "tflops_fvcore": generation["flops_fvcore"] / 1e12, "seconds": generation["seconds"],
+            "seconds_per_frame": generation["seconds_per_frame"], "peak_mb": generation["peak_mb"],
+            "forwards": generation["forwards"], "batch": generation["batch"]}
+
+
+def generation_items(suite: Suite, models: list[ModelSource], entries: list[dict]) -> list[tuple]:
+    """(model index, sample, batch index, entries of the batch): the unit of work, cache and sharding. Batch b
+    of sample i is generated with seed = suite.seed + 1000 * i + b, whichever rank runs it."""
+    items = []
+    for m in range(len(models)):
+        for sample in range(suite.samples):
+            for b, start in enumerate(range(0, len(entries), suite.batch)):
+                items.append((m, sample, b, entries[start:start + suite.batch]))
+    return items
+
+
+def run_generate(suite: Suite, out: Path, cache: SampleCache, log=print) -> tuple[pd.DataFrame, pd.DataFrame, dict]:
+    """Generate and score every (model, prompt, sample) of the suite; -> (rows, generation rows, checkpoints)."""
+    from benchmarks.generation import generate_measured
+    from m4v.checkpoint import weights_path
+    from m4v.generate import TextToVideo
+
+    models = resolve_models(suite.models)
+    entries = prompt_entries(suite)
+    if not entries:
+        raise SuiteError(f"suite {suite.name}: no prompts")
+    evaluators = build_evaluators(suite.evaluators, suite.backbones, with_prompts=True)
+    vae_dir, text_dir = weights_path(suite.vae), weights_path(suite.text_encoder)
+    shared = {"vae": tree_sha256(vae_dir), "text_encoder": tree_sha256(text_dir)}
+    checkpoints = {m.name: {"sha256": file_sha256(m.directory / "model.safetensors"), "spec": m.spec,
+                            **trained_steps(m.directory)} for m in models}
+    items = distributed.my_share(generation_items(suite, models, entries))
+    sampling = suite.definition()["sampling"]
+    rows, generation_rows, pipes = [], [], {}
+    dim_order = {name: i for i, name in enumerate(evaluators)}
+    for m, sample, b, batch in tqdm(items, desc=f"{suite.name}: batches", unit="batch", file=sys.stderr,
+                                    disable=not distributed.is_main()):
+        model = models[m]
+        seed = suite.seed + 1000 * sample + b
+        prompts = [e["prompt_en"] for e in batch]
+        config_sha = file_sha256(model.directory / "config.json")
+        keys = [key_of({"checkpoint": checkpoints[model.name]["sha256"], "config": config_sha, **shared, "prompt": p,
+                        "batch": prompts, "seed": seed, "sampling": sampling}) for p in prompts]
+        cached = [cache.load_video(k) for k in keys]
+        cached = [None if c is None else (c[0], c[1] or None) for c in cached]
+        if any(c is None for c in cached) and model.is_reconstruction:
+            if any("world" not in (e.get("auxiliary_info") or {}) for e in batch):
+                raise SuiteError(f"--models {model.spec}: reconstruction needs world prompts (their scenes)")
+            from benchmarks.stage_quality import reconstruct_suite
+            from m4v.vae import CausalVideoVAE
+
+            vae = CausalVideoVAE.from_pretrained(model.directory)
+            cached = [(frames, None) for frames in reconstruct_suite(vae, batch, suite.sampling.frames)]
+            for key, (frames, _) in zip(keys, cached):
+                cache.store_video(key, frames, {})
+        elif any(c is None for c in cached):
+            if model.name not in pipes:
+                pipes = {model.name: TextToVideo.from_pretrained(str(model.directory), vae=str(vae_dir),
+                                                                 text_encoder=str(text_dir))}
+            s = suite.sampling
+            videos, records = generate_measured(pipes[model.name], prompts, s.frames, s.height, s.width, seed,
+                                                s.steps, s.guidance)
+            cached = list(zip(videos, records))
+            for key, (frames, generation) in zip(keys, cached):
+                cache.store_video(key, frames, generation)
+        for j, (entry, key, (frames, generation)) in enumerate(zip(batch, keys, cached)):
+            relative = Path("videos") / safe_name(model.name) / f"{safe_name(entry['prompt_en'])}-{sample}.mp4"
+            _write_video_file(out / relative, frames, suite.sampling.fps)
+            base = {"model": model.name, "prompt": entry["prompt_en"], "seed": seed, "sample": sample,
+                    "video": str(relative)}
+            aux = {**entry, "generation": generation} if generation else dict(entry)
+            video = Video(frames, float(suite.sampling.fps), entry["prompt_en"], str(relative), aux)
+            order = (m, sample, b * suite.batch + j)
+            rows += [{**r, "_order": (*order, dim_order[r["dimension"]])}
+                     for r in score_video(video, evaluators, base, key, cache)]
+            if generation:
+                generation_rows.append({**_generation_row(base, generation), "_order": order})
+    return _gather(rows, generation_rows, checkpoints)
+
+
+def run_external(videos_dir, prompts_path, suite: Suite, cache: SampleCache, log=print):
+    """Score a folder of videos made elsewhere (VBench naming `<prompt>-<i>.mp4` links a file to its prompt
+    entry); an unreadable video is a failed row per evaluator, the rest are scored."""
+    from benchmarks.external import discover_videos, prompt_for, sample_index
+    from benchmarks.suites import load_full_info
+    from evaluators.prompts import prompts_by_text
+
+    prompts = None
+    if prompts_path is not None:
+        prompts = prompts_by_text(load_full_info(prompts_path), prompts_path)
+    # Without a prompt file there is nothing to score text or prompt-suite checks against.
+    evaluators = build_evaluators(suite.evaluators, suite.backbones, with_prompts=prompts is not None)
+    rows = []
+    dim_order = {name: i for i, name in enumerate(evaluators)}
+    paths = distributed.my_share(list(enumerate(discover_videos(Path(videos_dir)))))
+    for index, path in tqdm(paths, desc="videos", unit="video", file=sys.stderr, disable=not distributed.is_main()):
+        prompt, entry = prompt_for(path, prompts)
+        sample = sample_index(path)
+        base = {"model": "external", "prompt": prompt, "seed": None, "sample": sample, "video": str(path)}
+        try:
+            video = read_video(path, prompt=prompt, aux=entry)
+        except VideoReadError as exc:
+            log(f"failed: {exc}")
+            rows += [{**base, "dimension": n, "score": None, "status": "failed", "reason": str(exc),
+                      "backbone": e.backbone, "faithful": e.faithful, "n_frames": 0, "extra": "{}",
+                      "_order": (index, dim_order[n])} for n, e in evaluators.items()]
+            continue
+        # The name is part of what determines a record (VBench reads labels from it, e.g. human_action).
+        key = key_of({"file": file_sha256(path) if path.is_file() else tree_sha256(path), "name": path.name,
+                      "prompt": prompt, "entry": entry})
+        rows += [{**r, "_order": (index, dim_order[r["dimension"]])}
+                 for r in score_video(video, evaluators, base, key, cache)]
+    return _gather(rows, [], {})
+
+
+def _gather(rows, generation_rows, checkpoints):
+    """Rank 0 receives every rank's rows (a 1-process run: its own); sorted so that the tables do not depend on
+    how the work was split."""
+    rows, generation_rows = distributed.gather_rows(rows), distributed.gather_rows(generation_rows)
+    if rows is None:
+        return None, None, checkpoints
+    rows = sorted(rows, key=lambda r: r["_order"])
+    generation_rows = sorted(generation_rows, key=lambda r: r["_order"])
+    df = pd.DataFrame(rows, columns=ROW_COLUMNS)
+    gen = pd.DataFrame(generation_rows, columns=GENERATION_COLUMNS)
+    return df, gen, checkpoints
+
+
+def _write_video_file(path: Path, frames: np.ndarray, fps: int) -> None:
+    """The video in VBench naming, so VBench itself or `eval` can re-score it; written whole or not at all."""
+    import tempfile
+
+    from evaluators.video import write_video
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=path.parent, prefix=".video-") as tmp:
+        temp = write_video(Path(tmp) / path.name, frames, fps=fps)
+        try:
+            atomic_write_bytes(path, temp.read_bytes())
+        except OSError as exc:
+            raise OutputError(f"{path}: cannot write ({exc})") from exc
+
+
+def run_suite(suite: Suite, out, *, videos=None, prompts=None, cache_dir=None, use_cache: bool = True,
+              check_against=None, pairs=(), command: str = "", device: str = "cpu", log=print) -> int:
+    """Run the suite into OUT (locked while running, COMPLETE when every file is in place); -> exit code:
+    0 done, 1 when a dimension could score no video (or --check-against found a regression)."""
+    from benchmarks import table4
+    from benchmarks.outputs import OutputLock, mark_incomplete, prepare_output_dir
+    from benchmarks.provenance import git_commit, provenance
+    from benchmarks.writers import primary_metric, summarize, write_results
+
+    commit = git_commit()  # the code that runs, before this run's outputs can dirty the tree
+    distributed.init_from_env(device)
+    out = prepare_output_dir(out)
+    if check_against is not None and not Path(check_against).exists():
+        raise SuiteError(f"--check-against {check_against}: no such baseline directory")
+    lock = OutputLock(out) if distributed.is_main() else None
+    try:
+        if lock:
+            lock.__enter__()
+            mark_incomplete(out)
+        cache = SampleCache(Path(cache_dir) if cache_dir else out / "cache", enabled=use_cache)
+        definition = suite.definition()
+        prov = {**provenance(config={"command": command}, seeds=[suite.seed], commit=commit),
+                "command": command, "suite": definition, "suite_hash": suite.hash()}
+        if suite.kind in ("table4", "flops-curve"):
+            if distributed.is_main():
+                if suite.kind == "table4":
+                    table4.write_table4(table4.table4(), out)
+                else:
+                    table4.write_flops_curve(table4.flops_curve(), out)
+                from benchmarks.outputs import mark_complete
+
+                mark_complete(out, [p.name for p in out.iterdir() if not p.name.startswith(".")])
+            return 0
+        if suite.kind == "external":
+            if videos is None:
+                raise SuiteError("suite external needs --videos DIR")
+            per_video, generation, checkpoints = run_external(videos, prompts, suite, cache, log)
+            models = ["external"]
+        else:
+            per_video, generation, checkpoints = run_generate(suite, out, cache, log)
+            models = list(checkpoints)
+        if not distributed.is_main():
+            return 0
+        log(f"videos: {cache.hits['videos']} from the cache, {cache.misses['videos']} generated; records: "
+            f"{cache.hits['records']} from the cache, {cache.misses['records']} computed")
+        summary = summarize(per_video, generation, models, checkpoints)
+        prov["checkpoints"] = checkpoints
+        primary = primary_metric(summary, suite.primary_metric)
+        extra = {}
+        if suite.kind == "external":  # VBench's own results layout too, for its faithfully computed dimensions
+            from benchmarks.external import vbench_results_json
+            from benchmarks.outputs import json_safe
+
+            extra["m4v_eval_results.json"] = json.dumps(json_safe(vbench_results_json(
+                per_video, summary.iloc[0].to_dict())), indent=2, allow_nan=False) + "\n"
+        write_results(out, per_video, generation, summary, prov, suite.name, primary, extra)
+        log((out / "report.md").read_text())
+        log(f"wrote {out}/: per_video.csv, summary.csv, results.json, report.md" + (
+            ", generation.csv, pareto.png" if len(generation) else ""))
+        empty = [d for d in dict.fromkeys(per_video["dimension"])
+                 if not (per_video[(per_video["dimension"] == d)]["status"] == "ok").any()]
+        if empty:
+            print(f"no score computed for any video on: {', '.join(empty)}", file=sys.stderr)
+        code = 1 if empty else 0
+        if check_against is not None:
+            from benchmarks.compare import CompareOptions, run_compare
+
+            code = max(code, run_compare(check_against, out, CompareOptions(pairs=list(pairs)), out=out,
+                                         prog="m4v-bench run --check-against"))
+        return code
+    finally:
+        if lock:
+            lock.__exit__(None, None, None)
+        distributed.shutdown()

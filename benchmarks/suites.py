@@ -1,0 +1,260 @@
+"""Suites: small declarative definitions of a benchmark run (models x prompts x samples x sampling settings x
+evaluators), built in or loaded from a user's TOML file. The runner (benchmarks/runner.py) reads them and
+knows nothing else.
+
+A TOML suite is the same fields as `Suite`, e.g.
+
+    name = "my-suite"
+    models = ["m4v-tiny", "runs/my-checkpoint"]   # shipped names or save_pretrained directories
+    prompts = "world"          # world | vbench | a VBench full_info JSON path
+    per_kind = 2               # world prompts per kind (8 kinds)
+    samples = 1                # videos per prompt (VBench: 5); sample i is generated with seed + i
+    evaluators = ["world_colour_shape", "clip_score", "compute"]   # default: every one that can run
+    [sampling]
+    frames = 16
+    steps = [8, 8, 8]
+    guidance = 4.0
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+SUITE_KINDS = ("generate", "external", "table4", "flops-curve")
+SHIPPED_DENOISERS = ["m4v-tiny", "m4v-tiny-reward", "dit-tiny"]
+WORLD_SUITE_SEED = 1  # the training data uses other seeds (m4v/recipes): the world suite is held out
+
+
+class SuiteError(ValueError):
+    """A suite definition that cannot run; the message names the file and key."""
+
+
+@dataclass(frozen=True)
+class Sampling:
+    """How each video is generated (the tiny models' defaults: 16 frames at 64x64, 8 Euler steps per stage)."""
+
+    frames: int = 16
+    height: int = 64
+    width: int = 64
+    steps: tuple = (8, 8, 8)
+    guidance: float = 4.0
+    fps: int = 8
+
+
+@dataclass(frozen=True)
+class Suite:
+    """One benchmark definition; `full` holds the field overrides of its --full (committed-results) size."""
+
+    name: str
+    description: str = ""
+    kind: str = "generate"
+    models: tuple = tuple(SHIPPED_DENOISERS)
+    prompts: str = "world"
+    per_kind: int = 4
+    prompt_limit: int | None = None
+    prompt_dimension: str | None = None      # only the prompts tagged for this VBench dimension
+    samples: int = 1
+    seed: int = 0
+    batch: int = 16
+    sampling: Sampling = field(default_factory=Sampling)
+    evaluators: tuple | None = None           # None: every registered evaluator whose backbones are at hand
+    backbones: tuple = ()                     # KIND=MODEL:PATH specs on top of the shipped defaults
+    vae: str = "vae-tiny"
+    text_encoder: str = "text-tiny"
+    primary_metric: str | None = None         # the quality axis of report.md / pareto.png (None: VBench Total)
+    full: dict = field(default_factory=dict)
+
+    def with_overrides(self, **changes) -> Suite:
+        """A copy with fields replaced (CLI flags, --full); unknown fields are an error naming them."""
+        return _build(dataclasses.asdict(self) | changes, f"suite {self.name}")
+
+    def definition(self) -> dict:
+        """The plain dict that determines the results (provenance, cache keys, compare's settings check)."""
+        d = dataclasses.asdict(self)
+        d.pop("full")
+        return d
+
+    def hash(self) -> str:
+        return hashlib.sha256(json.dumps(self.definition(), sort_keys=True, default=list).encode()).hexdigest()[:16]
+
+
+BUILT_IN: dict[str, Suite] = {}
+
+
+def _register(suite: Suite) -> Suite:
+    BUILT_IN[suite.name] = suite
+    return suite
+
+
+_register(Suite(
+    "quality-vs-compute",
+    "the shipped tiny denoisers over the held-out world prompt suite: every offline evaluator (VBench dimensions "
+    "with their labelled substitutes, world checks, CLIP score, frame consistency) beside generation compute",
+    per_kind=3, primary_metric="world_colour_shape", full={"per_kind": 20}))
+_register(Suite(
+    "vbench-standard", "VBench's own prompt suite (vbench's VBench_full_info.json), 5 samples per prompt, each "
+    "dimension on its own prompts", models=("m4v-tiny",), prompts="vbench", samples=5))
+_register(Suite(
+    "vbench-fast", "the paper's fast protocol (Table 3): 50 VBench prompts (the first 50 of its overall-"
+    "consistency set); Overall Consistency, Aesthetic Quality, Imaging Quality", models=("m4v-tiny",),
+    prompts="vbench", prompt_dimension="overall_consistency", prompt_limit=50,
+    evaluators=("overall_consistency", "aesthetic_quality", "imaging_quality", "compute")))
+_register(Suite(
+    "paper-table5", "the paper's Table 5 reward-learning row at toy scale: m4v-tiny against m4v-tiny-reward on the "
+    "world suite (pair them with `compare DIR DIR --pair m4v-tiny=m4v-tiny-reward`); the synthetic-data row needs "
+    "data that cannot be made offline", models=("m4v-tiny", "m4v-tiny-reward"), per_kind=3,
+    primary_metric="world_colour_shape", full={"per_kind": 20}))
+_register(Suite("paper-table4", "the paper's Table 4: mixer TFLOPs of the four architectures at paper size "
+                "(meta device, fvcore and FlopCounterMode)", kind="table4", models=()))
+_register(Suite("flops-curve", "mixer TFLOPs of full attention vs M4V over frame counts and resolutions (Fig. 1)",
+                kind="flops-curve", models=()))
+_register(Suite("external", "a folder of videos made elsewhere (--videos DIR, optional --prompts FULL_INFO.json): "
+                "every evaluator that applies", kind="external", models=(), prompts=""))
+DEFAULT_SUITE = "quality-vs-compute"
+
+
+def get_suite(name: str) -> Suite:
+    if name not in BUILT_IN:
+        raise SuiteError(f"unknown suite {name!r}; built in: {', '.join(BUILT_IN)} (or --suite FILE.toml)")
+    return BUILT_IN[name]
+
+
+_TYPES = {"name": str, "description": str, "kind": str, "prompts": str, "per_kind": int, "prompt_limit": int,
+          "prompt_dimension": str, "samples": int, "seed": int, "batch": int, "vae": str, "text_encoder": str,
+          "primary_metric": str}
+_POSITIVE = ("per_kind", "prompt_limit", "samples", "batch")
+
+
+def _check_type(where: str, key: str, value, kind):
+    if kind is int and (isinstance(value, bool) or not isinstance(value, int)):
+        raise SuiteError(f"{where}: key '{key}' must be an integer, got {value!r}")
+    if kind is float and (isinstance(value, bool) or not isinstance(value, (int, float))):
+        raise SuiteError(f"{where}: key '{key}' must be a number, got {value!r}")
+    if kind is str and not isinstance(value, str):
+        raise SuiteError(f"{where}: key '{key}' must be a string, got {value!r}")
+    return value
+
+
+def _sampling(where: str, raw) -> Sampling:
+    if isinstance(raw, Sampling):
+        return raw
+    if not isinstance(raw, dict):
+        raise SuiteError(f"{where}: key 'sampling' must be a table")
+    known = {f.name for f in dataclasses.fields(Sampling)}
+    unknown = sorted(set(raw) - known)
+    if unknown:
+        raise SuiteError(f"{where}: unknown key 'sampling.{unknown[0]}' (known: {', '.join(sorted(known))})")
+    values = {}
+    for key, value in raw.items():
+        if key == "steps":
+            if (not isinstance(value, (list, tuple)) or len(value) != 3
+                    or not all(isinstance(s, int) and not isinstance(s, bool) and s >= 1 for s in value)):
+                raise SuiteError(f"{where}: key 'sampling.steps' must be 3 positive integers (one per pyramid "
+                                 f"stage), got {value!r}")
+            values[key] = tuple(value)
+        elif key == "guidance":
+            values[key] = float(_check_type(where, f"sampling.{key}", value, float))
+            if not values[key] >= 1.0 or values[key] != values[key] or values[key] == float("inf"):
+                raise SuiteError(f"{where}: key 'sampling.guidance' must be a finite number >= 1, got {value!r}")
+        else:
+            values[key] = _check_type(where, f"sampling.{key}", value, int)
+            if values[key] < 1:
+                raise SuiteError(f"{where}: key 'sampling.{key}' must be >= 1, got {value!r}")
+    sampling = Sampling(**values)
+    if sampling.height % 32 or sampling.width % 32:
+        raise SuiteError(f"{where}: sampling.height / width must be multiples of 32 (the VAE's 8x times the "
+                         f"pyramid's 4x), got {sampling.height}x{sampling.width}")
+    return sampling
+
+
+def _build(raw: dict, where: str) -> Suite:
+    known = {f.name for f in dataclasses.fields(Suite)}
+    unknown = sorted(set(raw) - known)
+    if unknown:
+        raise SuiteError(f"{where}: unknown key '{unknown[0]}' (known: {', '.join(sorted(known))})")
+    if "name" not in raw:
+        raise SuiteError(f"{where}: missing key 'name'")
+    values = dict(raw)
+    for key, kind in _TYPES.items():
+        if values.get(key) is not None:
+            _check_type(where, key, values[key], kind)
+    for key in _POSITIVE:
+        if values.get(key) is not None and values[key] < 1:
+            raise SuiteError(f"{where}: key '{key}' must be >= 1, got {values[key]!r}")
+    if values.get("kind", "generate") not in SUITE_KINDS:
+        raise SuiteError(f"{where}: key 'kind' must be one of {SUITE_KINDS}, got {values['kind']!r}")
+    for key in ("models", "evaluators", "backbones"):
+        if values.get(key) is not None:
+            if not isinstance(values[key], (list, tuple)) or not all(isinstance(v, str) for v in values[key]):
+                raise SuiteError(f"{where}: key '{key}' must be a list of strings, got {values[key]!r}")
+            values[key] = tuple(values[key])
+    if "sampling" in values:
+        values["sampling"] = _sampling(where, values["sampling"])
+    if "full" in values and not isinstance(values["full"], dict):
+        raise SuiteError(f"{where}: key 'full' must be a table of overrides")
+    if values.get("evaluators") is not None:
+        from evaluators import EVALUATORS
+
+        unknown = [e for e in values["evaluators"] if e not in EVALUATORS]
+        if unknown:
+            raise SuiteError(f"{where}: key 'evaluators': unknown {unknown} (known: {', '.join(sorted(EVALUATORS))})")
+    return Suite(**values)
+
+
+def load_suite_file(path) -> Suite:
+    """A user's suite from a TOML file; any problem is one line naming the file and the key."""
+    try:
+        import tomllib
+    except ModuleNotFoundError:  # Python 3.10
+        import tomli as tomllib
+
+    path = Path(path)
+    try:
+        raw = tomllib.loads(path.read_text())
+    except OSError as exc:
+        raise SuiteError(f"--suite {path}: cannot read ({exc.strerror or exc})") from exc
+    except tomllib.TOMLDecodeError as exc:
+        raise SuiteError(f"--suite {path}: not valid TOML ({exc})") from exc
+    return _build(raw, f"--suite {path}")
+
+
+def load_full_info(path, flag: str = "--prompts") -> list[dict]:
+    """A VBench full_info JSON, every entry checked (evaluators/prompts.py); problems are SuiteErrors."""
+    from evaluators.prompts import PromptFileError
+    from evaluators.prompts import load_full_info as load_checked
+
+    try:
+        return load_checked(path, flag)
+    except PromptFileError as exc:
+        raise SuiteError(str(exc)) from exc
+
+
+def vbench_full_info_path() -> Path:
+    """VBench's own prompt suite, shipped inside the vbench package (pip install --no-deps vbench==0.1.5)."""
+    import importlib.util
+
+    spec = importlib.util.find_spec("vbench")
+    path = Path(spec.origin).parent / "VBench_full_info.json" if spec and spec.origin else None
+    if path is None or not path.is_file():
+        raise SuiteError("prompts = 'vbench' needs VBench_full_info.json from the vbench package "
+                         "(pip install --no-deps vbench==0.1.5), or give the file's path as prompts")
+    return path
+
+
+def prompt_entries(suite: Suite) -> list[dict]:
+    """The suite's prompts as VBench full_info entries (the world's carry their scene in auxiliary_info)."""
+    if suite.prompts == "world":
+        from m4v.world.captions import prompt_suite
+
+        entries = prompt_suite(suite.per_kind, seed=WORLD_SUITE_SEED, n_frames=suite.sampling.frames)
+    elif suite.prompts == "vbench":
+        entries = load_full_info(vbench_full_info_path(), "prompts")
+    else:
+        entries = load_full_info(suite.prompts, "prompts")
+    if suite.prompt_dimension:
+        entries = [e for e in entries if suite.prompt_dimension in e.get("dimension", [])]
+    return entries[: suite.prompt_limit] if suite.prompt_limit else entries

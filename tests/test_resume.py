@@ -1,0 +1,114 @@
+"""Runs survive faults: SIGKILL mid-run then the same command (nothing finished is lost or recomputed, tables
+equal to an uninterrupted run), one run per output directory (a lock), a full disk loses nothing written, and
+two torchrun ranks give the 1-process tables bit for bit."""
+
+import errno
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from benchmarks.outputs import OutputError, OutputLock, atomic_write_text
+from benchmarks.writers import MEASURED_COLUMNS
+
+SUITE = """
+name = "resume-test"
+models = ["dit-tiny"]
+prompts = "world"
+per_kind = 1
+batch = 2
+evaluators = ["world_colour_shape", "world_count", "temporal_flickering", "compute"]
+[sampling]
+frames = 9
+steps = [1, 1, 1]
+"""
+REPO = Path(__file__).resolve().parent.parent
+LOG = re.compile(r"videos: (\d+) from the cache, (\d+) generated; records: (\d+) from the cache, (\d+) computed")
+
+
+def run_cli(*args, env=None, **kwargs):
+    return subprocess.run([sys.executable, "-m", "benchmarks.cli", *args], cwd=REPO, capture_output=True, text=True,
+                          env={**os.environ, "OMP_NUM_THREADS": "1", **(env or {})}, **kwargs)
+
+
+def finished_samples(cache: Path) -> int:
+    return len(list(cache.glob("samples/*/generation.json")))
+
+
+def test_sigkill_then_rerun_loses_and_recomputes_nothing(tmp_path):
+    suite = tmp_path / "suite.toml"
+    suite.write_text(SUITE)
+    reference = run_cli("run", "--suite", str(suite), "--out", str(tmp_path / "reference"), "--no-cache")
+    assert reference.returncode == 0, reference.stderr
+    out = tmp_path / "killed"
+    proc = subprocess.Popen([sys.executable, "-m", "benchmarks.cli", "run", "--suite", str(suite), "--out", str(out)],
+                            cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                            env={**os.environ, "OMP_NUM_THREADS": "1"})
+    deadline = time.time() + 600
+    while finished_samples(out / "cache") < 2 and time.time() < deadline and proc.poll() is None:
+        time.sleep(0.2)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    done = finished_samples(out / "cache")
+    records = len(list((out / "cache").glob("records/*/*.json")))
+    assert 0 < done < 8, "the kill should land mid-run"
+    assert not (out / "COMPLETE").exists()
+    rerun = run_cli("run", "--suite", str(suite), "--out", str(out))
+    assert rerun.returncode == 0, rerun.stderr
+    cached_videos, generated, cached_records, computed = map(int, LOG.search(rerun.stdout).groups())
+    assert (cached_videos, generated) == (done, 8 - done)          # nothing finished is generated again
+    assert cached_records == records                               # nor scored again
+    assert (out / "per_video.csv").read_bytes() == (tmp_path / "reference" / "per_video.csv").read_bytes()
+    measured = list(MEASURED_COLUMNS)
+    pd.testing.assert_frame_equal(pd.read_csv(out / "summary.csv").drop(columns=measured),
+                                  pd.read_csv(tmp_path / "reference" / "summary.csv").drop(columns=measured))
+    assert (out / "COMPLETE").is_file()
+
+
+def test_a_second_run_into_a_locked_directory_refuses_in_one_line(tmp_path):
+    suite = tmp_path / "suite.toml"
+    suite.write_text(SUITE)
+    out = tmp_path / "out"
+    out.mkdir()
+    with OutputLock(out):
+        second = run_cli("run", "--suite", str(suite), "--out", str(out))
+    assert second.returncode == 2
+    assert "locked" in second.stderr and len(second.stderr.strip().splitlines()) == 1
+    assert not (out / "per_video.csv").exists()
+
+
+def test_a_full_disk_is_one_line_and_keeps_the_previous_file(tmp_path, monkeypatch):
+    target = tmp_path / "summary.csv"
+    atomic_write_text(target, "previous complete table\n")
+
+    def full(fd, data):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(os, "fsync", lambda fd: full(fd, b""))
+    with pytest.raises(OutputError, match="disk full") as info:
+        atomic_write_text(target, "new table\n")
+    assert "\n" not in str(info.value) and str(target) in str(info.value)
+    assert target.read_text() == "previous complete table\n"
+    assert [p.name for p in tmp_path.iterdir()] == ["summary.csv"]      # no temp file left behind
+
+
+def test_two_torchrun_ranks_write_the_one_process_tables(tmp_path):
+    suite = tmp_path / "suite.toml"
+    suite.write_text(SUITE)
+    single = run_cli("run", "--suite", str(suite), "--out", str(tmp_path / "one"), "--no-cache")
+    assert single.returncode == 0, single.stderr
+    two = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port",
+                          "29517", "-m", "benchmarks.cli", "run", "--suite", str(suite), "--out", str(tmp_path / "two"),
+                          "--no-cache"], cwd=REPO, capture_output=True, text=True,
+                         env={**os.environ, "OMP_NUM_THREADS": "1"})
+    assert two.returncode == 0, two.stderr[-2000:]
+    for name in ("per_video.csv",):
+        assert (tmp_path / "one" / name).read_bytes() == (tmp_path / "two" / name).read_bytes()
+    videos_one = sorted(p.name for p in (tmp_path / "one" / "videos").rglob("*.mp4"))
+    assert videos_one == sorted(p.name for p in (tmp_path / "two" / "videos").rglob("*.mp4"))
