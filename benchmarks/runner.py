@@ -352,8 +352,10 @@ def run_suite(suite: Suite, out, *, videos=None, prompts=None, cache_dir=None, u
         log((out / "report.md").read_text())
         log(f"wrote {out}/: per_video.csv, summary.csv, results.json, report.md" + (
             ", generation.csv, pareto.png" if len(generation) else ""))
+        # a dimension every video declined (e.g. no video passes the static filter) is not a failure
         empty = [d for d in dict.fromkeys(per_video["dimension"])
-                 if not (per_video[(per_video["dimension"] == d)]["status"] == "ok").any()]
+                 if not per_video[per_video["dimension"] == d]["status"].isin(["ok", "declined"]).all()
+                 and not (per_video[per_video["dimension"] == d]["status"] == "ok").any()]
         if empty:
             print(f"no score computed for any video on: {', '.join(empty)}", file=sys.stderr)
         code = 1 if empty else 0

@@ -1,7 +1,9 @@
 """VBench aesthetic_quality: a linear head on L2-normalised CLIP image embeddings, score / 10 per frame.
 
 VBench uses OpenAI CLIP ViT-L/14 and LAION's `sa_0_4_vit_l_14_linear.pth`; both load from local files here
-(`--backbone clip=ViT-L-14:PATH --backbone aesthetic=linear:HEAD_PATH`).
+(`--backbone aesthetic_clip=ViT-L-14-quickgelu:PATH --backbone aesthetic=linear:HEAD_PATH`, or clip= when no
+other dimension needs ViT-B/32; OpenAI's weights need
+QuickGELU, which the plain `ViT-L-14` config does not use).
 """
 
 from __future__ import annotations
@@ -40,11 +42,21 @@ class AestheticQuality(Evaluator):
 
     name = "aesthetic_quality"
     version = "1"
-    backbones = ("clip", "aesthetic")
-    faithful_backbone = "clip:ViT-L-14@"
+    backbones = ("aesthetic",)
+    # its own CLIP (VBench: ViT-L/14) when given as aesthetic_clip, so clip= can stay ViT-B/32 for the others
+    optional_backbones = ("clip", "aesthetic_clip")
+    faithful_backbone = "clip:ViT-L-14-quickgelu@"   # OpenAI's weights: QuickGELU (plain ViT-L-14 is GELU)
+
+    def __init__(self, aesthetic, clip=None, aesthetic_clip=None):
+        super().__init__(aesthetic=aesthetic, clip=clip, aesthetic_clip=aesthetic_clip)
+        self.encoder = aesthetic_clip if aesthetic_clip is not None else clip
+        if self.encoder is None:
+            raise ValueError("aesthetic_quality needs a CLIP: --backbone aesthetic_clip=MODEL:PATH (or clip=)")
+        clip_label = self.encoder.spec.label.replace(f"{self.encoder.spec.kind}:", "clip:", 1)
+        self.backbone = f"{clip_label}+{aesthetic.spec.label}"
 
     @torch.no_grad()
     def evaluate_video(self, video) -> Record:
-        per_frame = (self.aesthetic.head(self.clip.encode_frames(video.frames)).squeeze(-1) / 10).tolist()
+        per_frame = (self.aesthetic.head(self.encoder.encode_frames(video.frames)).squeeze(-1) / 10).tolist()
         return Record(video.source, self.name, float(sum(per_frame) / len(per_frame)), self.backbone,
                       video.num_frames, {"per_frame": per_frame})

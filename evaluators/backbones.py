@@ -1,30 +1,42 @@
 """Feature backbones loaded from local paths only (no hub): open_clip CLIP models.
 
-A backbone spec on the command line is `KIND=MODEL_NAME:WEIGHTS_PATH` with a local checkpoint file:
-  clip=ViT-B-32:/models/vit_b_32.safetensors        an open_clip architecture (add more with add_model_config)
-  clip=m4v-tiny-clip:m4v/weights/clip-tiny/open_clip_model.safetensors   the CLIP trained on the world
-  dino=vit_base_patch16_224.dino:/models/dino.pth   a timm ViT whose CLS feature VBench's subject
-                                                    consistency uses (DINO ViT-B/16)
+A backbone spec on the command line is `KIND=MODEL_NAME:WEIGHTS_PATH` with a local checkpoint file. The ones that
+make a VBench dimension faithful (docs/vbench-fidelity.md has the table):
+  clip=ViT-B-32-quickgelu:/models/vit_b_32_openai.safetensors   OpenAI CLIP ViT-B/32 (background_consistency,
+                                                    appearance_style); OpenAI's weights need the -quickgelu config
+  aesthetic_clip=ViT-L-14-quickgelu:/models/vit_l_14_openai.safetensors   OpenAI CLIP ViT-L/14 for
+                                                    aesthetic_quality (clip= stays ViT-B/32 for the others)
+  dino=dino_vitb16:/models/dino_vitbase16_pretrain.pth          DINO ViT-B/16 (subject_consistency), position
+                                                    table interpolated as DINO's own module does
   aesthetic=linear:/models/sa_0_4_vit_l_14_linear.pth  LAION's aesthetic head on the CLIP embedding
-  fidelity=fidelity-tiny:m4v/weights/reward-tiny/model.safetensors  the world-trained image-quality model
+  raft=raft_large:/models/raft-things.pth           RAFT-things (dynamic_degree, the static filter of
+                                                    temporal_flickering): the original checkpoint or torchvision's
+  amt=AMT-S:/models/amt-s.pth                       AMT-S (motion_smoothness), VBench's own AMT code
   umt=vit_large_patch16_224:/models/l16_ptk710_ftk710_ftk400_f16_res224.pth  VBench's human_action classifier
                                                     (UMT ViT-L/16, Kinetics-400 label list in the same folder)
+Others: clip=m4v-tiny-clip:m4v/weights/clip-tiny/open_clip_model.safetensors (the CLIP trained on the world),
+fidelity=fidelity-tiny:m4v/weights/reward-tiny/model.safetensors (the world-trained image-quality model).
 Without --backbone, `m4v-bench eval` uses the shipped world-trained models (default_backbones()).
 """
 
 from __future__ import annotations
 
+import hashlib
+import math
+from collections import OrderedDict
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
 import torch.nn.functional as F
+from torchvision.transforms import CenterCrop, Compose, InterpolationMode, Lambda, Normalize, Resize, ToTensor
 
-BACKBONE_KINDS = ("clip", "dino", "aesthetic", "fidelity", "umt")
-BACKBONE_USAGE = {"clip": "clip=OPEN_CLIP_MODEL:PATH", "dino": "dino=vit_base_patch16_224.dino:PATH",
-                  "aesthetic": "aesthetic=linear:PATH (with clip=...)", "fidelity": "fidelity=fidelity-tiny:PATH",
-                  "umt": "umt=vit_large_patch16_224:PATH"}
+BACKBONE_KINDS = ("clip", "dino", "aesthetic", "aesthetic_clip", "fidelity", "umt", "raft", "amt")
+BACKBONE_USAGE = {"clip": "clip=OPEN_CLIP_MODEL:PATH (VBench's: ViT-B-32-quickgelu)",
+                  "dino": "dino=dino_vitb16:PATH", "aesthetic": "aesthetic=linear:PATH (with aesthetic_clip=...)",
+                  "aesthetic_clip": "aesthetic_clip=ViT-L-14-quickgelu:PATH", "fidelity": "fidelity=fidelity-tiny:PATH",
+                  "umt": "umt=vit_large_patch16_224:PATH", "raft": "raft=raft_large:PATH", "amt": "amt=AMT-S:PATH"}
 # VBench's clip_transform and dino_transform constants (vbench/utils.py).
 IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
 CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
@@ -78,84 +90,266 @@ def default_backbones() -> list[str]:
     return [f"{kind}={model}:{path}" for kind, (model, path) in shipped.items() if path.is_file()]
 
 
+def clip_transform(size: int) -> Compose:
+    """VBench's clip_transform (vbench/utils.py) with torchvision's own ops, so the rounding is torchvision's:
+    on the uint8 (T, 3, H, W) tensor, shorter side -> size (bicubic, antialias off, long side int()-truncated,
+    result rounded to uint8), CenterCrop (offsets rounded as torchvision does), /255, CLIP normalisation."""
+    return Compose([Resize(size, interpolation=InterpolationMode.BICUBIC, antialias=False), CenterCrop(size),
+                    Lambda(lambda x: x.float().div(255.0)), Normalize(CLIP_MEAN, CLIP_STD)])
+
+
+def clip_transform_image(size: int) -> Compose:
+    """VBench's clip_transform_Image: the same on a PIL image (PIL's bicubic, antialiased), for appearance_style."""
+    return Compose([Resize(size, interpolation=InterpolationMode.BICUBIC, antialias=False), CenterCrop(size),
+                    ToTensor(), Normalize(CLIP_MEAN, CLIP_STD)])
+
+
+def dino_transform(size: int) -> Compose:
+    """VBench's dino_transform: shorter side -> size (bilinear, antialias off, on uint8), no crop, ImageNet norm."""
+    return Compose([Resize(size, antialias=False), Lambda(lambda x: x.float().div(255.0)),
+                    Normalize(IMAGENET_MEAN, IMAGENET_STD)])
+
+
+def to_chw_tensor(frames: np.ndarray) -> torch.Tensor:
+    """(T, H, W, 3) uint8 -> (T, 3, H, W) uint8 tensor, as VBench's load_video returns them."""
+    return torch.from_numpy(np.ascontiguousarray(frames)).permute(0, 3, 1, 2)
+
+
 def clip_preprocess(frames: np.ndarray, size: int) -> torch.Tensor:
-    """VBench clip_transform on a batch: shorter side -> size (bicubic, antialias off), center crop, normalise."""
-    x = torch.from_numpy(np.ascontiguousarray(frames)).permute(0, 3, 1, 2).float()      # (T, 3, H, W)
-    h, w = x.shape[-2:]
-    scale = size / min(h, w)
-    new_h, new_w = max(size, round(h * scale)), max(size, round(w * scale))
-    x = F.interpolate(x, size=(new_h, new_w), mode="bicubic", align_corners=False, antialias=False)
-    top, left = (new_h - size) // 2, (new_w - size) // 2
-    x = x[..., top:top + size, left:left + size] / 255.0
-    mean, std = torch.tensor(CLIP_MEAN)[:, None, None], torch.tensor(CLIP_STD)[:, None, None]
-    return (x - mean) / std
+    """(T, H, W, 3) uint8 -> (T, 3, size, size): VBench's clip_transform on the decoded frames."""
+    return clip_transform(size)(to_chw_tensor(frames))
 
 
-class ClipBackbone:
-    """An open_clip model: L2-normalised image and text embeddings, frames encoded in batches."""
+def clip_preprocess_pil(frames: np.ndarray, size: int) -> torch.Tensor:
+    """(T, H, W, 3) uint8 -> (T, 3, size, size): VBench's clip_transform_Image frame by frame (appearance_style)."""
+    from PIL import Image
+
+    transform = clip_transform_image(size)
+    return torch.stack([transform(Image.fromarray(np.ascontiguousarray(f))) for f in frames])
+
+
+def dino_preprocess(frames: np.ndarray, size: int = 224) -> torch.Tensor:
+    """(T, H, W, 3) uint8 -> (T, 3, h, w), shorter side `size`: VBench's dino_transform."""
+    return dino_transform(size)(to_chw_tensor(frames))
+
+
+def frame_key(frame: np.ndarray) -> bytes:
+    """A content key of one frame: the same pixels give the same key whichever array they sit in."""
+    digest = hashlib.blake2b(np.ascontiguousarray(frame).data, digest_size=16)
+    digest.update(repr(frame.shape).encode())
+    return digest.digest()
+
+
+class FeatureMemo:
+    """Per-frame features already computed, keyed by (preprocessing, frame content): every evaluator asking
+    for the same frames' features gets them computed once (LRU, `capacity` frames)."""
+
+    def __init__(self, capacity: int = 8192):
+        self.capacity, self.store, self.hits, self.misses = capacity, OrderedDict(), 0, 0
+
+    def get(self, key):
+        value = self.store.get(key)
+        if value is not None:
+            self.store.move_to_end(key)
+        return value
+
+    def put(self, key, value) -> None:
+        self.store[key] = value
+        if len(self.store) > self.capacity:
+            self.store.popitem(last=False)
+
+    def clear(self) -> None:
+        self.store.clear()
+
+
+class _FrameEncoder:
+    """Shared machinery: encode frames through `_encode_batch(frames, path)` with a per-frame memo, batching
+    the missing frames (of one size) together, also across videos (`prefetch`)."""
+
+    memo_enabled = True
+
+    def _init_memo(self, batch_size: int) -> None:
+        self.batch_size, self.memo = batch_size, FeatureMemo()
+
+    def _encode_batch(self, frames: np.ndarray, path: str) -> torch.Tensor:
+        raise NotImplementedError
+
+    def encode(self, frames: np.ndarray, path: str) -> torch.Tensor:
+        """(T, H, W, 3) uint8 -> (T, E), through the memo."""
+        if self.memo_enabled:
+            self.prefetch([frames], path)
+            found = [self.memo.get((path, frame_key(f))) for f in frames]
+            if all(feat is not None for feat in found):   # else more frames than the memo holds: no memo
+                return torch.stack(found)
+        return torch.cat([self._encode_batch(frames[s:s + self.batch_size], path)
+                          for s in range(0, len(frames), self.batch_size)])
+
+    def prefetch(self, videos, path: str) -> None:
+        """Compute the not-yet-memoised frames of several videos, batched by frame size."""
+        pending = {}                                              # key -> frame, distinct frames only
+        for frames in videos:
+            for frame in frames:
+                key = (path, frame_key(frame))
+                if self.memo.get(key) is None:
+                    pending.setdefault(key, frame)
+                    self.memo.misses += 1
+                else:
+                    self.memo.hits += 1
+        by_shape = {}
+        for key, frame in pending.items():
+            by_shape.setdefault(frame.shape, []).append(key)
+        for keys in by_shape.values():
+            for start in range(0, len(keys), self.batch_size):
+                chunk = keys[start:start + self.batch_size]
+                feats = self._encode_batch(np.stack([pending[k] for k in chunk]), path)
+                for key, feat in zip(chunk, feats):
+                    self.memo.put(key, feat)
+
+
+def is_torchscript(path) -> bool:
+    """Whether a weights file is a TorchScript archive (OpenAI's CLIP releases, which VBench's clip.load reads)."""
+    import zipfile
+
+    if not zipfile.is_zipfile(path):
+        return False
+    with zipfile.ZipFile(path) as archive:
+        return any(name.endswith("constants.pkl") or "/code/" in name for name in archive.namelist())
+
+
+def torchscript_clip_state(path) -> dict:
+    """The state dict of an OpenAI TorchScript CLIP (torch.jit.load reads TorchScript, not pickled Python
+    objects; torch.load(weights_only=True) refuses such archives), minus its three non-weight entries."""
+    state = torch.jit.load(str(path), map_location="cpu").state_dict()
+    for key in ("input_resolution", "context_length", "vocab_size"):   # as open_clip drops them
+        state.pop(key, None)
+    return state
+
+
+class ClipBackbone(_FrameEncoder):
+    """An open_clip model: L2-normalised image and text embeddings. OpenAI's weights need the `-quickgelu`
+    configs (ViT-B-32-quickgelu, ViT-L-14-quickgelu): the plain ones use GELU and give other features."""
 
     def __init__(self, spec: BackboneSpec, device: str = "cpu", batch_size: int = 64):
         import open_clip
 
-        self.spec, self.device, self.batch_size = spec, device, batch_size
+        self.spec, self.device = spec, device
+        self._init_memo(batch_size)
         if spec.model == "m4v-tiny-clip":   # the world-trained CLIP (m4v/tiny_clip.py): not a built-in config
             from m4v.tiny_clip import register_tiny_clip
 
             register_tiny_clip()
-        self.model, _, _ = open_clip.create_model_and_transforms(spec.model, pretrained=spec.weights, device=device)
+        if spec.weights and is_torchscript(spec.weights):   # OpenAI's own files (VBench's ViT-B-32.pt, ViT-L-14.pt)
+            self.model = open_clip.create_model(spec.model, pretrained=None)
+            result = self.model.load_state_dict(torchscript_clip_state(spec.weights), strict=False)
+            stray = [k for k in result.unexpected_keys if not k.endswith("attn_mask")]   # a buffer, rebuilt
+            if result.missing_keys or stray:
+                raise ValueError(f"{spec.weights}: not a {spec.model} CLIP (missing {result.missing_keys[:3]}, "
+                                 f"unexpected {stray[:3]})")
+            self.model.to(device)
+        else:
+            self.model, _, _ = open_clip.create_model_and_transforms(spec.model, pretrained=spec.weights,
+                                                                     device=device)
         self.model.eval()
         self.tokenizer = open_clip.get_tokenizer(spec.model)
         size = self.model.visual.image_size
         self.image_size = size[0] if isinstance(size, (tuple, list)) else size
+        self.text_memo = {}
 
     @torch.no_grad()
-    def encode_frames(self, frames: np.ndarray) -> torch.Tensor:
-        """(T, H, W, 3) uint8 -> (T, E) unit vectors."""
-        out = []
-        for start in range(0, len(frames), self.batch_size):
-            batch = clip_preprocess(frames[start:start + self.batch_size], self.image_size).to(self.device)
-            out.append(F.normalize(self.model.encode_image(batch).float(), dim=-1))
-        return torch.cat(out).cpu()
+    def _encode_batch(self, frames: np.ndarray, path: str) -> torch.Tensor:
+        preprocess = clip_preprocess_pil if path == "pil" else clip_preprocess
+        batch = preprocess(frames, self.image_size).to(self.device)                  # (b, 3, S, S)
+        return F.normalize(self.model.encode_image(batch).float(), dim=-1).cpu()
+
+    def encode_frames(self, frames: np.ndarray, path: str = "tensor") -> torch.Tensor:
+        """(T, H, W, 3) uint8 -> (T, E) unit vectors; path "tensor" (clip_transform) or "pil"
+        (clip_transform_Image, VBench's appearance_style)."""
+        return self.encode(frames, path)
 
     @torch.no_grad()
     def encode_text(self, prompts: list[str]) -> torch.Tensor:
-        tokens = self.tokenizer(prompts).to(self.device)
-        return F.normalize(self.model.encode_text(tokens).float(), dim=-1).cpu()
+        """(N,) strings -> (N, E) unit vectors (memoised per string)."""
+        missing = [p for p in dict.fromkeys(prompts) if p not in self.text_memo]
+        if missing:
+            tokens = self.tokenizer(missing).to(self.device)
+            for prompt, emb in zip(missing, F.normalize(self.model.encode_text(tokens).float(), dim=-1).cpu()):
+                self.text_memo[prompt] = emb
+        return torch.stack([self.text_memo[p] for p in prompts])
 
 
-def dino_preprocess(frame: np.ndarray, size: int = 224) -> torch.Tensor:
-    """VBench dino_transform on one frame: shorter side -> size (bilinear, antialias off), no crop, normalise."""
-    x = torch.from_numpy(np.ascontiguousarray(frame)).permute(2, 0, 1)[None].float()   # (1, 3, H, W)
-    h, w = x.shape[-2:]
-    scale = size / min(h, w)
-    x = F.interpolate(x, size=(round(h * scale), round(w * scale)), mode="bilinear", align_corners=False,
-                      antialias=False) / 255.0
-    mean, std = torch.tensor(IMAGENET_MEAN)[:, None, None], torch.tensor(IMAGENET_STD)[:, None, None]
-    return (x - mean) / std
+def dino_interpolate_pos_encoding(pos_embed: torch.Tensor, grid_h: int, grid_w: int) -> torch.Tensor:
+    """DINO's VisionTransformer.interpolate_pos_encoding (facebookresearch/dino vision_transformer.py): the
+    patch table resized bicubically with scale factors ((n + 0.1) / sqrt(N)), no antialiasing, unchanged for
+    the training grid. pos_embed (1, 1 + N, D) -> (1, 1 + grid_h * grid_w, D)."""
+    n_patches = pos_embed.shape[1] - 1
+    if grid_h * grid_w == n_patches and grid_h == grid_w:
+        return pos_embed
+    side, dim = int(math.sqrt(n_patches)), pos_embed.shape[-1]
+    table = pos_embed[:, 1:].reshape(1, side, side, dim).permute(0, 3, 1, 2)          # (1, D, side, side)
+    # DINO adds 0.1 "to avoid floating point error" and passes scale factors, not a size: the sampling grid
+    # follows the factors, which is what makes it differ from a size-based resample.
+    table = F.interpolate(table, scale_factor=((grid_h + 0.1) / side, (grid_w + 0.1) / side), mode="bicubic")
+    if table.shape[-2:] != (grid_h, grid_w):
+        raise RuntimeError(f"DINO position interpolation gave {tuple(table.shape[-2:])}, not {(grid_h, grid_w)}")
+    table = table.permute(0, 2, 3, 1).reshape(1, grid_h * grid_w, dim)
+    return torch.cat([pos_embed[:, :1], table], dim=1)
 
 
-class DinoBackbone:
-    """A timm ViT (dynamic image size, CLS token features) loaded from a local file; frames one at a time,
-    as VBench feeds DINO."""
+def dino_vit(arch: str):
+    """A timm ViT whose position table is interpolated as DINO's own module does (the parameter names are
+    DINO's: its checkpoints load as they are)."""
+    import timm
+    from timm.models.vision_transformer import VisionTransformer
 
-    def __init__(self, spec: BackboneSpec, device: str = "cpu"):
-        import timm
+    class DinoViT(VisionTransformer):
+        """timm's ViT with DINO's interpolate_pos_encoding in place of timm's dynamic_img_size resample."""
 
+        def _pos_embed(self, x: torch.Tensor) -> torch.Tensor:
+            batch, grid_h, grid_w, dim = x.shape                                   # (B, h, w, D) patch grid
+            x = torch.cat([self.cls_token.expand(batch, -1, -1), x.reshape(batch, grid_h * grid_w, dim)], dim=1)
+            return self.pos_drop(x + dino_interpolate_pos_encoding(self.pos_embed, grid_h, grid_w))
+
+    model = timm.create_model(arch, pretrained=False, num_classes=0, dynamic_img_size=True)
+    model.__class__ = DinoViT   # same modules and parameters; only the position step differs
+    return model
+
+
+DINO_ARCHS = {"dino_vitb16": "vit_base_patch16_224", "dino_vits16": "vit_small_patch16_224",
+              "dino_vitb8": "vit_base_patch8_224", "dino_vits8": "vit_small_patch8_224"}
+
+
+class DinoBackbone(_FrameEncoder):
+    """DINO (torch.hub `dino_vitb16`, VBench's subject_consistency) from a local checkpoint, e.g.
+    `dino=dino_vitb16:/models/dino_vitbase16_pretrain.pth`; MODEL is a DINO hub name or a timm ViT name.
+    Position table interpolated as DINO does; CLS feature after the final norm."""
+
+    def __init__(self, spec: BackboneSpec, device: str = "cpu", batch_size: int = 16):
         self.spec, self.device = spec, device
-        self.model = timm.create_model(spec.model, pretrained=True, num_classes=0, dynamic_img_size=True,
-                                       pretrained_cfg_overlay={"file": spec.weights}).to(device).eval()
+        self._init_memo(batch_size)
+        arch = DINO_ARCHS.get(spec.model, spec.model.split(".")[0])
+        self.model = dino_vit(arch)
+        if spec.weights:
+            state = load_state_file(spec.weights)
+            state = state.get("model", state) if isinstance(state, dict) else state
+            state = {k.removeprefix("module.").removeprefix("backbone."): v for k, v in state.items()}
+            state = {k: v for k, v in state.items() if not k.startswith("head")}
+            try:
+                self.model.load_state_dict(state)
+            except RuntimeError as exc:
+                raise ValueError(f"{spec.weights}: not a {arch} DINO checkpoint ({str(exc).splitlines()[0]})") from exc
+        self.model.to(device).eval()
 
     @torch.no_grad()
+    def _encode_batch(self, frames: np.ndarray, path: str) -> torch.Tensor:
+        ph, pw = self.model.patch_embed.patch_size
+        x = dino_preprocess(frames)                                                  # (b, 3, h, w)
+        # DINO's stride-16 patch conv drops the remainder rows / columns; timm asserts instead, so crop.
+        x = x[..., : x.shape[-2] // ph * ph, : x.shape[-1] // pw * pw]
+        return F.normalize(self.model(x.to(self.device)).float(), dim=-1).cpu()
+
     def encode_frames(self, frames: np.ndarray) -> torch.Tensor:
         """(T, H, W, 3) uint8 -> (T, E) unit vectors."""
-        ph, pw = self.model.patch_embed.patch_size
-        feats = []
-        for frame in frames:
-            x = dino_preprocess(frame)
-            # DINO's stride-16 patch conv drops the remainder rows / columns; timm asserts instead, so crop.
-            x = x[..., : x.shape[-2] // ph * ph, : x.shape[-1] // pw * pw]
-            feats.append(self.model(x.to(self.device)))
-        return F.normalize(torch.cat(feats).float(), dim=-1).cpu()
+        return self.encode(frames, "dino")
 
 
 def _explained(spec: BackboneSpec, load):
@@ -178,27 +372,38 @@ def load_backbones(specs, device: str = "cpu") -> dict:
     specs = [parse_backbone(s) if isinstance(s, str) else s for s in specs]
     by_kind = {spec.kind: spec for spec in specs}   # a later spec of the same kind replaces an earlier one
     loaded = {}
-    for kind in ("clip", "dino", "fidelity", "umt"):  # aesthetic last: its head's width is the CLIP's
+    # aesthetic last: its head's width is its CLIP's
+    for kind in ("clip", "aesthetic_clip", "dino", "fidelity", "umt", "raft", "amt"):
         spec = by_kind.get(kind)
         if spec is None:
             continue
         loaded[kind] = _explained(spec, lambda spec=spec: _load_one(spec, device))
     if "aesthetic" in by_kind:
-        if "clip" not in loaded:
-            raise ValueError("--backbone aesthetic=...: the aesthetic head reads CLIP embeddings; give clip=MODEL:PATH")
+        encoder = loaded.get("aesthetic_clip", loaded.get("clip"))
+        if encoder is None:
+            raise ValueError("--backbone aesthetic=...: the aesthetic head reads CLIP embeddings; give "
+                             "aesthetic_clip=MODEL:PATH (or clip=MODEL:PATH)")
         from evaluators.aesthetic import AestheticHead
 
         spec = by_kind["aesthetic"]
-        loaded["aesthetic"] = _explained(spec, lambda: AestheticHead(spec, loaded["clip"].model.visual.output_dim))
+        loaded["aesthetic"] = _explained(spec, lambda: AestheticHead(spec, encoder.model.visual.output_dim))
     return loaded
 
 
 def _load_one(spec: BackboneSpec, device: str):
-    """The loader of one backbone kind (aesthetic aside: it needs the CLIP's width)."""
-    if spec.kind == "clip":
+    """The loader of one backbone kind (aesthetic aside: it needs its CLIP's width)."""
+    if spec.kind in ("clip", "aesthetic_clip"):
         return ClipBackbone(spec, device)
     if spec.kind == "dino":
         return DinoBackbone(spec, device)
+    if spec.kind == "raft":
+        from evaluators.vbench.flow import RaftFlow
+
+        return RaftFlow(spec, device)
+    if spec.kind == "amt":
+        from evaluators.vbench.motion_smoothness import AmtInterpolator
+
+        return AmtInterpolator(spec, device)
     if spec.kind == "fidelity":
         from evaluators.vbench.imaging_quality import FidelityBackbone
 
@@ -206,3 +411,44 @@ def _load_one(spec: BackboneSpec, device: str):
     from evaluators.vbench.human_action import UMTBackbone
 
     return UMTBackbone(spec, device)
+
+
+# Per VBench dimension: the --backbone that makes it faithful (VBench's own weights file), or why it cannot be.
+FAITHFUL_BACKBONES = {
+    "subject_consistency": "dino=dino_vitb16:dino_vitbase16_pretrain.pth",
+    "background_consistency": "clip=ViT-B-32-quickgelu:ViT-B-32.pt (OpenAI's file, as VBench caches it)",
+    "temporal_flickering": "raft=raft_large:raft-things.pth (its static filter; the score is weight-free)",
+    "motion_smoothness": "amt=AMT-S:amt-s.pth (VBench's own AMT code: the vbench package must import)",
+    "dynamic_degree": "raft=raft_large:raft-things.pth",
+    "aesthetic_quality": "aesthetic_clip=ViT-L-14-quickgelu:ViT-L-14.pt + aesthetic=linear:sa_0_4_vit_l_14_linear.pth",
+    "imaging_quality": "substitute: the world-trained fidelity model (MUSIQ: pyiqa is not a dependency)",
+    "object_class": "substitute: the world oracle (GRiT is not available offline)",
+    "multiple_objects": "substitute: the world oracle (GRiT)",
+    "human_action": "umt=vit_large_patch16_224:l16_ptk710_ftk710_ftk400_f16_res224.pth (+ kinetics_400_categroies.txt)",
+    "color": "substitute: the world oracle (GRiT)",
+    "spatial_relationship": "substitute: the world oracle (GRiT), VBench's rule on its boxes",
+    "scene": "substitute: the world oracle (Tag2Text), VBench's word rule on its caption",
+    "appearance_style": "clip=ViT-B-32-quickgelu:ViT-B-32.pt",
+    "temporal_style": "substitute: CLIP frame-mean (ViCLIP's code and weights are not available offline)",
+    "overall_consistency": "substitute: CLIP frame-mean (ViCLIP)",
+}
+
+
+def faithful_help() -> str:
+    """The per-dimension table for `m4v-bench eval --help`."""
+    width = max(map(len, FAITHFUL_BACKBONES))
+    lines = ["VBench-faithful with (per dimension):"]
+    lines += [f"  {dim:<{width}}  {what}" for dim, what in FAITHFUL_BACKBONES.items()]
+    return "\n".join(lines)
+
+
+def prefetch_features(loaded: dict, frame_arrays, pil_path: bool = True) -> None:
+    """Fill the loaded backbones' per-frame memos for several decoded videos at once, frames batched across
+    videos; the evaluators then find every feature computed. pil_path: also CLIP's PIL-path features
+    (appearance_style)."""
+    frame_arrays = list(frame_arrays)
+    for kind, path in (("clip", "tensor"), ("aesthetic_clip", "tensor"), ("dino", "dino")):
+        if loaded.get(kind) is not None:
+            loaded[kind].prefetch(frame_arrays, path)
+    if pil_path and loaded.get("clip") is not None:
+        loaded["clip"].prefetch(frame_arrays, "pil")

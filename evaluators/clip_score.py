@@ -1,16 +1,22 @@
-"""CLIP score of a video against its prompt: 100 * max(cos, 0) per frame (torchmetrics' convention), mean."""
+"""CLIP score of a video against its prompt, as torchmetrics' CLIPScore computes it over the video's frames:
+100 * cos(image, text) per frame, unclamped, their mean, then max(mean, 0)."""
 
 from __future__ import annotations
 
 from evaluators.registry import Evaluator, Record, register
 
 
+def torchmetrics_clip_score(per_frame) -> float:
+    """torchmetrics CLIPScore.compute over one update of the frames: max(sum / n, 0)."""
+    return max(float(per_frame.sum()) / len(per_frame), 0.0)
+
+
 @register
 class ClipScore(Evaluator):
-    """Per video the mean over frames of 100 * max(cos(image, text), 0); aggregate = mean over videos."""
+    """Per video max(mean over frames of 100 * cos(image, text), 0) (torchmetrics); aggregate = mean over videos."""
 
     name = "clip_score"
-    version = "1"
+    version = "2"
     needs = ("frames", "prompt")
     backbones = ("clip",)
     group = "clip"
@@ -20,6 +26,6 @@ class ClipScore(Evaluator):
             raise ValueError(f"{video.source}: clip_score needs a prompt")
         images = self.clip.encode_frames(video.frames)                         # (T, E)
         text = self.clip.encode_text([video.prompt])                           # (1, E)
-        per_frame = (100.0 * (images @ text.T).squeeze(1)).clamp(min=0)       # (T,)
-        return Record(video.source, self.name, float(per_frame.mean()), self.backbone, video.num_frames,
+        per_frame = 100.0 * (images @ text.T).squeeze(1)                       # (T,), may be negative
+        return Record(video.source, self.name, torchmetrics_clip_score(per_frame), self.backbone, video.num_frames,
                       {"per_frame": per_frame.tolist()})

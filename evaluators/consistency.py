@@ -54,7 +54,7 @@ class BackgroundConsistency(_VBenchConsistency):
 
     name = "background_consistency"
     backbones = ("clip",)
-    faithful_backbone = "clip:ViT-B-32@"
+    faithful_backbone = "clip:ViT-B-32-quickgelu@"   # OpenAI's weights: QuickGELU (plain ViT-B-32 is GELU)
 
     def features(self, frames) -> torch.Tensor:
         return self.clip.encode_frames(frames)
@@ -62,11 +62,12 @@ class BackgroundConsistency(_VBenchConsistency):
 
 @register
 class SubjectConsistency(_VBenchConsistency):
-    """VBench subject_consistency: DINO CLS features of all frames (any timm ViT from a local file)."""
+    """VBench subject_consistency: DINO ViT-B/16 CLS features of all frames (DINO's checkpoint, DINO's position
+    interpolation)."""
 
     name = "subject_consistency"
     backbones = ("dino",)
-    faithful_backbone = "dino:vit_base_patch16_224.dino@"
+    faithful_backbone = "dino:dino_vitb16@"
 
     def features(self, frames) -> torch.Tensor:
         return self.dino.encode_frames(frames)

@@ -14,6 +14,10 @@ import numpy as np
 
 # What a video can carry; an evaluator lists the ones it reads in `needs`.
 VIDEO_INPUTS = ("frames", "prompt", "prompt_info", "generation")
+# VBench refuses these in custom_input mode, i.e. for videos whose prompt entry names no dimensions
+# (vbench/__init__.py, VBench.check_dimension_requires_extra_info): they need a prompt suite's auxiliary_info.
+CUSTOM_INPUT_UNSUPPORTED = frozenset({"object_class", "multiple_objects", "scene", "appearance_style", "color",
+                                      "spatial_relationship"})
 
 
 @dataclass
@@ -40,6 +44,7 @@ class Evaluator:
     version: str = "1"
     needs: tuple = ("frames",)        # subset of VIDEO_INPUTS
     backbones: tuple = ()             # backbone kinds passed to __init__ as keyword arguments, e.g. ("clip",)
+    optional_backbones: tuple = ()    # kinds used when at hand (e.g. "raft"), else a substitute inside
     higher_is_better: bool = True
     # VBench-faithful when weight-free ("none"), or when the backbone label starts with this prefix; None: never.
     faithful_backbone: str | None = None
@@ -50,8 +55,8 @@ class Evaluator:
         missing = [kind for kind in self.backbones if backbones.get(kind) is None]
         if missing:
             raise ValueError(f"{self.name} needs backbone(s) {missing}")
-        for kind in self.backbones:
-            setattr(self, kind, backbones[kind])
+        for kind in self.backbones + self.optional_backbones:
+            setattr(self, kind, backbones.get(kind))
         labels = [backbones[kind].spec.label for kind in self.backbones if hasattr(backbones[kind], "spec")]
         if labels:
             self.backbone = "+".join(labels)
@@ -75,6 +80,8 @@ class Evaluator:
         tags = aux.get("dimension")
         if self.group == "vbench" and tags is not None:
             return self.name in tags
+        if self.group == "vbench" and self.name in CUSTOM_INPUT_UNSUPPORTED:
+            return False   # custom input (no suite tags): VBench refuses these dimensions
         return True
 
     def prompt_info(self, video):
@@ -122,7 +129,7 @@ def get_evaluator(name: str, **backbones) -> Evaluator:
 def build_evaluator(name: str, loaded_backbones: dict) -> Evaluator:
     """The evaluator built with the backbones it declares, picked from {kind: loaded backbone}."""
     cls = EVALUATORS[name]
-    return cls(**{kind: loaded_backbones.get(kind) for kind in cls.backbones})
+    return cls(**{kind: loaded_backbones.get(kind) for kind in cls.backbones + cls.optional_backbones})
 
 
 def runnable(loaded_backbones: dict) -> list[str]:

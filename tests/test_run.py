@@ -87,7 +87,10 @@ def test_run_writes_one_table_and_reruns_bit_identically(tmp_path, capsys):
     ok = per_video[per_video["status"] == "ok"]
     counts = ok.groupby(["model", "dimension"]).size().unstack()
     assert (counts["world_count"] == 8).all() and (counts["world_motion"] == 1).all()
-    assert (counts["temporal_flickering"] == 1).all() and (counts["compute"] == 8).all()
+    assert (counts["compute"] == 8).all()
+    # temporal_flickering on its one static prompt: scored, or declined by VBench's static filter
+    flicker = per_video[per_video["dimension"] == "temporal_flickering"]
+    assert (flicker.groupby("model").size() == 1).all() and flicker["status"].isin(["ok", "declined"]).all()
     assert ok["score"].notna().all() and per_video.loc[per_video["status"] != "ok", "score"].isna().all()
     # Videos in VBench naming, readable by the evaluators' reader, one per (model, prompt, sample).
     from evaluators.video import read_video
@@ -106,7 +109,8 @@ def test_run_writes_one_table_and_reruns_bit_identically(tmp_path, capsys):
                                                   & (ok["dimension"] == "world_count")]["score"].mean())
     assert row["compute"] == pytest.approx(row["tflops_per_video"]) and row["mixer_tflops_per_video"] > 0
     # The one VBench dimension here is temporal flickering, weight-free and VBench's own: no substitute in it.
-    assert row["world_count_n"] == 8 and row["vbench_dimensions"] == 1 and not row["vbench_with_substitutes"]
+    # temporal_flickering is no VBench dimension here: its static filter ran on OpenCV flow, not RAFT
+    assert row["world_count_n"] == 8 and row["vbench_dimensions"] == 0
     results = json.loads((out_a / "results.json").read_text())
     prov = results["provenance"]
     assert prov["suite"]["name"] == "fast-test" and prov["suite_hash"] and prov["git_commit"]

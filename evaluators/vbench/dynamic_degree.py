@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from evaluators.registry import Evaluator, Record, register
-from evaluators.vbench.flow import BACKBONE, flow_magnitude, top_fraction_mean
+from evaluators.vbench.flow import flow_magnitude, flow_source, top_fraction_mean
 
 TOP_FRACTION = 0.05      # mean of the top 5 % flow magnitudes per frame pair
 THRESHOLD_AT_256 = 6.0   # px, scaled by min(H, W) / 256
@@ -41,13 +41,20 @@ def dynamic_degree(frames, fps: float, magnitude=flow_magnitude) -> tuple[bool, 
 
 @register
 class DynamicDegree(Evaluator):
-    """Per video a bool; aggregate = fraction of dynamic videos. Flow from OpenCV DIS, not RAFT."""
+    """Per video a bool; aggregate = fraction of dynamic videos. RAFT with `raft=raft_large:raft-things.pth`,
+    else OpenCV DIS (substitute)."""
 
     name = "dynamic_degree"
-    version = "1"
-    backbone = BACKBONE
+    version = "2"
+    optional_backbones = ("raft",)
+    faithful_backbone = "raft:raft_large@"   # with RAFT-things weights (VBench's raft-things.pth)
+
+    def __init__(self, raft=None):
+        super().__init__(raft=raft)
+        self.flow = flow_source(raft)
+        self.backbone = self.flow.label
 
     def evaluate_video(self, video) -> Record:
-        moving, scores = dynamic_degree(video.frames, video.fps)
+        moving, scores = dynamic_degree(video.frames, video.fps, self.flow.magnitude)
         return Record(video.source, self.name, float(moving), self.backbone, video.num_frames,
                       {"pair_scores": scores})

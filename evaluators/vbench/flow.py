@@ -1,11 +1,25 @@
-"""Optical flow for VBench's motion dimensions: OpenCV DIS in place of RAFT (offline, weight-free)."""
+"""Optical flow for VBench's motion dimensions (dynamic_degree, the static filter of temporal_flickering).
+
+VBench runs RAFT-things (iters=20, test_mode) on float RGB frames padded to a multiple of 8 (replicate, RAFT's
+"sintel" InputPadder) and scores the padded flow. With `--backbone raft=raft_large:PATH` the same runs through
+torchvision's RAFT (the original RAFT-things checkpoint is converted to torchvision's layout on load); without
+it, OpenCV DIS stands in (offline, weight-free), recorded as "opencv-dis" and never labelled RAFT. Both memoise
+the flow of a frame pair, so the static filter and dynamic_degree share it.
+"""
 
 from __future__ import annotations
 
+import re
+from collections import OrderedDict
+
 import cv2
 import numpy as np
+import torch
+import torch.nn.functional as F
 
 BACKBONE = "opencv-dis"  # recorded on every row scored with it; never labelled as RAFT
+RAFT_ITERS = 20          # VBench: iters=20, test_mode=True
+MEMO_PAIRS = 64          # flow maps kept (about 1.6 MB each at 480x854): a video's pairs and then some
 
 
 def dense_flow(frame1: np.ndarray, frame2: np.ndarray) -> np.ndarray:
@@ -15,7 +29,7 @@ def dense_flow(frame1: np.ndarray, frame2: np.ndarray) -> np.ndarray:
 
 
 def flow_magnitude(frame1: np.ndarray, frame2: np.ndarray) -> np.ndarray:
-    """|flow| (H, W) from frame1 to frame2."""
+    """|flow| (H, W) from frame1 to frame2 (OpenCV DIS)."""
     flow = dense_flow(frame1, frame2)
     return np.sqrt(flow[..., 0] ** 2 + flow[..., 1] ** 2)
 
@@ -27,3 +41,119 @@ def top_fraction_mean(magnitude: np.ndarray, fraction: float) -> float:
     if k < 1:
         return float("nan")
     return float(np.mean(np.partition(flat, flat.size - k)[-k:]))
+
+
+class _PairMemo:
+    """Flow magnitudes of frame pairs already computed, keyed by the two frames' contents."""
+
+    memo_enabled = True
+
+    def __init__(self):
+        self.store = OrderedDict()
+
+    def magnitude(self, frame1: np.ndarray, frame2: np.ndarray) -> np.ndarray:
+        from evaluators.backbones import frame_key
+
+        if not self.memo_enabled:
+            return self._compute(frame1, frame2)
+        key = (frame_key(frame1), frame_key(frame2))
+        if key not in self.store:
+            self.store[key] = self._compute(frame1, frame2)
+            if len(self.store) > MEMO_PAIRS:
+                self.store.popitem(last=False)
+        return self.store[key]
+
+    def _compute(self, frame1, frame2) -> np.ndarray:
+        raise NotImplementedError
+
+
+class DisFlow(_PairMemo):
+    """OpenCV DIS in RAFT's place, memoised."""
+
+    label = BACKBONE
+
+    def _compute(self, frame1, frame2) -> np.ndarray:
+        return flow_magnitude(frame1, frame2)
+
+
+def sintel_pad(dims: tuple, divisor: int = 8) -> list[int]:
+    """RAFT's InputPadder(mode='sintel') (AMT's with divisor 16): [left, right, top, bottom] to a multiple."""
+    height, width = dims
+    pad_h, pad_w = (-height) % divisor, (-width) % divisor
+    return [pad_w // 2, pad_w - pad_w // 2, pad_h // 2, pad_h - pad_h // 2]
+
+
+# Original RAFT (princeton-vl/RAFT, the raft-things.pth VBench loads) -> torchvision.models.optical_flow names.
+_RAFT_RENAMES = [
+    (r"^(fnet|cnet)\.", lambda m: {"fnet": "feature_encoder.", "cnet": "context_encoder."}[m.group(1)]),
+    (r"^(feature_encoder|context_encoder)\.conv1\.", r"\1.convnormrelu.0."),
+    (r"^(feature_encoder|context_encoder)\.norm1\.", r"\1.convnormrelu.1."),
+    (r"^(feature_encoder|context_encoder)\.conv2\.", r"\1.conv."),
+    (r"(layer\d\.\d)\.conv1\.", r"\1.convnormrelu1.0."),
+    (r"(layer\d\.\d)\.norm1\.", r"\1.convnormrelu1.1."),
+    (r"(layer\d\.\d)\.conv2\.", r"\1.convnormrelu2.0."),
+    (r"(layer\d\.\d)\.norm2\.", r"\1.convnormrelu2.1."),
+    (r"(layer\d\.\d)\.norm3\.", r"\1.downsample.1."),
+    (r"^update_block\.encoder\.convc(\d)\.", r"update_block.motion_encoder.convcorr\1.0."),
+    (r"^update_block\.encoder\.convf(\d)\.", r"update_block.motion_encoder.convflow\1.0."),
+    (r"^update_block\.encoder\.conv\.", r"update_block.motion_encoder.conv.0."),
+    (r"^update_block\.gru\.conv([zrq])1\.", r"update_block.recurrent_block.convgru1.conv\1."),
+    (r"^update_block\.gru\.conv([zrq])2\.", r"update_block.recurrent_block.convgru2.conv\1."),
+    (r"^update_block\.mask\.0\.", r"mask_predictor.convrelu.0."),
+    (r"^update_block\.mask\.2\.", r"mask_predictor.conv."),
+]
+
+
+def raft_to_torchvision(state: dict) -> dict:
+    """An original RAFT state dict (DataParallel 'module.' prefix allowed) renamed to torchvision's raft_large."""
+    if not any(k.removeprefix("module.").startswith("fnet.") for k in state):
+        return state   # already torchvision's layout
+    out = {}
+    for key, value in state.items():
+        key = key.removeprefix("module.")
+        for pattern, repl in _RAFT_RENAMES:
+            key = re.sub(pattern, repl, key)
+        out[key] = value
+    return out
+
+
+class RaftFlow(_PairMemo):
+    """RAFT-large (torchvision's module) run as VBench runs RAFT: float RGB in 0..255 scaled to [-1, 1] (what
+    RAFT's forward does), sintel replicate padding to a multiple of 8, 20 iterations, the padded flow's norm."""
+
+    def __init__(self, spec, device: str = "cpu"):
+        super().__init__()
+        from torchvision.models.optical_flow import raft_large
+
+        self.spec, self.device = spec, device
+        self.model = raft_large(weights=None)
+        if spec.weights:
+            from evaluators.backbones import load_state_file
+
+            state = raft_to_torchvision(load_state_file(spec.weights))
+            try:
+                self.model.load_state_dict(state)
+            except RuntimeError as exc:
+                raise ValueError(f"{spec.weights}: not a RAFT-large checkpoint ({str(exc).splitlines()[0]})") from exc
+        self.model.to(device).eval()
+        self.label = spec.label
+
+    @torch.no_grad()
+    def flow(self, frame1: np.ndarray, frame2: np.ndarray) -> torch.Tensor:
+        """(2, H', W') flow on the padded frames, as VBench scores it."""
+        pair = torch.from_numpy(np.stack([frame1, frame2])).permute(0, 3, 1, 2).float().to(self.device)  # (2,3,H,W)
+        pair = F.pad(pair, sintel_pad(pair.shape[-2:]), mode="replicate")
+        pair = 2 * (pair / 255.0) - 1.0
+        return self.model(pair[:1], pair[1:], num_flow_updates=RAFT_ITERS)[-1][0].cpu()
+
+    def _compute(self, frame1, frame2) -> np.ndarray:
+        flow = self.flow(frame1, frame2).numpy()
+        return np.sqrt(np.square(flow[0]) + np.square(flow[1]))
+
+
+def flow_source(raft):
+    """The RAFT backbone when loaded, else the DIS stand-in (one shared instance, so its memo is shared)."""
+    return raft if raft is not None else _DIS
+
+
+_DIS = DisFlow()

@@ -1,4 +1,5 @@
-"""VBench's static filter (run before temporal_flickering): keep only videos without large motion."""
+"""VBench's static filter (vbench/cli/static_filter.py, run before temporal_flickering): keep only videos
+without large motion, at most 5 per prompt."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ from evaluators.vbench.flow import flow_magnitude, top_fraction_mean
 TOP_FRACTION = 0.02      # mean of the top 2 % flow magnitudes per pair
 THRESHOLD_AT_256 = 3.0   # px, scaled by min(H, W) / 256
 COUNT_PER_16 = 2
+MAX_PER_PROMPT = 5       # VBench keeps the first 5 static videos of each temporal_flickering prompt
 
 
 def is_static(frames, magnitude=flow_magnitude) -> bool:

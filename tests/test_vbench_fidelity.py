@@ -1,0 +1,547 @@
+"""VBench fidelity (issue 18): each deviation checked against VBench's own functions (the installed `vbench` 0.1.5,
+its heavy detector imports stubbed) or torchmetrics / torchvision / DINO's formula, on small models built here."""
+
+import json
+import sys
+import types
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+
+from evaluators import EVALUATORS, Video, get_evaluator, read_video
+from evaluators.registry import CUSTOM_INPUT_UNSUPPORTED, Declined
+
+
+def vbench_module(name):
+    """A vbench module with the imports this test never runs (decord, easydict, GRiT, Tag2Text) stubbed."""
+    sys.modules.setdefault("decord", types.SimpleNamespace(VideoReader=None, cpu=None))
+    sys.modules.setdefault("easydict", types.SimpleNamespace(EasyDict=dict))
+    sys.modules.setdefault("vbench.third_party.grit_model", types.SimpleNamespace(DenseCaptioning=None))
+    sys.modules.setdefault("vbench.third_party.tag2Text.tag2text", types.SimpleNamespace(tag2text_caption=None))
+    return pytest.importorskip(name, reason="vbench not installed (make test does)")
+
+
+def textured(height=64, width=64, seed=0):
+    import cv2
+
+    noise = np.random.default_rng(seed).integers(0, 256, (height, width, 3)).astype(np.uint8)
+    return cv2.GaussianBlur(noise, (5, 5), 1.5)
+
+
+def bare(name):
+    """An evaluator instance without backbones: enough for `applies`, which reads only metadata and the video."""
+    return EVALUATORS[name].__new__(EVALUATORS[name])
+
+
+# ---- per-dimension video selection ----------------------------------------------------------------------------
+FULL_INFO = [
+    {"prompt_en": "a dog running", "dimension": ["subject_consistency", "dynamic_degree", "motion_smoothness"]},
+    {"prompt_en": "a still lake", "dimension": ["temporal_flickering", "subject_consistency"]},
+    {"prompt_en": "an alley", "dimension": ["scene", "background_consistency"],
+     "auxiliary_info": {"scene": {"scene": {"scene": "alley"}}}},
+    {"prompt_en": "a cat", "dimension": ["object_class", "aesthetic_quality", "imaging_quality",
+                                         "overall_consistency"],
+     "auxiliary_info": {"object_class": {"object": "cat"}}},
+]
+
+
+def test_selection_follows_the_tags_as_vbench_load_dimension_info(tmp_path):
+    utils = vbench_module("vbench.utils")
+    entries = [dict(e, video_list=[f"{e['prompt_en']}-{i}.mp4" for i in range(2)]) for e in FULL_INFO]
+    (tmp_path / "full_info.json").write_text(json.dumps(entries))
+    frames = np.zeros((2, 8, 8, 3), np.uint8)
+    videos = [Video(frames, 8, prompt=e["prompt_en"], source=path, aux=e) for e in entries for path in e["video_list"]]
+    vbench_dims = [d for d in EVALUATORS if EVALUATORS[d].group == "vbench"]
+    assert len(vbench_dims) == 16
+    for dim in vbench_dims:
+        expected, _ = utils.load_dimension_info(str(tmp_path / "full_info.json"), dimension=dim, lang="en")
+        ours = [v.source for v in videos if bare(dim).applies(v)]
+        assert sorted(ours) == sorted(expected), dim
+
+
+def test_custom_input_refuses_the_dimensions_vbench_refuses():
+    vbench = vbench_module("vbench")
+    checker = vbench.VBench.__new__(vbench.VBench)
+    # no suite entry; named as human_action's custom input must be (its label comes from the file name)
+    video = Video(np.zeros((2, 8, 8, 3), np.uint8), 8, prompt="A person is running", source="A person is running-0.mp4")
+    for dim in (d for d in EVALUATORS if EVALUATORS[d].group == "vbench"):
+        try:
+            checker.check_dimension_requires_extra_info([dim])
+            vbench_allows = True
+        except AssertionError:
+            vbench_allows = False
+        assert vbench_allows == (dim not in CUSTOM_INPUT_UNSUPPORTED), dim
+        if not vbench_allows:
+            assert not bare(dim).applies(video), dim
+        elif "prompt_info" not in EVALUATORS[dim].needs:
+            assert bare(dim).applies(video), dim
+
+
+# ---- the static filter before temporal_flickering ---------------------------------------------------------------
+def test_flickering_declines_what_the_static_filter_drops():
+    base = textured()
+    still = Video(np.stack([base] * 16), 8, prompt="p", source="still")
+    moving = Video(np.stack([np.roll(base, 3 * i, axis=1) for i in range(16)]), 8, prompt="p", source="moving")
+    flicker = get_evaluator("temporal_flickering")
+    assert flicker.evaluate_video(still).score == 1.0
+    with pytest.raises(Declined, match="not static"):
+        flicker.evaluate_video(moving)
+    assert flicker.dropped == 1
+    assert flicker.backbone == "static-filter:opencv-dis" and not flicker.faithful
+
+
+def test_flickering_keeps_five_static_videos_per_suite_prompt():
+    entry = {"prompt_en": "p", "dimension": ["temporal_flickering"]}
+    flicker = get_evaluator("temporal_flickering")
+    still = np.stack([textured()] * 4)
+    for i in range(5):
+        flicker.evaluate_video(Video(still, 8, prompt="p", source=f"p-{i}", aux=entry))
+    with pytest.raises(Declined, match="first 5"):
+        flicker.evaluate_video(Video(still, 8, prompt="p", source="p-5", aux=entry))
+    assert flicker.dropped == 1
+
+
+# ---- OpenAI CLIP needs QuickGELU -------------------------------------------------------------------------------
+def test_only_the_quickgelu_configs_are_faithful():
+    from open_clip.transformer import QuickGELU
+
+    from evaluators.backbones import BackboneSpec, ClipBackbone
+
+    quick = ClipBackbone(BackboneSpec("clip", "ViT-B-32-quickgelu", None))
+    plain = ClipBackbone(BackboneSpec("clip", "ViT-B-32", None))
+    assert any(isinstance(m, QuickGELU) for m in quick.model.modules())
+    assert not any(isinstance(m, QuickGELU) for m in plain.model.modules())
+    for name in ("background_consistency", "appearance_style"):
+        evaluator = bare(name)
+        evaluator.backbone = "clip:ViT-B-32-quickgelu@ViT-B-32.safetensors"
+        assert evaluator.faithful, name
+        evaluator.backbone = "clip:ViT-B-32@ViT-B-32.safetensors"
+        assert not evaluator.faithful, name
+    aesthetic = bare("aesthetic_quality")
+    aesthetic.backbone = "clip:ViT-L-14@ViT-L-14.safetensors+aesthetic:linear@head.pth"
+    assert not aesthetic.faithful
+    aesthetic.backbone = "clip:ViT-L-14-quickgelu@ViT-L-14.safetensors+aesthetic:linear@head.pth"
+    assert aesthetic.faithful
+
+
+# ---- torchvision's resize / crop rounding, exactly VBench's transforms ----------------------------------------
+def test_transforms_equal_vbench_own_on_a_480x854_video():
+    utils = vbench_module("vbench.utils")
+    from PIL import Image
+
+    from evaluators.backbones import clip_preprocess, clip_preprocess_pil, dino_preprocess, to_chw_tensor
+
+    frames = np.random.default_rng(0).integers(0, 256, (2, 480, 854, 3)).astype(np.uint8)
+    resized = utils.Resize(224, antialias=False)(to_chw_tensor(frames))
+    assert resized.shape[-2:] == (224, 398)                     # int() truncation of 398.5..., not round()
+    assert torch.equal(clip_preprocess(frames, 224), utils.clip_transform(224)(to_chw_tensor(frames)))
+    assert torch.equal(dino_preprocess(frames), utils.dino_transform(224)(to_chw_tensor(frames)))
+    assert dino_preprocess(frames).shape[-2:] == (224, 398)
+    pil = torch.stack([utils.clip_transform_Image(224)(Image.fromarray(f)) for f in frames])
+    assert torch.equal(clip_preprocess_pil(frames, 224), pil)
+    # odd crop offsets round as torchvision's CenterCrop: (398 - 224) / 2 = 87 exactly; 225 wide -> offset 0
+    odd = np.random.default_rng(1).integers(0, 256, (1, 224, 225, 3)).astype(np.uint8)
+    assert torch.equal(clip_preprocess(odd, 224), utils.clip_transform(224)(to_chw_tensor(odd)))
+
+
+# ---- DINO as torch.hub's dino_vitb16 runs it ---------------------------------------------------------------------
+def dino_reference_forward(vit, x):
+    """DINO's VisionTransformer.prepare_tokens / forward, transcribed from facebookresearch/dino
+    vision_transformer.py (B, nc, w, h = x.shape; w0 = w // p + 0.1; bicubic with scale factors w0 / sqrt(N))."""
+    import math
+
+    _, _, w, h = x.shape
+    tokens = vit.patch_embed.proj(x).flatten(2).transpose(1, 2)
+    tokens = torch.cat([vit.cls_token.expand(1, -1, -1), tokens], dim=1)
+    npatch, n_table = tokens.shape[1] - 1, vit.pos_embed.shape[1] - 1
+    pos = vit.pos_embed
+    if not (npatch == n_table and w == h):
+        patch = vit.patch_embed.proj.kernel_size[0]
+        w0, h0 = w // patch + 0.1, h // patch + 0.1
+        side = int(math.sqrt(n_table))
+        table = F.interpolate(vit.pos_embed[:, 1:].reshape(1, side, side, -1).permute(0, 3, 1, 2),
+                              scale_factor=(w0 / math.sqrt(n_table), h0 / math.sqrt(n_table)), mode="bicubic")
+        assert int(w0) == table.shape[-2] and int(h0) == table.shape[-1]
+        pos = torch.cat([vit.pos_embed[:, :1], table.permute(0, 2, 3, 1).reshape(1, -1, table.shape[1])], dim=1)
+    tokens = tokens + pos
+    for block in vit.blocks:
+        tokens = block(tokens)
+    return vit.norm(tokens)[:, 0]
+
+
+def test_dino_interpolates_its_position_table_as_dino_does(tmp_path):
+    import timm
+    from safetensors.torch import save_file
+    from timm.layers import resample_abs_pos_embed
+
+    from evaluators.backbones import DinoBackbone, dino_interpolate_pos_encoding, dino_preprocess, parse_backbone
+
+    torch.manual_seed(0)
+    vit = timm.create_model("vit_tiny_patch16_224", num_classes=0).eval()
+    torch.nn.init.normal_(vit.pos_embed, std=1.0)                  # a table whose interpolation matters
+    weights = tmp_path / "dino.safetensors"
+    save_file({k: v.contiguous() for k, v in vit.state_dict().items()}, str(weights))
+    dino = DinoBackbone(parse_backbone(f"dino=vit_tiny_patch16_224:{weights}"))
+    frame = np.random.default_rng(0).integers(0, 256, (1, 480, 854, 3)).astype(np.uint8)
+    x = dino_preprocess(frame)[..., :224, :384]                    # (1, 3, 224, 384): the 14 x 24 patch grid
+    with torch.no_grad():
+        expected = F.normalize(dino_reference_forward(vit, x), dim=-1)
+        timm_table = resample_abs_pos_embed(vit.pos_embed, new_size=(14, 24), old_size=(14, 14), num_prefix_tokens=1)
+    ours = dino.encode_frames(frame)
+    assert torch.allclose(ours, expected, atol=1e-5)
+    dino_table = dino_interpolate_pos_encoding(vit.pos_embed, 14, 24)
+    assert dino_table.shape == timm_table.shape == (1, 1 + 14 * 24, 192)
+    assert (dino_table - timm_table).abs().max() > 0.05           # timm's dynamic_img_size resample differs
+    square = np.random.default_rng(1).integers(0, 256, (1, 224, 224, 3)).astype(np.uint8)
+    with torch.no_grad():
+        assert torch.allclose(dino.encode_frames(square), F.normalize(vit(dino_preprocess(square)), dim=-1),
+                              atol=1e-5)                           # the training grid: table unchanged
+
+
+# ---- CLIP score as torchmetrics computes it ---------------------------------------------------------------------
+class _FrameProcessor:
+    """A CLIPProcessor stand-in for torchmetrics: images through VBench's clip_transform, text as fixed ids."""
+
+    def __call__(self, images=None, text=None, return_tensors="pt", padding=True):
+        from evaluators.backbones import clip_preprocess
+
+        if images is not None:
+            frames = np.stack([i.permute(1, 2, 0).numpy() for i in images])
+            return {"pixel_values": clip_preprocess(frames, 32)}
+        ids = torch.tensor([[1, 5, 9, 2]] * len(text))
+        return {"input_ids": ids, "attention_mask": torch.ones_like(ids)}
+
+
+class _HFClip:
+    """Our backbone interface over the same transformers CLIP model and the same processor."""
+
+    def __init__(self, model):
+        self.model, self.processor = model, _FrameProcessor()
+
+    @torch.no_grad()
+    def encode_frames(self, frames, path="tensor"):
+        pixels = self.processor(images=[torch.from_numpy(f).permute(2, 0, 1) for f in frames])["pixel_values"]
+        return F.normalize(_features(self.model.get_image_features(pixels)), dim=-1)
+
+    @torch.no_grad()
+    def encode_text(self, prompts):
+        tokens = self.processor(text=prompts)
+        return F.normalize(_features(self.model.get_text_features(tokens["input_ids"], tokens["attention_mask"])),
+                           dim=-1)
+
+
+def _features(out):
+    return out if isinstance(out, torch.Tensor) else out.pooler_output
+
+
+class _TensorFeatures(torch.nn.Module):
+    """transformers 5 returns model outputs from get_*_features, torchmetrics 1.9 expects tensors: unwrap."""
+
+    def __init__(self, model):
+        super().__init__()
+        self.model, self.config = model, model.config
+
+    def get_image_features(self, *args, **kwargs):
+        return _features(self.model.get_image_features(*args, **kwargs))
+
+    def get_text_features(self, *args, **kwargs):
+        return _features(self.model.get_text_features(*args, **kwargs))
+
+
+def test_clip_score_equals_torchmetrics_clipscore():
+    tm = pytest.importorskip("torchmetrics.multimodal", reason="torchmetrics not installed")
+    from transformers import CLIPConfig, CLIPModel
+
+    from evaluators.clip_score import ClipScore
+
+    config = CLIPConfig(text_config={"vocab_size": 16, "hidden_size": 16, "intermediate_size": 32,
+                                     "num_hidden_layers": 1, "num_attention_heads": 2, "max_position_embeddings": 8},
+                        vision_config={"image_size": 32, "patch_size": 8, "hidden_size": 16, "intermediate_size": 32,
+                                       "num_hidden_layers": 1, "num_attention_heads": 2}, projection_dim=8)
+    pool = np.random.default_rng(0).integers(0, 256, (24, 40, 48, 3)).astype(np.uint8)
+    for seed in range(50):   # a random model whose cosines with the prompt take both signs over the pool
+        torch.manual_seed(seed)
+        model = CLIPModel(config).eval()
+        backbone = _HFClip(model)
+        per_frame = 100 * (backbone.encode_frames(pool) @ backbone.encode_text(["p"]).T).squeeze(1)
+        order = torch.argsort(per_frame)
+        if per_frame[order[0]] < 0 < per_frame[order[-2]]:
+            break
+    assert per_frame[order[0]] < 0 < per_frame[order[-2]], "no seed gave both signs"
+    # a video mixing negative and positive frames with a positive mean, and one with a negative mean
+    mixed = [int(order[0]), int(order[-1]), int(order[-2])]
+    negative = [int(i) for i in order[:3]]
+    evaluator = ClipScore.__new__(ClipScore)
+    evaluator.clip, evaluator.backbone = backbone, "hf-tiny"
+    for chosen in (mixed, negative):
+        metric = tm.CLIPScore(model_name_or_path=lambda: (_TensorFeatures(model), _FrameProcessor()))
+        metric.update([torch.from_numpy(f).permute(2, 0, 1) for f in pool[chosen]], ["p"] * len(chosen))
+        ours = evaluator.evaluate_video(Video(pool[chosen], 8, prompt="p", source="v")).score
+        assert ours == pytest.approx(float(metric.compute()), abs=1e-4)
+    assert per_frame[mixed].clamp(min=0).mean() > per_frame[mixed].mean()   # the old clamp-first rule differed
+
+
+# ---- relation strings, scene, appearance style ----------------------------------------------------------------
+def test_spatial_rule_equals_vbench_get_position_score():
+    spatial = vbench_module("vbench.spatial_relationship")
+    from evaluators.world_oracle import WORLD_RELATIONS, position_score, relation_axis
+
+    rng = np.random.default_rng(0)
+    relations = ["on the left of", "on the right of", "on the top of", "on the bottom of", "next to"]
+    for _ in range(200):
+        a = sorted(rng.uniform(0, 60, 2)), sorted(rng.uniform(0, 60, 2))
+        b = sorted(rng.uniform(0, 60, 2)), sorted(rng.uniform(0, 60, 2))
+        box_a = [a[0][0], a[1][0], a[0][1] + 1, a[1][1] + 1]
+        box_b = [b[0][0], b[1][0], b[0][1] + 1, b[1][1] + 1]
+        for rel in relations:
+            assert position_score(relation_axis(rel), box_a, box_b) == pytest.approx(
+                spatial.get_position_score(rel, box_a, box_b))
+    for world, vbench_name in WORLD_RELATIONS.items():   # the world suite's phrasing, read as VBench's string
+        assert relation_axis(world) == relation_axis(vbench_name)
+    assert relation_axis("to the left of".replace("to the", "on the")) == "horizontal"
+
+
+def test_scene_rule_equals_vbench_check_generate():
+    scene = vbench_module("vbench.scene")
+    from evaluators.world_oracle import scene_matches
+
+    captions = ["a picture of a red square on a night background", "a dark alley at night", "an empty alley"]
+    for name in ("night", "alley", "dark alley", "night sky", "grey"):
+        assert [scene_matches(name, c) for c in captions] == [
+            bool(scene.check_generate({"scene": name}, [c])) for c in captions], name
+
+
+def test_appearance_style_is_the_raw_clip_cosine_over_all_frames():
+    utils = vbench_module("vbench.utils")
+    from PIL import Image
+
+    from evaluators.backbones import BackboneSpec, ClipBackbone
+
+    torch.manual_seed(0)
+    clip = ClipBackbone(BackboneSpec("clip", "m4v-tiny-clip", None))
+    frames = np.random.default_rng(0).integers(0, 256, (5, 40, 48, 3)).astype(np.uint8)
+    info = {"auxiliary_info": {"appearance_style": {"appearance_style": "Van Gogh style"}}}
+    evaluator = get_evaluator("appearance_style", clip=clip)
+    records = [evaluator.evaluate_video(Video(frames[:k], 8, source=f"v{k}", aux=info)) for k in (2, 5)]
+    size = clip.image_size
+    with torch.no_grad():   # VBench: PIL path, logits_per_text / 100 = the cosine, per frame
+        images = torch.stack([utils.clip_transform_Image(size)(Image.fromarray(f)) for f in frames])
+        img = F.normalize(clip.model.encode_image(images), dim=-1)
+        txt = F.normalize(clip.model.encode_text(clip.tokenizer(["Van Gogh style"])), dim=-1)
+    cos = (img @ txt.T).squeeze(1)
+    assert records[1].score == pytest.approx(float(cos.mean()), abs=1e-5)
+    assert evaluator.aggregate(records) == pytest.approx(float(torch.cat([cos[:2], cos]).mean()), abs=1e-5)
+
+
+# ---- decode parity on an ordinary yuv420p H.264 mp4 -------------------------------------------------------------
+def test_flickering_matches_vbench_on_a_yuv420p_h264_mp4(tmp_path):
+    import av
+
+    flicker = vbench_module("vbench.temporal_flickering")
+    from evaluators.vbench.temporal_flickering import temporal_flickering_score
+
+    base = textured(64, 96)
+    frames = np.stack([np.roll(base, i, axis=1) for i in range(8)])
+    path = tmp_path / "v.mp4"
+    with av.open(str(path), mode="w") as container:
+        stream = container.add_stream("libx264", rate=8)
+        stream.width, stream.height, stream.pix_fmt = 96, 64, "yuv420p"
+        for frame in frames:
+            container.mux(stream.encode(av.VideoFrame.from_ndarray(frame, format="rgb24")))
+        container.mux(stream.encode())
+    ours = temporal_flickering_score(read_video(path).frames)
+    assert ours == pytest.approx(flicker.cal_score(str(path)), abs=1e-4)
+
+
+# ---- RAFT as VBench runs it --------------------------------------------------------------------------------------
+def test_torchvision_raft_with_converted_weights_equals_vbench_raft(tmp_path):
+    """The original RAFT (VBench's copy) with random weights, saved as VBench's raft-things.pth is laid out
+    (DataParallel 'module.' keys), loaded into torchvision's raft_large: the same padded flow, and the same
+    dynamic_degree pair score as VBench's DynamicDegree.get_score."""
+    import argparse
+
+    raft_module = vbench_module("vbench.third_party.RAFT.core.raft")
+    padder_module = vbench_module("vbench.third_party.RAFT.core.utils_core.utils")
+    dynamic = vbench_module("vbench.dynamic_degree")
+    from evaluators.backbones import parse_backbone
+    from evaluators.vbench.dynamic_degree import TOP_FRACTION
+    from evaluators.vbench.flow import RaftFlow, top_fraction_mean
+
+    torch.manual_seed(0)
+    original = raft_module.RAFT(argparse.Namespace(small=False, mixed_precision=False, alternate_corr=False)).eval()
+    for module in original.modules():   # non-trivial batch-norm statistics, so a mis-mapped buffer would show
+        if isinstance(module, torch.nn.BatchNorm2d):
+            module.running_mean.normal_(0, 0.1)
+            module.running_var.uniform_(0.5, 1.5)
+    weights = tmp_path / "raft-things.pth"
+    torch.save({f"module.{k}": v for k, v in original.state_dict().items()}, weights)
+    raft = RaftFlow(parse_backbone(f"raft=raft_large:{weights}"))
+    base = textured(130, 170)
+    frame1, frame2 = base, np.roll(base, 2, axis=1)
+    image1, image2 = (torch.from_numpy(f).permute(2, 0, 1).float()[None] for f in (frame1, frame2))
+    image1, image2 = padder_module.InputPadder(image1.shape).pad(image1, image2)   # VBench pads, never unpads
+    with torch.no_grad():
+        _, expected = original(image1, image2, iters=20, test_mode=True)
+    ours = raft.flow(frame1, frame2)
+    assert ours.shape == expected.shape[1:] == (2, 136, 176)
+    assert torch.allclose(ours, expected[0], atol=1e-3)
+    vbench_score = dynamic.DynamicDegree.get_score(None, image1, expected)
+    assert top_fraction_mean(raft.magnitude(frame1, frame2), TOP_FRACTION) == pytest.approx(vbench_score, rel=1e-4)
+    assert get_evaluator("dynamic_degree", raft=raft).faithful
+
+
+def test_the_faithful_backbone_table_names_what_each_evaluator_accepts():
+    from pathlib import Path
+
+    from evaluators.backbones import FAITHFUL_BACKBONES, BackboneSpec, faithful_help
+    from evaluators.vbench.scoring import NORMALIZATION
+
+    assert list(FAITHFUL_BACKBONES) == list(NORMALIZATION)
+    for dim, what in FAITHFUL_BACKBONES.items():
+        prefix = EVALUATORS[dim].faithful_backbone
+        if what.startswith("substitute"):
+            assert prefix is None, dim
+            continue
+        kind, _, rest = what.split(" ")[0].partition("=")
+        model, _, path = rest.partition(":")
+        label = BackboneSpec("clip" if kind == "aesthetic_clip" else kind, model, path).label
+        assert (label if dim != "temporal_flickering" else f"static-filter:{label}").startswith(prefix), dim
+        assert Path(path).name in faithful_help() or path.startswith("<"), dim
+
+
+def test_aesthetic_quality_takes_its_own_clip_beside_the_base_one(tmp_path):
+    from safetensors.torch import save_file
+
+    from evaluators.backbones import load_backbones
+
+    head = tmp_path / "head.safetensors"
+    save_file({"weight": torch.ones(1, 64) / 64, "bias": torch.zeros(1)}, str(head))
+    clip = tmp_path / "tiny.safetensors"
+    torch.manual_seed(0)
+    from evaluators.backbones import BackboneSpec, ClipBackbone
+
+    tiny = ClipBackbone(BackboneSpec("clip", "m4v-tiny-clip", None))
+    save_file({k: v.contiguous() for k, v in tiny.model.state_dict().items()}, str(clip))
+    loaded = load_backbones([f"clip=m4v-tiny-clip:{clip}", f"aesthetic_clip=m4v-tiny-clip:{clip}",
+                             f"aesthetic=linear:{head}"])
+    evaluator = get_evaluator("aesthetic_quality", **{k: loaded[k] for k in ("clip", "aesthetic_clip", "aesthetic")})
+    assert evaluator.encoder is loaded["aesthetic_clip"]
+    assert evaluator.backbone == "clip:m4v-tiny-clip@tiny.safetensors+aesthetic:linear@head.safetensors"
+
+
+def test_openai_torchscript_clip_files_load_as_vbench_clip_load_reads_them(tmp_path):
+    """VBench reads OpenAI's TorchScript releases (ViT-B-32.pt) with clip.load: the same file loads here."""
+    import open_clip
+
+    from evaluators.backbones import ClipBackbone, is_torchscript, parse_backbone
+    from m4v.tiny_clip import register_tiny_clip
+
+    register_tiny_clip()
+    torch.manual_seed(0)
+    scripted = open_clip.create_model("m4v-tiny-clip", jit=True)
+    path = tmp_path / "ViT-tiny.pt"
+    torch.jit.save(scripted, str(path))
+    assert is_torchscript(path)
+    clip = ClipBackbone(parse_backbone(f"clip=m4v-tiny-clip:{path}"))
+    ours = clip.model.state_dict()
+    for key, value in scripted.state_dict().items():
+        if key not in ("input_resolution", "context_length", "vocab_size", "attn_mask"):
+            assert torch.equal(ours[key], value), key
+
+
+# ---- AMT-S as VBench runs it --------------------------------------------------------------------------------------
+def test_amt_motion_smoothness_equals_vbench_motion_score(tmp_path):
+    """VBench's AMT-S (random weights, saved as amt-s.pth is laid out) through our interpolator and through
+    VBench's MotionSmoothness.motion_score on the same frame folder: the same score."""
+    from PIL import Image
+
+    sys.modules.setdefault("imageio", types.SimpleNamespace(imread=None, imwrite=None))
+    sys.modules.setdefault("omegaconf", types.SimpleNamespace(OmegaConf=None))
+    vbench_ms = vbench_module("vbench.motion_smoothness")
+    import importlib
+
+    from evaluators.backbones import parse_backbone
+    from evaluators.vbench.motion_smoothness import AMT_S_PARAMS, AmtInterpolator
+
+    torch.manual_seed(0)
+    network = importlib.import_module("vbench.third_party.amt.networks.AMT-S").Model(**AMT_S_PARAMS).eval()
+    weights = tmp_path / "amt-s.pth"
+    torch.save({"state_dict": network.state_dict()}, weights)
+    base = textured(60, 90)                                  # not a multiple of 16: the padding matters
+    frames = np.stack([np.roll(base, 2 * i, axis=1) for i in range(7)])
+    folder = tmp_path / "frames"
+    folder.mkdir()
+    for i, frame in enumerate(frames):
+        Image.fromarray(frame).save(folder / f"{i:03d}.png")
+    reference = vbench_ms.MotionSmoothness.__new__(vbench_ms.MotionSmoothness)
+    reference.device, reference.niters, reference.model = "cpu", 1, network
+    reference.initialization()
+    expected = reference.motion_score(str(folder))
+    evaluator = get_evaluator("motion_smoothness", amt=AmtInterpolator(parse_backbone(f"amt=AMT-S:{weights}")))
+    record = evaluator.evaluate_video(Video(frames, 8, source="v"))
+    assert record.score == pytest.approx(expected, abs=1e-6)
+    assert 0.0 < expected < 0.999                            # random weights: a real, imperfect interpolation
+    assert evaluator.faithful and record.backbone == "amt:AMT-S@amt-s.pth"
+
+
+# ---- shared features ---------------------------------------------------------------------------------------------
+def test_features_are_computed_once_per_frame_and_shared():
+    from evaluators.backbones import BackboneSpec, ClipBackbone, prefetch_features
+
+    torch.manual_seed(0)
+    clip = ClipBackbone(BackboneSpec("clip", "m4v-tiny-clip", None))
+    videos = [np.random.default_rng(i).integers(0, 256, (6, 40, 48, 3)).astype(np.uint8) for i in range(2)]
+    calls = []
+    original = clip._encode_batch
+    clip._encode_batch = lambda frames, path: calls.append((len(frames), path)) or original(frames, path)
+    prefetch_features({"clip": clip}, videos, pil_path=False)
+    assert calls == [(12, "tensor")]                                 # both videos' frames in one batch
+    video = Video(videos[0], 8, prompt="p", source="v", aux={"dimension": ["background_consistency"]})
+    for name in ("background_consistency", "clip_score", "frame_consistency", "temporal_style"):
+        get_evaluator(name, clip=clip).evaluate_video(video)
+    assert calls == [(12, "tensor")]                                 # every dimension found them computed
+    clip.memo_enabled = False
+    with_memo = get_evaluator("background_consistency", clip=clip).evaluate_video(video).score
+    clip.memo_enabled = True
+    assert get_evaluator("background_consistency", clip=clip).evaluate_video(video).score == pytest.approx(
+        with_memo, abs=1e-6)                                         # the same number either way
+
+
+def test_selection_on_vbench_own_full_info_gives_its_prompt_counts(tmp_path):
+    """VBench_full_info.json itself: per dimension the prompts our selection takes are the ones VBench's
+    load_dimension_info takes (dynamic_degree on the 72 subject prompts, temporal_flickering on 75, ...)."""
+    from pathlib import Path
+
+    utils = vbench_module("vbench.utils")
+    entries = json.loads((Path(utils.__file__).parent / "VBench_full_info.json").read_text())
+    entries = [dict(e, video_list=[f"{i}.mp4"]) for i, e in enumerate(entries)]
+    (tmp_path / "full_info.json").write_text(json.dumps(entries))
+    frames = np.zeros((1, 2, 2, 3), np.uint8)
+    videos = [Video(frames, 8, prompt=e["prompt_en"], source=e["video_list"][0], aux=e) for e in entries]
+    counts = {}
+    for dim in (d for d in EVALUATORS if EVALUATORS[d].group == "vbench"):
+        expected, _ = utils.load_dimension_info(str(tmp_path / "full_info.json"), dimension=dim, lang="en")
+        ours = [v.source for v in videos if bare(dim).applies(v)]
+        assert ours == expected, dim
+        counts[dim] = len(ours)
+    assert (counts["dynamic_degree"], counts["temporal_flickering"], counts["background_consistency"]) == (72, 75, 86)
+
+
+def test_eval_records_the_static_filter_drops_as_declined(tmp_path):
+    import pandas as pd
+
+    from benchmarks import cli
+    from evaluators import write_video
+
+    base = textured()
+    videos = tmp_path / "videos"
+    write_video(videos / "still-0.mkv", np.stack([base] * 8), fps=8)
+    write_video(videos / "moving-0.mkv", np.stack([np.roll(base, 3 * i, axis=1) for i in range(8)]), fps=8)
+    out = tmp_path / "out"
+    assert cli.main(["eval", "--videos", str(videos), "--dims", "temporal_flickering", "--out", str(out)]) == 0
+    rows = pd.read_csv(out / "per_video.csv").assign(name=lambda df: df["video"].str.split("/").str[-1])
+    status = dict(zip(rows["name"], rows["status"]))
+    assert status == {"still-0.mkv": "ok", "moving-0.mkv": "declined"}
+    assert "static filter" in rows.set_index("name").loc["moving-0.mkv", "reason"]
