@@ -22,7 +22,7 @@ from benchmarks.cache import SampleCache, backbone_fingerprint, file_sha256, key
 from benchmarks.outputs import OutputError, atomic_write_bytes
 from benchmarks.suites import Suite, SuiteError, prompt_entries
 from evaluators import EVALUATORS
-from evaluators.backbones import BACKBONE_USAGE, default_backbones, load_backbones
+from evaluators.backbones import BACKBONE_USAGE, default_backbones, load_backbones, prefetch_features
 from evaluators.registry import Declined, build_evaluator, runnable
 from evaluators.video import Video, VideoReadError, read_video
 
@@ -147,6 +147,12 @@ def score_video(video: Video, evaluators: dict, base: dict, sample_key: str, cac
     return rows
 
 
+def _backbones_of(evaluators: dict) -> dict:
+    """{kind: loaded backbone} the evaluators were built with (each loaded once, shared)."""
+    return {kind: getattr(e, kind) for e in evaluators.values() for kind in e.backbones
+            if getattr(e, kind, None) is not None}
+
+
 def _generation_row(base: dict, generation: dict) -> dict:
     return {**{k: base[k] for k in ("model", "prompt", "seed", "sample", "video")},
             "tflops": generation["flops"] / 1e12, "mixer_tflops": generation["mixer_flops"] / 1e12,
@@ -215,6 +221,7 @@ def run_generate(suite: Suite, out: Path, cache: SampleCache, log=print) -> tupl
             cached = list(zip(videos, records))
             for key, (frames, generation) in zip(keys, cached):
                 cache.store_video(key, frames, generation)
+        prefetch_features(_backbones_of(evaluators), [frames for frames, _ in cached])  # batched across videos
         for j, (entry, key, (frames, generation)) in enumerate(zip(batch, keys, cached)):
             relative = Path("videos") / safe_name(model.name) / f"{safe_name(entry['prompt_en'])}-{sample}.mp4"
             _write_video_file(out / relative, frames, suite.sampling.fps)
