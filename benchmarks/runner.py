@@ -198,7 +198,8 @@ def run_generate(suite: Suite, out: Path, cache: SampleCache, log=print) -> tupl
         prompts = [e["prompt_en"] for e in batch]
         config_sha = file_sha256(model.directory / "config.json")
         keys = [key_of({"checkpoint": checkpoints[model.name]["sha256"], "config": config_sha, **shared, "prompt": p,
-                        "batch": prompts, "seed": seed, "sampling": sampling}) for p in prompts]
+                        "batch": prompts, "position": j, "seed": seed, "sampling": sampling})
+                for j, p in enumerate(prompts)]
         cached = [cache.load_video(k) for k in keys]
         cached = [None if c is None else (c[0], c[1] or None) for c in cached]
         if any(c is None for c in cached) and model.is_reconstruction:

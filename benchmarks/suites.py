@@ -94,7 +94,7 @@ _register(Suite(
     "quality-vs-compute",
     "the shipped tiny denoisers over the held-out world prompt suite: every offline evaluator (VBench dimensions "
     "with their labelled substitutes, world checks, CLIP score, frame consistency) beside generation compute",
-    per_kind=3, primary_metric="world_colour_shape", full={"per_kind": 20}))
+    per_kind=8, primary_metric="world_colour_shape", full={"per_kind": 20}))
 _register(Suite(
     "vbench-standard", "VBench's own prompt suite (vbench's VBench_full_info.json), 5 samples per prompt, each "
     "dimension on its own prompts", models=("m4v-tiny",), prompts="vbench", samples=5))
@@ -257,4 +257,7 @@ def prompt_entries(suite: Suite) -> list[dict]:
         entries = load_full_info(suite.prompts, "prompts")
     if suite.prompt_dimension:
         entries = [e for e in entries if suite.prompt_dimension in e.get("dimension", [])]
+    # A prompt names its videos (`<prompt>-<i>.mp4`) and pairs samples across runs: each appears once (the
+    # world's object-class kind has only four captions, so a larger suite repeats them).
+    entries = list({e["prompt_en"]: e for e in reversed(entries)}.values())[::-1]
     return entries[: suite.prompt_limit] if suite.prompt_limit else entries

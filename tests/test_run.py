@@ -195,3 +195,12 @@ def test_inference_and_evaluators_do_not_import_training_code():
     code = "import sys, evaluators; print(sorted(m for m in sys.modules if m.startswith('benchmarks')))"
     assert subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                           check=True).stdout.strip() == "[]"
+
+
+def test_suite_prompts_are_unique_so_names_and_pairs_are():
+    from benchmarks.suites import prompt_entries
+
+    entries = prompt_entries(get_suite("quality-vs-compute").with_overrides(per_kind=20))
+    prompts = [e["prompt_en"] for e in entries]
+    assert len(prompts) == len(set(prompts)) and len(prompts) > 100
+    assert len({safe_name(p) for p in prompts}) == len(prompts)      # one video file per prompt and sample
