@@ -301,6 +301,20 @@ def _write_video_file(path: Path, frames: np.ndarray, fps: int) -> None:
             raise OutputError(f"{path}: cannot write ({exc})") from exc
 
 
+def default_pairs(baseline, models: list[str]) -> list[tuple[str, str]]:
+    """--check-against without --pair: each new model against the baseline model of its name, else against the
+    baseline's first model (the suite's reference, m4v-tiny for quality-vs-compute)."""
+    path = Path(baseline)
+    per_video = path / "per_video.csv" if path.is_dir() else path
+    try:
+        base_models = list(dict.fromkeys(pd.read_csv(per_video, usecols=["model"])["model"]))
+    except (OSError, ValueError) as exc:
+        raise SuiteError(f"--check-against {baseline}: no readable per_video.csv ({exc})") from exc
+    if not base_models:
+        raise SuiteError(f"--check-against {baseline}: the baseline holds no rows")
+    return [(m if m in base_models else base_models[0], m) for m in models]
+
+
 def run_suite(suite: Suite, out, *, videos=None, prompts=None, cache_dir=None, use_cache: bool = True,
               check_against=None, pairs=(), command: str = "", device: str = "cpu", log=print) -> int:
     """Run the suite into OUT (locked while running, COMPLETE when every file is in place); -> exit code:
@@ -370,8 +384,11 @@ def run_suite(suite: Suite, out, *, videos=None, prompts=None, cache_dir=None, u
         if check_against is not None:
             from benchmarks.compare import CompareOptions, run_compare
 
-            code = max(code, run_compare(check_against, out, CompareOptions(pairs=list(pairs)), out=out,
-                                         prog="m4v-bench run --check-against"))
+            pairs = list(pairs) or default_pairs(check_against, models)
+            # Same suite, same samples: a metric scored on one side only (e.g. color, where the new model never
+            # draws the object) is a difference between the models, not a bad input; compare says how many.
+            code = max(code, run_compare(check_against, out, CompareOptions(pairs=pairs, allow_unpaired=True),
+                                         out=out, prog="m4v-bench run --check-against"))
         return code
     finally:
         if lock:
