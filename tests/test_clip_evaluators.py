@@ -192,3 +192,19 @@ def test_eval_defaults_to_the_shipped_world_models():
     assert {"clip_score", "imaging_quality", "temporal_style", "overall_consistency"} <= set(evaluators)
     assert evaluators["clip_score"].backbone.startswith("clip:m4v-tiny-clip@")
     assert "imaging_quality" not in build_evaluators(None, [], defaults=False)
+
+
+def test_fidelity_backbone_loads_exactly_the_file_its_spec_names(tmp_path):
+    from safetensors.torch import save_file
+
+    from evaluators.vbench.imaging_quality import FidelityBackbone
+    from m4v.fidelity import FidelityReward
+
+    torch.manual_seed(0)
+    FidelityReward().save_pretrained(tmp_path)                  # model.safetensors + config.json
+    other = FidelityReward()
+    save_file({k: v.contiguous() for k, v in other.state_dict().items()}, str(tmp_path / "other.safetensors"))
+    backbone = FidelityBackbone(parse_backbone(f"fidelity=fidelity-tiny:{tmp_path / 'other.safetensors'}"))
+    for name, value in other.state_dict().items():
+        assert torch.equal(backbone.model.state_dict()[name], value), name
+    assert backbone.spec.label.endswith("@other.safetensors")

@@ -9,17 +9,20 @@ Rows carry backbone "fidelity:..." and are never reported as VBench scores (subs
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import torch
 import torch.nn.functional as F
 
+from evaluators.backbones import load_state_file
 from evaluators.registry import Evaluator, Record, register
 
 INPUT_SIZE = 64  # the fidelity model's training resolution
 
 
 class FidelityBackbone:
-    """The fidelity model (m4v.fidelity.FidelityReward) from a local directory."""
+    """The fidelity model (m4v.fidelity.FidelityReward): the weights file the spec names, config.json beside it."""
 
     def __init__(self, spec, device: str = "cpu", batch_size: int = 64):
         from pathlib import Path
@@ -27,7 +30,13 @@ class FidelityBackbone:
         from m4v.fidelity import FidelityReward
 
         self.spec, self.device, self.batch_size = spec, device, batch_size
-        self.model = FidelityReward.from_pretrained(Path(spec.weights).parent, device)
+        weights = Path(spec.weights)
+        config = weights.parent / "config.json"        # the architecture beside the weights (save_pretrained)
+        if not config.is_file():
+            raise FileNotFoundError(f"--backbone {spec.kind}={spec.model}:{weights}: no config.json beside it")
+        model = FidelityReward(**json.loads(config.read_text()))
+        model.load_state_dict(load_state_file(weights))   # exactly the file the spec names (and its label shows)
+        self.model = model.to(device).eval()
 
     @torch.no_grad()
     def score_frames(self, frames: np.ndarray) -> torch.Tensor:
