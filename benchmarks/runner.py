@@ -340,10 +340,10 @@ def run_suite(suite: Suite, out, *, videos=None, prompts=None, cache_dir=None, u
                 "command": command, "suite": definition, "suite_hash": suite.hash()}
         if suite.kind in ("table4", "flops-curve"):
             if distributed.is_main():
-                if suite.kind == "table4":
-                    table4.write_table4(table4.table4(), out)
-                else:
-                    table4.write_flops_curve(table4.flops_curve(), out)
+                df = table4.table4() if suite.kind == "table4" else table4.flops_curve()
+                (table4.write_table4 if suite.kind == "table4" else table4.write_flops_curve)(df, out)
+                log(df.to_markdown(index=False, floatfmt=".4g"))
+                log(f"wrote {out}/")
                 from benchmarks.outputs import mark_complete
 
                 mark_complete(out, [p.name for p in out.iterdir() if not p.name.startswith(".")])
