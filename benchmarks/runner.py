@@ -13,18 +13,16 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 from tqdm import tqdm
 
 from benchmarks import distributed
 from benchmarks.cache import SampleCache, backbone_fingerprint, file_sha256, key_of, tree_sha256
-from benchmarks.outputs import OutputError, atomic_write_bytes
 from benchmarks.suites import Suite, SuiteError, prompt_entries
 from evaluators import EVALUATORS
 from evaluators.backbones import BACKBONE_USAGE, default_backbones, load_backbones, prefetch_features
 from evaluators.registry import Declined, build_evaluator, runnable
-from evaluators.video import Video, VideoReadError, read_video
+from evaluators.video import Video, VideoReadError, read_video, write_video
 
 ROW_COLUMNS = ["model", "prompt", "seed", "sample", "dimension", "score", "status", "reason", "backbone",
                "faithful", "n_frames", "video", "extra"]
@@ -225,7 +223,7 @@ def run_generate(suite: Suite, out: Path, cache: SampleCache, log=print) -> tupl
         prefetch_features(_backbones_of(evaluators), [frames for frames, _ in cached])  # batched across videos
         for j, (entry, key, (frames, generation)) in enumerate(zip(batch, keys, cached)):
             relative = Path("videos") / safe_name(model.name) / f"{safe_name(entry['prompt_en'])}-{sample}.mp4"
-            _write_video_file(out / relative, frames, suite.sampling.fps)
+            write_video(out / relative, frames, fps=suite.sampling.fps)  # VBench naming, whole or not at all
             base = {"model": model.name, "prompt": entry["prompt_en"], "seed": seed, "sample": sample,
                     "video": str(relative)}
             aux = {**entry, "generation": generation} if generation else dict(entry)
@@ -284,21 +282,6 @@ def _gather(rows, generation_rows, checkpoints):
     df = pd.DataFrame(rows, columns=ROW_COLUMNS)
     gen = pd.DataFrame(generation_rows, columns=GENERATION_COLUMNS)
     return df, gen, checkpoints
-
-
-def _write_video_file(path: Path, frames: np.ndarray, fps: int) -> None:
-    """The video in VBench naming, so VBench itself or `eval` can re-score it; written whole or not at all."""
-    import tempfile
-
-    from evaluators.video import write_video
-
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(dir=path.parent, prefix=".video-") as tmp:
-        temp = write_video(Path(tmp) / path.name, frames, fps=fps)
-        try:
-            atomic_write_bytes(path, temp.read_bytes())
-        except OSError as exc:
-            raise OutputError(f"{path}: cannot write ({exc})") from exc
 
 
 def default_pairs(baseline, models: list[str]) -> list[tuple[str, str]]:
