@@ -37,39 +37,33 @@ def normalize(dimension: str, raw: float) -> float:
     return (raw - low) / (high - low)
 
 
+def _group_scores(normalized: dict) -> dict:
+    """{quality, semantic, total} from normalised dimension scores: each group VBench's weighted mean over the
+    dimensions given (a NaN among them makes the group NaN; a group with none is NaN), Total (4 Q + S) / 5."""
+    out = {}
+    for group in ("quality", "semantic"):
+        dims = [d for d in NORMALIZATION if d in normalized and NORMALIZATION[d][3] == group]
+        weights = sum(NORMALIZATION[d][2] for d in dims)
+        out[group] = sum(NORMALIZATION[d][2] * normalized[d] for d in dims) / weights if dims else float("nan")
+    out["total"] = (QUALITY_WEIGHT * out["quality"] + SEMANTIC_WEIGHT * out["semantic"]) / (
+        QUALITY_WEIGHT + SEMANTIC_WEIGHT)
+    return out
+
+
 def vbench_scores(raw: dict) -> dict:
     """raw {dimension: aggregate score in [0, 1]} -> normalised scores plus quality, semantic, total."""
     unknown = set(raw) - set(NORMALIZATION)
     if unknown:
         raise KeyError(f"vbench_scores: unknown dimensions {sorted(unknown)}")
-    out = {}
     missing = [d for d in NORMALIZATION if d not in raw or raw[d] is None or math.isnan(raw[d])]
     if missing:
         warnings.warn(f"VBench scores: missing dimensions {missing} are NaN and make their group NaN",
                       stacklevel=2)
-    for group in ("quality", "semantic"):
-        total, weights = 0.0, 0.0
-        for dim, (_, _, weight, dim_group) in NORMALIZATION.items():
-            if dim_group != group:
-                continue
-            value = normalize(dim, raw[dim]) if dim not in missing else float("nan")
-            out[dim] = value
-            total += weight * value
-            weights += weight
-        out[group] = total / weights
-    out["total"] = (QUALITY_WEIGHT * out["quality"] + SEMANTIC_WEIGHT * out["semantic"]) / (
-        QUALITY_WEIGHT + SEMANTIC_WEIGHT)
-    return out
+    out = {d: float("nan") if d in missing else normalize(d, raw[d]) for d in NORMALIZATION}
+    return {**out, **_group_scores(out)}
 
 
 def vbench_scores_present(raw: dict) -> dict:
     """Quality / Semantic / Total from the dimensions present only (VBench's weights renormalised over them):
     for runs that score a subset, e.g. the world suite. A group with no dimension is NaN, and so is Total."""
-    out = {}
-    for group in ("quality", "semantic"):
-        dims = [d for d, (_, _, _, g) in NORMALIZATION.items() if g == group and d in raw and not math.isnan(raw[d])]
-        weights = sum(NORMALIZATION[d][2] for d in dims)
-        out[group] = sum(NORMALIZATION[d][2] * normalize(d, raw[d]) for d in dims) / weights if dims else float("nan")
-    out["total"] = (QUALITY_WEIGHT * out["quality"] + SEMANTIC_WEIGHT * out["semantic"]) / (
-        QUALITY_WEIGHT + SEMANTIC_WEIGHT)
-    return out
+    return _group_scores({d: normalize(d, v) for d, v in raw.items() if v is not None and not math.isnan(v)})
