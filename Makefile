@@ -20,7 +20,7 @@ $(STAMP): pyproject.toml Makefile
 
 bench: $(STAMP)
 	$(VENV)/bin/m4v-bench run --out $(BENCH_OUT)/quality-vs-compute
-	$(VENV)/bin/m4v-bench run paper-table4 --out $(BENCH_OUT)/paper-table4
+	$(VENV)/bin/m4v-bench run paper-table4-flops --out $(BENCH_OUT)/paper-table4-flops
 	$(VENV)/bin/m4v-bench run flops-curve --out $(BENCH_OUT)/flops-curve
 
 test: $(STAMP)

@@ -18,6 +18,7 @@ from tqdm import tqdm
 
 from benchmarks import distributed
 from benchmarks.cache import SampleCache, backbone_fingerprint, file_sha256, key_of, tree_sha256
+from benchmarks.outputs import json_safe
 from benchmarks.suites import Suite, SuiteError, prompt_entries
 from evaluators import EVALUATORS
 from evaluators.backbones import BACKBONE_USAGE, default_backbones, load_backbones, prefetch_features
@@ -337,6 +338,10 @@ def run_suite(suite: Suite, out, *, videos=None, prompts=None, cache_dir=None, u
             per_video, generation, checkpoints = run_external(videos, prompts, suite, cache, log)
             models = ["external"]
         else:
+            if suite.paper_table:  # before any generation: the models must fill the table's rows
+                from benchmarks.paper_tables import check_models
+
+                check_models(suite.paper_table, list(suite.models))
             per_video, generation, checkpoints = run_generate(suite, out, cache, log)
             models = list(checkpoints)
         if not distributed.is_main():
@@ -349,12 +354,24 @@ def run_suite(suite: Suite, out, *, videos=None, prompts=None, cache_dir=None, u
         extra = {}
         if suite.kind == "external":  # VBench's own results layout too, for its faithfully computed dimensions
             from benchmarks.external import vbench_results_json
-            from benchmarks.outputs import json_safe
 
             extra["m4v_eval_results.json"] = json.dumps(json_safe(vbench_results_json(
                 per_video, summary.iloc[0].to_dict())), indent=2, allow_nan=False) + "\n"
+        if suite.paper_table:
+            from benchmarks.paper_tables import build_table, markdown
+
+            # Table 4's compute column at paper size, counted now by FlopCounterMode (fvcore agrees: table4.csv)
+            paper_size = (table4.table4(counters=("torch",)).set_index("variant")
+                          if suite.paper_table == "table4" else None)
+            table = build_table(suite.paper_table, per_video, summary, models, paper_size)
+            stem = f"paper_{suite.paper_table}"
+            extra.update({f"{stem}.csv": table.to_csv(index=False), f"{stem}.md": markdown(suite.paper_table, table),
+                          f"{stem}.json": json.dumps(json_safe({"provenance": prov, "rows": table.to_dict("records")}),
+                                                     indent=2, allow_nan=False) + "\n"})
         write_results(out, per_video, generation, summary, prov, suite.name, primary, extra)
         log((out / "report.md").read_text())
+        if suite.paper_table:
+            log((out / f"paper_{suite.paper_table}.md").read_text())
         log(f"wrote {out}/: per_video.csv, summary.csv, results.json, report.md" + (
             ", generation.csv, pareto.png" if len(generation) else ""))
         # a dimension every video declined (e.g. no video passes the static filter) is not a failure

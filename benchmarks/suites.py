@@ -66,6 +66,7 @@ class Suite:
     vae: str = "vae-tiny"
     text_encoder: str = "text-tiny"
     primary_metric: str | None = None         # the quality axis of report.md / pareto.png (None: VBench Total)
+    paper_table: str | None = None            # table3 | table4 | table5: models fill its rows (benchmarks/paper_tables)
     full: dict = field(default_factory=dict)
 
     def with_overrides(self, **changes) -> Suite:
@@ -104,12 +105,22 @@ _register(Suite(
     prompts="vbench", prompt_dimension="overall_consistency", prompt_limit=50,
     evaluators=("overall_consistency", "aesthetic_quality", "imaging_quality", "compute")))
 _register(Suite(
+    "paper-table3", "the paper's Table 3 ablation at toy scale: five variants trained at an equal budget (--models in "
+    "row order: none, +text re-composition, +registers, both, both + temporal branch) on the world suite; the fast "
+    "protocol's metrics and the world checks, each row's paired difference from the full model",
+    models=(), per_kind=8, primary_metric="world_colour_shape", paper_table="table3", full={"per_kind": 20}))
+_register(Suite(
+    "paper-table4", "the paper's Table 4 at toy scale: four architectures trained at an equal budget (--models in "
+    "row order: full attention, parallel, pure Mamba, M4V): quality, generation seconds and mixer TFLOPs per video, "
+    "beside the paper-size mixer TFLOPs", models=(), per_kind=8, primary_metric="world_colour_shape",
+    paper_table="table4", full={"per_kind": 20}))
+_register(Suite(
     "paper-table5", "the paper's Table 5 reward-learning row at toy scale: m4v-tiny against m4v-tiny-reward on the "
-    "world suite (pair them with `compare DIR DIR --pair m4v-tiny=m4v-tiny-reward`); the synthetic-data row needs "
-    "data that cannot be made offline", models=("m4v-tiny", "m4v-tiny-reward"), per_kind=3,
-    primary_metric="world_colour_shape", full={"per_kind": 20}))
-_register(Suite("paper-table4", "the paper's Table 4: mixer TFLOPs of the four architectures at paper size "
-                "(meta device, fvcore and FlopCounterMode)", kind="table4", models=()))
+    "world suite, paired; the synthetic-data row needs data that cannot be made offline",
+    models=("m4v-tiny", "m4v-tiny-reward"), per_kind=3, primary_metric="world_colour_shape", paper_table="table5",
+    full={"per_kind": 20}))
+_register(Suite("paper-table4-flops", "Table 4's compute column: mixer TFLOPs of the four architectures at paper "
+                "size (meta device, fvcore and FlopCounterMode)", kind="table4", models=()))
 _register(Suite("flops-curve", "mixer TFLOPs of full attention vs M4V over frame counts and resolutions (Fig. 1)",
                 kind="flops-curve", models=()))
 _register(Suite("external", "a folder of videos made elsewhere (--videos DIR, optional --prompts FULL_INFO.json): "
@@ -185,6 +196,8 @@ def _build(raw: dict, where: str) -> Suite:
     for key in _POSITIVE:
         if values.get(key) is not None and values[key] < 1:
             raise SuiteError(f"{where}: key '{key}' must be >= 1, got {values[key]!r}")
+    if values.get("paper_table") not in (None, "table3", "table4", "table5"):
+        raise SuiteError(f"{where}: key 'paper_table' must be table3, table4 or table5, got {values['paper_table']!r}")
     if values.get("kind", "generate") not in SUITE_KINDS:
         raise SuiteError(f"{where}: key 'kind' must be one of {SUITE_KINDS}, got {values['kind']!r}")
     for key in ("models", "evaluators", "backbones"):

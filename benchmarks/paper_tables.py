@@ -1,0 +1,240 @@
+"""The paper's Tables 3, 4 and 5 at toy scale: a row per paper row, our columns with 95% intervals beside the
+paper's numbers, and each row's paired difference from the table's reference row.
+
+A paper-table suite is an ordinary generation suite (benchmarks/suites.py) whose models fill the table's rows in
+order. This module only reads the run's tables (per_video.csv, summary.csv) and builds paper_tableN.{csv,md,json},
+which the run's writer puts beside them. A registered metric's value and interval are the run summary's own
+(its aggregate rule and bootstrap); paired differences are over the videos both models scored, with the paired
+bootstrap and test of `m4v-bench compare`, Holm-adjusted across the row's metrics.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+import pandas as pd
+
+from benchmarks.compare import CompareOptions, holm, metric_row
+from benchmarks.paper_numbers import TABLE3, TABLE4, TABLE5
+from evaluators import EVALUATORS
+
+FAST_METRICS = ("overall_consistency", "aesthetic_quality", "imaging_quality")  # the paper's fast protocol
+FAST_AVERAGE = "fast_average"  # per video: the mean of the fast-protocol metrics it has, in percent
+WORLD_METRICS = ("world_colour_shape", "world_motion")
+PERCENT = {*FAST_METRICS}  # VBench reports these in percent; our evaluators in [0, 1]
+PAIR_KEYS = ["prompt", "sample", "seed"]
+
+
+@dataclass(frozen=True)
+class PaperRow:
+    """One row of a paper table: its key in paper_numbers, the label, and why it is not run (if it is not)."""
+
+    key: str
+    label: str
+    not_run: str = ""
+
+
+@dataclass(frozen=True)
+class PaperTable:
+    """A paper table: its rows (run ones filled by the suite's models in order), the paper's numbers per row,
+    the row paired differences are taken against, and our metrics."""
+
+    name: str
+    title: str
+    rows: tuple
+    paper: dict
+    reference: str                      # key of the reference row
+    metrics: tuple
+    summary_columns: tuple = ()         # summary.csv columns shown as they are (no interval)
+    note: str = ""
+    extra: dict = field(default_factory=dict)
+
+    @property
+    def run_rows(self) -> list[PaperRow]:
+        return [r for r in self.rows if not r.not_run]
+
+
+TABLES = {
+    "table3": PaperTable(
+        "table3", "Table 3: MM-DiM component ablation (fast protocol) at toy scale",
+        (PaperRow("none", "no text re-composition, no registers, no temporal branch"),
+         PaperRow("text", "+ text re-composition"),
+         PaperRow("registers", "+ registers"),
+         PaperRow("text+registers", "+ text re-composition + registers (pure MM-DiM)"),
+         PaperRow("text+registers+temporal", "+ temporal branch (M4V)")),
+        TABLE3, "text+registers+temporal", (*FAST_METRICS, FAST_AVERAGE, *WORLD_METRICS),
+        note="The paper's Avg. averages more columns than the three it shows; ours averages the fast-protocol "
+             "metrics scored (aesthetic quality needs a LAION aesthetic predictor: `--backbone aesthetic=...`). "
+             "Our fast-protocol metrics use the shipped world-trained substitutes, not VBench's backbones."),
+    "table4": PaperTable(
+        "table4", "Table 4: architectures at equal budget, at toy scale, beside the paper-size mixer TFLOPs",
+        (PaperRow("full_attn", "full attention (dit-tiny)"), PaperRow("parallel", "parallel (attention | Mamba)"),
+         PaperRow("pure_mamba", "pure Mamba (MM-DiM, no temporal branch)"), PaperRow("m4v", "M4V")),
+        TABLE4, "full_attn", (FAST_AVERAGE, *WORLD_METRICS),
+        summary_columns=("seconds_per_video", "mixer_tflops_per_video", "trained_steps"),
+        note="seconds_per_video and mixer_tflops_per_video: the tiny models generating 16 frames at 64x64 on this "
+             "machine; paper_size_mixer_tflops: the same architectures at 768x1280, 241 frames, counted on the "
+             "meta device (`m4v-bench table4`); paper_convention_tflops counts the Parallel row as full attention "
+             "+ pure Mamba, as the paper's 82.03 does."),
+    "table5": PaperTable(
+        "table5", "Table 5: reward learning at toy scale",
+        (PaperRow("m4v", "M4V (m4v-tiny)"), PaperRow("reward_learning", "+ reward learning (m4v-tiny-reward)"),
+         PaperRow("synthetic_data", "+ synthetic data",
+                  not_run="needs ~80k HunyuanVideo clips; no video model can be run offline to make them")),
+        TABLE5, "m4v", ("world_colour_shape", "world_motion", "clip_score", "imaging_quality", "overall_consistency"),
+        summary_columns=("vbench_total", "vbench_semantic", "vbench_quality", "vbench_with_substitutes"),
+        note="vbench_*: VBench's weighting over the dimensions this run scores, with the shipped substitutes "
+             "(not the official suite or backbones), in [0, 1]; the paper's are official VBench, in percent."),
+}
+
+
+class PaperTableError(ValueError):
+    """A paper-table suite run with the wrong models: one line naming --models and the rows."""
+
+
+def check_models(table_name: str, models: list) -> None:
+    """The suite's models must fill the table's run rows one to one, in order."""
+    table = TABLES[table_name]
+    rows = table.run_rows
+    if len(models) != len(rows):
+        raise PaperTableError(f"--models: paper-{table_name} needs {len(rows)} models, one per row in this order: "
+                              + "; ".join(r.label for r in rows) + f" (got {len(models)})")
+
+
+def _scale(metric: str) -> float:
+    return 100.0 if metric in PERCENT or metric == FAST_AVERAGE else 1.0
+
+
+def per_video_scores(per_video: pd.DataFrame, model: str, metric: str) -> pd.Series:
+    """The model's ok scores of one metric, indexed by sample (prompt, sample, seed), in the table's scale;
+    FAST_AVERAGE: per video, the mean of the fast-protocol metrics that video has."""
+    mine = per_video[(per_video["model"] == model) & (per_video["status"] == "ok")]
+    if metric == FAST_AVERAGE:
+        fast = mine[mine["dimension"].isin(FAST_METRICS)]
+        if fast.empty:
+            return pd.Series(dtype=float)
+        wide = fast.pivot_table(index=PAIR_KEYS, columns="dimension", values="score", aggfunc="first")
+        return wide.dropna().mean(axis=1) * 100.0
+    part = mine[mine["dimension"] == metric]
+    return part.set_index(PAIR_KEYS)["score"].astype(float) * _scale(metric)
+
+
+def _value_and_interval(summary_row: pd.Series, per_video: pd.DataFrame, model: str, metric: str):
+    """(value, low, high, n): the run summary's aggregate and interval; FAST_AVERAGE: mean and percentile
+    bootstrap of the per-video averages."""
+    if metric == FAST_AVERAGE:
+        values = per_video_scores(per_video, model, metric).to_numpy(float)
+        if len(values) < 2:
+            return (float(values.mean()) if len(values) else np.nan), np.nan, np.nan, len(values)
+        from benchmarks.compare import bootstrap_interval
+
+        options = CompareOptions()
+        low, high = bootstrap_interval(values, options.confidence, options.n_resamples, options.seed)
+        return float(values.mean()), low, high, len(values)
+    if metric not in summary_row.index or pd.isna(summary_row.get(metric)):
+        return np.nan, np.nan, np.nan, 0
+    s = _scale(metric)
+    return (float(summary_row[metric]) * s, float(summary_row[f"{metric}_ci_low"]) * s,
+            float(summary_row[f"{metric}_ci_high"]) * s, int(summary_row[f"{metric}_n"]))
+
+
+def _paired(per_video: pd.DataFrame, reference: str, model: str, metric: str) -> dict:
+    """Paired difference (model - reference) over the samples both scored: mean, 95% bootstrap interval, p."""
+    ref = per_video_scores(per_video, reference, metric)
+    new = per_video_scores(per_video, model, metric)
+    both = pd.concat({"base": ref, "new": new}, axis=1, join="inner").dropna()
+    if len(both) < 2:  # one pair: a difference, but no interval or test
+        delta = float((both["new"] - both["base"]).mean()) if len(both) else np.nan
+        return {"delta": delta, "ci_low": np.nan, "ci_high": np.nan, "p": np.nan, "n_pairs": len(both)}
+    higher = EVALUATORS[metric].higher_is_better if metric in EVALUATORS else True
+    row = metric_row(both["base"].to_numpy(float), both["new"].to_numpy(float), higher, CompareOptions())
+    return {"delta": row["delta"], "ci_low": row["ci_low"], "ci_high": row["ci_high"], "p": row["p_value"],
+            "n_pairs": row["n_pairs"]}
+
+
+def build_table(table_name: str, per_video: pd.DataFrame, summary: pd.DataFrame, models: list[str],
+                paper_size: pd.DataFrame | None = None) -> pd.DataFrame:
+    """A row per paper row: the paper's numbers, ours with intervals, the paired difference from the reference
+    row (Holm across the row's metrics). `paper_size`: Table 4's counted paper-size mixer TFLOPs by variant."""
+    table = TABLES[table_name]
+    check_models(table_name, models)
+    model_of = dict(zip([r.key for r in table.run_rows], models))
+    reference = model_of[table.reference]
+    present = [m for m in table.metrics if m == FAST_AVERAGE or m in set(per_video["dimension"])]
+    out = []
+    for row in table.rows:
+        record = {"paper_row": row.label, "model": model_of.get(row.key, ""),
+                  **{f"paper_{k}": v for k, v in table.paper.get(row.key, {}).items()}}
+        if row.not_run:
+            out.append({**record, "note": f"not run: {row.not_run}"})
+            continue
+        model = model_of[row.key]
+        summary_row = summary.set_index("model").loc[model]
+        for metric in present:
+            value, low, high, n = _value_and_interval(summary_row, per_video, model, metric)
+            record.update({metric: value, f"{metric}_ci_low": low, f"{metric}_ci_high": high, f"{metric}_n": n})
+        for column in table.summary_columns:
+            record[column] = summary_row.get(column, np.nan)
+        if paper_size is not None and row.key in paper_size.index:
+            record["paper_size_mixer_tflops"] = float(paper_size.loc[row.key, "mixer_tflops"])
+            record["paper_convention_tflops"] = float(paper_size.loc[row.key, "paper_convention_tflops"])
+        if model != reference:
+            diffs = {metric: _paired(per_video, reference, model, metric) for metric in present}
+            tested = [m for m in present if np.isfinite(diffs[m]["p"])]
+            adjusted = dict(zip(tested, holm([diffs[m]["p"] for m in tested]))) if tested else {}
+            for metric in present:
+                d = diffs[metric]
+                record.update({f"{metric}_minus_ref": d["delta"], f"{metric}_minus_ref_ci_low": d["ci_low"],
+                               f"{metric}_minus_ref_ci_high": d["ci_high"],
+                               f"{metric}_minus_ref_p_holm": adjusted.get(metric, np.nan)})
+        record["note"] = "reference row" if model == reference else ""
+        out.append(record)
+    return pd.DataFrame(out)
+
+
+def _cell(value, low=None, high=None, digits: int = 2) -> str:
+    if value is None or (isinstance(value, float) and not np.isfinite(value)):
+        return "–"
+    if isinstance(value, (bool, np.bool_)):
+        return "yes" if value else "no"
+    if not isinstance(value, (int, float, np.floating, np.integer)):
+        return str(value)
+    text = f"{value:.{digits}f}"
+    if low is not None and np.isfinite(low) and np.isfinite(high):
+        text += f" ({low:.{digits}f}, {high:.{digits}f})"
+    return text
+
+
+def markdown(table_name: str, df: pd.DataFrame) -> str:
+    """The table as a person reads it: paper columns, ours with intervals, paired differences from the reference."""
+    table = TABLES[table_name]
+    metrics = [m for m in table.metrics if m in df.columns]
+    paper_cols = [c for c in df.columns if c.startswith("paper_") and c != "paper_row"]
+    digits = {m: (3 if _scale(m) == 1.0 else 2) for m in metrics}
+    header = (["row", "model"] + [c.replace("paper_", "paper ") for c in paper_cols] + metrics
+              + [c for c in table.summary_columns if c in df.columns])
+    lines = [f"# {table.title}", "", "| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    for r in df.to_dict("records"):
+        cells = [r["paper_row"], r.get("model") or "–"] + [_cell(r.get(c)) for c in paper_cols]
+        cells += [_cell(r.get(m), r.get(f"{m}_ci_low"), r.get(f"{m}_ci_high"), digits[m]) for m in metrics]
+        cells += [_cell(r.get(c), digits=4) for c in table.summary_columns if c in df.columns]
+        lines.append("| " + " | ".join(str(c) for c in cells) + " |")
+    diffs = [m for m in metrics if f"{m}_minus_ref" in df.columns]
+    if diffs:
+        ref = TABLES[table_name].reference
+        ref_label = next(r.label for r in table.rows if r.key == ref)
+        lines += ["", f"Paired difference from the reference row ({ref_label}), mean over the videos both scored, "
+                  "95% bootstrap interval, Holm-adjusted p across the row's metrics:", "",
+                  "| row | " + " | ".join(diffs) + " |", "|---|" + "---|" * len(diffs)]
+        for r in df.to_dict("records"):
+            if r.get("note", "").startswith(("reference", "not run")):
+                continue
+            cells = [_cell(r.get(f"{m}_minus_ref"), r.get(f"{m}_minus_ref_ci_low"), r.get(f"{m}_minus_ref_ci_high"),
+                           digits[m]) + f" p={_cell(r.get(f'{m}_minus_ref_p_holm'), digits=3)}" for m in diffs]
+            lines.append(f"| {r['paper_row']} | " + " | ".join(cells) + " |")
+    not_run = [f"- {r['paper_row']}: {r['note']}" for r in df.to_dict("records")
+               if r.get("note", "").startswith("not run")]
+    lines += ["", *not_run, "", table.note, ""]
+    return "\n".join(lines)
+

@@ -1,0 +1,129 @@
+"""The paper-table suites (Tables 3, 4, 5 at toy scale): models fill the rows in order, our values are the run's
+own summary, paired differences and the fast-protocol average match a hand computation from per_video.csv,
+Table 4's paper-size columns are the counted TFLOPs with the Parallel row's paper convention as a hand sum."""
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from benchmarks import table4
+from benchmarks.cli import main
+from benchmarks.paper_numbers import TABLE3, TABLE4, TABLE5
+from benchmarks.paper_tables import TABLES
+from benchmarks.suites import SuiteError, get_suite, load_suite_file
+
+SUITE = """
+name = "{name}"
+paper_table = "{table}"
+models = {models}
+prompts = "world"
+per_kind = 1
+batch = 8
+evaluators = ["world_colour_shape", "world_motion", "imaging_quality", "overall_consistency", "clip_score", "compute"]
+[sampling]
+frames = 9
+steps = [1, 1, 1]
+"""
+TRAIN = ["--steps", "2", "--batch", "2", "--dataset-size", "4", "--threads", "1", "--quiet"]
+
+
+def suite_file(tmp_path, table, models):
+    path = tmp_path / f"{table}.toml"
+    path.write_text(SUITE.format(name=f"test-{table}", table=table, models=json.dumps([str(m) for m in models])))
+    return path
+
+
+def test_paper_suites_are_registered_and_refuse_wrong_rows(tmp_path, capsys):
+    assert get_suite("paper-table3").paper_table == "table3" and get_suite("paper-table4").paper_table == "table4"
+    assert get_suite("paper-table5").models == ("m4v-tiny", "m4v-tiny-reward")
+    assert get_suite("paper-table4-flops").kind == "table4"
+    out = tmp_path / "t3"
+    assert main(["run", "paper-table3", "--models", "m4v-tiny", "dit-tiny", "--out", str(out)]) != 0
+    line = capsys.readouterr().err.strip().splitlines()[-1]
+    assert "paper-table3 needs 5 models" in line and "+ temporal branch (M4V)" in line
+    assert not (out / "per_video.csv").exists()  # refused before anything was generated
+    bad = tmp_path / "bad.toml"
+    bad.write_text('name = "x"\npaper_table = "table9"\n')
+    with pytest.raises(SuiteError, match="key 'paper_table' must be table3, table4 or table5"):
+        load_suite_file(bad)
+
+
+@pytest.fixture(scope="module")
+def table4_run(tmp_path_factory):
+    """Table 4 at a reduced size: shipped dit-tiny and m4v-tiny, 2-step parallel and pure-Mamba variants trained
+    through the CLI, the paper-size count at a small setting (the same code, seconds instead of a minute)."""
+    root = tmp_path_factory.mktemp("paper4")
+    variants = {}
+    for mixer in ("parallel", "mamba"):
+        variants[mixer] = root / mixer
+        assert main(["train", "--model", "m4v-tiny", "--mixer", mixer, "--out", str(variants[mixer]), *TRAIN]) == 0
+    models = ["dit-tiny", variants["parallel"], variants["mamba"], "m4v-tiny"]
+    out = root / "out"
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(table4, "TABLE4_SETTING", {"height": 128, "width": 192, "video_frames": 33})
+        code = main(["run", "--suite", str(suite_file(root, "table4", models)), "--out", str(out)])
+        counted = table4.table4(counters=("torch",)).set_index("variant")
+    assert code == 0
+    return out, models, counted
+
+
+def test_table4_rows_values_and_paired_differences(table4_run):
+    out, models, counted = table4_run
+    table = pd.read_csv(out / "paper_table4.csv")
+    summary = pd.read_csv(out / "summary.csv").set_index("model")
+    per_video = pd.read_csv(out / "per_video.csv")
+    assert list(table["paper_row"]) == [r.label for r in TABLES["table4"].rows]
+    assert list(table["paper_tflops"]) == [TABLE4[k]["tflops"] for k in ("full_attn", "parallel", "pure_mamba",
+                                                                          "m4v")]
+    names = list(summary.index)
+    assert list(table["model"]) == names
+    # our values are the run summary's own aggregate and interval
+    for row in table.itertuples():
+        assert row.world_colour_shape == pytest.approx(summary.loc[row.model, "world_colour_shape"], nan_ok=True)
+        assert row.seconds_per_video == pytest.approx(summary.loc[row.model, "seconds_per_video"])
+        assert row.mixer_tflops_per_video == pytest.approx(summary.loc[row.model, "mixer_tflops_per_video"])
+    # paper-size columns: the counted TFLOPs; Parallel's paper convention = full attention + pure Mamba, by hand
+    by = counted["mixer_tflops"]
+    assert list(table["paper_size_mixer_tflops"]) == pytest.approx([by[k] for k in ("full_attn", "parallel",
+                                                                                    "pure_mamba", "m4v")])
+    assert table.loc[1, "paper_convention_tflops"] == pytest.approx(by["full_attn"] + by["pure_mamba"])
+    assert table.loc[3, "paper_convention_tflops"] == pytest.approx(by["m4v"])
+    # fast-protocol average and its paired difference from the reference row, by hand from per_video.csv
+    ok = per_video[per_video["status"] == "ok"]
+    keys = ["prompt", "sample", "seed"]
+
+    def fast(model):
+        part = ok[(ok["model"] == model) & ok["dimension"].isin(["imaging_quality", "overall_consistency"])]
+        wide = part.pivot_table(index=keys, columns="dimension", values="score").dropna()
+        return wide.mean(axis=1) * 100
+
+    ref, m4v = fast(names[0]), fast(names[3])
+    assert table.loc[3, "fast_average"] == pytest.approx(m4v.mean())
+    both = pd.concat({"ref": ref, "new": m4v}, axis=1, join="inner")
+    assert table.loc[3, "fast_average_minus_ref"] == pytest.approx((both["new"] - both["ref"]).mean())
+    low, high = table.loc[3, ["fast_average_minus_ref_ci_low", "fast_average_minus_ref_ci_high"]]
+    assert low <= table.loc[3, "fast_average_minus_ref"] <= high
+    motion = {m: ok[(ok["model"] == m) & (ok["dimension"] == "world_motion")].set_index(keys)["score"]
+              for m in (names[0], names[1])}
+    pair = pd.concat(motion, axis=1, join="inner")
+    assert table.loc[1, "world_motion_minus_ref"] == pytest.approx((pair[names[1]] - pair[names[0]]).mean())
+    assert np.isnan(table.loc[0, "fast_average_minus_ref"]) and table.loc[0, "note"] == "reference row"
+    md = (out / "paper_table4.md").read_text()
+    assert "Paired difference from the reference row (full attention (dit-tiny))" in md and "82.03" in md
+    prov = json.loads((out / "paper_table4.json").read_text())["provenance"]
+    assert prov["suite"]["paper_table"] == "table4" and prov["git_commit"]
+
+
+def test_table5_keeps_the_unrunnable_row_and_table3_layout(tmp_path):
+    out = tmp_path / "t5"
+    assert main(["run", "--suite", str(suite_file(tmp_path, "table5", ["m4v-tiny", "m4v-tiny-reward"])),
+                 "--out", str(out)]) == 0
+    table = pd.read_csv(out / "paper_table5.csv")
+    assert list(table["paper_total"]) == [TABLE5[k]["total"] for k in ("m4v", "reward_learning", "synthetic_data")]
+    assert table.loc[2, "note"].startswith("not run: needs ~80k HunyuanVideo clips") and pd.isna(table.loc[2, "model"])
+    summary = pd.read_csv(out / "summary.csv").set_index("model")
+    assert table.loc[1, "vbench_total"] == pytest.approx(summary.loc["m4v-tiny-reward", "vbench_total"])
+    assert "+ synthetic data: not run" in (out / "paper_table5.md").read_text()
+    assert [TABLE3[r.key]["avg"] for r in TABLES["table3"].rows] == [55.70, 53.41, 56.79, 57.10, 58.75]
