@@ -54,6 +54,28 @@ def cmd_table4(args) -> int:
     return 1 if worst > 0.01 else 0
 
 
+def cmd_table4_time(args) -> int:
+    """Table 4's inference column: each architecture's forwards timed per layout, summed over the AR schedule."""
+    from benchmarks import table4_time
+    from benchmarks.outputs import atomic_write_csv, atomic_write_json, json_safe, prepare_output_dir
+    from benchmarks.provenance import git_commit, provenance
+
+    commit = git_commit()
+    df, layouts = table4_time.inference_table(args.size, args.device, args.repeats)  # refuses paper size on CPU
+    print(df.to_markdown(index=False, floatfmt=".4g"))
+    out = prepare_output_dir(args.out)
+    setting = table4_time.PAPER_SETTING if args.size == "paper" else table4_time.TINY_SETTING
+    atomic_write_csv(out / "table4_time.csv", df)
+    atomic_write_csv(out / "table4_time_layouts.csv", layouts)
+    atomic_write_json(out / "table4_time.json", json_safe({
+        "provenance": provenance(config={"command": "m4v-bench " + " ".join(sys.argv[1:]),
+                                         "setting": {**setting, "dtype": str(setting["dtype"])},
+                                         "repeats": args.repeats, "device": args.device}, commit=commit),
+        "rows": df.to_dict("records")}))
+    print(f"wrote {out}/table4_time.csv, table4_time_layouts.csv, table4_time.json")
+    return 0
+
+
 def cmd_flops_curve(args) -> int:
     """Mixer TFLOPs of full attention vs M4V over frame counts and resolutions (Fig. 1 analogue)."""
     from benchmarks import table4
@@ -313,6 +335,15 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("table4", help=cmd_table4.__doc__)
     p.add_argument("--out", default="results", help="directory for table4.csv / table4.json (default results/)")
     p.set_defaults(func=cmd_table4)
+
+    p = sub.add_parser("table4-time", help=cmd_table4_time.__doc__)
+    p.add_argument("--size", choices=("paper", "tiny"), default="tiny",
+                   help="paper: 768x1280, 241 frames, bf16 (needs --device cuda); tiny: the tiny models' schedule")
+    p.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
+    p.add_argument("--repeats", type=flags.positive_int, default=3,
+                   help="timed forwards per layout (median; one warm-up)")
+    p.add_argument("--out", required=True, help="directory for table4_time.csv / _layouts.csv / .json")
+    p.set_defaults(func=cmd_table4_time)
 
     p = sub.add_parser("flops-curve", help=cmd_flops_curve.__doc__)
     p.add_argument("--out", default="results", help="directory for flops_curve.csv / .png (default results/)")

@@ -7,6 +7,7 @@ import json
 import numpy as np
 import pandas as pd
 import pytest
+import torch
 
 from benchmarks import table4
 from benchmarks.cli import main
@@ -127,3 +128,35 @@ def test_table5_keeps_the_unrunnable_row_and_table3_layout(tmp_path):
     assert table.loc[1, "vbench_total"] == pytest.approx(summary.loc["m4v-tiny-reward", "vbench_total"])
     assert "+ synthetic data: not run" in (out / "paper_table5.md").read_text()
     assert [TABLE3[r.key]["avg"] for r in TABLES["table3"].rows] == [55.70, 53.41, 56.79, 57.10, 58.75]
+
+
+def test_table4_time_schedule_is_the_samplers_and_paper_size_needs_a_gpu(tmp_path, capsys):
+    from benchmarks import table4_time
+    from benchmarks.measured_generation import _layout_calls
+    from m4v.sampling import GenerationConfig, TextCondition, generate_latents
+    from m4v.transformer import build_model
+
+    # the schedule's layouts and call counts are exactly the ones the sampler makes
+    cfg = table4_time.architecture("tiny", "m4v")
+    model = build_model(cfg).eval()
+    s = table4_time.TINY_SETTING
+    text = TextCondition(torch.zeros(1, cfg.text_len, cfg.text_dim), torch.ones(1, cfg.text_len, dtype=torch.bool),
+                         torch.zeros(1, cfg.pooled_text_dim))
+    config = GenerationConfig(latent_frames=3, latent_height=s["height"] // 8, latent_width=s["width"] // 8,
+                              first_frame_steps=(2, 1, 1), video_steps=(1, 1, 2), guidance_scale=4.0,
+                              video_guidance_scale=4.0, seed=0)
+    _, stats = generate_latents(model, text, config, null=text)
+    assert table4_time.schedule_calls(s["height"], s["width"], 17, (2, 1, 1), (1, 1, 2)) == _layout_calls(stats)
+    # paper size: 31 latent frames x 3 stages, 20 steps per stage for the first frame and 10 after
+    paper = table4_time.schedule_calls(768, 1280, 241, (20, 20, 20), (10, 10, 10))
+    assert sum(paper.values()) == 3 * 20 + 30 * 3 * 10 and max(len(k[0]) for k in paper) == 31
+    assert main(["table4-time", "--size", "paper", "--out", str(tmp_path / "p")]) != 0
+    assert "needs a GPU (--device cuda)" in capsys.readouterr().err and not (tmp_path / "p").exists()
+    out = tmp_path / "tiny"
+    assert main(["table4-time", "--size", "tiny", "--repeats", "1", "--out", str(out)]) == 0
+    table = pd.read_csv(out / "table4_time.csv")
+    assert list(table["variant"]) == ["full_attn", "parallel", "pure_mamba", "m4v"] and (table["seconds"] > 0).all()
+    assert table.loc[0, "ratio_to_full_attn"] == 1.0
+    assert table.loc[3, "paper_ratio_to_full_attn"] == pytest.approx(613 / 812)
+    layouts = pd.read_csv(out / "table4_time_layouts.csv")
+    assert layouts.groupby("variant")["calls"].sum().eq(3 * 24).all()

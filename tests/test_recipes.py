@@ -329,4 +329,4 @@ def test_paper_recipe_options_and_init_from_an_attention_model(frozen_root, tmp_
     report = json.loads((tmp_path / "run" / "init_report.json").read_text())
     assert len(report["mamba_from_attention"]) == 4
     shipped = get_recipe("m4v-tiny")("m4v-tiny", weights_root=frozen_root)
-    assert "sampler" not in shipped.config() and shipped.model.cfg.temporal_variant == "pooled"
+    assert "sampler" not in shipped.config() and shipped.model.cfg.temporal_variant == "paper"
