@@ -435,6 +435,7 @@ def run_compare(base, new, options: CompareOptions, out=None, prog: str = "m4v-b
 
     try:
         comparison = compare_dirs(base, new, options)
+        comparison.provenance["command"] = prog  # `compare` itself, or the run that called it
         written = write_comparison(comparison, out if out is not None else default_out(new))
     except (CompareError, OutputError) as exc:
         print(f"{prog}: {exc}", file=sys.stderr)

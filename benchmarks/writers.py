@@ -149,7 +149,8 @@ def report_markdown(summary: pd.DataFrame, suite_name: str, primary: str | None)
         cells = [_fmt(r[dim], r[f"{dim}_ci_low"], r[f"{dim}_ci_high"]) for r in summary.to_dict("records")]
         n = "/".join(str(int(r[f"{dim}_n"])) for r in summary.to_dict("records"))
         arrow = "↑" if EVALUATORS[dim].higher_is_better else "↓"
-        faithful = "yes" if all(r[f"{dim}_faithful"] for r in summary.to_dict("records")) else "no"
+        faithful = ("–" if EVALUATORS[dim].group != "vbench"  # only VBench dimensions have a faithful backbone
+                    else "yes" if all(r[f"{dim}_faithful"] for r in summary.to_dict("records")) else "no")
         lines.append(f"| {dim} {arrow} | " + " | ".join(cells) + f" | {n} | {faithful} |")
     return "\n".join(lines) + "\n"
 

@@ -127,6 +127,11 @@ def test_table5_keeps_the_unrunnable_row_and_table3_layout(tmp_path):
     summary = pd.read_csv(out / "summary.csv").set_index("model")
     assert table.loc[1, "vbench_total"] == pytest.approx(summary.loc["m4v-tiny-reward", "vbench_total"])
     assert "+ synthetic data: not run" in (out / "paper_table5.md").read_text()
+    # report.md: "faithful" is a VBench notion; other metrics show "–", a substituted VBench dimension "no"
+    report = {line.split(" ")[1]: line for line in (out / "report.md").read_text().splitlines()
+              if line.startswith("| ") and line.split(" ")[1] in ("clip_score", "world_motion", "imaging_quality")}
+    assert report["clip_score"].endswith("| – |") and report["world_motion"].endswith("| – |")
+    assert report["imaging_quality"].endswith("| no |")
     assert [TABLE3[r.key]["avg"] for r in TABLES["table3"].rows] == [55.70, 53.41, 56.79, 57.10, 58.75]
 
 
