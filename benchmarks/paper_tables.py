@@ -17,6 +17,7 @@ import pandas as pd
 
 from benchmarks.compare import CompareOptions, holm, metric_row
 from benchmarks.paper_numbers import TABLE3, TABLE4, TABLE5
+from benchmarks.writers import _aggregate, _records
 from evaluators import EVALUATORS
 
 FAST_METRICS = ("overall_consistency", "aesthetic_quality", "imaging_quality")  # the paper's fast protocol
@@ -107,17 +108,19 @@ def _scale(metric: str) -> float:
 
 
 def per_video_scores(per_video: pd.DataFrame, model: str, metric: str) -> pd.Series:
-    """The model's ok scores of one metric, indexed by sample (prompt, sample, seed), in the table's scale;
-    FAST_AVERAGE: per video, the mean of the fast-protocol metrics that video has."""
+    """The model's ok videos on one metric, indexed by sample (prompt, sample, seed), each the metric's own
+    aggregate over that one video (so per-video values share the table's scale: imaging quality's records are
+    0-100, its aggregate 0-1), in percent where VBench reports percent; FAST_AVERAGE: per video, the mean of the
+    fast-protocol metrics that video has."""
     mine = per_video[(per_video["model"] == model) & (per_video["status"] == "ok")]
     if metric == FAST_AVERAGE:
-        fast = mine[mine["dimension"].isin(FAST_METRICS)]
-        if fast.empty:
-            return pd.Series(dtype=float)
-        wide = fast.pivot_table(index=PAIR_KEYS, columns="dimension", values="score", aggfunc="first")
-        return wide.dropna().mean(axis=1) * 100.0
+        parts = [per_video_scores(per_video, model, m) for m in FAST_METRICS
+                 if (mine["dimension"] == m).any()]
+        return pd.concat(parts, axis=1).dropna().mean(axis=1) if parts else pd.Series(dtype=float)
     part = mine[mine["dimension"] == metric]
-    return part.set_index(PAIR_KEYS)["score"].astype(float) * _scale(metric)
+    values = [_aggregate(metric, [record]) for record in _records(part)]
+    index = pd.MultiIndex.from_frame(part[PAIR_KEYS]) if len(part) else None
+    return pd.Series(values, index=index, dtype=float).dropna() * _scale(metric)
 
 
 def _value_and_interval(summary_row: pd.Series, per_video: pd.DataFrame, model: str, metric: str):

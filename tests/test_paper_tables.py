@@ -95,10 +95,10 @@ def test_table4_rows_values_and_paired_differences(table4_run):
     ok = per_video[per_video["status"] == "ok"]
     keys = ["prompt", "sample", "seed"]
 
-    def fast(model):
+    def fast(model):  # imaging quality's records are MUSIQ-style 0-100 (VBench divides its mean by 100)
         part = ok[(ok["model"] == model) & ok["dimension"].isin(["imaging_quality", "overall_consistency"])]
         wide = part.pivot_table(index=keys, columns="dimension", values="score").dropna()
-        return wide.mean(axis=1) * 100
+        return (wide["imaging_quality"] / 100 + wide["overall_consistency"]) / 2 * 100
 
     ref, m4v = fast(names[0]), fast(names[3])
     assert table.loc[3, "fast_average"] == pytest.approx(m4v.mean())
@@ -126,6 +126,12 @@ def test_table5_keeps_the_unrunnable_row_and_table3_layout(tmp_path):
     assert table.loc[2, "note"].startswith("not run: needs ~80k HunyuanVideo clips") and pd.isna(table.loc[2, "model"])
     summary = pd.read_csv(out / "summary.csv").set_index("model")
     assert table.loc[1, "vbench_total"] == pytest.approx(summary.loc["m4v-tiny-reward", "vbench_total"])
+    # imaging quality in percent both as a value (aggregate 0-1, x100) and as a paired difference (records 0-100)
+    per_video = pd.read_csv(out / "per_video.csv")
+    raw = {m: per_video[(per_video["model"] == m) & (per_video["dimension"] == "imaging_quality")].set_index(
+        ["prompt", "sample"])["score"] for m in ("m4v-tiny", "m4v-tiny-reward")}
+    assert table.loc[1, "imaging_quality_minus_ref"] == pytest.approx((raw["m4v-tiny-reward"] - raw["m4v-tiny"]).mean())
+    assert table.loc[0, "imaging_quality"] == pytest.approx(summary.loc["m4v-tiny", "imaging_quality"] * 100)
     assert "+ synthetic data: not run" in (out / "paper_table5.md").read_text()
     # report.md: "faithful" is a VBench notion; other metrics show "–", a substituted VBench dimension "no"
     report = {line.split(" ")[1]: line for line in (out / "report.md").read_text().splitlines()
