@@ -152,7 +152,9 @@ def check_settings(base: RunResults, new: RunResults) -> list[str]:
     if any(suite is None for suite in suites):
         missing = [str(run.path) for run, suite in zip((base, new), suites) if suite is None]
         return [f"settings not checked: no suite in a {RESULTS} beside {', '.join(missing)}"]
-    difference = first_difference(*suites, skip=SUITE_KEYS_ALLOWED_TO_DIFFER)
+    # A suite field added after one of the runs was made, at its unset default (None), is no difference.
+    added_unset = tuple(k for k in set(suites[0]) ^ set(suites[1]) if {**suites[0], **suites[1]}[k] is None)
+    difference = first_difference(*suites, skip=SUITE_KEYS_ALLOWED_TO_DIFFER + added_unset)
     if difference:
         raise CompareError(f"different suites or settings: suite.{difference}")
     notes = []

@@ -245,6 +245,15 @@ def test_different_models_alone_are_not_different_settings(tmp_path):
     assert compare_dirs(base, new, CompareOptions(n_resamples=200)).exit_code == 0
 
 
+def test_a_suite_field_added_since_the_base_run_at_its_unset_default_is_no_difference(tmp_path):
+    base = write_run(tmp_path / "base", base_frame())
+    new = write_run(tmp_path / "new", base_frame(), suite={**SUITE, "paper_table": None})
+    assert compare_dirs(base, new, CompareOptions(n_resamples=200)).exit_code == 0
+    set_one = write_run(tmp_path / "set", base_frame(), suite={**SUITE, "paper_table": "table5"})
+    with pytest.raises(CompareError, match="suite.paper_table: only in new"):
+        compare_dirs(base, set_one, CompareOptions(n_resamples=200))
+
+
 # ---------------------------------------------------------------- statistics against independent computations
 
 def test_holm_matches_a_hand_computation():
