@@ -10,12 +10,12 @@ bootstrap and test of `m4v-bench compare`, Holm-adjusted across the row's metric
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
 
-from benchmarks.compare import CompareOptions, holm, metric_row
+from benchmarks.compare import CompareOptions, bootstrap_interval, holm, metric_row
 from benchmarks.paper_numbers import TABLE3, TABLE4, TABLE5
 from benchmarks.writers import _aggregate, _records
 from evaluators import EVALUATORS
@@ -49,7 +49,6 @@ class PaperTable:
     metrics: tuple
     summary_columns: tuple = ()         # summary.csv columns shown as they are (no interval)
     note: str = ""
-    extra: dict = field(default_factory=dict)
 
     @property
     def run_rows(self) -> list[PaperRow]:
@@ -130,8 +129,6 @@ def _value_and_interval(summary_row: pd.Series, per_video: pd.DataFrame, model: 
         values = per_video_scores(per_video, model, metric).to_numpy(float)
         if len(values) < 2:
             return (float(values.mean()) if len(values) else np.nan), np.nan, np.nan, len(values)
-        from benchmarks.compare import bootstrap_interval
-
         options = CompareOptions()
         low, high = bootstrap_interval(values, options.confidence, options.n_resamples, options.seed)
         return float(values.mean()), low, high, len(values)
