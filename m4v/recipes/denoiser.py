@@ -151,8 +151,8 @@ class Recipe(BaseRecipe):
     def __init__(self, name, seed=0, weights_root=None, batch: int = 32, lr: float = 1e-3,
                  dataset_size: int = 4096, stage_weights=None, device: str = "cpu", arch: dict | None = None,
                  temporal_variant: str = "paper", history_rope: str = "interpolate",
-                 null_condition: str = "empty_prompt", history_noise: str = "shared", history_noise_ramp: int = 0, sampler: str = "one_stage",
-                 init_from: str | None = None):
+                 null_condition: str = "empty_prompt", history_noise: str = "shared", history_noise_ramp: int = 0,
+                 sampler: str = "one_stage", init_from: str | None = None):
         if stage_weights is not None:
             stage_weights, n_stages = [float(w) for w in stage_weights], PyramidSchedule().n_stages
             if len(stage_weights) != n_stages or min(stage_weights) < 0 or sum(stage_weights) <= 0:
