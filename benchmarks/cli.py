@@ -210,7 +210,12 @@ def cmd_train(args) -> int:
         key, _, value = item.partition("=")
         options[key] = json.loads(value) if value[:1].isdigit() else value
     record = train(args.model, args.out, args.steps, args.seed, args.weights, args.checkpoint_every,
-                   progress=not args.quiet, snapshot_every=args.snapshot_every, overwrite=args.overwrite, **options)
+                   progress=not args.quiet, snapshot_every=args.snapshot_every, overwrite=args.overwrite,
+                   stop_after=args.stop_after, **options)
+    if "of_steps" in record:  # --stop-after: the snapshot of that step, the schedule not finished
+        print(f"stopped {record['model']} at step {record['step']} of {record['of_steps']} after "
+              f"{record['train_seconds']} s: {record['metrics']} -> {args.out}/snapshots/step-{record['step']:06d}")
+        return 0
     print(f"trained {record['model']} for {record['steps']} steps in {record['train_seconds']} s: "
           f"{record['final_metrics']} -> {args.out}")
     return 0
@@ -422,6 +427,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--snapshot-every", type=flags.positive_int, metavar="N",
                    help="also save the model as shipped every N steps to OUT/snapshots/step-NNNNNN/ (with its "
                         "training.json), for quality against training steps")
+    p.add_argument("--stop-after", type=flags.positive_int, metavar="N",
+                   help="stop the --steps schedule after step N and save that step's snapshot (as --snapshot-every "
+                        "would); rerunning without it resumes to the schedule's end")
     p.add_argument("--device", default="cpu", choices=["cpu", "cuda"],
                    help="vae-tiny / m4v-tiny / dit-tiny: where to train (same random stream on either; the shipped "
                         "models were trained on the CPU)")

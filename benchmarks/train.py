@@ -104,10 +104,11 @@ def _parse_field(setting: str, key: str, kind, text: str):
 
 def train(name: str, out, steps: int | None = None, seed: int = 0, weights_root=None, checkpoint_every: int = 200,
           command: str | None = None, progress: bool = True, snapshot_every: int | None = None,
-          overwrite: bool = False, **options) -> dict:
+          overwrite: bool = False, stop_after: int | None = None, **options) -> dict:
     """Train `name` into OUT; returns the training record. `snapshot_every` also saves the model as shipped
     (EMA weights for the denoisers) every that many steps under OUT/snapshots/, so one run gives a
-    quality-against-training-steps curve (`m4v-bench world-quality --models DIR...`).
+    quality-against-training-steps curve (`m4v-bench run --models DIR...`). `stop_after` stops the `steps`
+    schedule there and returns that step's snapshot record (the run resumes later to its end).
 
     Nothing is lost: OUT holding a trained model is refused unless its own state.pt resumes or `overwrite`;
     OUT is locked for the run; record files are written atomically, the model is published file by file with
@@ -138,6 +139,8 @@ def train(name: str, out, steps: int | None = None, seed: int = 0, weights_root=
     except ValueError as exc:
         raise ValueError(f"--set: {exc}" if options.get("arch") and "--" not in str(exc) else str(exc)) from exc
     steps = recipe.default_steps if steps is None else steps
+    if stop_after is not None and not 1 <= stop_after <= steps:
+        raise ValueError(f"--stop-after must be between 1 and --steps {steps}, got {stop_after}")
     recipe.total_steps, recipe.out = steps, out
     if not overwrite and not (out / STATE_FILE).exists():
         _refuse_if_holding_files(out)  # before the lock file is made in it (checked again under the lock)
@@ -146,9 +149,12 @@ def train(name: str, out, steps: int | None = None, seed: int = 0, weights_root=
         for stale in out.glob(".staging-*"):  # a run killed while publishing its model
             shutil.rmtree(stale, ignore_errors=True)
         state = _resumable_state(out, name, seed, steps, recipe, overwrite)
+        stop = steps if stop_after is None else stop_after
+        if state and int(state["step"]) > stop:
+            raise ValueError(f"{out / STATE_FILE}: already at step {int(state['step'])}, beyond --stop-after {stop}")
         mark_incomplete(out)
         return _run(recipe, out, name, seed, steps, state, commit, command, checkpoint_every, snapshot_every,
-                    progress)
+                    progress, stop)
 
 
 def _resumable_state(out: Path, name: str, seed: int, steps: int, recipe, overwrite: bool) -> dict | None:
@@ -206,8 +212,9 @@ def _load_state(path: Path) -> dict:
 
 
 def _run(recipe, out: Path, name: str, seed: int, steps: int, state: dict | None, commit: str, command,
-         checkpoint_every: int, snapshot_every: int | None, progress: bool) -> dict:
-    """The loop: steps start..steps, the log, checkpoints, snapshots; then the model, its record, COMPLETE."""
+         checkpoint_every: int, snapshot_every: int | None, progress: bool, stop: int) -> dict:
+    """The loop: steps start..stop of the `steps` schedule, the log, checkpoints, snapshots; then the model, its
+    record, COMPLETE (stop < steps: the snapshot of step `stop` and its record, OUT left resumable)."""
     start, seconds = (int(state["step"]), float(state["seconds"])) if state else (0, 0.0)
     state_path, log_path = out / STATE_FILE, out / LOG_FILE
     _truncate_log(log_path, start)
@@ -215,7 +222,7 @@ def _run(recipe, out: Path, name: str, seed: int, steps: int, state: dict | None
     writer_file = open(log_path, "a", newline="", buffering=1)  # line-buffered: the log survives a kill
     try:
         writer = None
-        bar = tqdm(range(start, steps), desc=f"train {name}", initial=start, total=steps, disable=not progress)
+        bar = tqdm(range(start, stop), desc=f"train {name}", initial=start, total=steps, disable=not progress)
         t0 = time.perf_counter()
         for i in bar:
             last = {k: float(v) for k, v in recipe.step(i).items()}
@@ -229,17 +236,21 @@ def _run(recipe, out: Path, name: str, seed: int, steps: int, state: dict | None
             elapsed = seconds + time.perf_counter() - t0
             writer.writerow({"step": i + 1, **last, "seconds": round(elapsed, 3)})
             bar.set_postfix({k: f"{v:.4g}" for k, v in last.items()})
-            if (i + 1) % checkpoint_every == 0 or i + 1 == steps:
+            if (i + 1) % checkpoint_every == 0 or i + 1 == stop:
                 writer_file.flush()
                 _save_state(state_path, name, seed, i + 1, elapsed, recipe)
-            if snapshot_every and (i + 1) % snapshot_every == 0 and i + 1 < steps:  # the last step is OUT itself
-                snapshot = out / SNAPSHOT_DIR / f"step-{i + 1:06d}"
+            if i + 1 < steps and (i + 1 == stop or snapshot_every and (i + 1) % snapshot_every == 0):
+                snapshot = out / SNAPSHOT_DIR / f"step-{i + 1:06d}"  # the last step is OUT itself
                 _publish_model(recipe, snapshot)
-                _write_record(snapshot, recipe, commit, command, model=name, step=i + 1, of_steps=steps, seed=seed,
-                              train_seconds=round(elapsed, 1), metrics=last)
+                record = _write_record(snapshot, recipe, commit, command, model=name, step=i + 1, of_steps=steps,
+                                       seed=seed, train_seconds=round(elapsed, 1), metrics=last)
         seconds += time.perf_counter() - t0
     finally:
         writer_file.close()
+    if stop < steps:
+        if start == stop:  # resumed exactly at --stop-after: its snapshot was written by the run that got there
+            return json.loads((out / SNAPSHOT_DIR / f"step-{stop:06d}" / RECORD_FILE).read_text())
+        return record
     files = _publish_model(recipe, out)
     record = _write_record(out, recipe, commit, command, model=name, steps=steps, seed=seed,
                            train_seconds=round(seconds, 1), final_metrics=last or _last_logged(log_path))

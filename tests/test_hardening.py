@@ -90,6 +90,7 @@ def test_float_flags_are_finite_and_in_range(text):
     ["train", "--model", "dit-tiny", "--out", "r", "--batch", "0"],
     ["train", "--model", "dit-tiny", "--out", "r", "--checkpoint-every", "0"],
     ["train", "--model", "dit-tiny", "--out", "r", "--snapshot-every", "-5"],
+    ["train", "--model", "dit-tiny", "--out", "r", "--stop-after", "0"],
     ["train", "--model", "dit-tiny", "--out", "r", "--stage-weights", "1", "nan", "1"],
     ["train", "--model", "dit-tiny", "--out", "r", "--threads", "0"],
     ["train", "--model", "dit-tiny", "--out", "r", "--mixer", "transformer"],

@@ -170,6 +170,34 @@ def test_snapshots_hold_the_weights_of_their_step(frozen_root, tmp_path, monkeyp
     assert not (tmp_path / "bad").exists()
 
 
+def test_stop_after_saves_the_snapshot_a_full_schedule_would_and_resumes_to_its_end(frozen_root, tmp_path):
+    """--stop-after 2 of a 3-step schedule: the same step-2 weights as the uninterrupted run's --snapshot-every 2
+    snapshot, OUT not complete; rerun without it, the run ends on the uninterrupted run's final weights."""
+    from benchmarks.outputs import is_complete
+    from m4v.transformer import M4VTransformer
+
+    opts = dict(weights_root=frozen_root, batch=1, dataset_size=2, progress=False, checkpoint_every=1)
+    record = train("dit-tiny", tmp_path / "stopped", steps=3, stop_after=2, **opts)
+    assert (record["step"], record["of_steps"]) == (2, 3) and not is_complete(tmp_path / "stopped")
+    train("dit-tiny", tmp_path / "straight", steps=3, snapshot_every=2, **opts)
+
+    def weights(directory):
+        return M4VTransformer.from_pretrained(directory).state_dict()
+
+    def same(a, b):
+        return a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+
+    snapshot = "snapshots/step-000002"
+    assert same(weights(tmp_path / "stopped" / snapshot), weights(tmp_path / "straight" / snapshot))
+    with pytest.raises(ValueError, match="beyond --stop-after 1"):
+        train("dit-tiny", tmp_path / "stopped", steps=3, stop_after=1, **opts)
+    assert train("dit-tiny", tmp_path / "stopped", steps=3, stop_after=2, **opts)["step"] == 2  # already there
+    train("dit-tiny", tmp_path / "stopped", steps=3, **opts)
+    assert is_complete(tmp_path / "stopped") and same(weights(tmp_path / "stopped"), weights(tmp_path / "straight"))
+    with pytest.raises(ValueError, match="--stop-after must be between 1 and --steps 3, got 4"):
+        train("dit-tiny", tmp_path / "bad", steps=3, stop_after=4, weights_root=frozen_root)
+
+
 def test_dit_and_m4v_differ_only_in_the_mixer(frozen_root):
     m4v = get_recipe("m4v-tiny")("m4v-tiny", weights_root=frozen_root)
     dit = get_recipe("dit-tiny")("dit-tiny", weights_root=frozen_root)
