@@ -90,6 +90,8 @@ def resolve_models(specs) -> list[ModelSource]:
                 raise SuiteError(f"--models {spec}: {directory / needed} is missing (a shipped name or a "
                                  "directory written by save_pretrained)")
         name = spec if "/" not in spec and not Path(spec).is_dir() else directory.resolve().name
+        if directory.resolve().parent.name == "snapshots":  # train's OUT/snapshots/step-N: named by its run
+            name = f"{directory.resolve().parent.parent.name}@{name}"
         if name in names:
             name = f"{name}#{len(names)}"
         names.add(name)
