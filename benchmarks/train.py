@@ -31,6 +31,7 @@ from benchmarks.outputs import (
     OutputLock,
     _fsync_dir,
     atomic_write_json,
+    is_complete,
     json_safe,
     mark_complete,
     mark_incomplete,
@@ -149,6 +150,8 @@ def train(name: str, out, steps: int | None = None, seed: int = 0, weights_root=
         for stale in out.glob(".staging-*"):  # a run killed while publishing its model
             shutil.rmtree(stale, ignore_errors=True)
         state = _resumable_state(out, name, seed, steps, recipe, overwrite)
+        if state and int(state["step"]) == steps and stop_after is None and is_complete(out):
+            return json.loads((out / RECORD_FILE).read_text())  # finished: its record names the run that made it
         stop = steps if stop_after is None else stop_after
         if state and int(state["step"]) > stop:
             raise ValueError(f"{out / STATE_FILE}: already at step {int(state['step'])}, beyond --stop-after {stop}")
