@@ -251,8 +251,13 @@ def _run(recipe, out: Path, name: str, seed: int, steps: int, state: dict | None
     finally:
         writer_file.close()
     if stop < steps:
-        if start == stop:  # resumed exactly at --stop-after: its snapshot was written by the run that got there
-            return json.loads((out / SNAPSHOT_DIR / f"step-{stop:06d}" / RECORD_FILE).read_text())
+        snapshot = out / SNAPSHOT_DIR / f"step-{stop:06d}"
+        if start == stop and (snapshot / RECORD_FILE).is_file():  # written by the run that got there
+            return json.loads((snapshot / RECORD_FILE).read_text())
+        if start == stop:  # a run killed just after its step-`stop` checkpoint: the state holds that step's model
+            _publish_model(recipe, snapshot)
+            record = _write_record(snapshot, recipe, commit, command, model=name, step=stop, of_steps=steps,
+                                   seed=seed, train_seconds=round(seconds, 1), metrics=_last_logged(log_path))
         return record
     files = _publish_model(recipe, out)
     record = _write_record(out, recipe, commit, command, model=name, steps=steps, seed=seed,

@@ -192,6 +192,9 @@ def test_stop_after_saves_the_snapshot_a_full_schedule_would_and_resumes_to_its_
     with pytest.raises(ValueError, match="beyond --stop-after 1"):
         train("dit-tiny", tmp_path / "stopped", steps=3, stop_after=1, **opts)
     assert train("dit-tiny", tmp_path / "stopped", steps=3, stop_after=2, **opts)["step"] == 2  # already there
+    shutil.rmtree(tmp_path / "stopped" / "snapshots")  # as if killed after the step-2 checkpoint, before stopping
+    assert train("dit-tiny", tmp_path / "stopped", steps=3, stop_after=2, **opts)["step"] == 2
+    assert same(weights(tmp_path / "stopped" / snapshot), weights(tmp_path / "straight" / snapshot))
     record = train("dit-tiny", tmp_path / "stopped", steps=3, **opts)
     assert is_complete(tmp_path / "stopped") and same(weights(tmp_path / "stopped"), weights(tmp_path / "straight"))
     assert train("dit-tiny", tmp_path / "stopped", steps=3, command="a rerun", **opts) == record  # finished: kept
