@@ -24,7 +24,7 @@ bench: $(STAMP)
 	$(VENV)/bin/m4v-bench run flops-curve --out $(BENCH_OUT)/flops-curve
 
 # The paper's Tables 3-5 at toy scale (issue 21). The ablation rows train one at a time with the shipped
-# m4v-tiny's recipe, steps (15,000) and seed: about 80 min each on 2 cores. Each `train` resumes where it stopped
+# m4v-tiny's recipe, steps (15,000) and seed: 60-80 min each on 2 cores (0.25-0.33 s a step). Each `train` resumes where it stopped
 # (a finished row is a no-op), so after an interruption rerun `make paper-tables`.
 ROWS ?= runs/paper-rows
 ROW := $(VENV)/bin/m4v-bench train --model m4v-tiny --threads 2 --quiet --snapshot-every 5000
