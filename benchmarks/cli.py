@@ -195,6 +195,7 @@ def cmd_train(args) -> int:
 
     import torch
 
+    from benchmarks.outputs import snapshot_dir
     from benchmarks.train import parse_arch_overrides, train
 
     if args.threads:
@@ -214,7 +215,7 @@ def cmd_train(args) -> int:
                    stop_after=args.stop_after, **options)
     if "of_steps" in record:  # --stop-after: the snapshot of that step, the schedule not finished
         print(f"stopped {record['model']} at step {record['step']} of {record['of_steps']} after "
-              f"{record['train_seconds']} s: {record['metrics']} -> {args.out}/snapshots/step-{record['step']:06d}")
+              f"{record['train_seconds']} s: {record['metrics']} -> {snapshot_dir(args.out, record['step'])}")
         return 0
     print(f"trained {record['model']} for {record['steps']} steps in {record['train_seconds']} s: "
           f"{record['final_metrics']} -> {args.out}")

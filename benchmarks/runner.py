@@ -18,7 +18,7 @@ from tqdm import tqdm
 
 from benchmarks import distributed
 from benchmarks.cache import SampleCache, backbone_fingerprint, file_sha256, key_of, tree_sha256
-from benchmarks.outputs import json_safe
+from benchmarks.outputs import SNAPSHOT_DIR, json_safe
 from benchmarks.suites import Suite, SuiteError, prompt_entries
 from evaluators import EVALUATORS
 from evaluators.backbones import BACKBONE_USAGE, default_backbones, load_backbones, prefetch_features
@@ -90,7 +90,7 @@ def resolve_models(specs) -> list[ModelSource]:
                 raise SuiteError(f"--models {spec}: {directory / needed} is missing (a shipped name or a "
                                  "directory written by save_pretrained)")
         name = spec if "/" not in spec and not Path(spec).is_dir() else directory.resolve().name
-        if directory.resolve().parent.name == "snapshots":  # train's OUT/snapshots/step-N: named by its run
+        if directory.resolve().parent.name == SNAPSHOT_DIR:  # train's RUN/snapshots/step-N: named by its run
             name = f"{directory.resolve().parent.parent.name}@{name}"
         if name in names:
             name = f"{name}#{len(names)}"

@@ -36,14 +36,12 @@ from benchmarks.outputs import (
     mark_complete,
     mark_incomplete,
     prepare_output_dir,
+    snapshot_dir,
 )
 from benchmarks.provenance import git_commit, provenance
 from m4v.recipes import WEIGHTS_DIR, get_recipe
 
 STATE_FILE, LOG_FILE, RECORD_FILE = "state.pt", "loss.csv", "training.json"
-# OUT/snapshots/step-NNNNNN: what the run would save at that step. Mid-schedule weights: the LR has not decayed
-# there as it would in a run of that many steps, so a snapshot is a point on one run's curve, not a shorter run.
-SNAPSHOT_DIR = "snapshots"
 
 
 ARCH_ALIASES = {"width": "hidden_size", "heads": "num_heads"}
@@ -243,27 +241,32 @@ def _run(recipe, out: Path, name: str, seed: int, steps: int, state: dict | None
                 writer_file.flush()
                 _save_state(state_path, name, seed, i + 1, elapsed, recipe)
             if i + 1 < steps and (i + 1 == stop or snapshot_every and (i + 1) % snapshot_every == 0):
-                snapshot = out / SNAPSHOT_DIR / f"step-{i + 1:06d}"  # the last step is OUT itself
-                _publish_model(recipe, snapshot)
-                record = _write_record(snapshot, recipe, commit, command, model=name, step=i + 1, of_steps=steps,
-                                       seed=seed, train_seconds=round(elapsed, 1), metrics=last)
+                record = _publish_snapshot(recipe, out, commit, command, name, seed, i + 1, steps, elapsed, last)
         seconds += time.perf_counter() - t0
     finally:
         writer_file.close()
     if stop < steps:
-        snapshot = out / SNAPSHOT_DIR / f"step-{stop:06d}"
-        if start == stop and (snapshot / RECORD_FILE).is_file():  # written by the run that got there
-            return json.loads((snapshot / RECORD_FILE).read_text())
-        if start == stop:  # a run killed just after its step-`stop` checkpoint: the state holds that step's model
-            _publish_model(recipe, snapshot)
-            record = _write_record(snapshot, recipe, commit, command, model=name, step=stop, of_steps=steps,
-                                   seed=seed, train_seconds=round(seconds, 1), metrics=_last_logged(log_path))
-        return record
+        if start < stop:  # the loop reached `stop` and saved its snapshot
+            return record
+        saved = snapshot_dir(out, stop) / RECORD_FILE
+        if saved.is_file():  # written by the run that got there
+            return json.loads(saved.read_text())
+        # a run killed just after its step-`stop` checkpoint, before the snapshot: the state holds that step's model
+        return _publish_snapshot(recipe, out, commit, command, name, seed, stop, steps, seconds, _last_logged(log_path))
     files = _publish_model(recipe, out)
     record = _write_record(out, recipe, commit, command, model=name, steps=steps, seed=seed,
                            train_seconds=round(seconds, 1), final_metrics=last or _last_logged(log_path))
     mark_complete(out, [*files, RECORD_FILE, LOG_FILE, STATE_FILE])
     return record
+
+
+def _publish_snapshot(recipe, out: Path, commit: str, command, name: str, seed: int, step: int, steps: int,
+                      seconds: float, metrics: dict) -> dict:
+    """The model as shipped at `step` into OUT/snapshots/step-NNNNNN, with its record (step of steps)."""
+    snapshot = snapshot_dir(out, step)
+    _publish_model(recipe, snapshot)
+    return _write_record(snapshot, recipe, commit, command, model=name, step=step, of_steps=steps, seed=seed,
+                         train_seconds=round(seconds, 1), metrics=metrics)
 
 
 def _publish_model(recipe, out: Path) -> list[str]:
