@@ -21,6 +21,7 @@ from __future__ import annotations
 import copy
 import hashlib
 import json
+import os
 from pathlib import Path
 
 import torch
@@ -124,8 +125,13 @@ class LatentDataset:
             data = {k: torch.cat([p[k] for p in parts])[:size].contiguous() for k in parts[0]}
             captions = captions[:size]
             path.parent.mkdir(parents=True, exist_ok=True)
-            save_file(data, str(path))
-            captions_path.write_text(json.dumps(captions))
+            # Written under a per-process name, then renamed (captions first: a cache counts once both exist),
+            # so rows trained side by side (`make -j2 paper-tables`) never read another's half-written file.
+            part = f".{os.getpid()}.part"
+            captions_path.with_suffix(part).write_text(json.dumps(captions))
+            save_file(data, str(path.with_suffix(part + ".safetensors")))
+            os.replace(captions_path.with_suffix(part), captions_path)
+            os.replace(path.with_suffix(part + ".safetensors"), path)
         self.latents = data["latents"]                                              # (N, C, T, h, w)
         self.text = TextCondition(data["tokens"], data["mask"].bool(), data["pooled"])
         self.captions = captions
