@@ -44,6 +44,7 @@ $(ROWS)/%/COMPLETE: | $(STAMP)
 paper-rows: $(PAPER_ROWS:%=$(ROWS)/%/COMPLETE)
 
 # One sample cache for the three tables: m4v-tiny is scored once for Tables 3-5, pure Mamba once for 3 and 4.
+# Table 4's seconds per video are wall clock at generation: run this on an otherwise idle machine.
 PAPER_CACHE ?= $(ROWS)/cache
 TABLE := $(VENV)/bin/m4v-bench run --full --cache-dir $(PAPER_CACHE)
 
