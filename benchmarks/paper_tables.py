@@ -49,6 +49,8 @@ class PaperTable:
     metrics: tuple
     summary_columns: tuple = ()         # summary.csv columns shown as they are (no interval)
     note: str = ""
+    contrasts: tuple = ()               # (new row, base row): the directions the paper's numbers report
+    paper_metrics: tuple = ()           # (paper column, our metric) compared in each contrast
 
     @property
     def run_rows(self) -> list[PaperRow]:
@@ -66,7 +68,11 @@ TABLES = {
         TABLE3, "text+registers+temporal", (*FAST_METRICS, FAST_AVERAGE, *WORLD_METRICS),
         note="The paper's Avg. averages more columns than the three it shows; ours averages the fast-protocol "
              "metrics scored (aesthetic quality needs a LAION aesthetic predictor: `--backbone aesthetic=...`). "
-             "Our fast-protocol metrics use the shipped world-trained substitutes, not VBench's backbones."),
+             "Our fast-protocol metrics use the shipped world-trained substitutes, not VBench's backbones.",
+        contrasts=(("text", "none"), ("registers", "none"), ("text+registers", "none"),
+                   ("text+registers+temporal", "text+registers")),
+        paper_metrics=(("overall_consistency", "overall_consistency"), ("aesthetic_quality", "aesthetic_quality"),
+                       ("imaging_quality", "imaging_quality"), ("avg", FAST_AVERAGE))),
     "table4": PaperTable(
         "table4", "Table 4: architectures at equal budget, at toy scale, beside the paper-size mixer TFLOPs",
         (PaperRow("full_attn", "full attention (dit-tiny)"), PaperRow("parallel", "parallel (attention | Mamba)"),
@@ -76,7 +82,10 @@ TABLES = {
         note="seconds_per_video and mixer_tflops_per_video: the tiny models generating 16 frames at 64x64 on this "
              "machine; paper_size_mixer_tflops: the same architectures at 768x1280, 241 frames, counted on the "
              "meta device (`m4v-bench table4`); paper_convention_tflops counts the Parallel row as full attention "
-             "+ pure Mamba, as the paper's 82.03 does."),
+             "+ pure Mamba, as the paper's 82.03 does.",
+        contrasts=(("m4v", "full_attn"), ("parallel", "full_attn"), ("pure_mamba", "full_attn"),
+                   ("m4v", "pure_mamba")),
+        paper_metrics=(("avg_score", FAST_AVERAGE),)),
     "table5": PaperTable(
         "table5", "Table 5: reward learning at toy scale",
         (PaperRow("m4v", "M4V (m4v-tiny)"), PaperRow("reward_learning", "+ reward learning (m4v-tiny-reward)"),
@@ -193,6 +202,44 @@ def build_table(table_name: str, per_video: pd.DataFrame, summary: pd.DataFrame,
     return pd.DataFrame(out)
 
 
+def verdict(paper_delta: float, delta: float, p_holm: float, alpha: float = 0.05) -> str:
+    """Whether our paired difference reproduces the sign of the paper's: 'reproduced' / 'reversed' when it is
+    significant (Holm-adjusted p < alpha), 'unresolved' when it is not, 'paper: no change' for a zero paper delta."""
+    if not np.isfinite(paper_delta) or paper_delta == 0:
+        return "paper: no change"
+    if not (np.isfinite(delta) and np.isfinite(p_holm)) or p_holm >= alpha or delta == 0:
+        return "unresolved"
+    return "reproduced" if np.sign(delta) == np.sign(paper_delta) else "reversed"
+
+
+def directions(table_name: str, per_video: pd.DataFrame, models: list[str]) -> pd.DataFrame:
+    """A row per (contrast, metric) the paper reports: its difference (new row - base row) beside ours, paired
+    over the videos both scored, with its 95% bootstrap interval, Holm-adjusted p across the whole frame and
+    the verdict. Metrics this run did not score are left out."""
+    table = TABLES[table_name]
+    model_of = dict(zip([r.key for r in table.run_rows], models))
+    label = {r.key: r.label for r in table.rows}
+    scored = set(per_video["dimension"])
+    out = []
+    for new, base in table.contrasts:
+        for paper_metric, metric in table.paper_metrics:
+            if metric != FAST_AVERAGE and metric not in scored:
+                continue
+            d = _paired(per_video, model_of[base], model_of[new], metric)
+            paper_delta = table.paper[new][paper_metric] - table.paper[base][paper_metric]
+            out.append({"contrast": f"{label[new]} vs {label[base]}", "new_model": model_of[new],
+                        "base_model": model_of[base], "metric": metric, "paper_metric": paper_metric,
+                        "paper_delta": round(paper_delta, 4), **d})
+    frame = pd.DataFrame(out, columns=["contrast", "new_model", "base_model", "metric", "paper_metric",
+                                       "paper_delta", "delta", "ci_low", "ci_high", "p", "n_pairs"])
+    tested = np.isfinite(frame["p"].to_numpy(float))
+    frame["p_holm"] = np.nan
+    if tested.any():
+        frame.loc[tested, "p_holm"] = holm(list(frame.loc[tested, "p"]))
+    frame["verdict"] = [verdict(r.paper_delta, r.delta, r.p_holm) for r in frame.itertuples()]
+    return frame
+
+
 def _cell(value, low=None, high=None, digits: int = 2) -> str:
     if value is None or (isinstance(value, float) and not np.isfinite(value)):
         return "–"
@@ -206,8 +253,9 @@ def _cell(value, low=None, high=None, digits: int = 2) -> str:
     return text
 
 
-def markdown(table_name: str, df: pd.DataFrame) -> str:
-    """The table as a person reads it: paper columns, ours with intervals, paired differences from the reference."""
+def markdown(table_name: str, df: pd.DataFrame, directions_df: pd.DataFrame | None = None) -> str:
+    """The table as a person reads it: paper columns, ours with intervals, paired differences from the reference,
+    and the paper's directions with our verdict on each."""
     table = TABLES[table_name]
     metrics = [m for m in table.metrics if m in df.columns]
     paper_cols = [c for c in df.columns if c.startswith("paper_") and c != "paper_row"]
@@ -233,6 +281,16 @@ def markdown(table_name: str, df: pd.DataFrame) -> str:
             cells = [_cell(r.get(f"{m}_minus_ref"), r.get(f"{m}_minus_ref_ci_low"), r.get(f"{m}_minus_ref_ci_high"),
                            digits[m]) + f" p={_cell(r.get(f'{m}_minus_ref_p_holm'), digits=3)}" for m in diffs]
             lines.append(f"| {r['paper_row']} | " + " | ".join(cells) + " |")
+    if directions_df is not None and len(directions_df):
+        lines += ["", "The paper's directions (new row minus base row) beside ours, paired over the videos both "
+                  "scored, 95% bootstrap interval, Holm-adjusted p across this table's contrasts; 'reproduced': "
+                  "our difference has the paper's sign at p < 0.05, 'unresolved': not significant:", "",
+                  "| contrast | metric | paper | ours | p (Holm) | verdict |", "|---|---|---|---|---|---|"]
+        for r in directions_df.to_dict("records"):
+            d = 3 if _scale(r["metric"]) == 1.0 else 2
+            lines.append(f"| {r['contrast']} | {r['metric']} | {r['paper_delta']:+.2f} | "
+                         f"{_cell(r['delta'], r['ci_low'], r['ci_high'], d)} | {_cell(r['p_holm'], digits=3)} | "
+                         f"{r['verdict']} |")
     not_run = [f"- {r['paper_row']}: {r['note']}" for r in df.to_dict("records")
                if r.get("note", "").startswith("not run")]
     lines += ["", *not_run, "", table.note, ""]

@@ -360,16 +360,21 @@ def run_suite(suite: Suite, out, *, videos=None, prompts=None, cache_dir=None, u
             extra["m4v_eval_results.json"] = json.dumps(json_safe(vbench_results_json(
                 per_video, summary.iloc[0].to_dict())), indent=2, allow_nan=False) + "\n"
         if suite.paper_table:
-            from benchmarks.paper_tables import build_table, markdown
+            from benchmarks.paper_tables import build_table, directions, markdown
 
             # Table 4's compute column at paper size, counted now by FlopCounterMode (fvcore agrees: table4.csv)
             paper_size = (table4.table4(counters=("torch",)).set_index("variant")
                           if suite.paper_table == "table4" else None)
             table = build_table(suite.paper_table, per_video, summary, models, paper_size)
+            signs = directions(suite.paper_table, per_video, models)
             stem = f"paper_{suite.paper_table}"
-            extra.update({f"{stem}.csv": table.to_csv(index=False), f"{stem}.md": markdown(suite.paper_table, table),
-                          f"{stem}.json": json.dumps(json_safe({"provenance": prov, "rows": table.to_dict("records")}),
+            extra.update({f"{stem}.csv": table.to_csv(index=False),
+                          f"{stem}.md": markdown(suite.paper_table, table, signs),
+                          f"{stem}.json": json.dumps(json_safe({"provenance": prov, "rows": table.to_dict("records"),
+                                                                "directions": signs.to_dict("records")}),
                                                      indent=2, allow_nan=False) + "\n"})
+            if len(signs):
+                extra[f"{stem}_directions.csv"] = signs.to_csv(index=False)
         write_results(out, per_video, generation, summary, prov, suite.name, primary, extra)
         log((out / "report.md").read_text())
         if suite.paper_table:

@@ -12,7 +12,7 @@ import torch
 from benchmarks import table4
 from benchmarks.cli import main
 from benchmarks.paper_numbers import TABLE3, TABLE4, TABLE5
-from benchmarks.paper_tables import TABLES
+from benchmarks.paper_tables import TABLES, directions, verdict
 from benchmarks.suites import SuiteError, get_suite, load_suite_file
 
 SUITE = """
@@ -111,8 +111,17 @@ def test_table4_rows_values_and_paired_differences(table4_run):
     pair = pd.concat(motion, axis=1, join="inner")
     assert table.loc[1, "world_motion_minus_ref"] == pytest.approx((pair[names[1]] - pair[names[0]]).mean())
     assert np.isnan(table.loc[0, "fast_average_minus_ref"]) and table.loc[0, "note"] == "reference row"
+    # the paper's directions: its differences by hand from its Table 4, ours the same paired difference
+    signs = pd.read_csv(out / "paper_table4_directions.csv")
+    assert list(zip(signs["new_model"], signs["base_model"])) == [
+        (str(names[3]), str(names[0])), (str(names[1]), str(names[0])), (str(names[2]), str(names[0])),
+        (str(names[3]), str(names[2]))]
+    assert list(signs["paper_delta"]) == pytest.approx([58.75 - 59.84, 59.97 - 59.84, 57.10 - 59.84, 58.75 - 57.10])
+    assert signs.loc[0, "delta"] == pytest.approx(table.loc[3, "fast_average_minus_ref"])
+    assert signs.loc[3, "delta"] == pytest.approx(fast(names[3]).mean() - fast(names[2]).mean())
     md = (out / "paper_table4.md").read_text()
     assert "Paired difference from the reference row (full attention (dit-tiny))" in md and "82.03" in md
+    assert "| M4V vs full attention (dit-tiny) | fast_average | -1.09 |" in md
     prov = json.loads((out / "paper_table4.json").read_text())["provenance"]
     assert prov["suite"]["paper_table"] == "table4" and prov["git_commit"]
 
@@ -171,3 +180,35 @@ def test_table4_time_schedule_is_the_samplers_and_paper_size_needs_a_gpu(tmp_pat
     assert table.loc[3, "paper_ratio_to_full_attn"] == pytest.approx(613 / 812)
     layouts = pd.read_csv(out / "table4_time_layouts.csv")
     assert layouts.groupby("variant")["calls"].sum().eq(3 * 24).all()
+
+
+def _synthetic_per_video(offsets: dict, n: int = 40, noise: float = 0.01) -> pd.DataFrame:
+    """overall_consistency records for models whose scores are a shared per-prompt base plus `offsets[model]`."""
+    rng = np.random.default_rng(0)
+    base = rng.uniform(0.3, 0.6, n)
+    rows = []
+    for model, offset in offsets.items():
+        scores = base + offset + rng.normal(0, noise, n)
+        rows += [{"model": model, "status": "ok", "dimension": "overall_consistency", "prompt": f"p{i}", "sample": 0,
+                  "seed": 0, "video": f"{model}-{i}", "score": float(score), "backbone": "", "n_frames": 9,
+                  "extra": "{}"} for i, score in enumerate(scores)]
+    return pd.DataFrame(rows)
+
+
+def test_directions_verdicts_on_known_differences():
+    """Table 4's contrasts on scores built with known gaps: a gap with the paper's sign is reproduced, one against
+    it is reversed, noise alone is unresolved; deltas are the mean paired gaps in percent, p Holm-adjusted."""
+    offsets = {"attn": 0.0, "par": 0.0, "mamba": 0.05, "m4v": -0.05}  # paper: par +0.13, mamba -2.74, m4v -1.09
+    signs = directions("table4", _synthetic_per_video(offsets), ["attn", "par", "mamba", "m4v"])
+    assert list(signs["verdict"]) == ["reproduced", "unresolved", "reversed", "reversed"]  # m4v vs mamba: -10 < 0
+    assert list(signs["delta"]) == pytest.approx([-5.0, 0.0, 5.0, -10.0], abs=0.6)
+    tested = signs["p"].to_numpy()
+    assert signs["p_holm"].to_numpy() == pytest.approx(np.minimum(1, np.maximum.accumulate(
+        (len(tested) - np.arange(len(tested))) * np.sort(tested)))[np.argsort(np.argsort(tested))])
+    assert (signs["n_pairs"] == 40).all()
+    # Table 3 leaves out the paper metrics this run did not score (aesthetic, imaging): overall consistency and Avg.
+    t3 = directions("table3", _synthetic_per_video({"a": 0, "b": 0.02, "c": 0, "d": 0, "e": 0}),
+                    ["a", "b", "c", "d", "e"])
+    assert sorted(set(t3["metric"])) == ["fast_average", "overall_consistency"] and len(t3) == 8
+    assert t3.loc[0, "verdict"] == "reproduced" and t3.loc[0, "paper_delta"] == pytest.approx(21.23 - 19.77)
+    assert verdict(0.0, 3.0, 0.001) == "paper: no change" and verdict(1.0, 3.0, 0.06) == "unresolved"
