@@ -31,7 +31,7 @@ bench: $(STAMP)
 ROWS ?= runs/paper-rows
 ROW := $(VENV)/bin/m4v-bench train --model m4v-tiny --threads 1 --quiet --snapshot-every 5000
 # The slowest row (parallel: attention and Mamba) starts early, so both lanes stay busy to the end.
-PAPER_ROWS := none text-recomposition parallel registers pure-mamba
+PAPER_ROWS := none text-recomposition parallel pure-mamba registers
 ROW_ARGS_none := --mixer mamba --set text_recomposition=false --set registers=false
 ROW_ARGS_text-recomposition := --mixer mamba --set registers=false
 ROW_ARGS_registers := --mixer mamba --set text_recomposition=false
