@@ -24,8 +24,8 @@ bench: $(STAMP)
 	$(VENV)/bin/m4v-bench run flops-curve --out $(BENCH_OUT)/flops-curve
 
 # The paper's Tables 3-5 at toy scale (issue 21). The ablation rows train with the shipped m4v-tiny's recipe,
-# steps (15,000) and seed, one torch thread each: `make -j2 paper-tables` trains two rows side by side, ~40% more
-# steps a second on 2 cores than one row with 2 threads (0.37 vs 0.26 s a step each), and the thread count does
+# steps (15,000) and seed, one torch thread each: `make -j2 paper-tables` trains two rows side by side, 1.6x the
+# steps a second on 2 cores of one row with 2 threads ('none': 0.32 s a step each vs 0.26), and the thread count does
 # not change the losses (bit for bit over the first 106 steps). -j3 runs three at ~2/3 that speed each (the same
 # total, measured), which lets the long rows start early. ~1.5 h a row; each `train` resumes where it
 # stopped and a finished row (its COMPLETE) is not rerun, so after an interruption rerun the same command.
