@@ -223,7 +223,7 @@ def directions(table_name: str, per_video: pd.DataFrame, models: list[str]) -> p
     out = []
     for new, base in table.contrasts:
         for paper_metric, metric in table.paper_metrics:
-            if metric != FAST_AVERAGE and metric not in scored:
+            if metric not in scored and not (metric == FAST_AVERAGE and scored & set(FAST_METRICS)):
                 continue
             d = _paired(per_video, model_of[base], model_of[new], metric)
             paper_delta = table.paper[new][paper_metric] - table.paper[base][paper_metric]
