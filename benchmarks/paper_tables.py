@@ -115,6 +115,11 @@ def _scale(metric: str) -> float:
     return 100.0 if metric in PERCENT or metric == FAST_AVERAGE else 1.0
 
 
+def _digits(metric: str) -> int:
+    """Decimals shown: 3 for [0, 1] metrics, 2 for percent."""
+    return 3 if _scale(metric) == 1.0 else 2
+
+
 def per_video_scores(per_video: pd.DataFrame, model: str, metric: str) -> pd.Series:
     """The model's ok videos on one metric, indexed by sample (prompt, sample, seed), each the metric's own
     aggregate over that one video (so per-video values share the table's scale: imaging quality's records are
@@ -259,7 +264,7 @@ def markdown(table_name: str, df: pd.DataFrame, directions_df: pd.DataFrame | No
     table = TABLES[table_name]
     metrics = [m for m in table.metrics if m in df.columns]
     paper_cols = [c for c in df.columns if c.startswith("paper_") and c != "paper_row"]
-    digits = {m: (3 if _scale(m) == 1.0 else 2) for m in metrics}
+    digits = {m: _digits(m) for m in metrics}
     header = (["row", "model"] + [c.replace("paper_", "paper ") for c in paper_cols] + metrics
               + [c for c in table.summary_columns if c in df.columns])
     lines = [f"# {table.title}", "", "| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
@@ -287,10 +292,9 @@ def markdown(table_name: str, df: pd.DataFrame, directions_df: pd.DataFrame | No
                   "our difference has the paper's sign at p < 0.05, 'unresolved': not significant:", "",
                   "| contrast | metric | paper | ours | p (Holm) | verdict |", "|---|---|---|---|---|---|"]
         for r in directions_df.to_dict("records"):
-            d = 3 if _scale(r["metric"]) == 1.0 else 2
             lines.append(f"| {r['contrast']} | {r['metric']} | {r['paper_delta']:+.2f} | "
-                         f"{_cell(r['delta'], r['ci_low'], r['ci_high'], d)} | {_cell(r['p_holm'], digits=3)} | "
-                         f"{r['verdict']} |")
+                         f"{_cell(r['delta'], r['ci_low'], r['ci_high'], _digits(r['metric']))} | "
+                         f"{_cell(r['p_holm'], digits=3)} | {r['verdict']} |")
     not_run = [f"- {r['paper_row']}: {r['note']}" for r in df.to_dict("records")
                if r.get("note", "").startswith("not run")]
     lines += ["", *not_run, "", table.note, ""]
