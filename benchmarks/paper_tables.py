@@ -258,6 +258,12 @@ def _cell(value, low=None, high=None, digits: int = 2) -> str:
     return text
 
 
+def _whole(value) -> bool:
+    """A count (steps), int or float: shown without decimals."""
+    return (isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(value, (bool, np.bool_))
+            and np.isfinite(value) and float(value).is_integer())
+
+
 def markdown(table_name: str, df: pd.DataFrame, directions_df: pd.DataFrame | None = None) -> str:
     """The table as a person reads it: paper columns, ours with intervals, paired differences from the reference,
     and the paper's directions with our verdict on each."""
@@ -271,7 +277,8 @@ def markdown(table_name: str, df: pd.DataFrame, directions_df: pd.DataFrame | No
     for r in df.to_dict("records"):
         cells = [r["paper_row"], r.get("model") or "–"] + [_cell(r.get(c)) for c in paper_cols]
         cells += [_cell(r.get(m), r.get(f"{m}_ci_low"), r.get(f"{m}_ci_high"), digits[m]) for m in metrics]
-        cells += [_cell(r.get(c), digits=4) for c in table.summary_columns if c in df.columns]
+        cells += [_cell(r.get(c), digits=0 if _whole(r.get(c)) else 4)
+                  for c in table.summary_columns if c in df.columns]
         lines.append("| " + " | ".join(str(c) for c in cells) + " |")
     diffs = [m for m in metrics if f"{m}_minus_ref" in df.columns]
     if diffs:

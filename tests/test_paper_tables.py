@@ -122,6 +122,8 @@ def test_table4_rows_values_and_paired_differences(table4_run):
     md = (out / "paper_table4.md").read_text()
     assert "Paired difference from the reference row (full attention (dit-tiny))" in md and "82.03" in md
     assert "| M4V vs full attention (dit-tiny) | fast_average | -1.09 |" in md
+    m4v_line = next(line for line in md.splitlines() if line.startswith("| M4V | "))
+    assert m4v_line.endswith(f"| {int(table.loc[3, 'trained_steps'])} |")  # a step count, not 15000.0000
     prov = json.loads((out / "paper_table4.json").read_text())["provenance"]
     assert prov["suite"]["paper_table"] == "table4" and prov["git_commit"]
 
