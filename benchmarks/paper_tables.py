@@ -10,6 +10,7 @@ bootstrap and test of `m4v-bench compare`, Holm-adjusted across the row's metric
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 
 import numpy as np
@@ -34,6 +35,12 @@ class PaperRow:
     key: str
     label: str
     not_run: str = ""
+    arch: tuple = ()  # (config key, value) pairs the row's model must have: a model in the wrong row is refused
+
+
+MAMBA = (("mixer", "mamba"),)
+PURE_MM_DIM = (*MAMBA, ("text_recomposition", True), ("registers", True))
+M4V = (("mixer", "m4v"), ("text_recomposition", True), ("registers", True))
 
 
 @dataclass(frozen=True)
@@ -60,11 +67,12 @@ class PaperTable:
 TABLES = {
     "table3": PaperTable(
         "table3", "Table 3: MM-DiM component ablation (fast protocol) at toy scale",
-        (PaperRow("none", "no text re-composition, no registers, no temporal branch"),
-         PaperRow("text", "+ text re-composition"),
-         PaperRow("registers", "+ registers"),
-         PaperRow("text+registers", "+ text re-composition + registers (pure MM-DiM)"),
-         PaperRow("text+registers+temporal", "+ temporal branch (M4V)")),
+        (PaperRow("none", "no text re-composition, no registers, no temporal branch",
+                  arch=(*MAMBA, ("text_recomposition", False), ("registers", False))),
+         PaperRow("text", "+ text re-composition", arch=(*MAMBA, ("text_recomposition", True), ("registers", False))),
+         PaperRow("registers", "+ registers", arch=(*MAMBA, ("text_recomposition", False), ("registers", True))),
+         PaperRow("text+registers", "+ text re-composition + registers (pure MM-DiM)", arch=PURE_MM_DIM),
+         PaperRow("text+registers+temporal", "+ temporal branch (M4V)", arch=M4V)),
         TABLE3, "text+registers+temporal", (*FAST_METRICS, FAST_AVERAGE, *WORLD_METRICS),
         note="The paper's Avg. averages more columns than the three it shows; ours averages the fast-protocol "
              "metrics scored (aesthetic quality needs a LAION aesthetic predictor: `--backbone aesthetic=...`). "
@@ -75,8 +83,10 @@ TABLES = {
                        ("imaging_quality", "imaging_quality"), ("avg", FAST_AVERAGE))),
     "table4": PaperTable(
         "table4", "Table 4: architectures at equal budget, at toy scale, beside the paper-size mixer TFLOPs",
-        (PaperRow("full_attn", "full attention (dit-tiny)"), PaperRow("parallel", "parallel (attention | Mamba)"),
-         PaperRow("pure_mamba", "pure Mamba (MM-DiM, no temporal branch)"), PaperRow("m4v", "M4V")),
+        (PaperRow("full_attn", "full attention (dit-tiny)", arch=(("mixer", "attention"),)),
+         PaperRow("parallel", "parallel (attention | Mamba)", arch=(("mixer", "parallel"),)),
+         PaperRow("pure_mamba", "pure Mamba (MM-DiM, no temporal branch)", arch=PURE_MM_DIM),
+         PaperRow("m4v", "M4V", arch=M4V)),
         TABLE4, "full_attn", (FAST_AVERAGE, *WORLD_METRICS),
         summary_columns=("seconds_per_video", "mixer_tflops_per_video", "trained_steps"),
         note="seconds_per_video and mixer_tflops_per_video: the tiny models generating 16 frames at 64x64 on this "
@@ -88,7 +98,8 @@ TABLES = {
         paper_metrics=(("avg_score", FAST_AVERAGE),)),
     "table5": PaperTable(
         "table5", "Table 5: reward learning at toy scale",
-        (PaperRow("m4v", "M4V (m4v-tiny)"), PaperRow("reward_learning", "+ reward learning (m4v-tiny-reward)"),
+        (PaperRow("m4v", "M4V (m4v-tiny)", arch=M4V),
+         PaperRow("reward_learning", "+ reward learning (m4v-tiny-reward)", arch=M4V),
          PaperRow("synthetic_data", "+ synthetic data",
                   not_run="needs ~80k HunyuanVideo clips; no video model can be run offline to make them")),
         TABLE5, "m4v", ("world_colour_shape", "world_motion", "clip_score", "imaging_quality", "overall_consistency"),
@@ -102,13 +113,26 @@ class PaperTableError(ValueError):
     """A paper-table suite run with the wrong models: one line naming --models and the rows."""
 
 
-def check_models(table_name: str, models: list) -> None:
-    """The suite's models must fill the table's run rows one to one, in order."""
+def check_models(table_name: str, models: list, configs: list[dict] | None = None) -> None:
+    """The suite's models must fill the table's run rows one to one, in order; with their `configs`
+    (config.json), each must have its row's architecture (a row's label on another model would be wrong)."""
     table = TABLES[table_name]
     rows = table.run_rows
     if len(models) != len(rows):
         raise PaperTableError(f"--models: paper-{table_name} needs {len(rows)} models, one per row in this order: "
                               + "; ".join(r.label for r in rows) + f" (got {len(models)})")
+    from m4v.config import M4VConfig
+
+    for i, (row, model, config) in enumerate(zip(rows, models, configs or [None] * len(rows)), start=1):
+        if config is None:
+            continue
+        have = {key: config.get(key, getattr(M4VConfig, key)) for key, _ in row.arch}
+        wrong = {key: have[key] for key, value in row.arch if have[key] != value}
+        if wrong:
+            needs = ", ".join(f"{k}={json.dumps(v)}" for k, v in row.arch)
+            found = ", ".join(f"{k}={json.dumps(v)}" for k, v in wrong.items())
+            raise PaperTableError(f"--models: paper-{table_name} row {i} ({row.label}) needs {needs}; "
+                                  f"{model} has {found}")
 
 
 def _scale(metric: str) -> float:

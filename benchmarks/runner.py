@@ -343,7 +343,9 @@ def run_suite(suite: Suite, out, *, videos=None, prompts=None, cache_dir=None, u
             if suite.paper_table:  # before any generation: the models must fill the table's rows
                 from benchmarks.paper_tables import check_models
 
-                check_models(suite.paper_table, list(suite.models))
+                check_models(suite.paper_table, list(suite.models))  # the count first, then each row's model
+                configs = [json.loads((m.directory / "config.json").read_text()) for m in resolve_models(suite.models)]
+                check_models(suite.paper_table, list(suite.models), configs)
             per_video, generation, checkpoints = run_generate(suite, out, cache, log)
             models = list(checkpoints)
         if not distributed.is_main():

@@ -45,6 +45,14 @@ def test_paper_suites_are_registered_and_refuse_wrong_rows(tmp_path, capsys):
     line = capsys.readouterr().err.strip().splitlines()[-1]
     assert "paper-table3 needs 5 models" in line and "+ temporal branch (M4V)" in line
     assert not (out / "per_video.csv").exists()  # refused before anything was generated
+    # five models in the wrong rows: the first whose architecture is not its row's is named, nothing generated
+    assert main(["run", "paper-table3", "--models", "m4v-tiny", "dit-tiny", "dit-tiny", "dit-tiny", "m4v-tiny",
+                 "--out", str(out)]) != 0
+    line = capsys.readouterr().err.strip().splitlines()[-1]
+    assert ("paper-table3 row 1 (no text re-composition, no registers, no temporal branch) needs mixer=\"mamba\", "
+            "text_recomposition=false, registers=false; m4v-tiny has mixer=\"m4v\", text_recomposition=true, "
+            "registers=true") in line
+    assert not (out / "per_video.csv").exists()
     bad = tmp_path / "bad.toml"
     bad.write_text('name = "x"\npaper_table = "table9"\n')
     with pytest.raises(SuiteError, match="key 'paper_table' must be table3, table4 or table5"):
