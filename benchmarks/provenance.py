@@ -39,10 +39,30 @@ def library_versions() -> dict:
     return versions
 
 
+def cpu_kernels() -> str:
+    """The instruction set torch's CPU kernels run with (AVX2, AVX512, ...). Generation is chaotic enough that the
+    rounding of one ISA's kernels against another's moves world-check scores by about their interval
+    (docs/research.md), so it is part of what determines a generated sample."""
+    import torch
+
+    return torch.backends.cpu.get_cpu_capability()
+
+
+def cpu_model() -> str:
+    """The CPU's model name from /proc/cpuinfo (platform.processor() says only 'x86_64' on Linux)."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
 def device_description() -> dict:
     import torch
 
-    info = {"machine": platform.machine(), "processor": platform.processor() or platform.machine(),
+    info = {"machine": platform.machine(), "processor": cpu_model(), "cpu_kernels": cpu_kernels(),
             "cpu_threads": torch.get_num_threads(), "cuda": torch.cuda.is_available()}
     if torch.cuda.is_available():
         info["gpu"] = torch.cuda.get_device_name(0)

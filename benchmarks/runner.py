@@ -19,6 +19,7 @@ from tqdm import tqdm
 from benchmarks import distributed
 from benchmarks.cache import SampleCache, backbone_fingerprint, file_sha256, key_of, tree_sha256
 from benchmarks.outputs import SNAPSHOT_DIR, json_safe
+from benchmarks.provenance import cpu_kernels, git_commit, provenance
 from benchmarks.suites import Suite, SuiteError, prompt_entries
 from evaluators import EVALUATORS
 from evaluators.backbones import BACKBONE_USAGE, default_backbones, load_backbones, prefetch_features
@@ -186,6 +187,7 @@ def run_generate(suite: Suite, out: Path, cache: SampleCache, log=print) -> tupl
     evaluators = build_evaluators(suite.evaluators, suite.backbones, with_prompts=True)
     vae_dir, text_dir = weights_path(suite.vae), weights_path(suite.text_encoder)
     shared = {"vae": tree_sha256(vae_dir), "text_encoder": tree_sha256(text_dir)}
+    kernels = cpu_kernels()  # another ISA's rounding gives another sample: never reuse one made under a different one
     checkpoints = {m.name: {"sha256": file_sha256(m.directory / "model.safetensors"), "spec": m.spec,
                             **trained_steps(m.directory)} for m in models}
     items = distributed.my_share(generation_items(suite, models, entries))
@@ -199,7 +201,7 @@ def run_generate(suite: Suite, out: Path, cache: SampleCache, log=print) -> tupl
         prompts = [e["prompt_en"] for e in batch]
         config_sha = file_sha256(model.directory / "config.json")
         keys = [key_of({"checkpoint": checkpoints[model.name]["sha256"], "config": config_sha, **shared, "prompt": p,
-                        "batch": prompts, "position": j, "seed": seed, "sampling": sampling})
+                        "batch": prompts, "position": j, "seed": seed, "sampling": sampling, "kernels": kernels})
                 for j, p in enumerate(prompts)]
         cached = [cache.load_video(k) for k in keys]
         cached = [None if c is None else (c[0], c[1] or None) for c in cached]
@@ -307,7 +309,6 @@ def run_suite(suite: Suite, out, *, videos=None, prompts=None, cache_dir=None, u
     0 done, 1 when a dimension could score no video (or --check-against found a regression)."""
     from benchmarks import table4
     from benchmarks.outputs import OutputLock, mark_incomplete, prepare_output_dir
-    from benchmarks.provenance import git_commit, provenance
     from benchmarks.writers import primary_metric, summarize, write_results
 
     commit = git_commit()  # the code that runs, before this run's outputs can dirty the tree

@@ -130,6 +130,22 @@ def test_rerun_reads_every_sample_from_the_cache(tmp_path, capsys):
     assert (out / "per_video.csv").read_bytes() == first
 
 
+def test_samples_made_under_other_cpu_kernels_are_not_reused(tmp_path, capsys, monkeypatch):
+    # AVX2 and AVX-512 kernels round differently and generation amplifies it (docs/research.md): a cached
+    # sample is only the answer for the ISA that made it.
+    import benchmarks.runner
+
+    suite = write_suite(tmp_path, models=("dit-tiny",))
+    out, cache = tmp_path / "run", ["--cache-dir", str(tmp_path / "cache")]
+    assert main(["run", "--suite", str(suite), "--out", str(out), *cache]) == 0
+    capsys.readouterr()
+    monkeypatch.setattr(benchmarks.runner, "cpu_kernels", lambda: "SOME_OTHER_ISA")
+    assert main(["run", "--suite", str(suite), "--out", str(out), *cache]) == 0
+    assert "videos: 0 from the cache, 8 generated" in capsys.readouterr().out
+    device = json.loads((out / "results.json").read_text())["provenance"]["device"]
+    assert device["cpu_kernels"] and device["processor"]
+
+
 def test_a_save_pretrained_directory_is_a_model(tmp_path):
     from m4v.recipes import weights_path
 
