@@ -186,8 +186,8 @@ def run_generate(suite: Suite, out: Path, cache: SampleCache, log=print) -> tupl
         raise SuiteError(f"suite {suite.name}: no prompts")
     evaluators = build_evaluators(suite.evaluators, suite.backbones, with_prompts=True)
     vae_dir, text_dir = weights_path(suite.vae), weights_path(suite.text_encoder)
-    shared = {"vae": tree_sha256(vae_dir), "text_encoder": tree_sha256(text_dir)}
-    kernels = cpu_kernels()  # another ISA's rounding gives another sample: never reuse one made under a different one
+    # what every sample's key shares; the kernel ISA too: another ISA's rounding gives another sample
+    shared = {"vae": tree_sha256(vae_dir), "text_encoder": tree_sha256(text_dir), "kernels": cpu_kernels()}
     checkpoints = {m.name: {"sha256": file_sha256(m.directory / "model.safetensors"), "spec": m.spec,
                             **trained_steps(m.directory)} for m in models}
     items = distributed.my_share(generation_items(suite, models, entries))
@@ -201,7 +201,7 @@ def run_generate(suite: Suite, out: Path, cache: SampleCache, log=print) -> tupl
         prompts = [e["prompt_en"] for e in batch]
         config_sha = file_sha256(model.directory / "config.json")
         keys = [key_of({"checkpoint": checkpoints[model.name]["sha256"], "config": config_sha, **shared, "prompt": p,
-                        "batch": prompts, "position": j, "seed": seed, "sampling": sampling, "kernels": kernels})
+                        "batch": prompts, "position": j, "seed": seed, "sampling": sampling})
                 for j, p in enumerate(prompts)]
         cached = [cache.load_video(k) for k in keys]
         cached = [None if c is None else (c[0], c[1] or None) for c in cached]
