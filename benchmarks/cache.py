@@ -3,7 +3,8 @@ by what determines them, written atomically so a killed run never leaves a parti
 
 Layout under the cache directory:
   samples/<sample key>/frames.npz, generation.json      the video and what it cost
-  records/<sample key>/<evaluator>@<version>-<backbone fingerprint>.json   one evaluator's row
+  records-v2/<sample key>/<evaluator>@<version>-<backbone fingerprint>.json   what one evaluator computed
+                                    (score, status, reason, n_frames, extra: never the run's model, prompt or path)
 A sample key hashes the checkpoint, VAE and text encoder files, the prompt (and its batch), the seed and the
 sampling settings; a record key adds the evaluator's name, version and its backbone files' hash, so a changed
 evaluator version recomputes only that evaluator's records.
@@ -74,7 +75,7 @@ class SampleCache:
         return self.root / "samples" / key
 
     def _record_path(self, key: str, evaluator, fingerprint: str) -> Path:
-        return self.root / "records" / key / f"{evaluator.name}@{evaluator.version}-{fingerprint}.json"
+        return self.root / "records-v2" / key / f"{evaluator.name}@{evaluator.version}-{fingerprint}.json"
 
     def load_video(self, key: str):
         """-> (frames, generation record) or None."""

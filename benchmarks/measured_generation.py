@@ -76,7 +76,8 @@ def run_generation(model, text: TextCondition, config: GenerationConfig) -> tupl
     whole batch (seconds and memory of the sampling alone)."""
     if (config.guidance_scale == 1.0) != (config.video_guidance_scale == 1.0):
         raise ValueError("the FLOP count needs CFG on for every frame or for none")
-    (latents, stats), m = measure(lambda: generate_latents(model, text, config))
+    device = next(model.parameters()).device.type   # CUDA is synchronised around the timed call
+    (latents, stats), m = measure(lambda: generate_latents(model, text, config), device)
     return latents, {**generation_flops(model, text, stats), "seconds": m.seconds,
                      "seconds_per_frame": m.seconds / config.latent_frames, "peak_mb": m.peak_extra_mb,
                      "forwards": stats.forwards}
@@ -88,9 +89,10 @@ def generate_measured(pipe, prompts: list[str], frames: int, height: int, width:
     """One batch through a TextToVideo: -> (uint8 (T, H, W, 3) videos, each video's generation record: the
     batch's FLOPs and seconds divided evenly; seconds cover text encoding, sampling and decoding)."""
     config = pipe.config(frames, height, width, seed, steps, guidance)
-    (text, encode) = measure(lambda: pipe.text.encode(prompts))
+    device = next(pipe.model.parameters()).device.type
+    (text, encode) = measure(lambda: pipe.text.encode(prompts), device)
     latents, cost = run_generation(pipe.model, text, config)                  # (B, C, T, h, w)
-    video, decode = measure(lambda: pipe.vae.decode_normalized(latents))      # (B, 3, 1 + 8k, H, W)
+    video, decode = measure(lambda: pipe.vae.decode_normalized(latents), device)   # (B, 3, 1 + 8k, H, W)
     n = len(prompts)
     seconds = encode.seconds + cost["seconds"] + decode.seconds
     record = {"flops": cost["flops"] / n, "mixer_flops": cost["mixer_flops"] / n,

@@ -18,9 +18,10 @@ from tqdm import tqdm
 
 from benchmarks import distributed
 from benchmarks.cache import SampleCache, backbone_fingerprint, file_sha256, key_of, tree_sha256
+from benchmarks.measure import machine_load
 from benchmarks.outputs import SNAPSHOT_DIR, json_safe
 from benchmarks.provenance import cpu_kernels, git_commit, provenance
-from benchmarks.suites import Suite, SuiteError, prompt_entries
+from benchmarks.suites import Suite, SuiteError, prompt_entries, samples_of
 from evaluators import EVALUATORS
 from evaluators.backbones import BACKBONE_USAGE, default_backbones, load_backbones, prefetch_features
 from evaluators.registry import Declined, build_evaluator, runnable
@@ -29,7 +30,7 @@ from evaluators.video import Video, VideoReadError, read_video, write_video
 ROW_COLUMNS = ["model", "prompt", "seed", "sample", "dimension", "score", "status", "reason", "backbone",
                "faithful", "n_frames", "video", "extra"]
 GENERATION_COLUMNS = ["model", "prompt", "seed", "sample", "video", "tflops", "mixer_tflops", "tflops_fvcore",
-                      "seconds", "seconds_per_frame", "peak_mb", "forwards", "batch"]
+                      "seconds", "seconds_per_frame", "peak_mb", "forwards", "batch", "batch_index"]
 _UNSAFE = re.compile(r"[/\\\x00-\x1f]")
 MAX_NAME_BYTES = 200
 
@@ -119,32 +120,58 @@ def build_evaluators(dims: list[str] | None, backbones: list[str], with_prompts:
     return {d: build_evaluator(d, loaded) for d in dims}
 
 
+RECORD_FIELDS = ("score", "status", "reason", "n_frames", "extra")  # what an evaluator computed: all a record caches
+
+
+def _reason(video: Video, exc: Exception) -> str:
+    """The exception as a row's reason, without the video's path (the row names it; a cached reason must not carry
+    the identity of the run that computed it)."""
+    text = str(exc)
+    return text[len(video.source) + 2:] if text.startswith(f"{video.source}: ") else text
+
+
+def evaluate_record(video: Video, name: str, evaluator) -> tuple[dict, bool]:
+    """-> (the evaluator's computed fields for this video, whether they may be cached). A score that could not be
+    computed is a failed row with its reason, never ok with NaN; a declined video is a declined row; any exception
+    is a failed row naming it (the run goes on, the bug stays visible in `reason`)."""
+    try:
+        record = evaluator.evaluate_video(video)
+        score = float(record.score)
+        if not math.isfinite(score):
+            raise ValueError(f"{name} gave {score} (nothing to score on)")
+        computed = {"score": score, "status": "ok", "reason": "", "n_frames": record.n_frames,
+                    "extra": json.dumps(record.extra, sort_keys=True, default=float)}
+        cacheable = True
+    except Declined as exc:
+        computed = {"score": None, "status": "declined", "reason": _reason(video, exc), "n_frames": video.num_frames,
+                    "extra": json.dumps(exc.extra, sort_keys=True, default=float)}
+        cacheable = exc.cacheable
+    except Exception as exc:  # noqa: BLE001 - one video's bug must not end the run; the row names it
+        computed = {"score": None, "status": "failed", "reason": f"{type(exc).__name__}: {_reason(video, exc)}",
+                    "n_frames": video.num_frames, "extra": "{}"}
+        cacheable = True
+    return json.loads(json.dumps(computed, allow_nan=False, default=float)), cacheable  # the cached form, exactly
+
+
 def score_video(video: Video, evaluators: dict, base: dict, sample_key: str, cache: SampleCache) -> list[dict]:
-    """Every applicable evaluator's row for one video (from the cache where the same evaluator version and
-    backbone files scored the same sample). A score that could not be computed is a failed row with its reason,
-    never ok with NaN; a declined video is a declined row."""
+    """Every applicable evaluator's row for one video: the run's identity (`base`: model, prompt, seed, sample,
+    video) around what the evaluator computed, read from the cache where the same evaluator version and backbone
+    files scored the same sample. The cache holds only computed fields, so identical checkpoints under two names
+    get two identical sets of rows."""
     rows = []
     for name, evaluator in evaluators.items():
         if not evaluator.applies(video):
             continue
         fingerprint = backbone_fingerprint(evaluator)
-        row = cache.load_record(sample_key, evaluator, fingerprint)
-        if row is None:
-            row = {**base, "dimension": name, "backbone": evaluator.backbone, "faithful": evaluator.faithful}
-            try:
-                record = evaluator.evaluate_video(video)
-                score = float(record.score)
-                if not math.isfinite(score):
-                    raise ValueError(f"{name} gave {score} (nothing to score on)")
-                row.update(score=score, status="ok", reason="", n_frames=record.n_frames,
-                           extra=json.dumps(record.extra, sort_keys=True, default=float))
-            except Declined as exc:
-                row.update(score=None, status="declined", reason=str(exc), n_frames=video.num_frames, extra="{}")
-            except (ValueError, RuntimeError) as exc:
-                row.update(score=None, status="failed", reason=f"{type(exc).__name__}: {exc}",
-                           n_frames=video.num_frames, extra="{}")
-            row = json.loads(json.dumps(row, allow_nan=False, default=float))  # the cached form, exactly
-            cache.store_record(sample_key, evaluator, fingerprint, row)
+        cached = cache.load_record(sample_key, evaluator, fingerprint)
+        if cached is not None and all(k in cached for k in RECORD_FIELDS):
+            computed = {k: cached[k] for k in RECORD_FIELDS}
+        else:
+            computed, cacheable = evaluate_record(video, name, evaluator)
+            if cacheable:
+                cache.store_record(sample_key, evaluator, fingerprint, computed)
+        row = {**base, "dimension": name, "backbone": evaluator.backbone, "faithful": evaluator.faithful, **computed}
+        evaluator.observe(video, row)
         rows.append(row)
     return rows
 
@@ -155,8 +182,10 @@ def _backbones_of(evaluators: dict) -> dict:
             if getattr(e, kind, None) is not None}
 
 
-def _generation_row(base: dict, generation: dict) -> dict:
-    return {**{k: base[k] for k in ("model", "prompt", "seed", "sample", "video")},
+def _generation_row(base: dict, generation: dict, batch_index: int) -> dict:
+    """A generated video's cost; `seconds` is its batch's wall clock / the batch size, `batch_index` with `sample`
+    names the batch (timings are medians over batches)."""
+    return {**{k: base[k] for k in ("model", "prompt", "seed", "sample", "video")}, "batch_index": batch_index,
             "tflops": generation["flops"] / 1e12, "mixer_tflops": generation["mixer_flops"] / 1e12,
             "tflops_fvcore": generation["flops_fvcore"] / 1e12, "seconds": generation["seconds"],
             "seconds_per_frame": generation["seconds_per_frame"], "peak_mb": generation["peak_mb"],
@@ -165,12 +194,15 @@ def _generation_row(base: dict, generation: dict) -> dict:
 
 def generation_items(suite: Suite, models: list[ModelSource], entries: list[dict]) -> list[tuple]:
     """(model index, sample, batch index, entries of the batch): the unit of work, cache and sharding. Batch b
-    of sample i is generated with seed = suite.seed + 1000 * i + b, whichever rank runs it."""
+    of sample i is generated with seed = suite.seed + 1000 * i + b, whichever rank runs it; samples past
+    `suite.samples` batch only the prompts that take more (`samples_per_dimension`)."""
     items = []
+    counts = [samples_of(suite, e) for e in entries]
     for m in range(len(models)):
-        for sample in range(suite.samples):
-            for b, start in enumerate(range(0, len(entries), suite.batch)):
-                items.append((m, sample, b, entries[start:start + suite.batch]))
+        for sample in range(max(counts)):
+            mine = [e for e, n in zip(entries, counts) if n > sample]   # all of them below `samples`
+            for b, start in enumerate(range(0, len(mine), suite.batch)):
+                items.append((m, sample, b, mine[start:start + suite.batch]))
     return items
 
 
@@ -216,10 +248,15 @@ def run_generate(suite: Suite, out: Path, cache: SampleCache, log=print) -> tupl
             for key, (frames, _) in zip(keys, cached):
                 cache.store_video(key, frames, {})
         elif any(c is None for c in cached):
+            s = suite.sampling
             if model.name not in pipes:
                 pipes = {model.name: TextToVideo.from_pretrained(str(model.directory), vae=str(vae_dir),
                                                                  text_encoder=str(text_dir))}
-            s = suite.sampling
+                # one untimed warm-up batch (numba compilation, first calls, allocator), so the timed batches are
+                # the steady state: what it cost is kept apart in the provenance
+                _, warm = generate_measured(pipes[model.name], prompts, s.frames, s.height, s.width, seed, s.steps,
+                                            s.guidance)
+                checkpoints[model.name]["warm_up_seconds_per_video"] = warm[0]["seconds"]
             videos, records = generate_measured(pipes[model.name], prompts, s.frames, s.height, s.width, seed,
                                                 s.steps, s.guidance)
             cached = list(zip(videos, records))
@@ -237,8 +274,8 @@ def run_generate(suite: Suite, out: Path, cache: SampleCache, log=print) -> tupl
             rows += [{**r, "_order": (*order, dim_order[r["dimension"]])}
                      for r in score_video(video, evaluators, base, key, cache)]
             if generation:
-                generation_rows.append({**_generation_row(base, generation), "_order": order})
-    return _gather(rows, generation_rows, checkpoints)
+                generation_rows.append({**_generation_row(base, generation, b), "_order": order})
+    return _gather(rows, generation_rows, checkpoints, evaluators)
 
 
 def run_external(videos_dir, prompts_path, suite: Suite, cache: SampleCache, log=print):
@@ -273,16 +310,20 @@ def run_external(videos_dir, prompts_path, suite: Suite, cache: SampleCache, log
                       "prompt": prompt, "entry": entry})
         rows += [{**r, "_order": (index, dim_order[r["dimension"]])}
                  for r in score_video(video, evaluators, base, key, cache)]
-    return _gather(rows, [], {})
+    return _gather(rows, [], {}, evaluators)
 
 
-def _gather(rows, generation_rows, checkpoints):
-    """Rank 0 receives every rank's rows (a 1-process run: its own); sorted so that the tables do not depend on
-    how the work was split."""
+def _gather(rows, generation_rows, checkpoints, evaluators: dict):
+    """Rank 0 receives every rank's rows (a 1-process run: its own), sorted, and applies each dimension's run-level
+    rule (`Evaluator.finalize`), so the tables do not depend on how the work was split."""
     rows, generation_rows = distributed.gather_rows(rows), distributed.gather_rows(generation_rows)
     if rows is None:
         return None, None, checkpoints
     rows = sorted(rows, key=lambda r: r["_order"])
+    for name, evaluator in evaluators.items():
+        mine = [i for i, r in enumerate(rows) if r["dimension"] == name]
+        for i, row in zip(mine, type(evaluator).finalize([rows[i] for i in mine])):
+            rows[i] = row
     generation_rows = sorted(generation_rows, key=lambda r: r["_order"])
     df = pd.DataFrame(rows, columns=ROW_COLUMNS)
     gen = pd.DataFrame(generation_rows, columns=GENERATION_COLUMNS)
@@ -322,6 +363,7 @@ def run_suite(suite: Suite, out, *, videos=None, prompts=None, cache_dir=None, u
             lock.__enter__()
             mark_incomplete(out)
         cache = SampleCache(Path(cache_dir) if cache_dir else out / "cache", enabled=use_cache)
+        load_at_start = machine_load()   # timings are read beside the load they were taken under
         definition = suite.definition()
         prov = {**provenance(config={"command": command}, seeds=[suite.seed], commit=commit),
                 "command": command, "suite": definition, "suite_hash": suite.hash()}
@@ -355,6 +397,7 @@ def run_suite(suite: Suite, out, *, videos=None, prompts=None, cache_dir=None, u
             f"{cache.hits['records']} from the cache, {cache.misses['records']} computed")
         summary = summarize(per_video, generation, models, checkpoints)
         prov["checkpoints"] = checkpoints
+        prov["machine_load"] = {"start": load_at_start, "end": machine_load()}
         primary = primary_metric(summary, suite.primary_metric)
         extra = {}
         if suite.kind == "external":  # VBench's own results layout too, for its faithfully computed dimensions

@@ -58,6 +58,9 @@ class Suite:
     prompt_limit: int | None = None
     prompt_dimension: str | None = None      # only the prompts tagged for this VBench dimension
     samples: int = 1
+    # more samples for the prompts of some dimensions (VBench: 25 for temporal_flickering, whose static filter keeps
+    # 5 of them); a prompt tagged for several takes the largest
+    samples_per_dimension: dict | None = None
     seed: int = 0
     batch: int = 16
     sampling: Sampling = field(default_factory=Sampling)
@@ -97,8 +100,9 @@ _register(Suite(
     "with their labelled substitutes, world checks, CLIP score, frame consistency) beside generation compute",
     per_kind=8, primary_metric="world_colour_shape", full={"per_kind": 20}))
 _register(Suite(
-    "vbench-standard", "VBench's own prompt suite (vbench's VBench_full_info.json), 5 samples per prompt, each "
-    "dimension on its own prompts", models=("m4v-tiny",), prompts="vbench", samples=5))
+    "vbench-standard", "VBench's own prompt suite (vbench's VBench_full_info.json), 5 samples per prompt (25 for the "
+    "temporal_flickering prompts, as VBench's prompts/README.md), each dimension on its own prompts",
+    models=("m4v-tiny",), prompts="vbench", samples=5, samples_per_dimension={"temporal_flickering": 25}))
 _register(Suite(
     "vbench-fast", "the paper's fast protocol (Table 3): 50 VBench prompts (the first 50 of its overall-"
     "consistency set); Overall Consistency, Aesthetic Quality, Imaging Quality", models=("m4v-tiny",),
@@ -207,6 +211,18 @@ def _build(raw: dict, where: str) -> Suite:
             values[key] = tuple(values[key])
     if "sampling" in values:
         values["sampling"] = _sampling(where, values["sampling"])
+    if values.get("samples_per_dimension") is not None:
+        per_dim = values["samples_per_dimension"]
+        if not isinstance(per_dim, dict):
+            raise SuiteError(f"{where}: key 'samples_per_dimension' must be a table of dimension = samples")
+        for dim, n in per_dim.items():
+            from evaluators import EVALUATORS
+
+            if dim not in EVALUATORS:
+                raise SuiteError(f"{where}: key 'samples_per_dimension.{dim}': unknown dimension")
+            if isinstance(n, bool) or not isinstance(n, int) or n < 1:
+                raise SuiteError(f"{where}: key 'samples_per_dimension.{dim}' must be an integer >= 1, got {n!r}")
+        values["samples_per_dimension"] = dict(per_dim)
     if "full" in values and not isinstance(values["full"], dict):
         raise SuiteError(f"{where}: key 'full' must be a table of overrides")
     if values.get("evaluators") is not None:
@@ -258,19 +274,29 @@ def vbench_full_info_path() -> Path:
     return path
 
 
+def samples_of(suite: Suite, entry: dict) -> int:
+    """How many videos the suite makes of a prompt: `samples`, or more where a dimension it is tagged for asks."""
+    extra = [n for dim, n in (suite.samples_per_dimension or {}).items() if dim in entry.get("dimension", [])]
+    return max([suite.samples, *extra])
+
+
 def prompt_entries(suite: Suite) -> list[dict]:
     """The suite's prompts as VBench full_info entries (the world's carry their scene in auxiliary_info)."""
+    # A prompt names its videos (`<prompt>-<i>.mp4`) and pairs samples across runs: each appears once.
     if suite.prompts == "world":
         from m4v.world.captions import prompt_suite
 
         entries = prompt_suite(suite.per_kind, seed=WORLD_SUITE_SEED, n_frames=suite.sampling.frames)
-    elif suite.prompts == "vbench":
-        entries = load_full_info(vbench_full_info_path(), "prompts")
+        # the world's object-class kind has only four captions, so a larger suite repeats them: the first is kept
+        entries = list({e["prompt_en"]: e for e in reversed(entries)}.values())[::-1]
     else:
-        entries = load_full_info(suite.prompts, "prompts")
+        from evaluators.prompts import PromptFileError, merge_by_prompt
+
+        path = vbench_full_info_path() if suite.prompts == "vbench" else suite.prompts
+        try:   # VBench's per-dimension lookup: a prompt listed under two dimensions is one video scored on both
+            entries = merge_by_prompt(load_full_info(path, "prompts"), path, "prompts")
+        except PromptFileError as exc:
+            raise SuiteError(str(exc)) from exc
     if suite.prompt_dimension:
         entries = [e for e in entries if suite.prompt_dimension in e.get("dimension", [])]
-    # A prompt names its videos (`<prompt>-<i>.mp4`) and pairs samples across runs: each appears once (the
-    # world's object-class kind has only four captions, so a larger suite repeats them).
-    entries = list({e["prompt_en"]: e for e in reversed(entries)}.values())[::-1]
     return entries[: suite.prompt_limit] if suite.prompt_limit else entries

@@ -6,8 +6,9 @@ and `COMPLETE` last (benchmarks/outputs.py).
                    faithful; only ok rows carry a number
   generation.csv   a row per generated video: TFLOPs (FlopCounterMode, fvcore), mixer TFLOPs, seconds, peak MB
   summary.csv      a row per model: every metric aggregated with its own weighting, its 95% interval and the
-                   number of videos it rests on; VBench Quality / Semantic / Total from the dimensions present
-                   (flagged when any is a substitute); TFLOPs, seconds and peak memory per video
+                   number of videos it rests on; VBench Quality / Semantic / Total by VBench's rule (missing = 0)
+                   and `_present` (re-weighted over the dimensions scored), flagged when any is a substitute;
+                   TFLOPs and peak memory per video, seconds per video as the median over timed batches
   results.json     {"provenance": {command, suite, suite_hash, checkpoints, git commit, versions, device},
                     "rows": the summary}
   report.md, pareto.png
@@ -21,13 +22,23 @@ import math
 import numpy as np
 import pandas as pd
 
-from benchmarks.outputs import atomic_write_bytes, atomic_write_csv, atomic_write_json, atomic_write_text, mark_complete
+from benchmarks.measure import median_interval
+from benchmarks.outputs import (
+    atomic_write_bytes,
+    atomic_write_csv,
+    atomic_write_json,
+    atomic_write_text,
+    mark_complete,
+    markdown_cell,
+    markdown_row,
+)
 from evaluators import EVALUATORS
 from evaluators.registry import Evaluator, Record
-from evaluators.vbench.scoring import vbench_scores_present
+from evaluators.vbench.scoring import NORMALIZATION, vbench_scores_missing_zero, vbench_scores_present
 
 CI_LEVEL, N_RESAMPLES = 0.95, 2000
-MEASURED_COLUMNS = ("seconds_per_video", "peak_mb")  # wall clock and memory: measurements, not bit-reproducible
+# wall clock and memory: measurements, not bit-reproducible
+MEASURED_COLUMNS = ("seconds_per_video", "seconds_per_video_ci_low", "seconds_per_video_ci_high", "peak_mb")
 
 
 def _aggregate(dimension: str, records: list[Record]) -> float:
@@ -60,12 +71,21 @@ def _records(part: pd.DataFrame) -> list[Record]:
             for r in part.itertuples()]
 
 
+def _batch_seconds(generation: pd.DataFrame) -> list[float]:
+    """Seconds per video of each generated batch (a batch's rows share its wall clock / size)."""
+    if not len(generation):
+        return []
+    keys = ["sample", "batch_index"] if "batch_index" in generation else ["sample"]
+    return [float(v) for v in generation.groupby(keys, sort=True)["seconds"].first()]
+
+
 def summarize(per_video: pd.DataFrame, generation: pd.DataFrame, model_order: list[str],
               model_info: dict | None = None) -> pd.DataFrame:
     """A row per model: each dimension's aggregate, interval and counts; VBench groups; compute per video;
     how far each checkpoint was trained (`model_info`: {model: {trained_steps, of_steps, ...}})."""
     rows = []
-    dimensions = list(dict.fromkeys(per_video["dimension"]))
+    registry = list(EVALUATORS)   # the registry's order: a column's place never depends on which models ran
+    dimensions = sorted(set(per_video["dimension"]), key=registry.index)
     for model in model_order:
         mine = per_video[per_video["model"] == model]
         row = {"model": model}
@@ -83,15 +103,19 @@ def summarize(per_video: pd.DataFrame, generation: pd.DataFrame, model_order: li
             if EVALUATORS[dim].group == "vbench" and records:
                 raw[dim] = value
                 faithful[dim] = row[f"{dim}_faithful"]
-        scores = vbench_scores_present(raw)
-        row.update({"vbench_quality": scores["quality"], "vbench_semantic": scores["semantic"],
-                    "vbench_total": scores["total"], "vbench_dimensions": len(raw),
+        present, vbench_rule = vbench_scores_present(raw), vbench_scores_missing_zero(raw)
+        row.update({"vbench_quality": vbench_rule["quality"], "vbench_semantic": vbench_rule["semantic"],
+                    "vbench_total": vbench_rule["total"], "vbench_quality_present": present["quality"],
+                    "vbench_semantic_present": present["semantic"], "vbench_total_present": present["total"],
+                    "vbench_dimensions": len(raw),
                     "vbench_with_substitutes": not all(faithful.values()) if faithful else True})
         gen = generation[generation["model"] == model]
+        seconds, seconds_low, seconds_high = median_interval(_batch_seconds(gen))
         row.update({"videos": int(mine["video"].nunique()),
                     "tflops_per_video": gen["tflops"].mean() if len(gen) else float("nan"),
                     "mixer_tflops_per_video": gen["mixer_tflops"].mean() if len(gen) else float("nan"),
-                    "seconds_per_video": gen["seconds"].mean() if len(gen) else float("nan"),
+                    "seconds_per_video": seconds, "seconds_per_video_ci_low": seconds_low,
+                    "seconds_per_video_ci_high": seconds_high, "timed_batches": len(_batch_seconds(gen)),
                     "peak_mb": gen["peak_mb"].max() if len(gen) else float("nan")})
         info = (model_info or {}).get(model, {})
         row.update({"trained_steps": info.get("trained_steps", float("nan")),
@@ -110,12 +134,14 @@ def _fmt(value, low=None, high=None) -> str:
 
 
 def primary_metric(summary: pd.DataFrame, preferred: str | None) -> str | None:
-    """The quality axis: the suite's choice, else VBench Total where finite, else the first higher-is-better
-    metric with a value."""
+    """The quality axis: the suite's choice, else VBench Total (VBench's rule when all 16 dimensions are scored,
+    the present-dimensions reading when some are missing), else the first higher-is-better metric with a value."""
     if preferred and preferred in summary:
         return preferred
-    if "vbench_total" in summary and summary["vbench_total"].notna().any():
-        return "vbench_total"
+    complete = "vbench_dimensions" in summary and (summary["vbench_dimensions"] == len(NORMALIZATION)).all()
+    total = "vbench_total" if complete else "vbench_total_present"
+    if total in summary and summary[total].notna().any() and summary["vbench_dimensions"].gt(0).all():
+        return total
     for dim in EVALUATORS:
         if dim in summary and EVALUATORS[dim].higher_is_better and summary[dim].notna().any():
             return dim
@@ -124,62 +150,106 @@ def primary_metric(summary: pd.DataFrame, preferred: str | None) -> str | None:
 
 def report_markdown(summary: pd.DataFrame, suite_name: str, primary: str | None) -> str:
     """Tables a person would paste into a paper: one row per model, metrics with 95% intervals."""
+    records = summary.to_dict("records")
     dims = [c for c in summary.columns if c in EVALUATORS]
-    lines = [f"# {suite_name}", "", "Aggregates with 95% percentile-bootstrap intervals over videos; n = videos "
-             "scored. VBench groups are computed from the dimensions present"
-             + (" (with substitute backbones: not VBench numbers)." if summary.get("vbench_with_substitutes",
-                                                                                 pd.Series([True])).any() else "."),
-             ""]
-    head = ["model", "primary" if primary else None, "VBench total", "TFLOPs / video", "mixer TFLOPs / video",
-            "s / video"]
+    substitutes = summary.get("vbench_with_substitutes", pd.Series([True])).any()
+    lines = [f"# {markdown_cell(suite_name)}", "",
+             "Aggregates with 95% percentile-bootstrap intervals over videos; n = videos scored. VBench total: "
+             "VBench's rule (a missing dimension counts as 0, all 16 weighted); VBench total (present): VBench's "
+             "weights over the dimensions scored" + (" (with substitute backbones: not VBench numbers)."
+                                                     if substitutes else ".")
+             + " s / video: the median over timed batches (after one untimed warm-up batch per model), its 95% "
+               "interval.", ""]
+    head = ["model", "primary" if primary else None, "VBench total", "VBench total (present)", "TFLOPs / video",
+            "mixer TFLOPs / video", "s / video"]
     head = [h for h in head if h]
-    lines += ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
-    for row in summary.to_dict("records"):
+    lines += [markdown_row(head), "|" + "---|" * len(head)]
+    for row in records:
         cells = [row["model"]]
         if primary:
             cells.append(_fmt(row.get(primary), row.get(f"{primary}_ci_low"), row.get(f"{primary}_ci_high")))
-        cells += [_fmt(row.get("vbench_total")), _fmt(row.get("tflops_per_video")),
-                  _fmt(row.get("mixer_tflops_per_video")), _fmt(row.get("seconds_per_video"))]
-        lines.append("| " + " | ".join(cells) + " |")
+        cells += [_fmt(row.get("vbench_total")), _fmt(row.get("vbench_total_present")),
+                  _fmt(row.get("tflops_per_video")), _fmt(row.get("mixer_tflops_per_video")),
+                  _fmt(row.get("seconds_per_video"), row.get("seconds_per_video_ci_low"),
+                       row.get("seconds_per_video_ci_high"))]
+        lines.append(markdown_row(cells))
     if primary:
         lines += ["", f"primary = `{primary}`"]
-    lines += ["", "| dimension | " + " | ".join(summary["model"]) + " | n | faithful |",
+    lines += ["", markdown_row(["dimension", *summary["model"], "n", "faithful"]),
               "|---|" + "---|" * (len(summary) + 2)]
     for dim in dims:
-        cells = [_fmt(r[dim], r[f"{dim}_ci_low"], r[f"{dim}_ci_high"]) for r in summary.to_dict("records")]
-        n = "/".join(str(int(r[f"{dim}_n"])) for r in summary.to_dict("records"))
+        cells = [_fmt(r[dim], r[f"{dim}_ci_low"], r[f"{dim}_ci_high"]) for r in records]
+        n = "/".join(str(int(r[f"{dim}_n"])) for r in records)
         arrow = "↑" if EVALUATORS[dim].higher_is_better else "↓"
         faithful = ("–" if EVALUATORS[dim].group != "vbench"  # only VBench dimensions have a faithful backbone
-                    else "yes" if all(r[f"{dim}_faithful"] for r in summary.to_dict("records")) else "no")
-        lines.append(f"| {dim} {arrow} | " + " | ".join(cells) + f" | {n} | {faithful} |")
+                    else "yes" if all(r[f"{dim}_faithful"] for r in records) else "no")
+        lines.append(markdown_row([f"{dim} {arrow}", *cells, n, faithful]))
     return "\n".join(lines) + "\n"
 
 
-def pareto_png(summary: pd.DataFrame, primary: str | None) -> bytes | None:
-    """Quality against mixer TFLOPs per video, one labelled point per model (with its interval)."""
+def label_box(annotation, renderer):
+    """The window extent of an annotation's text alone (Annotation's own includes its leader line)."""
+    from matplotlib.text import Text
+
+    annotation.update_positions(renderer)  # the text's place follows xyann only once positions are updated
+    return Text.get_window_extent(annotation, renderer)
+
+
+def pareto_figure(summary: pd.DataFrame, primary: str | None):
+    """Quality against mixer GFLOPs per video, one labelled point per model with its interval; a Figure or None."""
     if not primary or summary["mixer_tflops_per_video"].isna().all():
         return None
-    import io
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+    from matplotlib.ticker import MaxNLocator, ScalarFormatter
 
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(5, 4))
+    # A bare Figure on an Agg canvas: no pyplot state to close, and a renderer to measure the labels with.
+    fig = Figure(figsize=(5, 4))
+    FigureCanvasAgg(fig)
+    ax = fig.add_subplot()
+    points = []
     for row in summary.to_dict("records"):
-        x, y = row["mixer_tflops_per_video"], row[primary]
+        # Tiny models' mixers cost a few GFLOPs a video: in TFLOPs every tick would read 0.00x.
+        x, y = 1000 * row["mixer_tflops_per_video"], row[primary]
+        if not (np.isfinite(x) and np.isfinite(y)):
+            continue
         low, high = row.get(f"{primary}_ci_low", float("nan")), row.get(f"{primary}_ci_high", float("nan"))
         err = None if math.isnan(low) else [[y - low], [high - y]]
         ax.errorbar([x], [y], yerr=err, fmt="o", capsize=3)
-        ax.annotate(row["model"], (x, y), textcoords="offset points", xytext=(5, 5))
-    ax.set_xlabel("mixer TFLOPs per video")
+        points.append((row["model"], x, y))
+    ax.margins(x=0.2, y=0.1)  # room right of the last point for its label
+    ax.xaxis.set_major_locator(MaxNLocator(nbins=5, steps=[1, 2, 2.5, 5, 10]))
+    ax.xaxis.set_major_formatter(ScalarFormatter(useOffset=False))
+    ax.set_xlabel("mixer GFLOPs per video")
     ax.set_ylabel(primary)
     ax.grid(alpha=0.3)
-    fig.tight_layout()
+    fig.tight_layout()  # before the labels: their placement is measured in the final axes geometry
+    renderer = fig.canvas.get_renderer()
+    placed = []
+    for model, x, y in points:
+        # Greedy and deterministic (summary order): a label that would overprint one already placed (models of
+        # equal compute and close quality, e.g. m4v-tiny and m4v-tiny-reward) moves up by its height until free;
+        # a thin leader line keeps it tied to its point.
+        label = ax.annotate(model, (x, y), textcoords="offset points", xytext=(5, 5), annotation_clip=False,
+                            arrowprops={"arrowstyle": "-", "color": "0.6", "lw": 0.5, "shrinkA": 0, "shrinkB": 3})
+        box = label_box(label, renderer)
+        while any(box.overlaps(other) for other in placed):
+            label.xyann = (label.xyann[0], label.xyann[1] + box.height * 72 / fig.dpi + 2)
+            box = label_box(label, renderer)
+        placed.append(box)
+    return fig
+
+
+def pareto_png(summary: pd.DataFrame, primary: str | None) -> bytes | None:
+    """pareto_figure as PNG bytes (None when there is nothing to plot)."""
+    fig = pareto_figure(summary, primary)
+    if fig is None:
+        return None
+    import io
+
     buffer = io.BytesIO()
-    fig.savefig(buffer, format="png", dpi=120, metadata={"Software": None})
-    plt.close(fig)
+    # bbox_inches="tight": a label stacked above the axes stays in the picture.
+    fig.savefig(buffer, format="png", dpi=120, bbox_inches="tight", metadata={"Software": None})
     return buffer.getvalue()
 
 

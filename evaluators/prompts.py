@@ -78,14 +78,33 @@ def load_full_info(path, flag: str = "--prompts", check_dimensions: bool = True)
     return [{**entry, "auxiliary_info": entry.get("auxiliary_info") or {}} for entry in entries]
 
 
-def prompts_by_text(entries: list[dict], path=None, flag: str = "--prompts") -> dict:
-    """{prompt_en: entry}; a prompt listed twice with different auxiliary_info is ambiguous and refused."""
-    by_text: dict = {}
+def merge_by_prompt(entries: list[dict], path=None, flag: str = "--prompts") -> list[dict]:
+    """One entry per prompt, in first-seen order, as VBench looks prompts up per dimension (`load_dimension_info`):
+    VBench_full_info.json lists two prompts twice, once for appearance_style and once for the three overall
+    dimensions, and a video of such a prompt serves both. The `dimension` lists are joined and `auxiliary_info`
+    (keyed by dimension) merged; the same dimension given different auxiliary_info is ambiguous and refused."""
+    merged: dict = {}
     for index, entry in enumerate(entries):
         prompt = entry["prompt_en"]
-        earlier = by_text.get(prompt)
-        if earlier is not None and earlier.get("auxiliary_info") != entry.get("auxiliary_info"):
-            raise PromptFileError(f"{flag} {path}: entry {index} ({prompt[:60]!r}) repeats an earlier prompt with "
-                                  "different auxiliary_info; a video of it could not be matched to one")
-        by_text[prompt] = entry
-    return by_text
+        if prompt not in merged:
+            merged[prompt] = {**entry, "auxiliary_info": dict(entry.get("auxiliary_info") or {})}
+            if "dimension" in entry:
+                merged[prompt]["dimension"] = list(entry["dimension"])
+            continue
+        earlier = merged[prompt]
+        for dim, info in (entry.get("auxiliary_info") or {}).items():
+            if dim in earlier["auxiliary_info"] and earlier["auxiliary_info"][dim] != info:
+                raise PromptFileError(f"{flag} {path}: entry {index} ({prompt[:60]!r}) repeats an earlier prompt with "
+                                      f"different auxiliary_info[{dim!r}]; a video of it could not be matched to one")
+            earlier["auxiliary_info"][dim] = info
+        if "dimension" in entry or "dimension" in earlier:
+            dims = earlier.get("dimension", [])
+            earlier["dimension"] = dims + [d for d in entry.get("dimension", []) if d not in dims]
+        for key, value in entry.items():   # any other field of a later entry (e.g. a world kind) fills a gap only
+            earlier.setdefault(key, value)
+    return list(merged.values())
+
+
+def prompts_by_text(entries: list[dict], path=None, flag: str = "--prompts") -> dict:
+    """{prompt_en: entry}, repeated prompts merged per dimension (`merge_by_prompt`)."""
+    return {entry["prompt_en"]: entry for entry in merge_by_prompt(entries, path, flag)}

@@ -34,7 +34,13 @@ class Record:
 
 class Declined(Exception):
     """Raised by `evaluate_video` when a video cannot be scored on this dimension (too few frames, no prompt
-    information, dropped by a filter...): the runner records the reason, never a number."""
+    information, dropped by a filter...): the runner records the reason, never a number. `extra` is what was
+    computed on the way (e.g. the static filter's decision); `cacheable=False` when the decision depends on other
+    videos of the run (a quota), so it is never read back for another run."""
+
+    def __init__(self, reason: str, extra: dict | None = None, cacheable: bool = True):
+        super().__init__(reason)
+        self.extra, self.cacheable = extra or {}, cacheable
 
 
 class Evaluator:
@@ -90,6 +96,17 @@ class Evaluator:
 
     def evaluate_video(self, video) -> Record:
         raise NotImplementedError
+
+    def observe(self, video, row: dict) -> None:
+        """Sees this evaluator's row of every video, computed or read from the cache, in run order: an evaluator
+        whose decision depends on earlier videos (temporal_flickering's quota) keeps that state here, so a
+        resumed run decides as an uninterrupted one."""
+
+    @classmethod
+    def finalize(cls, rows: list[dict]) -> list[dict]:
+        """A run-level rule over this dimension's rows of every model and rank, applied once after gathering
+        (so the table does not depend on how the work was split); identity unless the dimension has one."""
+        return rows
 
     def evaluate(self, videos) -> list[Record]:
         return [self.evaluate_video(v) for v in videos]

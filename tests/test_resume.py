@@ -56,7 +56,7 @@ def test_sigkill_then_rerun_loses_and_recomputes_nothing(tmp_path):
     proc.send_signal(signal.SIGKILL)
     proc.wait()
     done = finished_samples(out / "cache")
-    records = len(list((out / "cache").glob("records/*/*.json")))
+    records = len(list((out / "cache").glob("records-v2/*/*.json")))
     assert 0 < done < 8, "the kill should land mid-run"
     assert not (out / "COMPLETE").exists()
     rerun = run_cli("run", "--suite", str(suite), "--out", str(out))

@@ -1,7 +1,8 @@
 """VBench's normalisation and Quality / Semantic / Total (scripts/constant.py, scripts/cal_final_score.py).
 
-Constants from ../shared/reference/evaluators-vbench-clip-flops.md §1.6. Differences from VBench, on purpose:
-a missing dimension is NaN with a warning (VBench silently uses 0), and so are the group scores it enters.
+Constants from ../shared/reference/evaluators-vbench-clip-flops.md §1.6. Three readings of a run that scores a
+subset: `vbench_scores_missing_zero` is VBench's (a missing dimension counts as raw 0), `vbench_scores_present`
+re-weights over the dimensions present, and `vbench_scores` makes a missing dimension NaN with a warning.
 Like VBench, normalised values are not clipped to [0, 1].
 """
 
@@ -61,6 +62,13 @@ def vbench_scores(raw: dict) -> dict:
                       stacklevel=2)
     out = {d: float("nan") if d in missing else normalize(d, raw[d]) for d in NORMALIZATION}
     return {**out, **_group_scores(out)}
+
+
+def vbench_scores_missing_zero(raw: dict) -> dict:
+    """Quality / Semantic / Total by VBench's own rule (scripts/cal_final_score.py): a missing dimension's raw
+    score is 0, then every dimension is normalised and weighted over all 16 (dynamic_degree 0.5)."""
+    filled = {d: raw[d] if d in raw and raw[d] is not None and not math.isnan(raw[d]) else 0.0 for d in NORMALIZATION}
+    return _group_scores({d: normalize(d, v) for d, v in filled.items()})
 
 
 def vbench_scores_present(raw: dict) -> dict:

@@ -1,0 +1,117 @@
+"""Whole-run invariants through the real CLI (issue 29): a model's rows depend only on that model. Adding, removing
+or reordering models changes no model's rows; a renamed copy of a checkpoint scores identically; a shared cache
+gives the run's own identity back; cached = uncached = resumed = 2-rank torchrun, with temporal_flickering's
+per-(model, prompt) quota in play (the reconstruction "model" makes static videos, 7 samples of the static prompt)."""
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pandas as pd
+
+from benchmarks.cli import main
+from benchmarks.writers import MEASURED_COLUMNS
+
+REPO = Path(__file__).resolve().parent.parent
+SUITE = """
+name = "invariants"
+models = {models}
+prompts = "world"
+per_kind = 1
+batch = 4
+samples_per_dimension = {{temporal_flickering = 7}}
+evaluators = ["world_colour_shape", "world_count", "color", "temporal_flickering", "compute"]
+[sampling]
+frames = 9
+steps = [1, 1, 1]
+"""
+RECONSTRUCTION = "vae-tiny (reconstruction)"
+
+
+def suite(tmp_path, models, name="suite.toml"):
+    path = tmp_path / name
+    path.write_text(SUITE.format(models=json.dumps(list(models))))
+    return path
+
+
+def run(tmp_path, models, out, *extra):
+    assert main(["run", "--suite", str(suite(tmp_path, models)), "--out", str(out), *extra]) == 0
+    return pd.read_csv(out / "per_video.csv"), pd.read_csv(out / "summary.csv").set_index("model")
+
+
+def rows_of(per_video, model, as_name=None):
+    """A model's rows without the run's labels that name it (model, video path), in a canonical order."""
+    mine = per_video[per_video["model"] == model].drop(columns=["model", "video"])
+    return mine.sort_values(["prompt", "sample", "dimension"]).reset_index(drop=True)
+
+
+def summary_of(summary, model):
+    return summary.loc[model].drop(labels=[c for c in MEASURED_COLUMNS if c in summary.columns])
+
+
+def test_adding_reordering_and_renaming_models_changes_no_model_rows(tmp_path):
+    copy = tmp_path / "m4v-copy"
+    copy.mkdir()
+    from m4v.checkpoint import weights_path
+
+    for name in ("config.json", "model.safetensors"):
+        shutil.copy(weights_path("m4v-tiny") / name, copy / name)
+    alone, alone_summary = run(tmp_path, ["m4v-tiny"], tmp_path / "alone", "--no-cache")
+    # another order, more models, the copy, and a cache shared with a run that stored m4v-tiny's records first
+    cache = ["--cache-dir", str(tmp_path / "shared-cache")]
+    run(tmp_path, ["m4v-tiny"], tmp_path / "first", *cache)
+    many, many_summary = run(tmp_path, ["reconstruction:vae-tiny", str(copy), "dit-tiny", "m4v-tiny"],
+                             tmp_path / "many", *cache)
+    pd.testing.assert_frame_equal(rows_of(alone, "m4v-tiny"), rows_of(many, "m4v-tiny"))
+    pd.testing.assert_frame_equal(rows_of(alone, "m4v-tiny"), rows_of(many, "m4v-copy"))
+    pd.testing.assert_series_equal(summary_of(alone_summary, "m4v-tiny"), summary_of(many_summary, "m4v-tiny"))
+    trained = ["trained_steps", "of_steps"]   # read off the directory's training.json, which the copy lacks
+    pd.testing.assert_series_equal(summary_of(many_summary, "m4v-tiny").drop(labels=trained),
+                                   summary_of(many_summary, "m4v-copy").drop(labels=trained), check_names=False)
+    # each row names its own model's video, and no model's rows appear twice
+    assert all(v.startswith(f"videos/{m}/") for m, v in zip(many["model"], many["video"]))
+    assert not many.duplicated(["model", "prompt", "sample", "dimension"]).any()
+    # every model has the same applicable videos for every dimension
+    counts = many.groupby(["dimension", "model"]).size().unstack()
+    assert (counts.nunique(axis=1) == 1).all(), counts
+    # the quota is per (model, prompt): the static reconstruction keeps 5 of its 7 static videos, whatever the
+    # other models did before it in the run
+    flicker = many[(many["dimension"] == "temporal_flickering") & (many["model"] == RECONSTRUCTION)]
+    assert (flicker["status"] == "ok").sum() == 5 and (flicker["status"] == "declined").sum() == 2
+
+
+def run_cli(*args):
+    return subprocess.run([sys.executable, "-m", "benchmarks.cli", *args], cwd=REPO, capture_output=True, text=True,
+                          env={**os.environ, "OMP_NUM_THREADS": "1"})
+
+
+def test_cached_uncached_resumed_and_torchrun_give_one_table(tmp_path):
+    path = suite(tmp_path, ["reconstruction:vae-tiny", "dit-tiny"])
+    uncached = run_cli("run", "--suite", str(path), "--out", str(tmp_path / "uncached"), "--no-cache")
+    assert uncached.returncode == 0, uncached.stderr[-2000:]
+    reference = (tmp_path / "uncached" / "per_video.csv").read_bytes()
+    # a first run, then a rerun reading every cacheable record back (the quota state restored from them)
+    for attempt in ("first", "rerun"):
+        cached = run_cli("run", "--suite", str(path), "--out", str(tmp_path / "cached"))
+        assert cached.returncode == 0, cached.stderr[-2000:]
+        assert (tmp_path / "cached" / "per_video.csv").read_bytes() == reference, attempt
+    assert "0 generated" in cached.stdout
+    # resumed: half of the finished samples lost (as after a kill), the rest read back
+    samples = sorted((tmp_path / "cached" / "cache" / "samples").iterdir())
+    for lost in samples[::2]:
+        shutil.rmtree(lost)
+    resumed = run_cli("run", "--suite", str(path), "--out", str(tmp_path / "cached"))
+    assert resumed.returncode == 0, resumed.stderr[-2000:]
+    assert (tmp_path / "cached" / "per_video.csv").read_bytes() == reference
+    two = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port",
+                          "29531", "-m", "benchmarks.cli", "run", "--suite", str(path), "--out", str(tmp_path / "two"),
+                          "--no-cache"], cwd=REPO, capture_output=True, text=True,
+                         env={**os.environ, "OMP_NUM_THREADS": "1"})
+    assert two.returncode == 0, two.stderr[-2000:]
+    assert (tmp_path / "two" / "per_video.csv").read_bytes() == reference
+    per_video = pd.read_csv(tmp_path / "two" / "per_video.csv")
+    quota = per_video["reason"].fillna("").str.contains("stops after the first 5 static videos")
+    assert quota.sum() == 2      # the reconstruction's 6th and 7th static videos, on whichever rank they ran
