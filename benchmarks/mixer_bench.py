@@ -1,4 +1,5 @@
-"""`m4v-bench bench-mixer`: one paper-width single-stream block, attention vs MM-DiM, seconds vs FLOPs."""
+"""`m4v-bench bench-mixer`: one paper-width single-stream block, attention vs MM-DiM, median seconds (with interval)
+vs FLOPs."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ from pathlib import Path
 import pandas as pd
 import torch
 
-from benchmarks.measure import best_of
+from benchmarks.measure import describe_load, machine_load, timed
 from benchmarks.provenance import provenance
 from benchmarks.table4 import CURVE_RESOLUTIONS
 from m4v.blocks import SingleStreamBlock, build_stage_layout
@@ -66,9 +67,13 @@ def _mixer_flops(cfg: M4VConfig, point: str) -> int:
     return torch_flops(_Mixer(block, layout, registers), (h,)).total
 
 
-def bench_mixer(points=None, repeats: int = 1, device: str = "cpu", log=print) -> pd.DataFrame:
-    """Seconds of the mixer alone and of the whole block, attention vs MM-DiM, at growing token counts."""
+def bench_mixer(points=None, repeats: int = 3, device: str = "cpu", log=print, warmup: int = 1) -> pd.DataFrame:
+    """Seconds of the mixer alone and of the whole block, attention vs MM-DiM, at growing token counts: each
+    `warmup` untimed calls, then the median of `repeats` timed ones with its interval and min-max. The machine's
+    load at the start and the end is in the frame's `attrs["machine_load"]`."""
     points = points or DEFAULT_POINTS
+    load_start = machine_load()
+    log(f"[bench-mixer] {describe_load(load_start)}; {warmup} warm-up + {repeats} timed calls each")
     rows = []
     blocks = {}
     for name, mixer in MIXERS.items():
@@ -82,20 +87,24 @@ def bench_mixer(points=None, repeats: int = 1, device: str = "cpu", log=print) -
             x = torch.randn(1, cfg.text_len + n_visual, cfg.hidden_size, generator=g).to(device)
             temb = torch.randn(1, cfg.hidden_size, generator=g).to(device)
             mixer = _Mixer(block, layout, registers)
-            with torch.no_grad():
-                mixer(x)  # warm-up (numba cache load, allocator)
-                _, m_mixer = best_of(partial(mixer, x), repeats, device)
-                _, m_block = best_of(partial(block, x, temb, layout, registers), repeats, device)
+            with torch.no_grad():  # warm-up inside timed: numba cache load, allocator growth at this length
+                t_mixer = timed(partial(mixer, x), warmup=warmup, repeats=repeats, device=device)
+                t_block = timed(partial(block, x, temb, layout, registers), warmup=warmup, repeats=repeats,
+                                device=device)
             row["tokens"] = cfg.text_len + n_visual
-            row[f"{name}_mixer_s"] = m_mixer.seconds
-            row[f"{name}_block_s"] = m_block.seconds
+            row.update(t_mixer.columns(f"{name}_mixer_s"))
+            row.update(t_block.columns(f"{name}_block_s"))
             row[f"{name}_mixer_gflops"] = _mixer_flops(cfg, point) / 1e9
-            log(f"[bench-mixer] {point} {name}: mixer {m_mixer.seconds:.3f} s, block {m_block.seconds:.3f} s")
+            log(f"[bench-mixer] {point} {name}: mixer {t_mixer.describe()}; block {t_block.describe()}")
+        # Ratios of the medians.
         row["mixer_time_ratio"] = row["mmdim_mixer_s"] / row["attention_mixer_s"]
         row["mixer_flop_ratio"] = row["mmdim_mixer_gflops"] / row["attention_mixer_gflops"]
         row["block_time_ratio"] = row["mmdim_block_s"] / row["attention_block_s"]
         rows.append(row)
-    return pd.DataFrame(rows)
+    df = pd.DataFrame(rows)
+    df.attrs["machine_load"] = {"start": load_start, "end": machine_load()}
+    log(f"[bench-mixer] at the end: {describe_load(df.attrs['machine_load']['end'])}")
+    return df
 
 
 def crossover_tokens(df: pd.DataFrame):
@@ -116,5 +125,5 @@ def write(df: pd.DataFrame, out_dir: Path, config: dict) -> None:
     out_dir.mkdir(parents=True, exist_ok=True)
     df.to_csv(out_dir / "bench_mixer.csv", index=False)
     payload = {"provenance": provenance(config, seeds=[0]), "summary": summary(df),
-               "rows": df.to_dict(orient="records")}
+               "machine_load": df.attrs.get("machine_load"), "rows": df.to_dict(orient="records")}
     (out_dir / "bench_mixer.json").write_text(json.dumps(payload, indent=2, default=str) + "\n")

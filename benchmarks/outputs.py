@@ -144,3 +144,14 @@ def mark_complete(directory, files: list[str]) -> None:
 
 def is_complete(directory) -> bool:
     return (Path(directory) / COMPLETE_NAME).is_file()
+
+
+def markdown_cell(value) -> str:
+    """`value` as one markdown table cell: `|` escaped, line breaks as spaces."""
+    # An unescaped `|` splits the cell in two and shifts every later column; a newline ends the row.
+    return " ".join(str(value).splitlines()).replace("|", "\\|")
+
+
+def markdown_row(cells) -> str:
+    """A markdown table row of these cells, each escaped (markdown_cell)."""
+    return "| " + " | ".join(markdown_cell(c) for c in cells) + " |"

@@ -17,6 +17,7 @@ import numpy as np
 import pandas as pd
 
 from benchmarks.compare import CompareOptions, bootstrap_interval, holm, metric_row
+from benchmarks.outputs import markdown_row
 from benchmarks.paper_numbers import TABLE3, TABLE4, TABLE5
 from benchmarks.writers import _aggregate, _records
 from evaluators import EVALUATORS
@@ -103,8 +104,9 @@ TABLES = {
          PaperRow("synthetic_data", "+ synthetic data",
                   not_run="needs ~80k HunyuanVideo clips; no video model can be run offline to make them")),
         TABLE5, "m4v", ("world_colour_shape", "world_motion", "clip_score", "imaging_quality", "overall_consistency"),
-        summary_columns=("vbench_total", "vbench_semantic", "vbench_quality", "vbench_with_substitutes"),
-        note="vbench_*: VBench's weighting over the dimensions this run scores, with the shipped substitutes "
+        summary_columns=("vbench_total_present", "vbench_semantic_present", "vbench_quality_present",
+                         "vbench_with_substitutes"),
+        note="vbench_*_present: VBench's weighting over the dimensions this run scores, with the shipped substitutes "
              "(not the official suite or backbones), in [0, 1]; the paper's are official VBench, in percent."),
 }
 
@@ -297,35 +299,36 @@ def markdown(table_name: str, df: pd.DataFrame, directions_df: pd.DataFrame | No
     digits = {m: _digits(m) for m in metrics}
     header = (["row", "model"] + [c.replace("paper_", "paper ") for c in paper_cols] + metrics
               + [c for c in table.summary_columns if c in df.columns])
-    lines = [f"# {table.title}", "", "| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    # Every row through markdown_row: labels such as "parallel (attention | Mamba)" carry a `|`.
+    lines = [f"# {table.title}", "", markdown_row(header), "|" + "---|" * len(header)]
     for r in df.to_dict("records"):
         cells = [r["paper_row"], r.get("model") or "–"] + [_cell(r.get(c)) for c in paper_cols]
         cells += [_cell(r.get(m), r.get(f"{m}_ci_low"), r.get(f"{m}_ci_high"), digits[m]) for m in metrics]
         cells += [_cell(r.get(c), digits=0 if _whole(r.get(c)) else 4)
                   for c in table.summary_columns if c in df.columns]
-        lines.append("| " + " | ".join(str(c) for c in cells) + " |")
+        lines.append(markdown_row(cells))
     diffs = [m for m in metrics if f"{m}_minus_ref" in df.columns]
     if diffs:
         ref = TABLES[table_name].reference
         ref_label = next(r.label for r in table.rows if r.key == ref)
         lines += ["", f"Paired difference from the reference row ({ref_label}), mean over the videos both scored, "
                   "95% bootstrap interval, Holm-adjusted p across the row's metrics:", "",
-                  "| row | " + " | ".join(diffs) + " |", "|---|" + "---|" * len(diffs)]
+                  markdown_row(["row", *diffs]), "|---|" + "---|" * len(diffs)]
         for r in df.to_dict("records"):
             if r.get("note", "").startswith(("reference", "not run")):
                 continue
             cells = [_cell(r.get(f"{m}_minus_ref"), r.get(f"{m}_minus_ref_ci_low"), r.get(f"{m}_minus_ref_ci_high"),
                            digits[m]) + f" p={_cell(r.get(f'{m}_minus_ref_p_holm'), digits=3)}" for m in diffs]
-            lines.append(f"| {r['paper_row']} | " + " | ".join(cells) + " |")
+            lines.append(markdown_row([r["paper_row"], *cells]))
     if directions_df is not None and len(directions_df):
         lines += ["", "The paper's directions (new row minus base row) beside ours, paired over the videos both "
                   "scored, 95% bootstrap interval, Holm-adjusted p across this table's contrasts; 'reproduced': "
                   "our difference has the paper's sign at p < 0.05, 'unresolved': not significant:", "",
                   "| contrast | metric | paper | ours | p (Holm) | verdict |", "|---|---|---|---|---|---|"]
         for r in directions_df.to_dict("records"):
-            lines.append(f"| {r['contrast']} | {r['metric']} | {r['paper_delta']:+.2f} | "
-                         f"{_cell(r['delta'], r['ci_low'], r['ci_high'], _digits(r['metric']))} | "
-                         f"{_cell(r['p_holm'], digits=3)} | {r['verdict']} |")
+            lines.append(markdown_row([r["contrast"], r["metric"], f"{r['paper_delta']:+.2f}",
+                                       _cell(r["delta"], r["ci_low"], r["ci_high"], _digits(r["metric"])),
+                                       _cell(r["p_holm"], digits=3), r["verdict"]]))
     not_run = [f"- {r['paper_row']}: {r['note']}" for r in df.to_dict("records")
                if r.get("note", "").startswith("not run")]
     lines += ["", *not_run, "", table.note, ""]

@@ -1,4 +1,5 @@
-"""`m4v-bench bench-scan`: selective-scan backends side by side in one run (seconds, ratio, error, memory)."""
+"""`m4v-bench bench-scan`: selective-scan backends side by side in one run (median seconds with interval, ratio,
+error, memory)."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ from pathlib import Path
 import pandas as pd
 import torch
 
-from benchmarks.measure import best_of, measure
+from benchmarks.measure import Timing, describe_load, machine_load, timed
 from benchmarks.provenance import provenance
 from m4v.ops import cuda_scan_available, selective_scan
 
@@ -46,10 +47,21 @@ class Row:
     shape: str
     pass_: str
     backend: str
-    seconds: float
-    speedup_vs_reference: float
+    seconds: float              # median over the timed repeats
+    seconds_ci_low: float       # its order-statistic interval (NaN when timed once)
+    seconds_ci_high: float
+    seconds_min: float
+    seconds_max: float
+    repeats: int
+    warmup: int
+    speedup_vs_reference: float  # ratio of the medians
     max_abs_err: float
     peak_extra_mb: float
+
+
+def _row(size, shape, pass_, backend, t: Timing, warmup: int, speedup: float, err: float) -> Row:
+    return Row(size, shape, pass_, backend, t.median, t.low, t.high, t.min, t.max, len(t.seconds), warmup, speedup,
+               err, t.peak_extra_mb)
 
 
 def _forward(inputs, backend):
@@ -72,12 +84,19 @@ def _max_err(a, b) -> float:
     return (a.detach().float().cpu() - b.detach().float().cpu()).abs().max().item()
 
 
-def bench_scan(sizes=("small", "paper"), repeats=3, reference_backward=("small",), device="cpu", log=print):
-    """Time reference vs cpu (and cuda vs cpu on a CUDA device); returns a DataFrame of rows.
+def bench_scan(sizes=("small", "paper"), repeats=3, reference_backward=("small",), device="cpu", log=print,
+               warmup: int = 1):
+    """Time reference vs cpu (and cuda vs cpu on a CUDA device); returns a DataFrame of rows, the machine's load
+    at the start and the end in its `attrs["machine_load"]`.
 
-    Autograd through the reference is timed only for the sizes in `reference_backward`: it took 25 s at the
-    small size on a 2-core machine and grows faster than L * D, so at the paper size it would dominate the run.
+    Every backend gets `warmup` untimed calls, then `repeats` timed ones (median, interval, min-max). The
+    reference is pure torch (nothing to compile) and slow, so where it is expensive it is timed once with no
+    warm-up: its forward at the paper size (~20 s, 4.8 GB on 2 cores), and autograd through it, timed only for
+    the sizes in `reference_backward`: it took 25 s at the small size on a 2-core machine and grows faster than
+    L * D, so at the paper size it would dominate the run.
     """
+    load_start = machine_load()
+    log(f"[bench-scan] {describe_load(load_start)}; {warmup} warm-up + {repeats} timed calls per backend")
     rows = []
     for size in sizes:
         batch, dim, length, dstate = SIZES[size]
@@ -88,47 +107,48 @@ def bench_scan(sizes=("small", "paper"), repeats=3, reference_backward=("small",
         log(f"[bench-scan] {size}: {shape}")
 
         # Forward.
-        _forward(inputs, "cpu")()  # warm-up (numba compile / cache load)
-        out_cpu, m_cpu = best_of(_forward(inputs, "cpu"), repeats)
-        out_ref, m_ref = (measure if big else lambda f: best_of(f, repeats))(_forward(inputs, "reference"))
-        rows.append(Row(size, shape, "forward", "reference", m_ref.seconds, 1.0, 0.0, m_ref.peak_extra_mb))
-        rows.append(Row(size, shape, "forward", "cpu", m_cpu.seconds, m_ref.seconds / m_cpu.seconds,
-                        _max_err(out_cpu, out_ref), m_cpu.peak_extra_mb))
-        del out_ref
+        t_cpu = timed(_forward(inputs, "cpu"), warmup=warmup, repeats=repeats)  # warm-up: numba compile / cache
+        ref_warmup, ref_repeats = (0, 1) if big else (warmup, repeats)
+        t_ref = timed(_forward(inputs, "reference"), warmup=ref_warmup, repeats=ref_repeats)
+        rows.append(_row(size, shape, "forward", "reference", t_ref, ref_warmup, 1.0, 0.0))
+        rows.append(_row(size, shape, "forward", "cpu", t_cpu, warmup, t_ref.median / t_cpu.median,
+                         _max_err(t_cpu.result, t_ref.result)))
+        log(f"[bench-scan] {size} forward: reference {t_ref.describe()}; cpu {t_cpu.describe()}")
+        out_cpu = t_cpu.result
+        del t_ref
 
         # Backward (forward + gradients of every input).
-        _backward(inputs, "cpu", grad_out)()
-        g_cpu, mb_cpu = best_of(_backward(inputs, "cpu", grad_out), repeats)
+        tb_cpu = timed(_backward(inputs, "cpu", grad_out), warmup=warmup, repeats=repeats)
         if size in reference_backward:
-            g_ref, mb_ref = measure(_backward(inputs, "reference", grad_out))
-            rows.append(Row(size, shape, "forward+backward", "reference", mb_ref.seconds, 1.0, 0.0,
-                            mb_ref.peak_extra_mb))
-            rows.append(Row(size, shape, "forward+backward", "cpu", mb_cpu.seconds,
-                            mb_ref.seconds / mb_cpu.seconds, _max_err(g_cpu, g_ref), mb_cpu.peak_extra_mb))
-            del g_ref
+            tb_ref = timed(_backward(inputs, "reference", grad_out), warmup=0, repeats=1)
+            rows.append(_row(size, shape, "forward+backward", "reference", tb_ref, 0, 1.0, 0.0))
+            rows.append(_row(size, shape, "forward+backward", "cpu", tb_cpu, warmup, tb_ref.median / tb_cpu.median,
+                             _max_err(tb_cpu.result, tb_ref.result)))
+            log(f"[bench-scan] {size} forward+backward: reference {tb_ref.describe()}; cpu {tb_cpu.describe()}")
+            del tb_ref
         else:
-            rows.append(Row(size, shape, "forward+backward", "cpu", mb_cpu.seconds, float("nan"), float("nan"),
-                            mb_cpu.peak_extra_mb))
+            rows.append(_row(size, shape, "forward+backward", "cpu", tb_cpu, warmup, float("nan"), float("nan")))
+            log(f"[bench-scan] {size} forward+backward: cpu {tb_cpu.describe()}")
 
         if device == "cuda":
-            rows.extend(_cuda_rows(size, shape, inputs, grad_out, out_cpu, g_cpu, repeats))
+            rows.extend(_cuda_rows(size, shape, inputs, grad_out, out_cpu, tb_cpu.result, repeats, warmup, log))
     df = pd.DataFrame([asdict(r) for r in rows]).rename(columns={"pass_": "pass"})
+    df.attrs["machine_load"] = {"start": load_start, "end": machine_load()}
+    log(f"[bench-scan] at the end: {describe_load(df.attrs['machine_load']['end'])}")
     return df
 
 
-def _cuda_rows(size, shape, inputs, grad_out, out_cpu, g_cpu, repeats):
+def _cuda_rows(size, shape, inputs, grad_out, out_cpu, g_cpu, repeats, warmup=1, log=print):
     """cuda backend on the same inputs, checked against the cpu backend's results."""
     if not cuda_scan_available():
         raise RuntimeError("bench-scan --device cuda: mamba-ssm's CUDA kernel is not importable "
                            "(pip install '.[cuda]' on the GPU machine)")
     cuda_inputs = {k: v.cuda() for k, v in inputs.items()}
-    _forward(cuda_inputs, "cuda")()
-    out, m = best_of(_forward(cuda_inputs, "cuda"), repeats, device="cuda")
-    rows = [Row(size, shape, "forward", "cuda", m.seconds, float("nan"), _max_err(out, out_cpu), m.peak_extra_mb)]
-    _backward(cuda_inputs, "cuda", grad_out.cuda())()
-    g, mb = best_of(_backward(cuda_inputs, "cuda", grad_out.cuda()), repeats, device="cuda")
-    rows.append(Row(size, shape, "forward+backward", "cuda", mb.seconds, float("nan"), _max_err(g, g_cpu),
-                    mb.peak_extra_mb))
+    t = timed(_forward(cuda_inputs, "cuda"), warmup=warmup, repeats=repeats, device="cuda")
+    rows = [_row(size, shape, "forward", "cuda", t, warmup, float("nan"), _max_err(t.result, out_cpu))]
+    tb = timed(_backward(cuda_inputs, "cuda", grad_out.cuda()), warmup=warmup, repeats=repeats, device="cuda")
+    rows.append(_row(size, shape, "forward+backward", "cuda", tb, warmup, float("nan"), _max_err(tb.result, g_cpu)))
+    log(f"[bench-scan] {size} cuda: forward {t.describe()}; forward+backward {tb.describe()}")
     return rows
 
 
@@ -149,5 +169,6 @@ def check_targets(df: pd.DataFrame) -> list[str]:
 def write(df: pd.DataFrame, out_dir: Path, config: dict) -> None:
     out_dir.mkdir(parents=True, exist_ok=True)
     df.to_csv(out_dir / "bench_scan.csv", index=False)
-    payload = {"provenance": provenance(config, seeds=[0, 1]), "rows": df.to_dict(orient="records")}
+    payload = {"provenance": provenance(config, seeds=[0, 1]), "machine_load": df.attrs.get("machine_load"),
+               "rows": df.to_dict(orient="records")}
     (out_dir / "bench_scan.json").write_text(json.dumps(payload, indent=2, default=str) + "\n")

@@ -144,7 +144,8 @@ def test_table5_keeps_the_unrunnable_row_and_table3_layout(tmp_path):
     assert list(table["paper_total"]) == [TABLE5[k]["total"] for k in ("m4v", "reward_learning", "synthetic_data")]
     assert table.loc[2, "note"].startswith("not run: needs ~80k HunyuanVideo clips") and pd.isna(table.loc[2, "model"])
     summary = pd.read_csv(out / "summary.csv").set_index("model")
-    assert table.loc[1, "vbench_total"] == pytest.approx(summary.loc["m4v-tiny-reward", "vbench_total"])
+    assert table.loc[1, "vbench_total_present"] == pytest.approx(
+        summary.loc["m4v-tiny-reward", "vbench_total_present"])
     # imaging quality in percent both as a value (aggregate 0-1, x100) and as a paired difference (records 0-100)
     per_video = pd.read_csv(out / "per_video.csv")
     raw = {m: per_video[(per_video["model"] == m) & (per_video["dimension"] == "imaging_quality")].set_index(
@@ -183,13 +184,22 @@ def test_table4_time_schedule_is_the_samplers_and_paper_size_needs_a_gpu(tmp_pat
     assert main(["table4-time", "--size", "paper", "--out", str(tmp_path / "p")]) != 0
     assert "needs a GPU (--device cuda)" in capsys.readouterr().err and not (tmp_path / "p").exists()
     out = tmp_path / "tiny"
-    assert main(["table4-time", "--size", "tiny", "--repeats", "1", "--out", str(out)]) == 0
+    assert main(["table4-time", "--size", "tiny", "--repeats", "2", "--warmup", "1", "--out", str(out)]) == 0
     table = pd.read_csv(out / "table4_time.csv")
     assert list(table["variant"]) == ["full_attn", "parallel", "pure_mamba", "m4v"] and (table["seconds"] > 0).all()
+    # the schedule's median over repeats within its interval (two repeats: the interval is min-max)
+    assert (table["seconds_ci_low"] <= table["seconds"]).all() and (table["seconds"] <= table["seconds_ci_high"]).all()
+    assert (table["seconds_ci_low"] == table["seconds_min"]).all()
+    assert (table["repeats"] == 2).all() and (table["warmup"] == 1).all()
+    saved = json.loads((out / "table4_time.json").read_text())
+    assert saved["provenance"]["config"]["warmup"] == 1
+    assert {"torch_threads", "cpu_model", "load_avg_1m"} <= set(saved["machine_load"]["start"])
     assert table.loc[0, "ratio_to_full_attn"] == 1.0
     assert table.loc[3, "paper_ratio_to_full_attn"] == pytest.approx(613 / 812)
     layouts = pd.read_csv(out / "table4_time_layouts.csv")
     assert layouts.groupby("variant")["calls"].sum().eq(3 * 24).all()
+    assert (layouts["seconds_per_call_repeats"] == 2).all()
+    assert (layouts["seconds_per_call_min"] <= layouts["seconds_per_call"]).all()
 
 
 def _synthetic_per_video(offsets: dict, n: int = 40, noise: float = 0.01) -> pd.DataFrame:
