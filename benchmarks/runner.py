@@ -330,6 +330,14 @@ def _gather(rows, generation_rows, checkpoints, evaluators: dict):
     return df, gen, checkpoints
 
 
+def unscored_dimensions(per_video: pd.DataFrame) -> list[str]:
+    """Dimensions where some applicable video failed and none scored: the run's failure (exit 1). A dimension with
+    no applicable video, or whose videos were all declined (no video passes the static filter, the object is never
+    seen), has nothing to score: not a failure."""
+    status = per_video.groupby("dimension", sort=False)["status"]
+    return [d for d, s in status if (s == "failed").any() and not (s == "ok").any()]
+
+
 def default_pairs(baseline, models: list[str]) -> list[tuple[str, str]]:
     """--check-against without --pair: each new model against the baseline model of its name, else against the
     baseline's first model (the suite's reference, m4v-tiny for quality-vs-compute)."""
@@ -427,10 +435,7 @@ def run_suite(suite: Suite, out, *, videos=None, prompts=None, cache_dir=None, u
             log((out / f"paper_{suite.paper_table}.md").read_text())
         log(f"wrote {out}/: per_video.csv, summary.csv, results.json, report.md" + (
             ", generation.csv, pareto.png" if len(generation) else ""))
-        # a dimension every video declined (e.g. no video passes the static filter) is not a failure
-        empty = [d for d in dict.fromkeys(per_video["dimension"])
-                 if not per_video[per_video["dimension"] == d]["status"].isin(["ok", "declined"]).all()
-                 and not (per_video[per_video["dimension"] == d]["status"] == "ok").any()]
+        empty = unscored_dimensions(per_video)
         if empty:
             print(f"no score computed for any video on: {', '.join(empty)}", file=sys.stderr)
         code = 1 if empty else 0

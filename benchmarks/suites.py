@@ -293,10 +293,15 @@ def prompt_entries(suite: Suite) -> list[dict]:
         from evaluators.prompts import PromptFileError, merge_by_prompt
 
         path = vbench_full_info_path() if suite.prompts == "vbench" else suite.prompts
+        listed = load_full_info(path, "prompts")
         try:   # VBench's per-dimension lookup: a prompt listed under two dimensions is one video scored on both
-            entries = merge_by_prompt(load_full_info(path, "prompts"), path, "prompts")
+            entries = merge_by_prompt(listed, path, "prompts")
         except PromptFileError as exc:
             raise SuiteError(str(exc)) from exc
+        if suite.prompt_dimension:   # in the order VBench lists that dimension's prompts (its file order)
+            by_text = {e["prompt_en"]: e for e in entries}
+            entries = [by_text[p] for p in dict.fromkeys(e["prompt_en"] for e in listed
+                                                         if suite.prompt_dimension in e.get("dimension", []))]
     if suite.prompt_dimension:
         entries = [e for e in entries if suite.prompt_dimension in e.get("dimension", [])]
     return entries[: suite.prompt_limit] if suite.prompt_limit else entries
