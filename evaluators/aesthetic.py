@@ -41,7 +41,7 @@ class AestheticQuality(Evaluator):
     """Per video the mean over frames of head(e) / 10; aggregate = mean over videos (VBench)."""
 
     name = "aesthetic_quality"
-    version = "1"
+    version = "2"   # 2: CLIP frames resized on float32, as VBench's load_video hands them to clip_transform
     backbones = ("aesthetic",)
     # its own CLIP (VBench: ViT-L/14) when given as aesthetic_clip, so clip= can stay ViT-B/32 for the others
     optional_backbones = ("clip", "aesthetic_clip")

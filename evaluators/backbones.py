@@ -91,9 +91,9 @@ def default_backbones() -> list[str]:
 
 
 def clip_transform(size: int) -> Compose:
-    """VBench's clip_transform (vbench/utils.py) with torchvision's own ops, so the rounding is torchvision's:
-    on the uint8 (T, 3, H, W) tensor, shorter side -> size (bicubic, antialias off, long side int()-truncated,
-    result rounded to uint8), CenterCrop (offsets rounded as torchvision does), /255, CLIP normalisation."""
+    """VBench's clip_transform (vbench/utils.py) with torchvision's own ops, on the float32 (T, 3, H, W) 0..255
+    tensor VBench's load_video returns: shorter side -> size (bicubic, antialias off, long side int()-truncated,
+    no rounding or clamping on float), CenterCrop (offsets rounded as torchvision does), /255, CLIP normalisation."""
     return Compose([Resize(size, interpolation=InterpolationMode.BICUBIC, antialias=False), CenterCrop(size),
                     Lambda(lambda x: x.float().div(255.0)), Normalize(CLIP_MEAN, CLIP_STD)])
 
@@ -105,23 +105,28 @@ def clip_transform_image(size: int) -> Compose:
 
 
 def dino_transform(size: int) -> Compose:
-    """VBench's dino_transform: shorter side -> size (bilinear, antialias off, on uint8), no crop, ImageNet norm."""
+    """VBench's dino_transform: shorter side -> size (bilinear, antialias off, on the float32 tensor), no crop,
+    ImageNet normalisation."""
     return Compose([Resize(size, antialias=False), Lambda(lambda x: x.float().div(255.0)),
                     Normalize(IMAGENET_MEAN, IMAGENET_STD)])
 
 
 def to_chw_tensor(frames: np.ndarray) -> torch.Tensor:
-    """(T, H, W, 3) uint8 -> (T, 3, H, W) uint8 tensor, as VBench's load_video returns them."""
-    return torch.from_numpy(np.ascontiguousarray(frames)).permute(0, 3, 1, 2)
+    """(T, H, W, 3) uint8 -> (T, 3, H, W) float32 0..255, as VBench's load_video returns them
+    (`torch.Tensor(frames).permute(0, 3, 1, 2)`): same values and same channels-last strides."""
+    # Float, not uint8: torchvision rounds and clamps a uint8 resize back to uint8 (up to 0.0088 after
+    # normalisation), while VBench's resize runs on float32 and keeps the fractions.
+    return torch.from_numpy(np.ascontiguousarray(frames)).permute(0, 3, 1, 2).float()
 
 
 def clip_preprocess(frames: np.ndarray, size: int) -> torch.Tensor:
-    """(T, H, W, 3) uint8 -> (T, 3, size, size): VBench's clip_transform on the decoded frames."""
+    """(T, H, W, 3) uint8 -> (T, 3, size, size): VBench's clip_transform on load_video's float32 frames."""
     return clip_transform(size)(to_chw_tensor(frames))
 
 
 def clip_preprocess_pil(frames: np.ndarray, size: int) -> torch.Tensor:
-    """(T, H, W, 3) uint8 -> (T, 3, size, size): VBench's clip_transform_Image frame by frame (appearance_style)."""
+    """(T, H, W, 3) uint8 -> (T, 3, size, size): VBench's clip_transform_Image frame by frame (appearance_style,
+    whose load_video(return_tensor=False) hands PIL the uint8 frames)."""
     from PIL import Image
 
     transform = clip_transform_image(size)
@@ -129,7 +134,8 @@ def clip_preprocess_pil(frames: np.ndarray, size: int) -> torch.Tensor:
 
 
 def dino_preprocess(frames: np.ndarray, size: int = 224) -> torch.Tensor:
-    """(T, H, W, 3) uint8 -> (T, 3, h, w), shorter side `size`: VBench's dino_transform."""
+    """(T, H, W, 3) uint8 -> (T, 3, h, w), shorter side `size`: VBench's dino_transform on load_video's float32
+    frames."""
     return dino_transform(size)(to_chw_tensor(frames))
 
 
@@ -277,12 +283,16 @@ class ClipBackbone(_FrameEncoder):
         return torch.stack([self.text_memo[p] for p in prompts])
 
 
-def dino_interpolate_pos_encoding(pos_embed: torch.Tensor, grid_h: int, grid_w: int) -> torch.Tensor:
+def dino_interpolate_pos_encoding(pos_embed: torch.Tensor, grid_h: int, grid_w: int,
+                                  image_hw: tuple[int, int]) -> torch.Tensor:
     """DINO's VisionTransformer.interpolate_pos_encoding (facebookresearch/dino vision_transformer.py): the
-    patch table resized bicubically with scale factors ((n + 0.1) / sqrt(N)), no antialiasing, unchanged for
-    the training grid. pos_embed (1, 1 + N, D) -> (1, 1 + grid_h * grid_w, D)."""
+    patch table resized bicubically with scale factors ((n + 0.1) / sqrt(N)), no antialiasing; unchanged only
+    when the patch count is the table's and the *image* (image_hw, pixels) is square, as DINO tests it.
+    pos_embed (1, 1 + N, D) -> (1, 1 + grid_h * grid_w, D)."""
     n_patches = pos_embed.shape[1] - 1
-    if grid_h * grid_w == n_patches and grid_h == grid_w:
+    # DINO compares the image's own sides (x.shape[2] == x.shape[3]), not the patch grid's: a 224 x 238 frame
+    # has DINO's 14 x 14 grid yet is resampled by the factor 14.1 / 14 (not the identity).
+    if grid_h * grid_w == n_patches and image_hw[0] == image_hw[1]:
         return pos_embed
     side, dim = int(math.sqrt(n_patches)), pos_embed.shape[-1]
     table = pos_embed[:, 1:].reshape(1, side, side, dim).permute(0, 3, 1, 2)          # (1, D, side, side)
@@ -296,21 +306,33 @@ def dino_interpolate_pos_encoding(pos_embed: torch.Tensor, grid_h: int, grid_w: 
 
 
 def dino_vit(arch: str):
-    """A timm ViT whose position table is interpolated as DINO's own module does (the parameter names are
-    DINO's: its checkpoints load as they are)."""
+    """A timm ViT that runs as DINO's own module does on any (B, 3, H, W): remainder rows / columns dropped by
+    the patch step, position table interpolated by DINO's rule (the parameter names are DINO's: its
+    checkpoints load as they are)."""
     import timm
     from timm.models.vision_transformer import VisionTransformer
 
     class DinoViT(VisionTransformer):
-        """timm's ViT with DINO's interpolate_pos_encoding in place of timm's dynamic_img_size resample."""
+        """timm's ViT with DINO's patch step and interpolate_pos_encoding in place of timm's."""
+
+        image_hw = (0, 0)   # the input's pixel size, set by forward_features for _pos_embed's square test
+
+        def forward_features(self, x: torch.Tensor, *args, **kwargs) -> torch.Tensor:
+            """DINO's stride-p patch conv drops the remainder rows / columns; timm asserts instead, so crop, after
+            noting the uncropped size DINO's position rule reads."""
+            ph, pw = self.patch_embed.patch_size
+            self.image_hw = tuple(x.shape[-2:])
+            x = x[..., : x.shape[-2] // ph * ph, : x.shape[-1] // pw * pw]
+            return super().forward_features(x, *args, **kwargs)
 
         def _pos_embed(self, x: torch.Tensor) -> torch.Tensor:
             batch, grid_h, grid_w, dim = x.shape                                   # (B, h, w, D) patch grid
             x = torch.cat([self.cls_token.expand(batch, -1, -1), x.reshape(batch, grid_h * grid_w, dim)], dim=1)
-            return self.pos_drop(x + dino_interpolate_pos_encoding(self.pos_embed, grid_h, grid_w))
+            table = dino_interpolate_pos_encoding(self.pos_embed, grid_h, grid_w, self.image_hw)
+            return self.pos_drop(x + table)
 
     model = timm.create_model(arch, pretrained=False, num_classes=0, dynamic_img_size=True)
-    model.__class__ = DinoViT   # same modules and parameters; only the position step differs
+    model.__class__ = DinoViT   # same modules and parameters; only the patch and position steps differ
     return model
 
 
@@ -321,7 +343,7 @@ DINO_ARCHS = {"dino_vitb16": "vit_base_patch16_224", "dino_vits16": "vit_small_p
 class DinoBackbone(_FrameEncoder):
     """DINO (torch.hub `dino_vitb16`, VBench's subject_consistency) from a local checkpoint, e.g.
     `dino=dino_vitb16:/models/dino_vitbase16_pretrain.pth`; MODEL is a DINO hub name or a timm ViT name.
-    Position table interpolated as DINO does; CLS feature after the final norm."""
+    Patch step and position table as DINO's; CLS feature after the final norm."""
 
     def __init__(self, spec: BackboneSpec, device: str = "cpu", batch_size: int = 16):
         self.spec, self.device = spec, device
@@ -341,10 +363,7 @@ class DinoBackbone(_FrameEncoder):
 
     @torch.no_grad()
     def _encode_batch(self, frames: np.ndarray, path: str) -> torch.Tensor:
-        ph, pw = self.model.patch_embed.patch_size
         x = dino_preprocess(frames)                                                  # (b, 3, h, w)
-        # DINO's stride-16 patch conv drops the remainder rows / columns; timm asserts instead, so crop.
-        x = x[..., : x.shape[-2] // ph * ph, : x.shape[-1] // pw * pw]
         return F.normalize(self.model(x.to(self.device)).float(), dim=-1).cpu()
 
     def encode_frames(self, frames: np.ndarray) -> torch.Tensor:

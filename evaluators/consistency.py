@@ -32,7 +32,7 @@ def drift(features: torch.Tensor) -> dict:
 class _VBenchConsistency(Evaluator):
     """Per video mean c_i; aggregate weighted by frame pair (VBench's single-process aggregate)."""
 
-    version = "1"
+    version = "2"   # 2: float32 resize as VBench's load_video hands it over; DINO's square-image rule
 
     def features(self, frames) -> torch.Tensor:
         raise NotImplementedError
@@ -78,7 +78,7 @@ class FrameConsistency(Evaluator):
     """Per-video mean cosine to the previous frame; extras: minimum, cosine to the first frame, drift slope."""
 
     name = "frame_consistency"
-    version = "1"
+    version = "2"   # 2: CLIP frames resized on float32 (VBench's clip_transform path)
     backbones = ("clip",)
     group = "clip"
 

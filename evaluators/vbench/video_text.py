@@ -21,7 +21,7 @@ class VideoTextSimilarity(Evaluator):
 
     needs = ("frames", "prompt")
     backbones = ("clip",)
-    version = "1"
+    version = "2"   # 2: CLIP frames resized on float32 (VBench's clip_transform path)
 
     def __init__(self, clip):
         super().__init__(clip=clip)
