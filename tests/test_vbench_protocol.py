@@ -229,3 +229,45 @@ def test_only_a_dimension_whose_applicable_videos_failed_fails_the_run():
                          "status": ["declined", "declined", "failed", "ok", "failed", "declined", "failed"]})
     assert unscored_dimensions(rows) == ["motion", "style"]
     assert unscored_dimensions(rows[rows["dimension"] == "color"]) == []
+
+
+def test_an_evaluator_raising_anything_gives_a_failed_row_naming_it():
+    from benchmarks.runner import evaluate_record
+
+    class Broken:
+        def evaluate_video(self, video):
+            raise KeyError("object")
+
+    video = Video(np.zeros((4, 8, 8, 3), np.uint8), 8.0, "p", "videos/m/p-0.mp4", {})
+    computed, cacheable = evaluate_record(video, "color", Broken())
+    assert computed["status"] == "failed" and computed["reason"] == "KeyError: 'object'" and computed["score"] is None
+
+
+def test_the_first_batch_of_each_model_is_an_untimed_warm_up(tmp_path, monkeypatch):
+    """A generator whose first call is slow (compilation, first calls): the slow call is the warm-up, the timed
+    batches are the steady state, and seconds per video is their median with an interval."""
+    import benchmarks.measured_generation as measured
+
+    real, calls = measured.generate_measured, []
+
+    def slow_first(pipe, prompts, *args):
+        videos, records = real(pipe, prompts, *args)
+        calls.append(len(prompts))
+        seconds = 50.0 if len(calls) == 1 else 0.1 * len(calls)   # the first call: 500x a steady one
+        return videos, [{**r, "seconds": seconds} for r in records]
+
+    monkeypatch.setattr(measured, "generate_measured", slow_first)
+    suite = tmp_path / "suite.toml"
+    suite.write_text('name = "warm"\nmodels = ["dit-tiny"]\nper_kind = 1\nbatch = 2\nevaluators = ["compute"]\n'
+                     '[sampling]\nframes = 9\nsteps = [1, 1, 1]\n')
+    assert main(["run", "--suite", str(suite), "--out", str(tmp_path / "out"), "--no-cache"]) == 0
+    assert len(calls) == 1 + 4        # the warm-up batch, then 8 prompts in 4 timed batches of 2
+    generation = pd.read_csv(tmp_path / "out" / "generation.csv")
+    assert sorted(set(generation["seconds"])) == pytest.approx([0.2, 0.3, 0.4, 0.5])
+    summary = pd.read_csv(tmp_path / "out" / "summary.csv").iloc[0]
+    assert summary["seconds_per_video"] == pytest.approx(0.35) and summary["timed_batches"] == 4
+    assert summary["seconds_per_video_ci_low"] == pytest.approx(0.2)   # 4 batches: min-max (87.5% coverage)
+    assert summary["seconds_per_video_ci_high"] == pytest.approx(0.5)
+    prov = json.loads((tmp_path / "out" / "results.json").read_text())["provenance"]
+    assert prov["checkpoints"]["dit-tiny"]["warm_up_seconds_per_video"] == 50.0
+    assert set(prov["machine_load"]) == {"start", "end"} and prov["machine_load"]["start"]["cpu_model"]
