@@ -13,11 +13,13 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 from tqdm import tqdm
 
 from benchmarks import distributed
 from benchmarks.cache import SampleCache, backbone_fingerprint, file_sha256, key_of, tree_sha256
+from benchmarks.generators.base import GenerationFailed, batch_seed, check_frames, per_video_seed
 from benchmarks.measure import machine_load
 from benchmarks.outputs import SNAPSHOT_DIR, json_safe
 from benchmarks.provenance import cpu_kernels, git_commit, provenance
@@ -185,14 +187,19 @@ def _backbones_of(evaluators: dict) -> dict:
 def _generation_row(base: dict, generation: dict, batch_index: int) -> dict:
     """A generated video's cost; `seconds` is its batch's wall clock / the batch size, `batch_index` with `sample`
     names the batch (timings are medians over batches)."""
+    def tera(key):   # a count a generator does not have (no mixer split, no fvcore, declined): empty
+        return float("nan") if generation.get(key) is None else generation[key] / 1e12
+
+    def value(key):
+        return float("nan") if generation.get(key) is None else generation[key]
+
     return {**{k: base[k] for k in ("model", "prompt", "seed", "sample", "video")}, "batch_index": batch_index,
-            "tflops": generation["flops"] / 1e12, "mixer_tflops": generation["mixer_flops"] / 1e12,
-            "tflops_fvcore": generation["flops_fvcore"] / 1e12, "seconds": generation["seconds"],
-            "seconds_per_frame": generation["seconds_per_frame"], "peak_mb": generation["peak_mb"],
-            "forwards": generation["forwards"], "batch": generation["batch"]}
+            "tflops": tera("flops"), "mixer_tflops": tera("mixer_flops"), "tflops_fvcore": tera("flops_fvcore"),
+            "seconds": generation["seconds"], "seconds_per_frame": value("seconds_per_frame"),
+            "peak_mb": value("peak_mb"), "forwards": value("forwards"), "batch": generation["batch"]}
 
 
-def generation_items(suite: Suite, models: list[ModelSource], entries: list[dict]) -> list[tuple]:
+def generation_items(suite: Suite, models: list, entries: list[dict]) -> list[tuple]:
     """(model index, sample, batch index, entries of the batch): the unit of work, cache and sharding. Batch b
     of sample i is generated with seed = suite.seed + 1000 * i + b, whichever rank runs it; samples past
     `suite.samples` batch only the prompts that take more (`samples_per_dimension`)."""
@@ -206,75 +213,176 @@ def generation_items(suite: Suite, models: list[ModelSource], entries: list[dict
     return items
 
 
-def run_generate(suite: Suite, out: Path, cache: SampleCache, log=print) -> tuple[pd.DataFrame, pd.DataFrame, dict]:
-    """Generate and score every (model, prompt, sample) of the suite; -> (rows, generation rows, checkpoints)."""
-    from benchmarks.measured_generation import generate_measured
-    from m4v.checkpoint import weights_path
-    from m4v.text_to_video import TextToVideo
+GENERATION_FAILED = "generation failed"   # a failed row's reason when the video could not be made
+_MEMO_BATCHES = 4   # a control's base videos kept in memory: consecutive control videos share base batches
 
-    models = resolve_models(suite.models)
+
+class _Generation:
+    """The videos of the run's work items, each from the cache or its generator: keys, seeds, one untimed warm-up
+    per generator and process, compute measured by the harness, failures kept per video."""
+
+    def __init__(self, suite: Suite, entries: list[dict], cache: SampleCache):
+        self.suite, self.entries, self.cache = suite, entries, cache
+        self.sampling = suite.definition()["sampling"]
+        self.index = {e["prompt_en"]: i for i, e in enumerate(entries)}
+        # the kernel ISA joins every key: another ISA's rounding gives another sample
+        self.kernels = cpu_kernels()
+        self.fingerprints, self.costs, self.memo, self.loaded = {}, {}, {}, None
+        # where each (prompt, sample) sits in the work items of any one model: a derived control finds its base's
+        self.place = {(e["prompt_en"], sample): (b, j, batch)
+                      for _, sample, b, batch in generation_items(suite, [None], entries)
+                      for j, e in enumerate(batch)}
+
+    def fingerprint(self, generator) -> dict:
+        if id(generator) not in self.fingerprints:
+            self.fingerprints[id(generator)] = generator.fingerprint()
+        return self.fingerprints[id(generator)]
+
+    def seeds(self, generator, sample: int, b: int, prompts: list[str]) -> list[int]:
+        if generator.capabilities.per_video_seeds:
+            return [per_video_seed(self.suite.seed, self.index[p], sample) for p in prompts]
+        return [batch_seed(self.suite.seed, sample, b)] * len(prompts)
+
+    def keys(self, generator, prompts: list[str], seeds: list[int]) -> list[str]:
+        shared = {**self.fingerprint(generator), "kernels": self.kernels, "sampling": self.sampling}
+        if generator.capabilities.per_video_seeds:   # the video does not depend on its batch
+            return [key_of({**shared, "prompt": p, "seed": s}) for p, s in zip(prompts, seeds)]
+        return [key_of({**shared, "prompt": p, "batch": prompts, "position": j, "seed": s})
+                for j, (p, s) in enumerate(zip(prompts, seeds))]
+
+    def item(self, generator, sample: int, b: int, batch: list[dict]) -> list[tuple]:
+        """[(frames or the exception that failed it, generation record or None, sample key, seed)] of one item."""
+        from benchmarks.generators.controls import DERIVED
+
+        if getattr(generator, "control", None) in DERIVED:
+            return self._derived(generator, sample, batch)
+        prompts = [e["prompt_en"] for e in batch]
+        seeds = self.seeds(generator, sample, b, prompts)
+        keys = self.keys(generator, prompts, seeds)
+        cached = [self.cache.load_video(k) for k in keys]
+        results = [None if c is None else (c[0], c[1] or None) for c in cached]
+        # a batch-seeded generator's video depends on its whole batch: any miss regenerates the batch
+        todo = [j for j, c in enumerate(results) if c is None]
+        if todo and not generator.capabilities.per_video_seeds:
+            todo = list(range(len(prompts)))
+        if todo:
+            if self.loaded is not None and self.loaded is not generator:
+                self.loaded.close()   # one model's weights in memory at a time
+            self.loaded = generator
+            made = self._generate(generator, [prompts[j] for j in todo], [seeds[j] for j in todo])
+            for j, (frames, record) in zip(todo, made):
+                if not isinstance(frames, Exception):
+                    self.cache.store_video(keys[j], frames, record or {})
+                results[j] = (frames, record)
+        return [(frames, record, key, seed) for (frames, record), key, seed in zip(results, keys, seeds)]
+
+    def _generate(self, generator, prompts: list[str], seeds: list[int]) -> list[tuple]:
+        """Generate (measured by the harness unless the generator measures itself); each video checked."""
+        s = self.suite.sampling
+        where = f"--models {generator.spec}"
+        try:
+            compute = generator.capabilities.compute
+            if compute in ("own", "none"):
+                import torch
+
+                with torch.no_grad():
+                    made = generator.generate(prompts, seeds, s)
+                videos, records = list(made.videos), made.records or [None] * len(prompts)
+            else:
+                from benchmarks.generators.compute import measured_generate, warm_up
+
+                if id(generator) not in self.costs:   # one untimed warm-up per generator and process, counted
+                    first = self.entries[0]["prompt_en"]
+                    self.costs[id(generator)] = warm_up(generator, first, per_video_seed(self.suite.seed, 0, 0), s)
+                videos, records = measured_generate(generator, prompts, seeds, s, self.costs[id(generator)])
+        except Exception as exc:  # noqa: BLE001 - a generator's failure fails its videos, the run goes on
+            return [(GenerationFailed(f"{type(exc).__name__}: {exc}"), None)] * len(prompts)
+        out = []
+        for video, record in zip(videos, records):
+            try:
+                frames = video if isinstance(video, Exception) else check_frames(video, where)
+            except GenerationFailed as exc:
+                frames = exc
+            out.append((frames, None if isinstance(frames, Exception) else record))
+        return out
+
+    def _derived(self, control, sample: int, batch: list[dict]) -> list[tuple]:
+        """A control made from its base generator's videos (the base's own work items, so its cache entries)."""
+        out = []
+        for entry in batch:
+            source = control.source_prompt(entry["prompt_en"])
+            b, j, base_batch = self.place[(source, sample)]
+            memo_key = (id(control.base), sample, b)
+            if memo_key not in self.memo:
+                if len(self.memo) >= _MEMO_BATCHES:
+                    self.memo.pop(next(iter(self.memo)))
+                self.memo[memo_key] = self.item(control.base, sample, b, base_batch)
+            frames, _, base_key, seed = self.memo[memo_key][j]
+            key = key_of({"control": control.fingerprint(), "source": base_key, "prompt": entry["prompt_en"]})
+            out.append((frames if isinstance(frames, Exception) else control.derive(frames), None, key, seed))
+        return out
+
+    def provenance(self, generator) -> dict:
+        info = generator.provenance()
+        cost = self.costs.get(id(generator))
+        if cost is not None:
+            info["warm_up_seconds"] = cost["warm_up_seconds"]
+        return info
+
+
+def _failed_rows(video: Video, evaluators: dict, base: dict, exc: Exception) -> list[dict]:
+    """A video that could not be made: a failed row naming the cause for every evaluator that would score it."""
+    return [{**base, "dimension": name, "backbone": e.backbone, "faithful": e.faithful, "score": None,
+             "status": "failed", "reason": f"{GENERATION_FAILED}: {exc}", "n_frames": 0, "extra": "{}"}
+            for name, e in evaluators.items() if e.applies(video)]
+
+
+def run_generate(suite: Suite, out: Path, cache: SampleCache, log=print) -> tuple[pd.DataFrame, pd.DataFrame, dict]:
+    """Generate and score every (model, prompt, sample) of the suite; -> (rows, generation rows, checkpoints).
+    Every model is a Generator (benchmarks/generators/): the runner asks it for its fingerprint, capabilities and
+    videos, nothing else."""
+    from benchmarks.generators import resolve_generators
+
+    generators = resolve_generators(suite.models, suite.vae, suite.text_encoder, suite.controls or ())
     entries = prompt_entries(suite)
     if not entries:
         raise SuiteError(f"suite {suite.name}: no prompts")
+    for generator in generators:   # before any work: a generator that cannot run on these prompts says so
+        generator.bind(entries)
     evaluators = build_evaluators(suite.evaluators, suite.backbones, with_prompts=True)
-    vae_dir, text_dir = weights_path(suite.vae), weights_path(suite.text_encoder)
-    # what every sample's key shares; the kernel ISA too: another ISA's rounding gives another sample
-    shared = {"vae": tree_sha256(vae_dir), "text_encoder": tree_sha256(text_dir), "kernels": cpu_kernels()}
-    checkpoints = {m.name: {"sha256": file_sha256(m.directory / "model.safetensors"), "spec": m.spec,
-                            **trained_steps(m.directory)} for m in models}
-    items = distributed.my_share(generation_items(suite, models, entries))
-    sampling = suite.definition()["sampling"]
-    rows, generation_rows, pipes = [], [], {}
+    work = _Generation(suite, entries, cache)
+    items = distributed.my_share(generation_items(suite, generators, entries))
+    rows, generation_rows = [], []
     dim_order = {name: i for i, name in enumerate(evaluators)}
     for m, sample, b, batch in tqdm(items, desc=f"{suite.name}: batches", unit="batch", file=sys.stderr,
                                     disable=not distributed.is_main()):
-        model = models[m]
-        seed = suite.seed + 1000 * sample + b
-        prompts = [e["prompt_en"] for e in batch]
-        config_sha = file_sha256(model.directory / "config.json")
-        keys = [key_of({"checkpoint": checkpoints[model.name]["sha256"], "config": config_sha, **shared, "prompt": p,
-                        "batch": prompts, "position": j, "seed": seed, "sampling": sampling})
-                for j, p in enumerate(prompts)]
-        cached = [cache.load_video(k) for k in keys]
-        cached = [None if c is None else (c[0], c[1] or None) for c in cached]
-        if any(c is None for c in cached) and model.is_reconstruction:
-            if any("world" not in (e.get("auxiliary_info") or {}) for e in batch):
-                raise SuiteError(f"--models {model.spec}: reconstruction needs world prompts (their scenes)")
-            from benchmarks.stage_quality import reconstruct_suite
-            from m4v.vae import CausalVideoVAE
-
-            vae = CausalVideoVAE.from_pretrained(model.directory)
-            cached = [(frames, None) for frames in reconstruct_suite(vae, batch, suite.sampling.frames)]
-            for key, (frames, _) in zip(keys, cached):
-                cache.store_video(key, frames, {})
-        elif any(c is None for c in cached):
-            s = suite.sampling
-            if model.name not in pipes:
-                pipes = {model.name: TextToVideo.from_pretrained(str(model.directory), vae=str(vae_dir),
-                                                                 text_encoder=str(text_dir))}
-                # one untimed warm-up batch (numba compilation, first calls, allocator), so the timed batches are
-                # the steady state: what it cost is kept apart in the provenance
-                _, warm = generate_measured(pipes[model.name], prompts, s.frames, s.height, s.width, seed, s.steps,
-                                            s.guidance)
-                checkpoints[model.name]["warm_up_seconds_per_video"] = warm[0]["seconds"]
-            videos, records = generate_measured(pipes[model.name], prompts, s.frames, s.height, s.width, seed,
-                                                s.steps, s.guidance)
-            cached = list(zip(videos, records))
-            for key, (frames, generation) in zip(keys, cached):
-                cache.store_video(key, frames, generation)
-        prefetch_features(_backbones_of(evaluators), [frames for frames, _ in cached])  # batched across videos
-        for j, (entry, key, (frames, generation)) in enumerate(zip(batch, keys, cached)):
-            relative = Path("videos") / safe_name(model.name) / f"{safe_name(entry['prompt_en'])}-{sample}.mp4"
-            write_video(out / relative, frames, fps=suite.sampling.fps)  # VBench naming, whole or not at all
-            base = {"model": model.name, "prompt": entry["prompt_en"], "seed": seed, "sample": sample,
+        generator = generators[m]
+        made = work.item(generator, sample, b, batch)
+        fps = generator.fps(suite.sampling)
+        prefetch_features(_backbones_of(evaluators),   # batched across videos
+                          [frames for frames, *_ in made if not isinstance(frames, Exception)])
+        for j, (entry, (frames, generation, key, seed)) in enumerate(zip(batch, made)):
+            relative = Path("videos") / safe_name(generator.name) / f"{safe_name(entry['prompt_en'])}-{sample}.mp4"
+            base = {"model": generator.name, "prompt": entry["prompt_en"], "seed": seed, "sample": sample,
                     "video": str(relative)}
-            aux = {**entry, "generation": generation} if generation else dict(entry)
-            video = Video(frames, float(suite.sampling.fps), entry["prompt_en"], str(relative), aux)
             order = (m, sample, b * suite.batch + j)
+            if isinstance(frames, Exception):
+                # what would score it, `compute` included (a generation that failed has no cost to report)
+                placeholder = Video(np.zeros((1, 1, 1, 3), np.uint8), float(fps), entry["prompt_en"], str(relative),
+                                    {**entry, "generation": {}})
+                rows += [{**r, "_order": (*order, dim_order[r["dimension"]])}
+                         for r in _failed_rows(placeholder, evaluators, base, frames)]
+                continue
+            write_video(out / relative, frames, fps=fps)  # VBench naming, whole or not at all
+            aux = {**entry, "generation": generation} if generation else dict(entry)
+            video = Video(frames, float(fps), entry["prompt_en"], str(relative), aux)
             rows += [{**r, "_order": (*order, dim_order[r["dimension"]])}
                      for r in score_video(video, evaluators, base, key, cache)]
             if generation:
                 generation_rows.append({**_generation_row(base, generation, b), "_order": order})
+    checkpoints = {g.name: work.provenance(g) for g in generators}
+    for g in generators:
+        g.close()
     return _gather(rows, generation_rows, checkpoints, evaluators)
 
 
@@ -429,7 +537,8 @@ def run_suite(suite: Suite, out, *, videos=None, prompts=None, cache_dir=None, u
                                                      indent=2, allow_nan=False) + "\n"})
             if len(signs):
                 extra[f"{stem}_directions.csv"] = signs.to_csv(index=False)
-        write_results(out, per_video, generation, summary, prov, suite.name, primary, extra)
+        roles = {name: info.get("role", "model") for name, info in checkpoints.items()}
+        write_results(out, per_video, generation, summary, prov, suite.name, primary, extra, roles=roles)
         log((out / "report.md").read_text())
         if suite.paper_table:
             log((out / f"paper_{suite.paper_table}.md").read_text())
@@ -438,7 +547,11 @@ def run_suite(suite: Suite, out, *, videos=None, prompts=None, cache_dir=None, u
         empty = unscored_dimensions(per_video)
         if empty:
             print(f"no score computed for any video on: {', '.join(empty)}", file=sys.stderr)
-        code = 1 if empty else 0
+        failed = per_video[per_video["reason"].fillna("").str.startswith(GENERATION_FAILED)]
+        for model, part in failed.groupby("model", sort=False):   # nothing lost: said, and the exit code says it
+            print(f"{model}: {part['video'].nunique()} video(s) not generated: {part['reason'].iloc[0]}",
+                  file=sys.stderr)
+        code = 1 if empty or len(failed) else 0
         if check_against is not None:
             from benchmarks.compare import CompareOptions, run_compare
 

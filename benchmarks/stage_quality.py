@@ -25,47 +25,23 @@ from __future__ import annotations
 
 import json
 import re
-from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import torch
 
+from benchmarks.generators.reconstruction import decoded, reconstruct_suite, true_latents, vae_frames_for  # noqa: F401
 from benchmarks.provenance import git_commit, provenance
-from m4v.pyramid import VAE_TEMPORAL
 from m4v.sampling import denoise_frame, generate_latents, null_condition
 from m4v.scheduler import PyramidSchedule, pyramid_latents, stage_noise
-from m4v.text_to_video import TINY_GUIDANCE, TINY_STEPS, TextToVideo, latent_frames_for
-from m4v.world import COLORS, SHAPES, Scene, motion_of, read_frame, render
+from m4v.text_to_video import TINY_GUIDANCE, TINY_STEPS, TextToVideo
+from m4v.world import COLORS, SHAPES, Scene, motion_of, read_frame
 from m4v.world.captions import prompt_suite
-from m4v.world.dataset import to_model_video, to_uint8_frames
 
 SUITE_SEED = 1                                                      # as world-quality: held out from training
 SINGLE_OBJECT_KINDS = ("color", "scene", "style", "dynamic", "static")  # one named object with its colour
 WORD_RATIOS = (0.95, 0.6, 0.2)  # points of a stage's flow (1 = its start) where word_sensitivity probes
-
-
-def vae_frames_for(frames: int) -> int:
-    """The 1 + 8k pixel frames the VAE takes for a `frames`-frame video."""
-    return 1 + VAE_TEMPORAL * (latent_frames_for(frames) - 1)
-
-
-def true_latents(vae, entries: list[dict], n_frames: int = 1) -> tuple[list[Scene], torch.Tensor]:
-    """The entries' scenes rendered at n_frames (1 + 8k) and their true normalised latents (B, C, T, h, w)."""
-    scenes = [replace(Scene.from_dict(e["auxiliary_info"]["world"]), n_frames=n_frames) for e in entries]
-    return scenes, vae.encode_normalized(torch.stack([to_model_video(render(s)) for s in scenes]))
-
-
-def decoded(vae, latents: torch.Tensor) -> np.ndarray:
-    """(B, C, T, h, w) normalised latents -> (B, T', H, W, 3) uint8 videos."""
-    return np.stack([to_uint8_frames(v) for v in vae.decode_normalized(latents)])
-
-
-@torch.no_grad()
-def reconstruct_suite(vae, entries: list[dict], frames: int) -> list[np.ndarray]:
-    """World prompts' true renders through the VAE and back: the ceiling any denoiser on this VAE can reach."""
-    return [decoded(vae, true_latents(vae, [e], vae_frames_for(frames))[1])[0][:frames] for e in entries]
 
 
 def single_object_entries(n: int) -> list[dict]:

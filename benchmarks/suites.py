@@ -5,7 +5,7 @@ knows nothing else.
 A TOML suite is the same fields as `Suite`, e.g.
 
     name = "my-suite"
-    models = ["m4v-tiny", "runs/my-checkpoint"]   # shipped names or save_pretrained directories
+    models = ["m4v-tiny", "runs/my-checkpoint"]   # generator specs (benchmarks/generators/)
     prompts = "world"          # world | vbench | a VBench full_info JSON path
     per_kind = 2               # world prompts per kind (8 kinds)
     samples = 1                # videos per prompt (VBench: 5); sample i is generated with seed + i
@@ -70,6 +70,7 @@ class Suite:
     text_encoder: str = "text-tiny"
     primary_metric: str | None = None         # the quality axis of report.md / pareto.png (None: VBench Total)
     paper_table: str | None = None            # table3 | table4 | table5: models fill its rows (benchmarks/paper_tables)
+    controls: tuple | None = None             # validity floors added to the models: static, first-frame, noise, ...
     full: dict = field(default_factory=dict)
 
     def with_overrides(self, **changes) -> Suite:
@@ -80,6 +81,8 @@ class Suite:
         """The plain dict that determines the results (provenance, cache keys, compare's settings check)."""
         d = dataclasses.asdict(self)
         d.pop("full")
+        if d["controls"] is None:   # unset: the definition (and hash) of a suite made before controls existed
+            d.pop("controls")
         return d
 
     def hash(self) -> str:
@@ -204,13 +207,19 @@ def _build(raw: dict, where: str) -> Suite:
         raise SuiteError(f"{where}: key 'paper_table' must be table3, table4 or table5, got {values['paper_table']!r}")
     if values.get("kind", "generate") not in SUITE_KINDS:
         raise SuiteError(f"{where}: key 'kind' must be one of {SUITE_KINDS}, got {values['kind']!r}")
-    for key in ("models", "evaluators", "backbones"):
+    for key in ("models", "evaluators", "backbones", "controls"):
         if values.get(key) is not None:
             if not isinstance(values[key], (list, tuple)) or not all(isinstance(v, str) for v in values[key]):
                 raise SuiteError(f"{where}: key '{key}' must be a list of strings, got {values[key]!r}")
             values[key] = tuple(values[key])
     if "sampling" in values:
         values["sampling"] = _sampling(where, values["sampling"])
+    if values.get("controls") is not None:
+        from benchmarks.generators import CONTROL_KINDS
+
+        unknown = [c for c in values["controls"] if c not in CONTROL_KINDS]
+        if unknown:
+            raise SuiteError(f"{where}: key 'controls': unknown {unknown} (known: {', '.join(CONTROL_KINDS)})")
     if values.get("samples_per_dimension") is not None:
         per_dim = values["samples_per_dimension"]
         if not isinstance(per_dim, dict):

@@ -1,0 +1,78 @@
+"""The shipped denoisers and any save_pretrained / `m4v-bench train` directory (config.json + model.safetensors)
+as a Generator: text-tiny + the denoiser + vae-tiny, through TextToVideo. They measure their own compute
+(benchmarks/measured_generation.py: FlopCounterMode per call layout with the mixer split, fvcore beside it) and
+keep their baselines' seed rule (one seed per batch: suite.seed + 1000 sample + batch) and cache keys.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from benchmarks.cache import file_sha256, tree_sha256
+from benchmarks.generators.base import Capabilities, Generation, Generator, GeneratorError
+from benchmarks.outputs import SNAPSHOT_DIR
+
+
+class CheckpointGenerator(Generator):
+    """A denoiser checkpoint with the suite's VAE and text encoder."""
+
+    kind = "checkpoint"
+    capabilities = Capabilities(per_video_seeds=False, compute="own")
+
+    def __init__(self, spec: str, name: str, directory: Path, vae_dir: Path, text_dir: Path):
+        super().__init__(spec, name)
+        self.directory, self.vae_dir, self.text_dir = directory, vae_dir, text_dir
+        self.pipe, self.warm_up_seconds = None, None
+
+    def fingerprint(self) -> dict:
+        # the same fields, so the same cache keys, as before generators existed: the committed baselines' samples
+        return {"checkpoint": file_sha256(self.directory / "model.safetensors"),
+                "config": file_sha256(self.directory / "config.json"), "vae": tree_sha256(self.vae_dir),
+                "text_encoder": tree_sha256(self.text_dir)}
+
+    def provenance(self) -> dict:
+        from benchmarks.runner import trained_steps
+
+        info = {"sha256": file_sha256(self.directory / "model.safetensors"), "spec": self.spec,
+                **trained_steps(self.directory)}
+        if self.warm_up_seconds is not None:
+            info["warm_up_seconds_per_video"] = self.warm_up_seconds
+        return info
+
+    def generate(self, prompts, seeds, sampling) -> Generation:
+        from benchmarks.measured_generation import generate_measured
+        from m4v.text_to_video import TextToVideo
+
+        s, seed = sampling, seeds[0]   # one seed per batch (the runner passes the batch's seed for every video)
+        if self.pipe is None:
+            self.pipe = TextToVideo.from_pretrained(str(self.directory), vae=str(self.vae_dir),
+                                                    text_encoder=str(self.text_dir))
+            # one untimed warm-up batch (numba compilation, first calls, allocator), so the timed batches are the
+            # steady state: what it cost is kept apart in the provenance
+            _, warm = generate_measured(self.pipe, prompts, s.frames, s.height, s.width, seed, s.steps, s.guidance)
+            self.warm_up_seconds = warm[0]["seconds"]
+        videos, records = generate_measured(self.pipe, prompts, s.frames, s.height, s.width, seed, s.steps,
+                                            s.guidance)
+        return Generation(videos, records)
+
+    def close(self) -> None:
+        self.pipe = None
+
+
+def checkpoint_generator(spec: str, vae: str, text_encoder: str) -> CheckpointGenerator:
+    """A shipped name or a directory -> its Generator; a missing or incomplete checkpoint is one line naming it."""
+    from m4v.checkpoint import weights_path
+
+    try:
+        directory = weights_path(spec)
+    except FileNotFoundError as exc:
+        raise GeneratorError(f"--models {spec}: {exc}") from exc
+    for needed in ("config.json", "model.safetensors"):
+        if not (directory / needed).is_file():
+            raise GeneratorError(f"--models {spec}: {directory / needed} is missing (a shipped name, a directory "
+                                 "written by save_pretrained, or python: / diffusers: / cmd: / control: / "
+                                 "reconstruction:)")
+    name = spec if "/" not in spec and not Path(spec).is_dir() else directory.resolve().name
+    if directory.resolve().parent.name == SNAPSHOT_DIR:  # train's RUN/snapshots/step-N: named by its run
+        name = f"{directory.resolve().parent.parent.name}@{name}"
+    return CheckpointGenerator(spec, name, directory, weights_path(vae), weights_path(text_encoder))
