@@ -61,7 +61,8 @@ def cmd_table4_time(args) -> int:
     from benchmarks.provenance import git_commit, provenance
 
     commit = git_commit()
-    df, layouts = table4_time.inference_table(args.size, args.device, args.repeats)  # refuses paper size on CPU
+    df, layouts = table4_time.inference_table(args.size, args.device, args.repeats,  # refuses paper size on CPU
+                                              warmup=args.warmup)
     print(df.to_markdown(index=False, floatfmt=".4g"))
     out = prepare_output_dir(args.out)
     setting = table4_time.PAPER_SETTING if args.size == "paper" else table4_time.TINY_SETTING
@@ -70,8 +71,9 @@ def cmd_table4_time(args) -> int:
     atomic_write_json(out / "table4_time.json", json_safe({
         "provenance": provenance(config={"command": "m4v-bench " + " ".join(sys.argv[1:]),
                                          "setting": {**setting, "dtype": str(setting["dtype"])},
-                                         "repeats": args.repeats, "device": args.device}, commit=commit),
-        "rows": df.to_dict("records")}))
+                                         "repeats": args.repeats, "warmup": args.warmup, "device": args.device},
+                                 commit=commit),
+        "machine_load": df.attrs.get("machine_load"), "rows": df.to_dict("records")}))
     print(f"wrote {out}/table4_time.csv, table4_time_layouts.csv, table4_time.json")
     return 0
 
@@ -92,7 +94,7 @@ def cmd_bench_mixer(args) -> int:
     """One paper-width single-stream block, attention vs MM-DiM, wall clock against FLOPs."""
     from benchmarks import mixer_bench
 
-    df = mixer_bench.bench_mixer(points=args.points, repeats=args.repeats, device=args.device)
+    df = mixer_bench.bench_mixer(points=args.points, repeats=args.repeats, device=args.device, warmup=args.warmup)
     print(df.to_markdown(index=False, floatfmt=".4g"))
     print(mixer_bench.summary(df))
     if args.out:
@@ -114,7 +116,7 @@ def cmd_bench_scan(args) -> int:
         print("m4v-bench bench-scan: --device cuda but no CUDA device is visible", file=sys.stderr)
         return 2
     df = scan_bench.bench_scan(sizes=args.sizes, repeats=args.repeats,
-                               reference_backward=args.reference_backward, device=device)
+                               reference_backward=args.reference_backward, device=device, warmup=args.warmup)
     print(df.to_markdown(index=False, floatfmt=".4g"))
     if args.out:
         scan_bench.write(df, Path(args.out), config=vars(args) | {"sizes_def": scan_bench.SIZES})
@@ -138,7 +140,7 @@ def _suite_from_args(args):
         suite = suite.with_overrides(**suite.full)
     changes = {}
     for flag, field in (("models", "models"), ("per_kind", "per_kind"), ("samples", "samples"),
-                        ("prompt_limit", "prompt_limit"), ("seed", "seed")):
+                        ("prompt_limit", "prompt_limit"), ("seed", "seed"), ("controls", "controls")):
         value = getattr(args, flag, None)
         if value is not None:
             changes[field] = tuple(value) if isinstance(value, list) else value
@@ -176,16 +178,24 @@ def cmd_eval(args) -> int:
 
 
 def cmd_bench_eval(args) -> int:
-    """All 16 VBench dimensions with full-size backbones: frames/s per core, shared features vs VBench's loop."""
+    """VBench's 16 dimensions on VBench's protocol: VBench's loop vs the shared path (and bf16), timed, checked."""
     from benchmarks import eval_bench
+    from benchmarks.outputs import prepare_output_dir
+    from benchmarks.provenance import git_commit
 
+    commit = git_commit()   # the code that runs, before this run's outputs can dirty the tree
+    if args.out:
+        prepare_output_dir(args.out)   # an unwritable --out fails now, not after the run
     cfg = eval_bench.BenchConfig(args.videos, args.frames, args.height, args.width, args.threads, args.device,
-                                 small=args.small)
-    summary, stages = eval_bench.bench_eval(cfg)
-    print(summary.to_markdown(index=False, floatfmt=".4g"))
-    print(stages.to_markdown(floatfmt=".3g"))
-    speedup = float(summary["speedup"].iloc[-1])
-    print(f"speed-up {speedup:.2f}x (target {eval_bench.TARGET_SPEEDUP}x)")
+                                 small=args.small, prompts=args.prompts, repeats=args.repeats,
+                                 warmup=not args.no_warmup, precision=args.precision)
+    result = eval_bench.bench_eval(cfg, log=lambda m: print(m, file=sys.stderr))
+    prov = eval_bench.run_provenance(cfg, commit)
+    print(eval_bench.report_markdown(result, prov))
+    print("speed-up: " + " ".join(eval_bench.goal_lines(result)))
+    if args.out:
+        for path in eval_bench.write_outputs(result, args.out, prov):
+            print(f"wrote {path}")
     return 0
 
 
@@ -329,6 +339,7 @@ def _add_scoring_arguments(p) -> None:
 
 def build_parser() -> argparse.ArgumentParser:
     from benchmarks import flags
+    from benchmarks.generators import CONTROL_KINDS
     from benchmarks.suites import BUILT_IN, DEFAULT_SUITE
 
     parser = argparse.ArgumentParser(prog="m4v-bench", description=__doc__)
@@ -347,7 +358,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="paper: 768x1280, 241 frames, bf16 (needs --device cuda); tiny: the tiny models' schedule")
     p.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
     p.add_argument("--repeats", type=flags.positive_int, default=3,
-                   help="timed forwards per layout (median; one warm-up)")
+                   help="timed forwards per layout (median with its interval and min-max)")
+    p.add_argument("--warmup", type=flags.int_in(0, 100), default=1, help="untimed forwards per layout first")
     p.add_argument("--out", required=True, help="directory for table4_time.csv / _layouts.csv / .json")
     p.set_defaults(func=cmd_table4_time)
 
@@ -358,7 +370,12 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("run", help=cmd_run.__doc__)
     p.add_argument("suite", nargs="?", help=f"built-in suite (default {DEFAULT_SUITE}): {', '.join(BUILT_IN)}")
     p.add_argument("--suite", dest="suite_file", metavar="FILE.toml", help="a suite defined in a TOML file")
-    p.add_argument("--models", nargs="+", help="shipped names or save_pretrained directories (replace the suite's)")
+    p.add_argument("--models", nargs="+", help="generator specs, replacing the suite's: shipped names, save_pretrained "
+                   "directories, reconstruction:VAE, control:KIND, python:MODULE:FACTORY, diffusers:PATH, "
+                   "'cmd:SCRIPT {prompt} {seed} {out}' (docs/generators.md)")
+    p.add_argument("--controls", nargs="?", const=list(CONTROL_KINDS), type=flags.name_list, metavar="KIND,...",
+                   help="add validity floors (default all: " + ", ".join(CONTROL_KINDS) + "); report.md flags "
+                        "metrics on which a model is not separated from them")
     p.add_argument("--full", action="store_true", help="the suite's full size (committed results)")
     p.add_argument("--per-kind", type=flags.positive_int, help="world prompts per kind (8 kinds)")
     p.add_argument("--samples", type=flags.positive_int, help="videos per prompt (VBench: 5)")
@@ -381,7 +398,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_eval, check_against=None, pair=[])
 
     p = sub.add_parser("bench-eval", help=cmd_bench_eval.__doc__)
-    p.add_argument("--videos", type=flags.int_in(1, 10_000), default=2)
+    p.add_argument("--videos", type=flags.int_in(1, 10_000), default=2, help="videos per prompt (VBench: 5)")
+    p.add_argument("--prompts", type=flags.int_in(1, 1000), default=1, help="prompts per VBench prompt list (11 lists)")
+    p.add_argument("--repeats", type=flags.int_in(1, 100), default=3, help="timed repeats per mode")
+    p.add_argument("--no-warmup", action="store_true", help="skip the untimed warm-up (tests)")
+    p.add_argument("--precision", default="fp32", choices=["fp32", "bf16"],
+                   help="bf16: also time the shared path under autocast (bf16 on CPU, fp16 on CUDA) and check it")
+    p.add_argument("--out", help="directory for bench_eval_*.csv, bench_eval.md and bench_eval.json (provenance)")
     p.add_argument("--frames", type=flags.int_in(2, 1024), default=16)
     p.add_argument("--height", type=flags.int_in(16, 4096), default=320, help="VBench's videos: 320x512 (or 480x854)")
     p.add_argument("--width", type=flags.int_in(16, 4096), default=512)
@@ -394,7 +417,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--points", nargs="+", default=None,
                    help="sequence points as RES/LATENT_FRAMES, e.g. 384p/1 768p/31 (default: 960 to 15,360 "
                         "visual tokens)")
-    p.add_argument("--repeats", type=flags.int_in(1, 1000), default=1)
+    p.add_argument("--repeats", type=flags.int_in(1, 1000), default=3,
+                   help="timed calls of the mixer and of the block at each point (median with interval, min-max)")
+    p.add_argument("--warmup", type=flags.int_in(0, 100), default=1, help="untimed calls of each first")
     p.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
     p.add_argument("--out", help="directory for bench_mixer.csv / .json")
     p.set_defaults(func=cmd_bench_mixer)
@@ -480,7 +505,9 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("bench-scan", help=cmd_bench_scan.__doc__)
     p.add_argument("--sizes", nargs="+", default=["small", "paper"], choices=["small", "paper"])
     p.add_argument("--repeats", type=flags.int_in(1, 1000), default=3,
-                   help="timed repeats of the fast backends (best is kept)")
+                   help="timed repeats of each backend (median with interval, min-max; the paper-size reference "
+                        "is timed once)")
+    p.add_argument("--warmup", type=flags.int_in(0, 100), default=1, help="untimed calls of each backend first")
     p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"],
                    help="cuda adds mamba-ssm's kernel, checked against the cpu backend")
     p.add_argument("--reference-backward", nargs="*", default=["small"], choices=["small", "paper"],
@@ -506,6 +533,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0, help="bootstrap seed")
     p.add_argument("--out", help="directory for compare.csv / compare.json (default: NEW's directory)")
     p.set_defaults(func=cmd_compare)
+    from benchmarks import plan, report_html
+
+    plan.add_parser(sub)
+    report_html.add_parser(sub)
     _add_debug_flag(parser, sub)
     return parser
 

@@ -23,10 +23,10 @@ PER_VIDEO, RESULTS = "per_video.csv", "results.json"
 REQUIRED_COLUMNS = ("model", "prompt", "seed", "dimension", "score", "status")
 SAMPLE_KEY = ["prompt", "seed", "dimension"]
 # Suite entries that may differ between the two runs: the models are what is being compared.
-SUITE_KEYS_ALLOWED_TO_DIFFER = ("models",)
+SUITE_KEYS_ALLOWED_TO_DIFFER = ("models", "controls")   # floors are models too
 TABLE_COLUMNS = ("model_base", "model_new", "dimension", "higher_is_better", "n_pairs", "n_unpaired", "mean_base",
                  "mean_new", "delta", "ci_low", "ci_high", "test", "p_value", "p_holm", "max_drop", "regressed",
-                 "verdict")
+                 "verdict", "sd_diff", "mde")
 
 
 class CompareError(ValueError):
@@ -324,7 +324,8 @@ def metric_row(base: np.ndarray, new: np.ndarray, higher_is_better: bool, option
     low, high = bootstrap_interval(new - base, options.confidence, options.n_resamples, options.seed)
     return {"higher_is_better": higher_is_better, "n_pairs": len(base), "mean_base": float(base.mean()),
             "mean_new": float(new.mean()), "delta": float(new.mean() - base.mean()), "ci_low": low,
-            "ci_high": high, "test": test, "p_value": p}
+            "ci_high": high, "test": test, "p_value": p,
+            "sd_diff": float(np.std(new - base, ddof=1)) if len(base) > 1 else float("nan")}
 
 
 def verdicts(table: pd.DataFrame, options: CompareOptions) -> pd.DataFrame:
@@ -339,6 +340,12 @@ def verdicts(table: pd.DataFrame, options: CompareOptions) -> pd.DataFrame:
     table["verdict"] = np.select(
         [table["regressed"], significant & (worse_by > 0), significant & (worse_by < 0)],
         ["REGRESSED", "worse, within tolerance", "improved"], default="no significant change")
+    from benchmarks.plan import paired_mde
+
+    # the smallest paired difference this n detects with 80% power at Holm's first level (benchmarks/plan.py)
+    family = table.groupby(["model_base", "model_new"])["dimension"].transform("size")
+    table["mde"] = [paired_mde(s, int(n), options.alpha, int(m)) if np.isfinite(s) else np.nan
+                    for s, n, m in zip(table["sd_diff"], table["n_pairs"], family)]
     return table[list(TABLE_COLUMNS)]
 
 
@@ -403,7 +410,10 @@ def markdown(comparison: Comparison) -> str:
         "metric": [f"{d} ({'higher' if h else 'lower'} better)" for d, h in zip(t["dimension"], t["higher_is_better"])],
         "n": t["n_pairs"], "base": t["mean_base"], "new": t["mean_new"], "delta": t["delta"],
         "95% CI": [f"[{lo:.4g}, {hi:.4g}]" for lo, hi in zip(t["ci_low"], t["ci_high"])],
-        "test": t["test"], "p": t["p_value"], "p (Holm)": t["p_holm"], "verdict": t["verdict"]})
+        "test": t["test"], "p": t["p_value"], "p (Holm)": t["p_holm"],
+        "verdict": [f"{v}; cannot resolve differences below {mde:.3g} at n = {n}"
+                    if v == "no significant change" and np.isfinite(mde) else v
+                    for v, mde, n in zip(t["verdict"], t["mde"], t["n_pairs"])]})
     lines = [shown.to_markdown(index=False, floatfmt=".4g"), *comparison.notes]
     regressed = t[t["regressed"]]
     if regressed.empty:
@@ -438,7 +448,12 @@ def run_compare(base, new, options: CompareOptions, out=None, prog: str = "m4v-b
     try:
         comparison = compare_dirs(base, new, options)
         comparison.provenance["command"] = prog  # `compare` itself, or the run that called it
-        written = write_comparison(comparison, out if out is not None else default_out(new))
+        target = out if out is not None else default_out(new)
+        written = write_comparison(comparison, target)
+        from benchmarks.outputs import atomic_write_text
+        from benchmarks.report_html import compare_html
+
+        written.append(atomic_write_text(Path(target) / "compare.html", compare_html(comparison, base, new, target)))
     except (CompareError, OutputError) as exc:
         print(f"{prog}: {exc}", file=sys.stderr)
         return EXIT_BAD_INPUT

@@ -186,11 +186,12 @@ def _paired(per_video: pd.DataFrame, reference: str, model: str, metric: str) ->
     both = pd.concat({"base": ref, "new": new}, axis=1, join="inner").dropna()
     if len(both) < 2:  # one pair: a difference, but no interval or test
         delta = float((both["new"] - both["base"]).mean()) if len(both) else np.nan
-        return {"delta": delta, "ci_low": np.nan, "ci_high": np.nan, "p": np.nan, "n_pairs": len(both)}
+        return {"delta": delta, "ci_low": np.nan, "ci_high": np.nan, "p": np.nan, "n_pairs": len(both),
+                "sd_paired": np.nan}
     higher = EVALUATORS[metric].higher_is_better if metric in EVALUATORS else True
     row = metric_row(both["base"].to_numpy(float), both["new"].to_numpy(float), higher, CompareOptions())
     return {"delta": row["delta"], "ci_low": row["ci_low"], "ci_high": row["ci_high"], "p": row["p_value"],
-            "n_pairs": row["n_pairs"]}
+            "n_pairs": row["n_pairs"], "sd_paired": row["sd_diff"]}
 
 
 def build_table(table_name: str, per_video: pd.DataFrame, summary: pd.DataFrame, models: list[str],
@@ -262,12 +263,19 @@ def directions(table_name: str, per_video: pd.DataFrame, models: list[str]) -> p
                         "base_model": model_of[base], "metric": metric, "paper_metric": paper_metric,
                         "paper_delta": round(paper_delta, 4), **d})
     frame = pd.DataFrame(out, columns=["contrast", "new_model", "base_model", "metric", "paper_metric",
-                                       "paper_delta", "delta", "ci_low", "ci_high", "p", "n_pairs"])
+                                       "paper_delta", "delta", "ci_low", "ci_high", "p", "n_pairs", "sd_paired"])
     tested = np.isfinite(frame["p"].to_numpy(float))
     frame["p_holm"] = np.nan
     if tested.any():
         frame.loc[tested, "p_holm"] = holm(list(frame.loc[tested, "p"]))
     frame["verdict"] = [verdict(r.paper_delta, r.delta, r.p_holm) for r in frame.itertuples()]
+    from benchmarks.plan import paired_n
+
+    # pairs (prompts x samples) that detect the paper's difference with 80% power at our spread, at Holm's first
+    # level over this frame's tests (benchmarks/plan.py)
+    m = int(tested.sum())
+    frame["n_to_resolve"] = [paired_n(s, d, m=m) if v == "unresolved" and np.isfinite(s) else np.nan
+                             for s, d, v in zip(frame["sd_paired"], frame["paper_delta"], frame["verdict"])]
     return frame
 
 
@@ -328,7 +336,10 @@ def markdown(table_name: str, df: pd.DataFrame, directions_df: pd.DataFrame | No
         for r in directions_df.to_dict("records"):
             lines.append(markdown_row([r["contrast"], r["metric"], f"{r['paper_delta']:+.2f}",
                                        _cell(r["delta"], r["ci_low"], r["ci_high"], _digits(r["metric"])),
-                                       _cell(r["p_holm"], digits=3), r["verdict"]]))
+                                       _cell(r["p_holm"], digits=3), r["verdict"] + (
+                                           f": n ≈ {int(r['n_to_resolve'])} pairs would resolve the paper's "
+                                           f"{r['paper_delta']:+.2f}" if np.isfinite(r.get("n_to_resolve", np.nan))
+                                           else "")]))
     not_run = [f"- {r['paper_row']}: {r['note']}" for r in df.to_dict("records")
                if r.get("note", "").startswith("not run")]
     lines += ["", *not_run, "", table.note, ""]

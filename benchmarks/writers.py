@@ -148,8 +148,10 @@ def primary_metric(summary: pd.DataFrame, preferred: str | None) -> str | None:
     return None
 
 
-def report_markdown(summary: pd.DataFrame, suite_name: str, primary: str | None) -> str:
-    """Tables a person would paste into a paper: one row per model, metrics with 95% intervals."""
+def report_markdown(summary: pd.DataFrame, suite_name: str, primary: str | None,
+                    precision: pd.DataFrame | None = None) -> str:
+    """Tables a person would paste into a paper: one row per model, metrics with 95% intervals; `precision`
+    (benchmarks.plan.precision_table): the prompts a narrower interval needs."""
     records = summary.to_dict("records")
     dims = [c for c in summary.columns if c in EVALUATORS]
     substitutes = summary.get("vbench_with_substitutes", pd.Series([True])).any()
@@ -184,6 +186,10 @@ def report_markdown(summary: pd.DataFrame, suite_name: str, primary: str | None)
         faithful = ("–" if EVALUATORS[dim].group != "vbench"  # only VBench dimensions have a faithful backbone
                     else "yes" if all(r[f"{dim}_faithful"] for r in records) else "no")
         lines.append(markdown_row([f"{dim} {arrow}", *cells, n, faithful]))
+    if precision is not None and len(precision):
+        from benchmarks.plan import precision_markdown
+
+        lines += ["", precision_markdown(precision).rstrip("\n")]
     return "\n".join(lines) + "\n"
 
 
@@ -197,7 +203,10 @@ def label_box(annotation, renderer):
 
 def pareto_figure(summary: pd.DataFrame, primary: str | None):
     """Quality against mixer GFLOPs per video, one labelled point per model with its interval; a Figure or None."""
-    if not primary or summary["mixer_tflops_per_video"].isna().all():
+    # a generator with FLOPs but no mixer split (an adapter): every model on total GFLOPs, one axis for all
+    total, mixer = summary["tflops_per_video"], summary["mixer_tflops_per_video"]
+    column = "mixer_tflops_per_video" if (total.notna() <= mixer.notna()).all() else "tflops_per_video"
+    if not primary or summary[column].isna().all():
         return None
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
@@ -210,7 +219,7 @@ def pareto_figure(summary: pd.DataFrame, primary: str | None):
     points = []
     for row in summary.to_dict("records"):
         # Tiny models' mixers cost a few GFLOPs a video: in TFLOPs every tick would read 0.00x.
-        x, y = 1000 * row["mixer_tflops_per_video"], row[primary]
+        x, y = 1000 * row[column], row[primary]
         if not (np.isfinite(x) and np.isfinite(y)):
             continue
         low, high = row.get(f"{primary}_ci_low", float("nan")), row.get(f"{primary}_ci_high", float("nan"))
@@ -220,7 +229,11 @@ def pareto_figure(summary: pd.DataFrame, primary: str | None):
     ax.margins(x=0.2, y=0.1)  # room right of the last point for its label
     ax.xaxis.set_major_locator(MaxNLocator(nbins=5, steps=[1, 2, 2.5, 5, 10]))
     ax.xaxis.set_major_formatter(ScalarFormatter(useOffset=False))
-    ax.set_xlabel("mixer GFLOPs per video")
+    ax.set_xlabel("mixer GFLOPs per video" if column.startswith("mixer") else "GFLOPs per video (FlopCounterMode)")
+    uncounted = [r["model"] for r in summary.to_dict("records")
+                 if math.isnan(r[column]) and math.isfinite(r.get("seconds_per_video", float("nan")))]
+    if uncounted:   # generated and timed but FLOPs declined (a command): named, not silently missing
+        ax.set_title("no FLOP count: " + ", ".join(uncounted), fontsize=7)
     ax.set_ylabel(primary)
     ax.grid(alpha=0.3)
     fig.tight_layout()  # before the labels: their placement is measured in the final axes geometry
@@ -254,20 +267,34 @@ def pareto_png(summary: pd.DataFrame, primary: str | None) -> bytes | None:
 
 
 def write_results(out, per_video: pd.DataFrame, generation: pd.DataFrame, summary: pd.DataFrame,
-                  provenance: dict, suite_name: str, primary: str | None, extra_files: dict | None = None) -> list:
-    """Every file of the layout, atomically, `COMPLETE` last; -> the file names."""
+                  provenance: dict, suite_name: str, primary: str | None, extra_files: dict | None = None,
+                  roles: dict | None = None) -> list:
+    """Every file of the layout, atomically, `COMPLETE` last; -> the file names. `roles` ({model: floor |
+    ceiling | model}) adds report.md's validity floors (benchmarks/floors.py)."""
     files = {"per_video.csv": per_video, "summary.csv": summary}
     if len(generation):
         files["generation.csv"] = generation
     for name, df in files.items():
         atomic_write_csv(out / name, df)
     atomic_write_json(out / "results.json", {"provenance": provenance, "rows": summary.to_dict("records")})
-    atomic_write_text(out / "report.md", report_markdown(summary, suite_name, primary))
+    from benchmarks.plan import precision_table
+    from benchmarks.report_html import report_html
+
+    samples = int((provenance.get("suite") or {}).get("samples") or 1)
+    precision = precision_table(per_video, summary, samples)
+    from benchmarks.floors import floors_markdown
+
+    atomic_write_text(out / "report.md", report_markdown(summary, suite_name, primary, precision)
+                      + floors_markdown(summary, roles))
     written = [*files, "results.json", "report.md"]
     png = pareto_png(summary, primary)
     if png is not None:
         atomic_write_bytes(out / "pareto.png", png)
         written.append("pareto.png")
+    # the page with the videos: their browser previews go under out/previews (the scored files stay as they are)
+    atomic_write_text(out / "report.html", report_html(out, per_video, summary, provenance, suite_name, primary,
+                                                       png, precision))
+    written.append("report.html")
     for name, content in (extra_files or {}).items():
         atomic_write_text(out / name, content)
         written.append(name)

@@ -23,8 +23,14 @@ def test_bench_scan_rows_and_outputs(tmp_path, monkeypatch, capsys):
     assert set(df["pass"]) == {"forward", "forward+backward"}
     cpu = df[df["backend"] == "cpu"]
     assert (cpu["max_abs_err"] < 1e-4).all() and (cpu["seconds"] > 0).all()
+    # median with min-max of the timed repeats after a warm-up (one repeat: no interval)
+    assert (df["seconds_min"] <= df["seconds"]).all() and (df["seconds"] <= df["seconds_max"]).all()
+    assert (df["repeats"] == 1).all() and df["seconds_ci_low"].isna().all()
+    assert (cpu["warmup"] == 1).all()
     payload = json.loads((tmp_path / "bench_scan.json").read_text())
     assert {"git_commit", "versions", "config", "seeds"} <= set(payload["provenance"])
+    assert {"torch_threads", "cpu_model", "load_avg_1m"} <= set(payload["machine_load"]["start"])
+    assert set(payload["machine_load"]["end"]) == set(payload["machine_load"]["start"])
     assert "| backend" in capsys.readouterr().out
 
 
