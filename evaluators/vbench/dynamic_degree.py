@@ -1,4 +1,10 @@
-"""VBench dynamic_degree: is there enough large motion? Optical flow on frames sampled to about 8 fps."""
+"""VBench dynamic_degree: is there enough large motion? Optical flow on frames sampled to about 8 fps.
+
+VBench computes the flow of every sampled pair, then `check_move` reads the scores in order. With EARLY_STOP (the
+default) the pairs are computed only until that decision is fixed: True once count_num pairs exceed thres, False
+once the remaining pairs could no longer reach count_num. The decision is the same (tests/test_eval_bench.py);
+`pair_scores` then lists the pairs computed. `m4v-bench bench-eval` turns it off to time VBench's loop.
+"""
 
 from __future__ import annotations
 
@@ -8,6 +14,7 @@ from evaluators.vbench.flow import flow_magnitude, flow_source, top_fraction_mea
 TOP_FRACTION = 0.05      # mean of the top 5 % flow magnitudes per frame pair
 THRESHOLD_AT_256 = 6.0   # px, scaled by min(H, W) / 256
 COUNT_PER_16 = 4         # pairs above threshold needed, per 16 sampled frames
+EARLY_STOP = True        # stop computing flow once the decision is fixed (same decision as computing all)
 
 
 def sampling_interval(fps: float) -> int:
@@ -31,12 +38,23 @@ def check_move(scores, thres: float, count_num: int) -> bool:
     return False
 
 
-def dynamic_degree(frames, fps: float, magnitude=flow_magnitude) -> tuple[bool, list]:
-    """(is dynamic, per-pair top-5 % flow scores) for frames (T, H, W, 3)."""
+def dynamic_degree(frames, fps: float, magnitude=flow_magnitude, early_stop: bool | None = None) -> tuple[bool, list]:
+    """(is dynamic, per-pair top-5 % flow scores of the pairs computed) for frames (T, H, W, 3)."""
     sampled = frames[:: sampling_interval(fps)]
     params = dynamic_params(sampled.shape[1], sampled.shape[2], len(sampled))
-    scores = [top_fraction_mean(magnitude(a, b), TOP_FRACTION) for a, b in zip(sampled[:-1], sampled[1:])]
-    return check_move(scores, **params), scores
+    pairs = list(zip(sampled[:-1], sampled[1:]))
+    if not (EARLY_STOP if early_stop is None else early_stop):
+        scores = [top_fraction_mean(magnitude(a, b), TOP_FRACTION) for a, b in pairs]
+        return check_move(scores, **params), scores
+    scores, count = [], 0
+    for index, (a, b) in enumerate(pairs):
+        if count + len(pairs) - index < params["count_num"]:
+            return False, scores   # even if every remaining pair exceeded thres, count_num is out of reach
+        scores.append(top_fraction_mean(magnitude(a, b), TOP_FRACTION))
+        count += scores[-1] > params["thres"]
+        if count >= params["count_num"]:
+            return True, scores
+    return False, scores
 
 
 @register

@@ -5,6 +5,11 @@ VBench runs RAFT-things (iters=20, test_mode) on float RGB frames padded to a mu
 torchvision's RAFT (the original RAFT-things checkpoint is converted to torchvision's layout on load); without
 it, OpenCV DIS stands in (offline, weight-free), recorded as "opencv-dis" and never labelled RAFT. Both memoise
 the flow of a frame pair, so the static filter and dynamic_degree share it.
+
+With the memo on, RAFT also reuses a frame's feature-encoder output across its two pairs ((i-1, i) and (i, i+1))
+and upsamples only the last of the 20 iterations (the one VBench scores); the flow is bit-identical to
+torchvision's forward (tests/test_eval_bench.py). With the memo off it runs torchvision's forward, as VBench runs
+its RAFT.
 """
 
 from __future__ import annotations
@@ -20,6 +25,7 @@ import torch.nn.functional as F
 BACKBONE = "opencv-dis"  # recorded on every row scored with it; never labelled as RAFT
 RAFT_ITERS = 20          # VBench: iters=20, test_mode=True
 MEMO_PAIRS = 64          # flow maps kept (about 1.6 MB each at 480x854): a video's pairs and then some
+FEATURE_FRAMES = 4       # RAFT encoder outputs kept (about 6.6 MB each at 480x854): consecutive pairs share one
 
 
 def dense_flow(frame1: np.ndarray, frame2: np.ndarray) -> np.ndarray:
@@ -50,18 +56,26 @@ class _PairMemo:
 
     def __init__(self):
         self.store = OrderedDict()
+        self.pairs_computed = 0   # flow computations actually run (memo misses), for benchmarks
 
     def magnitude(self, frame1: np.ndarray, frame2: np.ndarray) -> np.ndarray:
         from evaluators.backbones import frame_key
 
         if not self.memo_enabled:
+            self.pairs_computed += 1
             return self._compute(frame1, frame2)
         key = (frame_key(frame1), frame_key(frame2))
         if key not in self.store:
+            self.pairs_computed += 1
             self.store[key] = self._compute(frame1, frame2)
             if len(self.store) > MEMO_PAIRS:
                 self.store.popitem(last=False)
         return self.store[key]
+
+    def clear(self) -> None:
+        """Forget memoised flows (and the counter)."""
+        self.store.clear()
+        self.pairs_computed = 0
 
     def _compute(self, frame1, frame2) -> np.ndarray:
         raise NotImplementedError
@@ -137,14 +151,75 @@ class RaftFlow(_PairMemo):
                 raise ValueError(f"{spec.weights}: not a RAFT-large checkpoint ({str(exc).splitlines()[0]})") from exc
         self.model.to(device).eval()
         self.label = spec.label
+        self.features = OrderedDict()   # frame key -> {"fmap": feature encoder output, "context": ...}
+        self.features_computed = 0      # feature-encoder frames run on the reuse path, for benchmarks
+
+    def clear(self) -> None:
+        """Forget memoised flows and encoder outputs (and the counters)."""
+        super().clear()
+        self.features.clear()
+        self.features_computed = 0
+
+    def _image(self, frame: np.ndarray) -> torch.Tensor:
+        """(1, 3, H', W'): RGB as float, sintel replicate padding, scaled to [-1, 1] (RAFT's own first step)."""
+        image = torch.from_numpy(np.ascontiguousarray(frame)).permute(2, 0, 1)[None].float().to(self.device)
+        image = F.pad(image, sintel_pad(image.shape[-2:]), mode="replicate")
+        return 2 * (image / 255.0) - 1.0
 
     @torch.no_grad()
     def flow(self, frame1: np.ndarray, frame2: np.ndarray) -> torch.Tensor:
         """(2, H', W') flow on the padded frames, as VBench scores it."""
-        pair = torch.from_numpy(np.stack([frame1, frame2])).permute(0, 3, 1, 2).float().to(self.device)  # (2,3,H,W)
-        pair = F.pad(pair, sintel_pad(pair.shape[-2:]), mode="replicate")
-        pair = 2 * (pair / 255.0) - 1.0
-        return self.model(pair[:1], pair[1:], num_flow_updates=RAFT_ITERS)[-1][0].cpu()
+        if self.memo_enabled:
+            return self._flow_reusing_features(frame1, frame2).float().cpu()
+        pair = torch.cat([self._image(frame1), self._image(frame2)])                     # (2, 3, H', W')
+        return self.model(pair[:1], pair[1:], num_flow_updates=RAFT_ITERS)[-1][0].float().cpu()
+
+    def _entry(self, frame: np.ndarray) -> dict:
+        """The memo entry of one frame (LRU over FEATURE_FRAMES frames)."""
+        from evaluators.backbones import frame_key
+
+        key = frame_key(frame)
+        entry = self.features.get(key)
+        if entry is None:
+            entry = self.features[key] = {"image": self._image(frame)}
+            if len(self.features) > FEATURE_FRAMES:
+                self.features.popitem(last=False)
+        else:
+            self.features.move_to_end(key)
+        return entry
+
+    def _fmap(self, entry: dict) -> torch.Tensor:
+        if "fmap" not in entry:
+            # one frame per call: the encoder normalises per image, and a batch of one gives the same bits as
+            # torchvision's batch of two (checked by tests/test_eval_bench.py)
+            entry["fmap"] = self.model.feature_encoder(entry["image"])
+            self.features_computed += 1
+        return entry["fmap"]
+
+    def _flow_reusing_features(self, frame1: np.ndarray, frame2: np.ndarray) -> torch.Tensor:
+        """torchvision's RAFT.forward op for op, with the encoders' outputs memoised per frame and only the last
+        iteration's flow upsampled (the 19 earlier upsamplings are discarded by VBench)."""
+        from torchvision.models.optical_flow._utils import make_coords_grid, upsample_flow
+
+        model = self.model
+        first, second = self._entry(frame1), self._entry(frame2)
+        fmap1, fmap2 = self._fmap(first), self._fmap(second)
+        model.corr_block.build_pyramid(fmap1, fmap2)
+        if "context" not in first:
+            first["context"] = model.context_encoder(first["image"])
+        context_out = first["context"]
+        hidden_size = model.update_block.hidden_state_size
+        hidden_state, context = torch.split(context_out, [hidden_size, context_out.shape[1] - hidden_size], dim=1)
+        hidden_state, context = torch.tanh(hidden_state), F.relu(context)
+        batch, _, h, w = fmap1.shape
+        coords0 = make_coords_grid(batch, h, w).to(fmap1.device)
+        coords1 = make_coords_grid(batch, h, w).to(fmap1.device)
+        for _ in range(RAFT_ITERS):
+            corr_features = model.corr_block.index_pyramid(centroids_coords=coords1)
+            hidden_state, delta_flow = model.update_block(hidden_state, context, corr_features, coords1 - coords0)
+            coords1 = coords1 + delta_flow
+        up_mask = None if model.mask_predictor is None else model.mask_predictor(hidden_state)
+        return upsample_flow(flow=(coords1 - coords0), up_mask=up_mask)[0]
 
     def _compute(self, frame1, frame2) -> np.ndarray:
         flow = self.flow(frame1, frame2).numpy()

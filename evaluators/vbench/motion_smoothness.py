@@ -63,7 +63,7 @@ class AmtInterpolator:
         mid = self.model(pair[0], pair[1], self.embt, scale_factor=scale, eval=True)["imgt_pred"]
         height, width = mid.shape[-2:]
         mid = mid[..., pad[2]:height - pad[3], pad[0]:width - pad[1]]
-        return (mid * 255.0).squeeze(0).permute(1, 2, 0).cpu().numpy().clip(0, 255).astype(np.uint8)
+        return (mid.float() * 255.0).squeeze(0).permute(1, 2, 0).cpu().numpy().clip(0, 255).astype(np.uint8)  # float: autocast
 
 
 def flow_midpoint(frame0: np.ndarray, frame2: np.ndarray) -> np.ndarray:
