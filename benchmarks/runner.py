@@ -464,8 +464,8 @@ def run_suite(suite: Suite, out, *, videos=None, prompts=None, cache_dir=None, u
               check_against=None, pairs=(), command: str = "", device: str = "cpu", log=print) -> int:
     """Run the suite into OUT (locked while running, COMPLETE when every file is in place); -> exit code:
     0 done, 1 when a dimension could score no video (or --check-against found a regression)."""
-    from benchmarks import table4
-    from benchmarks.outputs import OutputLock, mark_incomplete, prepare_output_dir
+    from benchmarks.paper import table4
+    from benchmarks.outputs import OutputLock, mark_complete, mark_incomplete, prepare_output_dir
     from benchmarks.writers import primary_metric, summarize, write_results
 
     commit = git_commit()  # the code that runs, before this run's outputs can dirty the tree
@@ -489,8 +489,6 @@ def run_suite(suite: Suite, out, *, videos=None, prompts=None, cache_dir=None, u
                 (table4.write_table4 if suite.kind == "table4" else table4.write_flops_curve)(df, out)
                 log(df.to_markdown(index=False, floatfmt=".4g"))
                 log(f"wrote {out}/")
-                from benchmarks.outputs import mark_complete
-
                 mark_complete(out, [p.name for p in out.iterdir() if not p.name.startswith(".")])
             return 0
         if suite.kind == "external":
@@ -500,7 +498,7 @@ def run_suite(suite: Suite, out, *, videos=None, prompts=None, cache_dir=None, u
             models = ["external"]
         else:
             if suite.paper_table:  # before any generation: the models must fill the table's rows
-                from benchmarks.paper_tables import check_models
+                from benchmarks.paper.paper_tables import check_models
 
                 check_models(suite.paper_table, list(suite.models))  # the count first, then each row's model
                 configs = [json.loads((m.directory / "config.json").read_text()) for m in resolve_models(suite.models)]
@@ -522,7 +520,7 @@ def run_suite(suite: Suite, out, *, videos=None, prompts=None, cache_dir=None, u
             extra["m4v_eval_results.json"] = json.dumps(json_safe(vbench_results_json(
                 per_video, summary.iloc[0].to_dict())), indent=2, allow_nan=False) + "\n"
         if suite.paper_table:
-            from benchmarks.paper_tables import build_table, directions, markdown
+            from benchmarks.paper.paper_tables import build_table, directions, markdown
 
             # Table 4's compute column at paper size, counted now by FlopCounterMode (fvcore agrees: table4.csv)
             paper_size = (table4.table4(counters=("torch",)).set_index("variant")
@@ -542,7 +540,7 @@ def run_suite(suite: Suite, out, *, videos=None, prompts=None, cache_dir=None, u
         log((out / "report.md").read_text())
         if suite.paper_table:
             log((out / f"paper_{suite.paper_table}.md").read_text())
-        log(f"wrote {out}/: per_video.csv, summary.csv, results.json, report.md" + (
+        log(f"wrote {out}/: per_video.csv, summary.csv, results.json, report.md, report.html" + (
             ", generation.csv, pareto.png" if len(generation) else ""))
         empty = unscored_dimensions(per_video)
         if empty:
@@ -560,6 +558,9 @@ def run_suite(suite: Suite, out, *, videos=None, prompts=None, cache_dir=None, u
             # draws the object) is a difference between the models, not a bad input; compare says how many.
             code = max(code, run_compare(check_against, out, CompareOptions(pairs=pairs, allow_unpaired=True),
                                          out=out, prog="m4v-bench run --check-against"))
+            # the comparison belongs to the run: COMPLETE lists its files too
+            listed = json.loads((out / "COMPLETE").read_text())["files"]
+            mark_complete(out, sorted(set(listed) | {p.name for p in out.glob("compare.*")}))
         return code
     finally:
         if lock:

@@ -115,3 +115,16 @@ def test_cached_uncached_resumed_and_torchrun_give_one_table(tmp_path):
     per_video = pd.read_csv(tmp_path / "two" / "per_video.csv")
     quota = per_video["reason"].fillna("").str.contains("stops after the first 5 static videos")
     assert quota.sum() == 2      # the reconstruction's 6th and 7th static videos, on whichever rank they ran
+
+
+def test_check_against_its_own_baseline_is_exit_0_every_delta_0_and_complete(tmp_path):
+    """`run --check-against` (the one-liner a model repository's CI runs): the same checkpoint against its own
+    baseline is no regression, every paired delta 0, and the comparison's files are listed in COMPLETE."""
+    base, new = tmp_path / "base", tmp_path / "new"
+    run(tmp_path, ["dit-tiny"], base, "--no-cache")
+    assert main(["run", "--suite", str(suite(tmp_path, ["dit-tiny"])), "--out", str(new), "--no-cache",
+                 "--check-against", str(base)]) == 0
+    compare = pd.read_csv(new / "compare.csv")
+    assert len(compare) and (compare["delta"] == 0).all() and not compare["regressed"].any()
+    listed = json.loads((new / "COMPLETE").read_text())["files"]
+    assert {"compare.csv", "compare.json", "compare.html", "per_video.csv", "report.html"} <= set(listed)

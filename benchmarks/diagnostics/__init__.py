@@ -1,0 +1,1 @@
+"""Diagnostics: where the pipeline loses quality (stage by stage), not part of a benchmark suite."""
