@@ -41,7 +41,7 @@ def cmd_info(args) -> int:
 
 def cmd_table4(args) -> int:
     """Mixer TFLOPs of the four architectures at paper size vs the paper's Table 4."""
-    from benchmarks import table4
+    from benchmarks.paper import table4
 
     df = table4.table4()
     print(df.to_markdown(index=False, floatfmt=".4g"))
@@ -56,8 +56,8 @@ def cmd_table4(args) -> int:
 
 def cmd_table4_time(args) -> int:
     """Table 4's inference column: each architecture's forwards timed per layout, summed over the AR schedule."""
-    from benchmarks import table4_time
     from benchmarks.outputs import atomic_write_csv, atomic_write_json, json_safe, prepare_output_dir
+    from benchmarks.paper import table4_time
     from benchmarks.provenance import git_commit, provenance
 
     commit = git_commit()
@@ -80,7 +80,7 @@ def cmd_table4_time(args) -> int:
 
 def cmd_flops_curve(args) -> int:
     """Mixer TFLOPs of full attention vs M4V over frame counts and resolutions (Fig. 1 analogue)."""
-    from benchmarks import table4
+    from benchmarks.paper import table4
 
     df = table4.flops_curve()
     print(df.pivot_table(index=["resolution", "video_frames"], columns="variant", values="mixer_tflops")
@@ -92,7 +92,7 @@ def cmd_flops_curve(args) -> int:
 
 def cmd_bench_mixer(args) -> int:
     """One paper-width single-stream block, attention vs MM-DiM, wall clock against FLOPs."""
-    from benchmarks import mixer_bench
+    from benchmarks.perf import mixer_bench
 
     df = mixer_bench.bench_mixer(points=args.points, repeats=args.repeats, device=args.device, warmup=args.warmup)
     print(df.to_markdown(index=False, floatfmt=".4g"))
@@ -107,7 +107,7 @@ def cmd_bench_scan(args) -> int:
     """Reference vs cpu (vs cuda) selective scan, side by side."""
     import torch
 
-    from benchmarks import scan_bench
+    from benchmarks.perf import scan_bench
 
     device = args.device
     if device == "auto":
@@ -179,8 +179,8 @@ def cmd_eval(args) -> int:
 
 def cmd_bench_eval(args) -> int:
     """VBench's 16 dimensions on VBench's protocol: VBench's loop vs the shared path (and bf16), timed, checked."""
-    from benchmarks import eval_bench
     from benchmarks.outputs import prepare_output_dir
+    from benchmarks.perf import eval_bench
     from benchmarks.provenance import git_commit
 
     commit = git_commit()   # the code that runs, before this run's outputs can dirty the tree
@@ -238,8 +238,10 @@ def cmd_generate(args) -> int:
 
     from benchmarks.outputs import atomic_write_json, prepare_output_dir
     from evaluators.video import WRITABLE_SUFFIXES, read_video, write_video
-    from m4v.text_to_video import TINY_STEPS, TextToVideo
+    from m4v.text_to_video import TINY_GUIDANCE, TINY_STEPS, TextToVideo
 
+    args.steps = TINY_STEPS[0] if args.steps is None else args.steps
+    args.guidance = TINY_GUIDANCE if args.guidance is None else args.guidance
     out, steps = Path(args.out), [args.steps] * len(TINY_STEPS)
     record_path = out.with_suffix(".json")
     if out.is_dir():
@@ -284,7 +286,11 @@ def cmd_stage_quality(args) -> int:
     """Where generation loses the objects: sample from the true latent's start point of each pyramid stage."""
     import torch
 
-    from benchmarks.stage_quality import stage_quality
+    from benchmarks.diagnostics.stage_quality import stage_quality
+    from m4v.text_to_video import TINY_GUIDANCE, TINY_STEPS
+
+    args.steps = TINY_STEPS[0] if args.steps is None else args.steps
+    args.guidance = TINY_GUIDANCE if args.guidance is None else args.guidance
 
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -320,6 +326,50 @@ def cmd_compare(args) -> int:
     return compare.run_compare(args.base, args.new, options, args.out)
 
 
+def cmd_plan(args) -> int:
+    """Prompts x samples a decision needs per metric, from a run's per-video spread (or a paper directions CSV)."""
+    from benchmarks import plan
+
+    args.alpha = plan.ALPHA if args.alpha is None else args.alpha
+    args.power = plan.POWER if args.power is None else args.power
+    return plan.cmd_plan(args)
+
+
+def cmd_report(args) -> int:
+    """(Re)write report.html of a run directory from its files (e.g. a run made before report.html existed)."""
+    from benchmarks import report_html
+
+    return report_html.cmd_report(args)
+
+
+# ---- the parser: one small function per command; nothing here imports torch, evaluators, pandas or m4v's
+# models (`m4v-bench --help` answers at once); a registry's names are checked when the flag is parsed ----------
+
+class _Parser(argparse.ArgumentParser):
+    """An ArgumentParser whose epilog may be a function: called only when the help is shown (`eval --help` lists
+    the faithful backbones, which needs the evaluators imported)."""
+
+    def format_help(self) -> str:
+        if callable(self.epilog):
+            self.epilog = self.epilog()
+        return super().format_help()
+
+
+def _recipe_name(text: str) -> str:
+    """argparse type of `train --model`: a key of m4v.recipes.RECIPES (imported when `train` is parsed)."""
+    from m4v.recipes import RECIPES
+
+    if text not in RECIPES:
+        raise argparse.ArgumentTypeError(f"invalid choice: {text!r} (choose from {', '.join(map(repr, RECIPES))})")
+    return text
+
+
+def _faithful_help() -> str:
+    from evaluators.backbones import faithful_help
+
+    return faithful_help()
+
+
 def _add_scoring_arguments(p) -> None:
     """Flags shared by run and eval: what is scored, with which backbones, where results and cache go."""
     from benchmarks import flags
@@ -337,21 +387,20 @@ def _add_scoring_arguments(p) -> None:
     p.add_argument("--device", default="cpu", help="torch device (cpu, cuda)")
 
 
-def build_parser() -> argparse.ArgumentParser:
-    from benchmarks import flags
-    from benchmarks.generators import CONTROL_KINDS
-    from benchmarks.suites import BUILT_IN, DEFAULT_SUITE
-
-    parser = argparse.ArgumentParser(prog="m4v-bench", description=__doc__)
-    sub = parser.add_subparsers(dest="command", required=True)
-
+def _add_info(sub) -> None:
     p = sub.add_parser("info", help=cmd_info.__doc__)
     p.add_argument("--config", choices=["paper", "tiny"], help="also count parameters of the four variants")
     p.set_defaults(func=cmd_info)
 
+
+def _add_table4(sub) -> None:
     p = sub.add_parser("table4", help=cmd_table4.__doc__)
     p.add_argument("--out", default="results", help="directory for table4.csv / table4.json (default results/)")
     p.set_defaults(func=cmd_table4)
+
+
+def _add_table4_time(sub) -> None:
+    from benchmarks import flags
 
     p = sub.add_parser("table4-time", help=cmd_table4_time.__doc__)
     p.add_argument("--size", choices=("paper", "tiny"), default="tiny",
@@ -363,9 +412,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True, help="directory for table4_time.csv / _layouts.csv / .json")
     p.set_defaults(func=cmd_table4_time)
 
+
+def _add_flops_curve(sub) -> None:
     p = sub.add_parser("flops-curve", help=cmd_flops_curve.__doc__)
     p.add_argument("--out", default="results", help="directory for flops_curve.csv / .png (default results/)")
     p.set_defaults(func=cmd_flops_curve)
+
+
+def _add_run(sub) -> None:
+    from benchmarks import flags
+    from benchmarks.generators import CONTROL_KINDS  # numpy, no torch
+    from benchmarks.suites import BUILT_IN, DEFAULT_SUITE  # the standard library only
 
     p = sub.add_parser("run", help=cmd_run.__doc__)
     p.add_argument("suite", nargs="?", help=f"built-in suite (default {DEFAULT_SUITE}): {', '.join(BUILT_IN)}")
@@ -389,13 +446,17 @@ def build_parser() -> argparse.ArgumentParser:
                    help="with --check-against: which baseline model each new model is compared with")
     p.set_defaults(func=cmd_run)
 
-    from evaluators.backbones import faithful_help
 
-    p = sub.add_parser("eval", help=cmd_eval.__doc__, epilog=faithful_help(),
+def _add_eval(sub) -> None:
+    p = sub.add_parser("eval", help=cmd_eval.__doc__, epilog=_faithful_help,
                        formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--videos", required=True, help="folder of video files (mp4/webm/gif/...) or frame folders")
     _add_scoring_arguments(p)
     p.set_defaults(func=cmd_eval, check_against=None, pair=[])
+
+
+def _add_bench_eval(sub) -> None:
+    from benchmarks import flags
 
     p = sub.add_parser("bench-eval", help=cmd_bench_eval.__doc__)
     p.add_argument("--videos", type=flags.int_in(1, 10_000), default=2, help="videos per prompt (VBench: 5)")
@@ -413,6 +474,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--small", action="store_true", help="tiny backbones and DIS flow (tests), not VBench's sizes")
     p.set_defaults(func=cmd_bench_eval)
 
+
+def _add_bench_mixer(sub) -> None:
+    from benchmarks import flags
+
     p = sub.add_parser("bench-mixer", help=cmd_bench_mixer.__doc__)
     p.add_argument("--points", nargs="+", default=None,
                    help="sequence points as RES/LATENT_FRAMES, e.g. 384p/1 768p/31 (default: 960 to 15,360 "
@@ -424,12 +489,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", help="directory for bench_mixer.csv / .json")
     p.set_defaults(func=cmd_bench_mixer)
 
-    from evaluators.video import WRITABLE_SUFFIXES
-    from m4v.config import MIXERS
-    from m4v.recipes import RECIPES
+
+def _add_train(sub) -> None:
+    from benchmarks import flags
+    from m4v.config import MIXERS  # the standard library only
 
     p = sub.add_parser("train", help=cmd_train.__doc__)
-    p.add_argument("--model", required=True, choices=list(RECIPES))
+    p.add_argument("--model", required=True, type=_recipe_name, metavar="MODEL",
+                   help="a recipe of m4v/recipes: vae-tiny, text-tiny, clip-tiny, reward-tiny, m4v-tiny, dit-tiny, "
+                        "m4v-tiny-reward")
     p.add_argument("--steps", type=flags.steps_int, help="optimisation steps (default: the recipe's)")
     p.add_argument("--out", required=True, help="run directory: weights, loss.csv, training.json, state.pt")
     p.add_argument("--overwrite", action="store_true",
@@ -467,7 +535,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="a recipe option (m4v-tiny / dit-tiny: see m4v/recipes/denoiser.py)")
     p.set_defaults(func=cmd_train)
 
-    from m4v.text_to_video import TINY_GUIDANCE, TINY_STEPS
+
+def _add_generate(sub) -> None:
+    from benchmarks import flags
 
     p = sub.add_parser("generate", help=cmd_generate.__doc__)
     p.add_argument("--model", default="m4v-tiny", help="m4v-tiny | dit-tiny | m4v-tiny-reward | a trained directory")
@@ -475,10 +545,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--frames", type=flags.frames_int, default=16)
     p.add_argument("--size", type=flags.size_int, default=64, help="height = width in pixels (multiple of 64)")
     p.add_argument("--seed", type=flags.seed_int, default=0)
-    p.add_argument("--steps", type=flags.sampling_steps_int, default=TINY_STEPS[0],
-                   help="Euler steps per pyramid stage")
-    p.add_argument("--guidance", type=flags.guidance_float, default=TINY_GUIDANCE,
-                   help="classifier-free guidance scale (1: none)")
+    p.add_argument("--steps", type=flags.sampling_steps_int,
+                   help="Euler steps per pyramid stage (default: the tiny models', m4v.text_to_video.TINY_STEPS)")
+    p.add_argument("--guidance", type=flags.guidance_float,
+                   help="classifier-free guidance scale (1: none; default: the tiny models', TINY_GUIDANCE)")
     p.add_argument("--fps", type=flags.fps_float, default=8.0,
                    help="frame rate written into the file; the .json records the rate the file holds")
     p.add_argument("--weights", help="weights root (default: the shipped m4v/weights/)")
@@ -487,20 +557,27 @@ def build_parser() -> argparse.ArgumentParser:
                         "clip_text/ (transformers save_pretrained layouts; never downloaded)")
     p.add_argument("--vae", default="vae-tiny", help="video VAE: a name under the weights root or a directory")
     p.add_argument("--out", required=True,
-                   help=f"video file ({', '.join(WRITABLE_SUFFIXES)}); a .json with the settings beside it")
+                   help="video file (.mp4, .webm, .gif or .mkv: evaluators.video.WRITABLE_SUFFIXES); a .json "
+                        "with the settings beside it")
     p.add_argument("--overwrite", action="store_true", help="replace an existing video / .json at --out")
     p.set_defaults(func=cmd_generate)
 
+
+def _add_stage_quality(sub) -> None:
     p = sub.add_parser("stage-quality", help=cmd_stage_quality.__doc__)
     p.add_argument("--models", nargs="+", default=["m4v-tiny", "dit-tiny"])
     p.add_argument("--prompts", type=int, default=30, help="held-out single-object prompts (first frame each)")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--steps", type=int, default=TINY_STEPS[0], help="Euler steps per pyramid stage")
-    p.add_argument("--guidance", type=float, default=TINY_GUIDANCE)
+    p.add_argument("--steps", type=int, help="Euler steps per pyramid stage (default: the tiny models')")
+    p.add_argument("--guidance", type=float, help="guidance scale (default: the tiny models')")
     p.add_argument("--weights", help="weights root (default: the shipped m4v/weights/)")
     p.add_argument("--threads", type=int, help="torch CPU threads")
     p.add_argument("--out", help="directory for stage_quality.csv / .json / .md and shape_confusion.csv")
     p.set_defaults(func=cmd_stage_quality)
+
+
+def _add_bench_scan(sub) -> None:
+    from benchmarks import flags
 
     p = sub.add_parser("bench-scan", help=cmd_bench_scan.__doc__)
     p.add_argument("--sizes", nargs="+", default=["small", "paper"], choices=["small", "paper"])
@@ -517,6 +594,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--check", action="store_true", help="exit 1 when a target is missed")
     p.set_defaults(func=cmd_bench_scan)
 
+
+def _add_compare(sub) -> None:
     p = sub.add_parser("compare", help=cmd_compare.__doc__)
     p.add_argument("base", help="reference: a result directory of `run`, or its per_video.csv")
     p.add_argument("new", help="candidate: a result directory of `run`, or its per_video.csv")
@@ -533,10 +612,41 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0, help="bootstrap seed")
     p.add_argument("--out", help="directory for compare.csv / compare.json (default: NEW's directory)")
     p.set_defaults(func=cmd_compare)
-    from benchmarks import plan, report_html
 
-    plan.add_parser(sub)
-    report_html.add_parser(sub)
+
+def _add_plan(sub) -> None:
+    p = sub.add_parser("plan", help=cmd_plan.__doc__)
+    p.add_argument("--from", dest="source", required=True, metavar="RUN",
+                   help="a result directory of `run` (or its per_video.csv), or a paper_tableN_directions.csv")
+    p.add_argument("--metric", help="one metric only")
+    p.add_argument("--detect", type=float, metavar="DELTA",
+                   help="the difference to detect (and the interval half-width to reach), in the metric's units")
+    p.add_argument("--pair", action="append", default=[], metavar="BASE=NEW",
+                   help="models whose paired spread to plan with (default: each model against the first)")
+    p.add_argument("--alpha", type=float, help="family-wise level (Holm across the run's metrics; default 0.05)")
+    p.add_argument("--power", type=float, help="power to detect --detect (default 0.8)")
+    p.set_defaults(func=cmd_plan)
+
+
+def _add_report(sub) -> None:
+    p = sub.add_parser("report", help=cmd_report.__doc__)
+    p.add_argument("run", help="a result directory of `m4v-bench run`")
+    p.set_defaults(func=cmd_report)
+
+
+# the commands in the order `m4v-bench --help` lists them
+COMMANDS = (
+    _add_info, _add_table4, _add_table4_time, _add_flops_curve, _add_run, _add_eval, _add_bench_eval,
+    _add_bench_mixer, _add_train, _add_generate, _add_stage_quality, _add_bench_scan, _add_compare, _add_plan,
+    _add_report,
+)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="m4v-bench", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+    for add in COMMANDS:
+        add(sub)
     _add_debug_flag(parser, sub)
     return parser
 
@@ -553,14 +663,14 @@ def _user_errors() -> tuple:
     """What a user's input or environment causes (a bad file, flag or directory), as opposed to a bug: these
     print one line and exit 2; anything else keeps its traceback."""
     from benchmarks.outputs import OutputError
-    from evaluators.video import VideoReadError
 
-    out_of_memory = (MemoryError,)  # a size the machine cannot hold is the request's, not a bug
-    if "torch" in sys.modules:
-        out_of_memory += (sys.modules["torch"].OutOfMemoryError,)
-    from safetensors import SafetensorError  # a truncated weights file, wherever a library loads it
-
-    return (ValueError, OSError, OutputError, VideoReadError, SafetensorError, *out_of_memory)
+    # a class of a module that was never imported cannot have been raised: none is imported only to be listed
+    lazy = tuple(getattr(sys.modules[module], name) for module, name in (
+        ("torch", "OutOfMemoryError"),                    # a size the machine cannot hold is the request's
+        ("evaluators.video", "VideoReadError"),
+        ("safetensors", "SafetensorError"))               # a truncated weights file, wherever a library loads it
+        if module in sys.modules)
+    return (ValueError, OSError, MemoryError, OutputError, *lazy)
 
 
 def _one_line(exc: BaseException) -> str:

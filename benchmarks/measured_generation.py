@@ -9,7 +9,7 @@ import torch
 from torch.utils.flop_counter import FlopCounterMode
 
 from benchmarks.measure import measure
-from benchmarks.table4 import mixer_module_names, sum_module_flops
+from benchmarks.paper.table4 import mixer_module_names, sum_module_flops
 from m4v.ops import fvcore_flops
 from m4v.sampling import GenerationConfig, TextCondition, generate_latents
 from m4v.world.dataset import to_uint8_frames

@@ -320,18 +320,3 @@ def cmd_plan(args) -> int:
         return 2
     print(plan_text(table, args.alpha, args.power))
     return 0
-
-
-def add_parser(sub) -> None:
-    """Register `plan` on the CLI's subparsers."""
-    p = sub.add_parser("plan", help=cmd_plan.__doc__)
-    p.add_argument("--from", dest="source", required=True, metavar="RUN",
-                   help="a result directory of `run` (or its per_video.csv), or a paper_tableN_directions.csv")
-    p.add_argument("--metric", help="one metric only")
-    p.add_argument("--detect", type=float, metavar="DELTA",
-                   help="the difference to detect (and the interval half-width to reach), in the metric's units")
-    p.add_argument("--pair", action="append", default=[], metavar="BASE=NEW",
-                   help="models whose paired spread to plan with (default: each model against the first)")
-    p.add_argument("--alpha", type=float, default=ALPHA, help="family-wise level (Holm across the run's metrics)")
-    p.add_argument("--power", type=float, default=POWER, help="power to detect --detect")
-    p.set_defaults(func=cmd_plan)

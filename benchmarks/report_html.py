@@ -570,10 +570,3 @@ def cmd_report(args) -> int:
     path = rewrite_report(args.run)
     print(f"wrote {path}")
     return 0
-
-
-def add_parser(sub) -> None:
-    """Register `report` on the CLI's subparsers."""
-    p = sub.add_parser("report", help=cmd_report.__doc__)
-    p.add_argument("run", help="a result directory of `m4v-bench run`")
-    p.set_defaults(func=cmd_report)

@@ -464,8 +464,8 @@ def run_suite(suite: Suite, out, *, videos=None, prompts=None, cache_dir=None, u
               check_against=None, pairs=(), command: str = "", device: str = "cpu", log=print) -> int:
     """Run the suite into OUT (locked while running, COMPLETE when every file is in place); -> exit code:
     0 done, 1 when a dimension could score no video (or --check-against found a regression)."""
-    from benchmarks.paper import table4
     from benchmarks.outputs import OutputLock, mark_complete, mark_incomplete, prepare_output_dir
+    from benchmarks.paper import table4
     from benchmarks.writers import primary_metric, summarize, write_results
 
     commit = git_commit()  # the code that runs, before this run's outputs can dirty the tree

@@ -69,7 +69,7 @@ class Suite:
     vae: str = "vae-tiny"
     text_encoder: str = "text-tiny"
     primary_metric: str | None = None         # the quality axis of report.md / pareto.png (None: VBench Total)
-    paper_table: str | None = None            # table3 | table4 | table5: models fill its rows (benchmarks/paper_tables)
+    paper_table: str | None = None            # table3/4/5: models fill its rows (benchmarks/paper/paper_tables)
     controls: tuple | None = None             # validity floors added to the models: static, first-frame, noise, ...
     full: dict = field(default_factory=dict)
 

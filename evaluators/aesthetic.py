@@ -12,7 +12,7 @@ from pathlib import Path
 
 import torch
 
-from evaluators.backbones import load_state_file
+from evaluators.backbone_loading import load_state_file
 from evaluators.registry import Evaluator, Record, register
 
 

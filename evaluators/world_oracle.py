@@ -38,7 +38,7 @@ class _ReadingMemo:
     def read(self, frame: np.ndarray):
         if not self.memo_enabled:
             return read_frame(frame)
-        from evaluators.backbones import frame_key
+        from evaluators.backbone_loading import frame_key
 
         key = frame_key(frame)
         if key not in self.store:

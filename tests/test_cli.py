@@ -5,7 +5,8 @@ import json
 import pandas as pd
 import pytest
 
-from benchmarks import cli, scan_bench
+from benchmarks import cli
+from benchmarks.perf import scan_bench
 
 
 def test_info_lists_backends(capsys):
@@ -61,3 +62,55 @@ def test_train_on_cuda_without_gpu_is_a_clear_error(tmp_path, capsys):
     out = tmp_path / "run"
     assert cli.main(["train", "--model", "dit-tiny", "--device", "cuda", "--out", str(out), "--steps", "1"]) == 2
     assert "--device cuda" in capsys.readouterr().err and not out.exists()
+
+
+def test_the_parser_imports_neither_torch_nor_the_evaluators():
+    """`m4v-bench --help` answers at once: building the parser (and asking for run's help) imports no torch,
+    open_clip, pandas or evaluator; a command imports what it runs (benchmarks/perf/cli_bench.py times it)."""
+    import subprocess
+    import sys
+
+    code = ("import sys, contextlib, io\n"
+            "import benchmarks.cli as cli\n"
+            "parser = cli.build_parser()\n"
+            "for argv in (['--help'], ['run', '--help'], ['generate', '--help'], ['train', '--help']):\n"
+            "    with contextlib.redirect_stdout(io.StringIO()), contextlib.suppress(SystemExit):\n"
+            "        parser.parse_args(argv)\n"
+            "heavy = ('torch', 'open_clip', 'pandas', 'scipy', 'evaluators', 'm4v.recipes')\n"
+            "heavy = [m for m in heavy if m in sys.modules]\n"
+            "assert not heavy, heavy\n")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+
+
+def test_registry_flags_are_checked_when_parsed(capsys):
+    """A registry's names (train's recipes) are checked at parse time, as argparse choices were: exit 2, one line
+    naming the flag and the known names."""
+    with pytest.raises(SystemExit) as exit_info:
+        cli.build_parser().parse_args(["train", "--model", "no-such-recipe", "--out", "r"])
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err
+    assert "argument --model: invalid choice: 'no-such-recipe'" in err and "'m4v-tiny'" in err
+
+
+def test_cli_bench_times_help(tmp_path):
+    from benchmarks.perf import cli_bench
+
+    assert cli_bench.main(["--repeats", "1", "--warmup", "0", "--out", str(tmp_path / "b.json")]) == 0
+    rows = json.loads((tmp_path / "b.json").read_text())["rows"]
+    assert [r["command"] for r in rows] == ["m4v-bench --help", "m4v-bench run --help"]
+    assert all(r["min_s"] <= r["median_s"] <= r["max_s"] for r in rows)
+
+
+def test_help_texts_name_what_the_registries_hold():
+    """The parser names a few registries' contents without importing them; they stay in step."""
+    from benchmarks import plan
+    from evaluators.video import WRITABLE_SUFFIXES
+    from m4v.recipes import RECIPES
+
+    sub = next(a for a in cli.build_parser()._actions if a.dest == "command").choices
+    # whitespace dropped: argparse wraps help lines, also at a name's hyphens
+    train, generate, plan_help = ("".join(sub[c].format_help().split()) for c in ("train", "generate", "plan"))
+    assert all(name in train for name in RECIPES)
+    assert all(suffix in generate for suffix in WRITABLE_SUFFIXES)
+    assert f"default{plan.ALPHA}" in plan_help and f"default{plan.POWER:g}" in plan_help

@@ -1,4 +1,4 @@
-"""bench-eval (benchmarks/eval_bench.py) and the exact-math speed-ups it times: distinct frames, the early stops of
+"""bench-eval (benchmarks/perf/eval_bench.py) and the exact-math speed-ups it times: distinct frames, the early stops of
 the static filter and dynamic_degree (same decisions as computing every pair, as VBench does), RAFT's encoder
 reuse (bit-identical flow), the precision context, the flip counter, and the small config end to end."""
 
@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import torch
 
-from benchmarks import eval_bench
+from benchmarks.perf import eval_bench
 from evaluators.vbench import dynamic_degree as dd
 from evaluators.vbench import static_filter as sf
 

@@ -303,3 +303,26 @@ def test_oracle_dimensions_notice_wrong_content():
                                                                    "object_class": {"object": "square"}}})
     assert Color().evaluate_video(video).score == 0.0
     assert ObjectClass().evaluate_video(video).score == 0.0
+
+
+def test_backbone_imports_go_one_way():
+    """evaluators/backbones.py imports the backbone classes to load them; the backbone modules import the shared
+    loading helpers from evaluators/backbone_loading.py, which imports no evaluator module: no cycle."""
+    import ast
+    from pathlib import Path
+
+    import evaluators.backbone_loading as loading
+    import evaluators.backbones as backbones
+
+    def imported(path):
+        tree = ast.parse(Path(path).read_text())
+        return {node.module for node in ast.walk(tree) if isinstance(node, ast.ImportFrom) and node.module} | {
+            alias.name for node in ast.walk(tree) if isinstance(node, ast.Import) for alias in node.names}
+
+    assert not {m for m in imported(loading.__file__) if m.startswith("evaluators")}
+    root = Path(backbones.__file__).parent
+    for name in ("aesthetic.py", "world_oracle.py", "vbench/flow.py", "vbench/motion_smoothness.py",
+                 "vbench/imaging_quality.py", "vbench/human_action.py"):
+        assert "evaluators.backbones" not in imported(root / name), name
+    for name in ("BackboneSpec", "load_state_file", "parse_backbone", "frame_key", "BACKBONE_KINDS"):
+        assert getattr(backbones, name) is getattr(loading, name)   # still importable from evaluators.backbones

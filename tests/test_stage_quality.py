@@ -6,7 +6,7 @@ import numpy as np
 import torch
 
 from benchmarks.cli import main
-from benchmarks.stage_quality import SINGLE_OBJECT_KINDS, single_object_entries, stage_scores, true_latents
+from benchmarks.diagnostics.stage_quality import SINGLE_OBJECT_KINDS, single_object_entries, stage_scores, true_latents
 from m4v.recipes import weights_path
 from m4v.text_encoders import TextEncoders
 from m4v.text_to_video import TextToVideo
@@ -51,7 +51,7 @@ def test_stage_quality_cli_writes_its_tables(tmp_path, capsys):
 
 def test_clutter_is_found_but_not_counted():
     """An extra object painted into every frame keeps 'prompted object found' at 1 but fails the count."""
-    from benchmarks.stage_quality import score_frames
+    from benchmarks.diagnostics.stage_quality import score_frames
     from evaluators import Video, get_evaluator
     from m4v.world.scene import COLORS, shape_mask
 
@@ -76,7 +76,7 @@ def test_clutter_is_found_but_not_counted():
 
 def test_shape_confusion_of_a_text_blind_model_has_identical_rows():
     """PerfectVelocity ignores the text: every prompted shape reads as the true shapes do."""
-    from benchmarks.stage_quality import shape_word_confusion
+    from benchmarks.diagnostics.stage_quality import shape_word_confusion
     from m4v.world import SHAPES
 
     entries = single_object_entries(8)
@@ -93,7 +93,7 @@ def test_shape_confusion_of_a_text_blind_model_has_identical_rows():
     model = Restarting(clean)
     model.calls = 0
     table = shape_word_confusion(TextToVideo(model, vae, text), entries, stage=2)
-    from benchmarks.stage_quality import decoded
+    from benchmarks.diagnostics.stage_quality import decoded
     from m4v.world import read_frame
 
     with torch.no_grad():
@@ -124,7 +124,7 @@ class PerfectVideoVelocity(torch.nn.Module):
 
 
 def test_motion_after_a_perfect_history_matches_the_true_videos():
-    from benchmarks.stage_quality import SUITE_SEED, motion_from_true_first_frame
+    from benchmarks.diagnostics.stage_quality import SUITE_SEED, motion_from_true_first_frame
     from m4v.world.captions import prompt_suite
 
     entries = [e for e in prompt_suite(3, seed=SUITE_SEED) if e["world_kind"] in ("dynamic", "static")]
@@ -135,7 +135,7 @@ def test_motion_after_a_perfect_history_matches_the_true_videos():
 
 
 def test_swapped_prompts_change_one_word_of_the_first_object():
-    from benchmarks.stage_quality import swapped_prompts
+    from benchmarks.diagnostics.stage_quality import swapped_prompts
 
     scene = SimpleNamespace(objects=[SimpleNamespace(shape="star", color="red")])
     swapped = swapped_prompts([{"prompt_en": "a red star moves left on a red background"}], [scene])
@@ -149,7 +149,7 @@ def test_swapped_prompts_change_one_word_of_the_first_object():
 
 
 def test_word_sensitivity_is_zero_for_a_text_blind_model_and_not_for_a_text_reading_one():
-    from benchmarks.stage_quality import word_sensitivity
+    from benchmarks.diagnostics.stage_quality import word_sensitivity
 
     entries = single_object_entries(6)
     vae, text, _, _ = shipped_encoders_and_latents(entries)

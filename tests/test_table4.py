@@ -3,8 +3,9 @@
 import pandas as pd
 import pytest
 
-from benchmarks import cli, table4
-from benchmarks.paper_numbers import TABLE4
+from benchmarks import cli
+from benchmarks.paper import table4
+from benchmarks.paper.paper_numbers import TABLE4
 from m4v.config import TABLE4_VARIANTS, M4VConfig
 
 

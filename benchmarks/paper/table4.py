@@ -12,7 +12,7 @@ from pathlib import Path
 import pandas as pd
 import torch
 
-from benchmarks.paper_numbers import TABLE4, TABLE4_M4V_SAVING, TABLE4_SETTING
+from benchmarks.paper.paper_numbers import TABLE4, TABLE4_M4V_SAVING, TABLE4_SETTING
 from benchmarks.provenance import provenance
 from m4v.config import TABLE4_VARIANTS, M4VConfig
 from m4v.ops import fvcore_flops, torch_flops

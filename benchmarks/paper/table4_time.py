@@ -14,7 +14,7 @@ import pandas as pd
 import torch
 
 from benchmarks.measure import Timing, describe_load, machine_load, median_interval, timed
-from benchmarks.paper_numbers import TABLE4
+from benchmarks.paper.paper_numbers import TABLE4
 from m4v.config import TABLE4_VARIANTS, M4VConfig
 from m4v.pyramid import N_LEVELS, latent_frames, stage_frames
 from m4v.transformer import build_model

@@ -11,8 +11,8 @@ import pandas as pd
 import torch
 
 from benchmarks.measure import describe_load, machine_load, timed
+from benchmarks.paper.table4 import CURVE_RESOLUTIONS
 from benchmarks.provenance import provenance
-from benchmarks.table4 import CURVE_RESOLUTIONS
 from m4v.blocks import SingleStreamBlock, build_stage_layout
 from m4v.config import M4VConfig
 from m4v.ops import torch_flops

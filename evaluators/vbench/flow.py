@@ -59,7 +59,7 @@ class _PairMemo:
         self.pairs_computed = 0   # flow computations actually run (memo misses), for benchmarks
 
     def magnitude(self, frame1: np.ndarray, frame2: np.ndarray) -> np.ndarray:
-        from evaluators.backbones import frame_key
+        from evaluators.backbone_loading import frame_key
 
         if not self.memo_enabled:
             self.pairs_computed += 1
@@ -142,7 +142,7 @@ class RaftFlow(_PairMemo):
         self.spec, self.device = spec, device
         self.model = raft_large(weights=None)
         if spec.weights:
-            from evaluators.backbones import load_state_file
+            from evaluators.backbone_loading import load_state_file
 
             state = raft_to_torchvision(load_state_file(spec.weights))
             try:
@@ -176,7 +176,7 @@ class RaftFlow(_PairMemo):
 
     def _entry(self, frame: np.ndarray) -> dict:
         """The memo entry of one frame (LRU over FEATURE_FRAMES frames)."""
-        from evaluators.backbones import frame_key
+        from evaluators.backbone_loading import frame_key
 
         key = frame_key(frame)
         entry = self.features.get(key)

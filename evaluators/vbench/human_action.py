@@ -24,7 +24,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from evaluators.backbones import IMAGENET_MEAN, IMAGENET_STD, BackboneSpec, load_state_file
+from evaluators.backbone_loading import IMAGENET_MEAN, IMAGENET_STD, BackboneSpec, load_state_file
 from evaluators.registry import Evaluator, Record, register
 from evaluators.video import middle_frame_indices
 

@@ -15,7 +15,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from evaluators.backbones import load_state_file
+from evaluators.backbone_loading import load_state_file
 from evaluators.registry import Evaluator, Record, register
 
 INPUT_SIZE = 64  # the fidelity model's training resolution

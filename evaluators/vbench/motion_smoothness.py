@@ -38,7 +38,7 @@ class AmtInterpolator:
     def __init__(self, spec, device: str = "cpu"):
         import importlib
 
-        from evaluators.backbones import load_state_file
+        from evaluators.backbone_loading import load_state_file
 
         try:
             network = importlib.import_module("vbench.third_party.amt.networks.AMT-S")
@@ -63,7 +63,8 @@ class AmtInterpolator:
         mid = self.model(pair[0], pair[1], self.embt, scale_factor=scale, eval=True)["imgt_pred"]
         height, width = mid.shape[-2:]
         mid = mid[..., pad[2]:height - pad[3], pad[0]:width - pad[1]]
-        return (mid.float() * 255.0).squeeze(0).permute(1, 2, 0).cpu().numpy().clip(0, 255).astype(np.uint8)  # float: autocast
+        # .float(): under autocast the network's output is bf16, which numpy cannot hold
+        return (mid.float() * 255.0).squeeze(0).permute(1, 2, 0).cpu().numpy().clip(0, 255).astype(np.uint8)
 
 
 def flow_midpoint(frame0: np.ndarray, frame2: np.ndarray) -> np.ndarray:
