@@ -722,6 +722,7 @@ def main(argv=None) -> int:
     out = getattr(args, "out", None)
     created = _created_root(Path(out)) if out else None
     rc = 2
+    previous = _terminate_as_exception()
     try:
         rc = args.func(args)
         return rc
@@ -735,9 +736,47 @@ def main(argv=None) -> int:
             raise
         print(f"m4v-bench {args.command}: interrupted", file=sys.stderr)
         return 130
+    except Terminated:
+        print(f"m4v-bench {args.command}: terminated (SIGTERM); what finished is cached, rerun to resume",
+              file=sys.stderr)
+        rc = 143
+        return rc
+    except Exception as exc:  # noqa: BLE001 - a bug is exit 3, never 1 (1 means "regression" to a CI gate)
+        if debug:
+            raise
+        print(f"m4v-bench {args.command}: internal error: {type(exc).__name__}: {_one_line(exc)} (rerun with "
+              "--debug for the traceback)", file=sys.stderr)
+        rc = 3
+        return rc
     finally:
+        _restore_terminate(previous)
         if created is not None and rc != 0:
             _remove_if_empty(created)
+
+
+class Terminated(BaseException):
+    """SIGTERM, raised where the process is (a BaseException: no `except Exception` swallows it)."""
+
+
+def _terminate_as_exception():
+    """SIGTERM raises Terminated (exit 143 with one line, no COMPLETE written); -> the previous handler."""
+    import signal
+    import threading
+
+    if threading.current_thread() is not threading.main_thread():
+        return None
+
+    def handler(signum, frame):
+        raise Terminated()
+
+    return signal.signal(signal.SIGTERM, handler)
+
+
+def _restore_terminate(previous) -> None:
+    import signal
+
+    if previous is not None:
+        signal.signal(signal.SIGTERM, previous)
 
 
 if __name__ == "__main__":

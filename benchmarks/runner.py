@@ -48,6 +48,21 @@ def safe_name(prompt: str) -> str:
     return name
 
 
+def video_stems(prompts: list[str]) -> dict:
+    """{prompt: its videos' file stem}: VBench's name (the prompt itself) where sanitising leaves every prompt its own
+    name; where two prompts sanitise to one name (" a red circle" and "a red circle"), each altered one gains a
+    short stable hash of itself, so no video overwrites another's and every row points at its own file."""
+    by_stem: dict = {}
+    for prompt in dict.fromkeys(prompts):
+        by_stem.setdefault(safe_name(prompt), []).append(prompt)
+    stems = {}
+    for stem, group in by_stem.items():
+        for prompt in group:
+            unique = len(group) == 1 or stem == prompt
+            stems[prompt] = stem if unique else f"{stem[:MAX_NAME_BYTES - 9]}~{key_of(prompt)[:8]}"
+    return stems
+
+
 RECONSTRUCTION = "reconstruction:"  # a "model" that is the world's true videos through a VAE: its ceiling
 
 
@@ -351,6 +366,7 @@ def run_generate(suite: Suite, out: Path, cache: SampleCache, log=print) -> tupl
         generator.bind(entries)
     evaluators = build_evaluators(suite.evaluators, suite.backbones, with_prompts=True)
     work = _Generation(suite, entries, cache)
+    stems = video_stems([e["prompt_en"] for e in entries])
     items = distributed.my_share(generation_items(suite, generators, entries))
     rows, generation_rows = [], []
     dim_order = {name: i for i, name in enumerate(evaluators)}
@@ -362,7 +378,7 @@ def run_generate(suite: Suite, out: Path, cache: SampleCache, log=print) -> tupl
         prefetch_features(_backbones_of(evaluators),   # batched across videos
                           [frames for frames, *_ in made if not isinstance(frames, Exception)])
         for j, (entry, (frames, generation, key, seed)) in enumerate(zip(batch, made)):
-            relative = Path("videos") / safe_name(generator.name) / f"{safe_name(entry['prompt_en'])}-{sample}.mp4"
+            relative = Path("videos") / safe_name(generator.name) / f"{stems[entry['prompt_en']]}-{sample}.mp4"
             base = {"model": generator.name, "prompt": entry["prompt_en"], "seed": seed, "sample": sample,
                     "video": str(relative)}
             order = (m, sample, b * suite.batch + j)

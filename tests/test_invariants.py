@@ -128,3 +128,47 @@ def test_check_against_its_own_baseline_is_exit_0_every_delta_0_and_complete(tmp
     assert len(compare) and (compare["delta"] == 0).all() and not compare["regressed"].any()
     listed = json.loads((new / "COMPLETE").read_text())["files"]
     assert {"compare.csv", "compare.json", "compare.html", "per_video.csv", "report.html"} <= set(listed)
+
+
+def test_a_bug_is_exit_3_in_one_line_never_the_regression_code(monkeypatch, capsys):
+    import benchmarks.cli as cli
+
+    def broken(args):
+        raise KeyError("a bug")
+
+    monkeypatch.setattr(cli, "cmd_info", broken)   # the command hits a bug
+    assert cli.main(["info"]) == 3
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == ["m4v-bench info: internal error: KeyError: 'a bug' (rerun with --debug for the traceback)"]
+
+
+def test_sigterm_is_one_line_exit_143_and_no_complete(tmp_path):
+    import signal
+    import time
+
+    out = tmp_path / "out"
+    proc = subprocess.Popen([sys.executable, "-m", "benchmarks.cli", "run", "--suite",
+                             str(suite(tmp_path, ["dit-tiny"])), "--out", str(out)], cwd=REPO,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+                            env={**os.environ, "OMP_NUM_THREADS": "1"})
+    deadline = time.time() + 300
+    while not list((out / "cache").glob("samples/*/generation.json")) and time.time() < deadline:
+        time.sleep(0.2)
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 143
+    lines = [line for line in err.splitlines() if line.startswith("m4v-bench")]
+    assert lines == ["m4v-bench run: terminated (SIGTERM); what finished is cached, rerun to resume"]
+    assert "Traceback" not in err and not (out / "COMPLETE").exists()
+
+
+def test_prompts_that_sanitise_to_one_name_get_their_own_files(tmp_path):
+    from benchmarks.runner import safe_name, video_stems
+
+    prompts = [" a red circle", "a red circle", "a red circle ", "a/b", "a_b", "a blue star"]
+    stems = video_stems(prompts)
+    assert len(set(stems.values())) == len(prompts)                  # nothing collides
+    assert stems["a red circle"] == "a red circle" and stems["a blue star"] == "a blue star"   # VBench's names
+    assert stems["a_b"] == "a_b" and stems["a/b"].startswith("a_b~")
+    assert video_stems(list(reversed(prompts))) == stems             # stable: not order-dependent
+    assert all(safe_name(s) == s for s in stems.values())            # still safe file names
