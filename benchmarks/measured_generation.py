@@ -8,6 +8,7 @@ from __future__ import annotations
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
+from benchmarks.generators.base import GenerationFailed
 from benchmarks.measure import measure
 from benchmarks.paper.table4 import mixer_module_names, sum_module_flops
 from m4v.ops import fvcore_flops
@@ -100,4 +101,9 @@ def generate_measured(pipe, prompts: list[str], frames: int, height: int, width:
               "seconds_per_frame": cost["seconds_per_frame"] / n,
               "peak_mb": max(encode.peak_extra_mb, cost["peak_mb"], decode.peak_extra_mb),
               "forwards": cost["forwards"], "batch": n}
-    return [to_uint8_frames(v)[:frames] for v in video], [dict(record) for _ in prompts]
+    # a diverged model (or an overflowing guidance) gives NaN / inf: that video fails, it is never scored as black
+    finite = [bool(torch.isfinite(lat).all()) and bool(torch.isfinite(v).all()) for lat, v in zip(latents, video)]
+    videos = [to_uint8_frames(v)[:frames] if ok else GenerationFailed(
+        "non-finite latents or frames (NaN or inf) during generation: no score is computed on them")
+        for v, ok in zip(video, finite)]
+    return videos, [dict(record) if ok else None for ok in finite]

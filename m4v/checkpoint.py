@@ -52,6 +52,10 @@ def load_weights(directory, device: str = "cpu") -> tuple[dict, dict]:
     except (SafetensorError, OSError, ValueError) as exc:  # truncated, not safetensors, bad header
         raise ValueError(f"{directory / WEIGHTS_NAME}: not a readable safetensors file "
                          f"({' '.join(str(exc).split())})") from exc
+    for name, tensor in state.items():   # a diverged checkpoint must never generate (and score) black videos
+        if tensor.is_floating_point() and not bool(torch.isfinite(tensor).all()):
+            raise ValueError(f"{directory / WEIGHTS_NAME}: tensor {name!r} holds non-finite values (NaN or inf): "
+                             "a diverged or corrupted checkpoint")
     return config, state
 
 
@@ -64,7 +68,24 @@ def read_config(path) -> dict:
         raise ValueError(f"{path}: not a JSON config ({' '.join(str(exc).split())})") from exc
     if not isinstance(config, dict):
         raise ValueError(f"{path}: expected a JSON object, got {type(config).__name__}")
+    bad = _non_finite(config)
+    if bad:   # JSON's NaN / Infinity / 1e400 literals load as floats that no model can run with
+        raise ValueError(f"{path}: key {bad!r} is not a finite number")
     return config
+
+
+def _non_finite(value, key: str = "") -> str | None:
+    """The dotted key of the first non-finite number in a JSON value, or None."""
+    import math
+
+    if isinstance(value, float) and not math.isfinite(value):
+        return key or "(top level)"
+    items = value.items() if isinstance(value, dict) else enumerate(value) if isinstance(value, list) else ()
+    for k, v in items:
+        found = _non_finite(v, f"{key}.{k}" if key else str(k))
+        if found:
+            return found
+    return None
 
 
 @contextmanager

@@ -172,3 +172,38 @@ def test_prompts_that_sanitise_to_one_name_get_their_own_files(tmp_path):
     assert stems["a_b"] == "a_b" and stems["a/b"].startswith("a_b~")
     assert video_stems(list(reversed(prompts))) == stems             # stable: not order-dependent
     assert all(safe_name(s) == s for s in stems.values())            # still safe file names
+
+
+def test_a_broken_model_never_scores(tmp_path, capsys):
+    """Non-finite weights or config numbers are refused at load, naming the tensor or key (exit 2, nothing scored);
+    non-finite latents during generation (a guidance that overflows) fail their samples, never score black."""
+    from safetensors.torch import load_file, save_file
+
+    from m4v.checkpoint import weights_path
+
+    nan_weights, nan_config = tmp_path / "nan-weights", tmp_path / "nan-config"
+    for directory in (nan_weights, nan_config):
+        directory.mkdir()
+        shutil.copy(weights_path("dit-tiny") / "config.json", directory / "config.json")
+        shutil.copy(weights_path("dit-tiny") / "model.safetensors", directory / "model.safetensors")
+    state = load_file(str(nan_weights / "model.safetensors"))
+    name = sorted(k for k, v in state.items() if v.is_floating_point())[0]
+    state[name] = state[name].clone().fill_(float("nan"))
+    save_file(state, str(nan_weights / "model.safetensors"))
+    config = json.loads((nan_config / "config.json").read_text())
+    config["rope_theta"] = float("nan")
+    (nan_config / "config.json").write_text(json.dumps(config))     # json writes the NaN literal
+    for directory, named in ((nan_weights, f"tensor {name!r}"), (nan_config, "key 'rope_theta'")):
+        out = tmp_path / f"run-{directory.name}"
+        assert main(["run", "--suite", str(suite(tmp_path, [str(directory)])), "--out", str(out)]) == 2
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and named in err[0] and ("non-finite" in err[0] or "not a finite" in err[0])
+        assert not (out / "per_video.csv").exists()
+    overflow = tmp_path / "overflow.toml"
+    overflow.write_text(SUITE.format(models='["dit-tiny"]').replace("steps = [1, 1, 1]",
+                                                                     "steps = [1, 1, 1]\nguidance = 1e308"))
+    out = tmp_path / "overflow"
+    assert main(["run", "--suite", str(overflow), "--out", str(out), "--no-cache"]) == 1
+    per_video = pd.read_csv(out / "per_video.csv")
+    assert (per_video["status"] == "failed").all() and per_video["score"].isna().all()
+    assert per_video["reason"].str.contains("non-finite latents").all()

@@ -50,7 +50,7 @@ class CheckpointGenerator(Generator):
             # one untimed warm-up batch (numba compilation, first calls, allocator), so the timed batches are the
             # steady state: what it cost is kept apart in the provenance
             _, warm = generate_measured(self.pipe, prompts, s.frames, s.height, s.width, seed, s.steps, s.guidance)
-            self.warm_up_seconds = warm[0]["seconds"]
+            self.warm_up_seconds = next((r["seconds"] for r in warm if r), None)   # None: every video failed
         videos, records = generate_measured(self.pipe, prompts, s.frames, s.height, s.width, seed, s.steps,
                                             s.guidance)
         return Generation(videos, records)
@@ -72,6 +72,12 @@ def checkpoint_generator(spec: str, vae: str, text_encoder: str) -> CheckpointGe
             raise GeneratorError(f"--models {spec}: {directory / needed} is missing (a shipped name, a directory "
                                  "written by save_pretrained, or python: / diffusers: / cmd: / control: / "
                                  "reconstruction:)")
+    from m4v.checkpoint import load_weights
+
+    try:   # before any work: a corrupt or diverged checkpoint (NaN / inf weights or config numbers) never generates
+        load_weights(directory)
+    except ValueError as exc:
+        raise GeneratorError(f"--models {spec}: {exc}") from exc
     name = spec if "/" not in spec and not Path(spec).is_dir() else directory.resolve().name
     if directory.resolve().parent.name == SNAPSHOT_DIR:  # train's RUN/snapshots/step-N: named by its run
         name = f"{directory.resolve().parent.parent.name}@{name}"
