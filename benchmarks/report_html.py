@@ -20,6 +20,8 @@ from urllib.parse import quote
 import numpy as np
 import pandas as pd
 
+from benchmarks.outputs import FILE_MODE
+
 PREVIEW_DIR, PREVIEW_SIZE, PREVIEW_CRF = "previews", 192, 18
 COMPARE_DROPS_SHOWN = 6
 COMPUTE_COLUMNS = (("tflops_per_video", "TFLOPs / video", False),
@@ -61,6 +63,7 @@ def encode_preview(frames: np.ndarray, fps: float, path: Path) -> Path:
 
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=".partial.mp4", dir=path.parent)
+    os.fchmod(fd, FILE_MODE)   # as every other output (mkstemp's 0600 would hide it from the page's readers)
     os.close(fd)
     try:
         with av.open(tmp, mode="w", format="mp4", options={"movflags": "+faststart"}) as container:

@@ -119,6 +119,13 @@ def video_rate(fps: float) -> Fraction:
     return Fraction(fps).limit_denominator(1001)
 
 
+def file_mode() -> int:
+    """The mode open() would give a new file: 0666 less the process's umask."""
+    umask = os.umask(0)
+    os.umask(umask)
+    return 0o666 & ~umask
+
+
 def write_video(path, frames: np.ndarray, fps: float = 8.0, codec: str | None = None, overwrite: bool = True) -> Path:
     """Encode (T, H, W, 3) uint8 frames with PyAV; mp4 uses H.264 at crf 0 (near lossless) by default. The file
     appears whole or not at all (encoded to a temp file beside it, fsync, rename); overwrite=False refuses to
@@ -129,6 +136,7 @@ def write_video(path, frames: np.ndarray, fps: float = 8.0, codec: str | None = 
     path.parent.mkdir(parents=True, exist_ok=True)
     codec = codec or {".gif": "gif", ".webm": "libvpx-vp9", ".mkv": "ffv1"}.get(path.suffix.lower(), "libx264")
     fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=f".partial{path.suffix}", dir=path.parent)
+    os.fchmod(fd, file_mode())   # mkstemp's 0600 would hide the videos from the users every other output serves
     os.close(fd)
     try:
         with av.open(tmp, mode="w", format=_container_format(path)) as container:

@@ -207,3 +207,21 @@ def test_a_broken_model_never_scores(tmp_path, capsys):
     per_video = pd.read_csv(out / "per_video.csv")
     assert (per_video["status"] == "failed").all() and per_video["score"].isna().all()
     assert per_video["reason"].str.contains("non-finite latents").all()
+
+
+def test_videos_and_previews_follow_the_umask_as_every_other_output(tmp_path):
+    import numpy as np
+
+    from benchmarks.report_html import write_previews
+    from evaluators.video import write_video
+
+    old = os.umask(0o022)
+    try:
+        frames = np.random.default_rng(0).integers(0, 256, (4, 64, 64, 3), dtype=np.uint8)
+        video = write_video(tmp_path / "videos" / "m" / "p-0.mp4", frames, fps=8) or tmp_path / "videos/m/p-0.mp4"
+        write_previews(tmp_path / "videos", [str(Path("m") / "p-0.mp4")], dest=tmp_path)
+        modes = {p.relative_to(tmp_path).as_posix(): p.stat().st_mode & 0o777 for p in tmp_path.rglob("*.mp4")}
+    finally:
+        os.umask(old)
+    assert len(modes) == 2 and set(modes.values()) == {0o644}, modes
+    assert Path(video).is_file()
