@@ -257,7 +257,25 @@ def load_suite_file(path) -> Suite:
         raise SuiteError(f"--suite {path}: cannot read ({exc.strerror or exc})") from exc
     except tomllib.TOMLDecodeError as exc:
         raise SuiteError(f"--suite {path}: not valid TOML ({exc})") from exc
-    return _build(raw, f"--suite {path}")
+    except (RecursionError, UnicodeDecodeError) as exc:   # an array nested thousands deep, bytes that are not text
+        raise SuiteError(f"--suite {path}: not a usable TOML file ({type(exc).__name__})") from None
+    where = f"--suite {path}"
+    for key in ("models", "evaluators"):   # an empty list would run nothing and still write tables
+        if raw.get(key) == []:
+            raise SuiteError(f"{where}: key '{key}' is empty (name at least one, or leave the key out for the default)")
+    primary = raw.get("primary_metric")
+    if isinstance(primary, str) and primary not in PRIMARY_METRICS:
+        from evaluators import EVALUATORS
+
+        if primary not in EVALUATORS:
+            raise SuiteError(f"{where}: key 'primary_metric': unknown {primary!r} (an evaluator name or one of "
+                             f"{', '.join(PRIMARY_METRICS)})")
+    return _build(raw, where)
+
+
+# summary.csv columns a suite may name as its quality axis besides the evaluators' own
+PRIMARY_METRICS = ("vbench_total", "vbench_total_present", "vbench_quality", "vbench_quality_present",
+                   "vbench_semantic", "vbench_semantic_present")
 
 
 def load_full_info(path, flag: str = "--prompts") -> list[dict]:

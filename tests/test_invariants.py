@@ -225,3 +225,19 @@ def test_videos_and_previews_follow_the_umask_as_every_other_output(tmp_path):
         os.umask(old)
     assert len(modes) == 2 and set(modes.values()) == {0o644}, modes
     assert Path(video).is_file()
+
+
+def test_suites_that_would_run_nothing_or_ignore_a_key_are_one_line_and_exit_2(tmp_path, capsys):
+    base = SUITE.format(models='["dit-tiny"]')
+    cases = {"models": base.replace('models = ["dit-tiny"]', "models = []"),
+             "evaluators": base.replace('evaluators = ["world_colour_shape"', 'evaluators = [] #'),
+             "primary_metric": 'primary_metric = "colour_typo"\n' + base,
+             "TOML": "x = " + "[" * 5000 + "]" * 5000 + "\n" + base}
+    for key, text in cases.items():
+        path = tmp_path / f"{key}.toml"
+        path.write_text(text)
+        out = tmp_path / f"out-{key}"
+        assert main(["run", "--suite", str(path), "--out", str(out)]) == 2, key
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and str(path) in err[0] and key in err[0], err
+        assert not out.exists()          # nothing written
