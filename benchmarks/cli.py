@@ -384,7 +384,7 @@ def _add_scoring_arguments(p) -> None:
     p.add_argument("--out", required=True, help="output directory (locked while the run writes)")
     p.add_argument("--cache-dir", help="per-sample cache (default OUT/cache)")
     p.add_argument("--no-cache", action="store_true", help="neither read nor write the cache")
-    p.add_argument("--device", default="cpu", help="torch device (cpu, cuda)")
+    p.add_argument("--device", default="cpu", choices=["cpu", "cuda"], help="torch device")
 
 
 def _add_info(sub) -> None:
@@ -564,6 +564,8 @@ def _add_generate(sub) -> None:
 
 
 def _add_stage_quality(sub) -> None:
+    from benchmarks import flags
+
     p = sub.add_parser("stage-quality", help=cmd_stage_quality.__doc__)
     p.add_argument("--models", nargs="+", default=["m4v-tiny", "dit-tiny"])
     p.add_argument("--prompts", type=int, default=30, help="held-out single-object prompts (first frame each)")
@@ -571,7 +573,7 @@ def _add_stage_quality(sub) -> None:
     p.add_argument("--steps", type=int, help="Euler steps per pyramid stage (default: the tiny models')")
     p.add_argument("--guidance", type=float, help="guidance scale (default: the tiny models')")
     p.add_argument("--weights", help="weights root (default: the shipped m4v/weights/)")
-    p.add_argument("--threads", type=int, help="torch CPU threads")
+    p.add_argument("--threads", type=flags.threads_int, help="torch CPU threads")
     p.add_argument("--out", help="directory for stage_quality.csv / .json / .md and shape_confusion.csv")
     p.set_defaults(func=cmd_stage_quality)
 

@@ -485,6 +485,11 @@ def run_suite(suite: Suite, out, *, videos=None, prompts=None, cache_dir=None, u
     from benchmarks.writers import primary_metric, summarize, write_results
 
     commit = git_commit()  # the code that runs, before this run's outputs can dirty the tree
+    if device.startswith("cuda"):
+        import torch
+
+        if not torch.cuda.is_available():   # never a CPU run recorded under --device cuda
+            raise SuiteError("--device cuda: no CUDA device is visible to torch")
     distributed.init_from_env(device)
     out = prepare_output_dir(out)
     if check_against is not None and not Path(check_against).exists():

@@ -241,3 +241,18 @@ def test_suites_that_would_run_nothing_or_ignore_a_key_are_one_line_and_exit_2(t
         err = capsys.readouterr().err.strip().splitlines()
         assert len(err) == 1 and str(path) in err[0] and key in err[0], err
         assert not out.exists()          # nothing written
+
+
+def test_flags_that_would_be_ignored_are_refused(tmp_path, capsys, monkeypatch):
+    import pytest
+    import torch
+
+    for argv in (["run", "--device", "banana", "--out", str(tmp_path / "a")],
+                 ["stage-quality", "--threads", "0"]):
+        with pytest.raises(SystemExit) as exit_info:     # argparse's one line, exit 2
+            main(argv)
+        assert exit_info.value.code == 2
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    out = tmp_path / "cuda"
+    assert main(["run", "--suite", str(suite(tmp_path, ["dit-tiny"])), "--device", "cuda", "--out", str(out)]) == 2
+    assert "no CUDA device" in capsys.readouterr().err and not out.exists()
