@@ -20,6 +20,8 @@ def discover_videos(directory: Path) -> list[Path]:
         raise FileNotFoundError(f"--videos {directory}: not a directory")
     found = []
     for path in sorted(directory.iterdir()):
+        if path.name.startswith("."):   # a hidden file: e.g. a partial video a killed writer left (never a result)
+            continue
         if path.is_file() and path.suffix.lower() in VIDEO_SUFFIXES:
             found.append(path)
         elif path.is_dir() and any(p.suffix.lower() in IMAGE_SUFFIXES for p in path.iterdir()):

@@ -256,3 +256,15 @@ def test_flags_that_would_be_ignored_are_refused(tmp_path, capsys, monkeypatch):
     out = tmp_path / "cuda"
     assert main(["run", "--suite", str(suite(tmp_path, ["dit-tiny"])), "--device", "cuda", "--out", str(out)]) == 2
     assert "no CUDA device" in capsys.readouterr().err and not out.exists()
+
+
+def test_eval_skips_hidden_partial_videos_a_killed_writer_left(tmp_path):
+    import numpy as np
+
+    from benchmarks.external import discover_videos
+    from evaluators.video import write_video
+
+    frames = np.random.default_rng(0).integers(0, 256, (4, 64, 64, 3), dtype=np.uint8)
+    write_video(tmp_path / "a cat-0.mp4", frames, fps=8)
+    write_video(tmp_path / ".a cat-0.x1y2.partial.mp4", frames, fps=8)   # write_video's temporary name
+    assert [p.name for p in discover_videos(tmp_path)] == ["a cat-0.mp4"]
