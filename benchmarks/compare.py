@@ -412,7 +412,7 @@ def markdown(comparison: Comparison) -> str:
         "95% CI": [f"[{lo:.4g}, {hi:.4g}]" for lo, hi in zip(t["ci_low"], t["ci_high"])],
         "test": t["test"], "p": t["p_value"], "p (Holm)": t["p_holm"],
         "verdict": [f"{v}; cannot resolve differences below {mde:.3g} at n = {n}"
-                    if v == "no significant change" and np.isfinite(mde) else v
+                    if v == "no significant change" and np.isfinite(mde) and mde > 0 else v   # 0: no spread
                     for v, mde, n in zip(t["verdict"], t["mde"], t["n_pairs"])]})
     lines = [shown.to_markdown(index=False, floatfmt=".4g"), *comparison.notes]
     regressed = t[t["regressed"]]

@@ -494,7 +494,7 @@ def compare_html(comparison, base, new, out) -> str:
         model = r["model_base"] if r["model_base"] == r["model_new"] else f"{r['model_base']} → {r['model_new']}"
         cls = ' class="regressed"' if r["regressed"] else ""
         verdict = r["verdict"]
-        if verdict == "no significant change" and _num(r.get("mde")) is not None:
+        if verdict == "no significant change" and (_num(r.get("mde")) or 0) > 0:   # 0: no spread to resolve
             verdict += f"; cannot resolve differences below {_fmt(r['mde'])} at n = {int(r['n_pairs'])}"
         cells = [model, f"{r['dimension']} {'↑' if r['higher_is_better'] else '↓'}", int(r["n_pairs"]),
                  _fmt(r["mean_base"]), _fmt(r["mean_new"]), _fmt(r["delta"]),
