@@ -268,3 +268,12 @@ def test_eval_skips_hidden_partial_videos_a_killed_writer_left(tmp_path):
     write_video(tmp_path / "a cat-0.mp4", frames, fps=8)
     write_video(tmp_path / ".a cat-0.x1y2.partial.mp4", frames, fps=8)   # write_video's temporary name
     assert [p.name for p in discover_videos(tmp_path)] == ["a cat-0.mp4"]
+
+
+def test_make_bench_compute_tables_regenerate_the_committed_ones_byte_for_byte(tmp_path):
+    """`make bench`'s Table 4 and FLOP curve (counted on the meta device: no kernel ISA, no seed) equal the
+    committed results/table4.csv and results/flops_curve.csv byte for byte."""
+    for suite_name, name in (("paper-table4-flops", "table4.csv"), ("flops-curve", "flops_curve.csv")):
+        out = tmp_path / suite_name
+        assert main(["run", suite_name, "--out", str(out)]) == 0
+        assert (out / name).read_bytes() == (REPO / "results" / name).read_bytes(), name
