@@ -10,7 +10,6 @@ import json
 import math
 import re
 import sys
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -21,7 +20,7 @@ from benchmarks import distributed
 from benchmarks.cache import SampleCache, backbone_fingerprint, file_sha256, key_of, tree_sha256
 from benchmarks.generators.base import GenerationFailed, batch_seed, check_frames, per_video_seed
 from benchmarks.measure import machine_load
-from benchmarks.outputs import SNAPSHOT_DIR, json_safe
+from benchmarks.outputs import json_safe
 from benchmarks.provenance import cpu_kernels, git_commit, provenance
 from benchmarks.suites import Suite, SuiteError, prompt_entries, samples_of
 from evaluators import EVALUATORS
@@ -63,22 +62,6 @@ def video_stems(prompts: list[str]) -> dict:
     return stems
 
 
-RECONSTRUCTION = "reconstruction:"  # a "model" that is the world's true videos through a VAE: its ceiling
-
-
-@dataclass
-class ModelSource:
-    """A denoiser to generate with (a shipped name or a save_pretrained directory), or `reconstruction:VAE`."""
-
-    spec: str
-    name: str
-    directory: Path
-
-    @property
-    def is_reconstruction(self) -> bool:
-        return self.spec.startswith(RECONSTRUCTION)
-
-
 def trained_steps(directory: Path) -> dict:
     """How far the weights were trained, from their training.json: {"trained_steps": step reached,
     "of_steps": the run's length} (a snapshot reached `step` of `of_steps`; a finished run its `steps`).
@@ -91,31 +74,15 @@ def trained_steps(directory: Path) -> dict:
     return {"trained_steps": record.get("step", steps), "of_steps": record.get("of_steps", steps)}
 
 
-def resolve_models(specs) -> list[ModelSource]:
-    """Shipped names or directories -> sources; a missing or incomplete checkpoint is one line naming it."""
-    from m4v.checkpoint import weights_path
+def _checkpoint_config(spec: str) -> dict:
+    """A paper-table row's config.json: its model must be a checkpoint (the row's architecture is read off it)."""
+    from benchmarks.generators import REGISTRY
+    from m4v.checkpoint import read_config, weights_path
 
-    sources, names = [], set()
-    for spec in specs:
-        if spec.startswith(RECONSTRUCTION):
-            directory = weights_path(spec[len(RECONSTRUCTION):])
-            if not (directory / "model.safetensors").is_file():
-                raise SuiteError(f"--models {spec}: {directory / 'model.safetensors'} is missing (a VAE directory)")
-            sources.append(ModelSource(spec, f"{directory.name} (reconstruction)", directory))
-            continue
-        directory = weights_path(spec)
-        for needed in ("config.json", "model.safetensors"):
-            if not (directory / needed).is_file():
-                raise SuiteError(f"--models {spec}: {directory / needed} is missing (a shipped name or a "
-                                 "directory written by save_pretrained)")
-        name = spec if "/" not in spec and not Path(spec).is_dir() else directory.resolve().name
-        if directory.resolve().parent.name == SNAPSHOT_DIR:  # train's RUN/snapshots/step-N: named by its run
-            name = f"{directory.resolve().parent.parent.name}@{name}"
-        if name in names:
-            name = f"{name}#{len(names)}"
-        names.add(name)
-        sources.append(ModelSource(spec, name, directory))
-    return sources
+    if any(spec.startswith(prefix) for prefix in REGISTRY):
+        raise SuiteError(f"--models {spec}: a paper table's rows are checkpoints (a shipped name or a directory with "
+                         "config.json), whose architecture the row names")
+    return read_config(weights_path(spec) / "config.json")
 
 
 def build_evaluators(dims: list[str] | None, backbones: list[str], with_prompts: bool = False,
@@ -522,8 +489,7 @@ def run_suite(suite: Suite, out, *, videos=None, prompts=None, cache_dir=None, u
                 from benchmarks.paper.paper_tables import check_models
 
                 check_models(suite.paper_table, list(suite.models))  # the count first, then each row's model
-                configs = [json.loads((m.directory / "config.json").read_text()) for m in resolve_models(suite.models)]
-                check_models(suite.paper_table, list(suite.models), configs)
+                check_models(suite.paper_table, list(suite.models), [_checkpoint_config(m) for m in suite.models])
             per_video, generation, checkpoints = run_generate(suite, out, cache, log)
             models = list(checkpoints)
         if not distributed.is_main():

@@ -202,13 +202,13 @@ def test_trained_steps_reads_runs_and_snapshots(tmp_path):
 
 def test_snapshot_directories_are_named_by_their_run(tmp_path):
     """Two runs' step-015000 snapshots are two models: `run@step-015000`, not `step-015000` and a #1 twin."""
-    from benchmarks.runner import resolve_models
+    from benchmarks.generators import resolve_generators
     from m4v.recipes import weights_path
 
     dirs = [tmp_path / run / "snapshots" / "step-015000" for run in ("none", "registers")]
     for d in [*dirs, tmp_path / "plain"]:
         shutil.copytree(weights_path("dit-tiny"), d)
-    names = [m.name for m in resolve_models([*map(str, dirs), str(tmp_path / "plain"), "dit-tiny"])]
+    names = [g.name for g in resolve_generators([*map(str, dirs), str(tmp_path / "plain"), "dit-tiny"])]
     assert names == ["none@step-015000", "registers@step-015000", "plain", "dit-tiny"]
 
 
