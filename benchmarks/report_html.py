@@ -13,14 +13,11 @@ import hashlib
 import html
 import json
 import math
-import os
 from pathlib import Path
 from urllib.parse import quote
 
 import numpy as np
 import pandas as pd
-
-from benchmarks.outputs import FILE_MODE
 
 PREVIEW_DIR, PREVIEW_SIZE, PREVIEW_CRF = "previews", 192, 18
 COMPARE_DROPS_SHOWN = 6
@@ -54,29 +51,10 @@ def upscale(frames: np.ndarray, size: int = PREVIEW_SIZE) -> np.ndarray:
 
 
 def encode_preview(frames: np.ndarray, fps: float, path: Path) -> Path:
-    """H.264 yuv420p mp4 (faststart), atomically: a temp file beside it, then rename."""
-    import tempfile
+    """H.264 yuv420p mp4 (faststart), atomically (evaluators.video.write_video's temp file and rename)."""
+    from evaluators.video import write_video
 
-    import av
-
-    from evaluators.video import video_rate
-
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=".partial.mp4", dir=path.parent)
-    os.fchmod(fd, FILE_MODE)   # as every other output (mkstemp's 0600 would hide it from the page's readers)
-    os.close(fd)
-    try:
-        with av.open(tmp, mode="w", format="mp4", options={"movflags": "+faststart"}) as container:
-            stream = container.add_stream("libx264", rate=video_rate(fps))
-            stream.width, stream.height = frames.shape[2], frames.shape[1]
-            stream.pix_fmt, stream.options = "yuv420p", {"crf": str(PREVIEW_CRF)}
-            for frame in frames:
-                container.mux(stream.encode(av.VideoFrame.from_ndarray(frame, format="rgb24")))
-            container.mux(stream.encode())
-        os.replace(tmp, path)
-    finally:
-        Path(tmp).unlink(missing_ok=True)
-    return path
+    return write_video(path, frames, fps, codec="libx264", pix_fmt="yuv420p", crf=PREVIEW_CRF, faststart=True)
 
 
 def write_previews(root, videos, dest=None, prefix: str = "") -> dict[str, str]:

@@ -110,12 +110,13 @@ def summarize(per_video: pd.DataFrame, generation: pd.DataFrame, model_order: li
                     "vbench_dimensions": len(raw),
                     "vbench_with_substitutes": not all(faithful.values()) if faithful else True})
         gen = generation[generation["model"] == model]
-        seconds, seconds_low, seconds_high = median_interval(_batch_seconds(gen))
+        batches = _batch_seconds(gen)
+        seconds, seconds_low, seconds_high = median_interval(batches)
         row.update({"videos": int(mine["video"].nunique()),
                     "tflops_per_video": gen["tflops"].mean() if len(gen) else float("nan"),
                     "mixer_tflops_per_video": gen["mixer_tflops"].mean() if len(gen) else float("nan"),
                     "seconds_per_video": seconds, "seconds_per_video_ci_low": seconds_low,
-                    "seconds_per_video_ci_high": seconds_high, "timed_batches": len(_batch_seconds(gen)),
+                    "seconds_per_video_ci_high": seconds_high, "timed_batches": len(batches),
                     "peak_mb": gen["peak_mb"].max() if len(gen) else float("nan")})
         info = (model_info or {}).get(model, {})
         row.update({"trained_steps": info.get("trained_steps", float("nan")),

@@ -126,9 +126,11 @@ def file_mode() -> int:
     return 0o666 & ~umask
 
 
-def write_video(path, frames: np.ndarray, fps: float = 8.0, codec: str | None = None, overwrite: bool = True) -> Path:
-    """Encode (T, H, W, 3) uint8 frames with PyAV; mp4 uses H.264 at crf 0 (near lossless) by default. The file
-    appears whole or not at all (encoded to a temp file beside it, fsync, rename); overwrite=False refuses to
+def write_video(path, frames: np.ndarray, fps: float = 8.0, codec: str | None = None, overwrite: bool = True,
+                pix_fmt: str | None = None, crf: int | None = None, faststart: bool = False) -> Path:
+    """Encode (T, H, W, 3) uint8 frames with PyAV; mp4 uses H.264 yuv444p at crf 0 (near lossless) by default
+    (`pix_fmt` / `crf` override it, e.g. yuv420p for browsers; `faststart` puts the index first for streaming). The
+    file appears whole or not at all (encoded to a temp file beside it, fsync, rename); overwrite=False refuses to
     replace an existing file, even one that appears while encoding."""
     import av
 
@@ -139,11 +141,12 @@ def write_video(path, frames: np.ndarray, fps: float = 8.0, codec: str | None = 
     os.fchmod(fd, file_mode())   # mkstemp's 0600 would hide the videos from the users every other output serves
     os.close(fd)
     try:
-        with av.open(tmp, mode="w", format=_container_format(path)) as container:
+        options = {"movflags": "+faststart"} if faststart else {}
+        with av.open(tmp, mode="w", format=_container_format(path), options=options) as container:
             stream = container.add_stream(codec, rate=video_rate(fps))
             stream.width, stream.height = frames.shape[2], frames.shape[1]
             if codec == "libx264":
-                stream.pix_fmt, stream.options = "yuv444p", {"crf": "0"}
+                stream.pix_fmt, stream.options = pix_fmt or "yuv444p", {"crf": str(0 if crf is None else crf)}
             elif codec == "gif":
                 stream.pix_fmt = "rgb8"
             elif codec == "ffv1":
