@@ -151,10 +151,10 @@ class MMDiMMixer(nn.Module):
         text_out, video_out = recomposition.invert(self.mamba(seq, valid), plan)  # (B, Lt, E), (B, Lv, E)
         if self.temporal is not None and self.temporal.covers_history:
             video_out = video_out + self.temporal(video, layout.frame_sizes, layout.frame_levels)  # (B, Lv, E)
-        elif self.temporal is not None:  # pooled variant: added at the current frame's positions only
+        elif self.temporal is not None:  # tiles / pooled readings: added at the current frame's positions only
             cur_h, cur_w = layout.frame_sizes[-1]
             n_hist = video_out.shape[1] - cur_h * cur_w
-            video_out[:, n_hist:] += self.temporal(video, layout.frame_sizes)  # (B, h w, E)
+            video_out[:, n_hist:] += self.temporal(video, layout.frame_sizes, layout.frame_levels)  # (B, h w, E)
         return torch.cat([text_out, video_out], dim=1)                          # (B, L, E)
 
 

@@ -7,8 +7,9 @@ import math
 from dataclasses import asdict, dataclass, fields
 
 MIXERS = ("attention", "mamba", "m4v", "parallel")
-TEMPORAL_VARIANTS = ("paper", "pooled")
+TEMPORAL_VARIANTS = ("tiles", "tiles-out", "tiles-self", "tiles-shared-kv", "paper", "pooled")
 HISTORY_ROPE = ("interpolate", "linspace")
+POOLED_TEXT_FEATURES = ("text_embeds", "pooler_output")
 NULL_CONDITIONS = ("empty_prompt", "zeros")
 # Values a saved config.json that predates a field loads with: what the code did before the field existed, so
 # the shipped models (m4v-tiny, m4v-tiny-reward, dit-tiny) load and sample exactly as they were trained.
@@ -30,6 +31,9 @@ class M4VConfig:
     text_dim: int = 4096               # T5-XXL features
     text_len: int = 128
     pooled_text_dim: int = 768         # pooled CLIP-L
+    # Which CLIP output is the pooled feature (m4v/text_encoders.py): "text_embeds" (projected, the project's
+    # models) or "pooler_output" (PyramidFlow-miniFLUX, set by m4v/convert.py).
+    pooled_text_feature: str = "text_embeds"
     rope_axes: tuple = (16, 24, 24)    # (t, h, w) split of the head dim
     rope_theta: float = 10000.0
     n_pyramid_levels: int = 3          # pyramid resolutions; one register type per level
@@ -50,11 +54,11 @@ class M4VConfig:
     zigzag: bool = True
     n_zigzag_paths: int = 8
 
-    # Temporal branch (spec §1.5, docs/paper-readings.md): "paper" = history pooled to the lowest pyramid grid,
-    # current frame cut into tiles of that grid, causal attention over all of them; "pooled" = the first
-    # implementation (every frame pooled, only the current frame's pooled token queries), kept for the shipped
-    # tiny models.
-    temporal_variant: str = "paper"
+    # Temporal branch (spec §1.5; m4v/temporal.py lists the readings, docs/paper-readings.md counts them):
+    # "tiles" = history pooled to the lowest pyramid grid gives keys and values, the current frame cut into tiles
+    # of that grid queries them, only the current frame receives (fits Table 4). "paper" = every token queries
+    # (the shipped models up to issue 31), "pooled" = the first implementation (the 9,000-step models).
+    temporal_variant: str = "tiles"
     # RoPE (h, w) positions of lower-resolution history frames on the current grid: "interpolate" as
     # PyramidFlow (F.interpolate of arange, linear, align_corners=False), "linspace" the first implementation.
     history_rope: str = "interpolate"
@@ -70,7 +74,7 @@ class M4VConfig:
         if self.hidden_size % self.num_heads:
             raise ValueError(f"hidden_size {self.hidden_size} is not divisible by num_heads {self.num_heads}")
         for name, allowed in (("temporal_variant", TEMPORAL_VARIANTS), ("history_rope", HISTORY_ROPE),
-                              ("null_condition", NULL_CONDITIONS)):
+                              ("null_condition", NULL_CONDITIONS), ("pooled_text_feature", POOLED_TEXT_FEATURES)):
             if getattr(self, name) not in allowed:
                 raise ValueError(f"M4VConfig.{name} must be one of {allowed}, got {getattr(self, name)!r}")
         if sum(self.rope_axes) != self.head_dim:

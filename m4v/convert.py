@@ -98,7 +98,8 @@ def is_pyramidflow_state(state: dict) -> bool:
 
 def config_from_pyramidflow(state: dict, pf_config: dict, **overrides) -> M4VConfig:
     """Our config for a PyramidFlow checkpoint: widths and block counts from its config.json (diffusers keys) or,
-    without one, from the weights' shapes; PyramidFlow's history RoPE and null condition."""
+    without one, from the weights' shapes; PyramidFlow's history RoPE, null condition and pooled CLIP feature
+    (miniFLUX reads `CLIPTextModel(...).pooler_output`, pyramid_dit/flux_modules/modeling_text_encoder.py)."""
     hidden = state["x_embedder.weight"].shape[0]
     head_dim = pf_config.get("attention_head_dim", state["transformer_blocks.0.attn.norm_q.weight"].numel())
     count = lambda prefix: len({k.split(".")[1] for k in state if k.startswith(prefix)})  # noqa: E731
@@ -111,7 +112,7 @@ def config_from_pyramidflow(state: dict, pf_config: dict, **overrides) -> M4VCon
         pooled_text_dim=pf_config.get("pooled_projection_dim",
                                       state["time_text_embed.text_embedder.linear_1.weight"].shape[1]),
         rope_axes=tuple(pf_config.get("axes_dims_rope", M4VConfig().rope_axes)),
-        history_rope="interpolate", null_condition="empty_prompt")
+        history_rope="interpolate", null_condition="empty_prompt", pooled_text_feature="pooler_output")
     return M4VConfig(**{**found, **overrides})
 
 
@@ -165,9 +166,16 @@ def mixer_columns(attn_columns: Tensor, block, signs: Tensor | None) -> Tensor:
     return attn_columns.repeat(1, 2 * pairs) * (signs[None, :] / pairs)      # (D, E)
 
 
+MAMBA_INITS = ("attention", "default")
+
+
 @torch.no_grad()
-def init_from_attention_state(model: M4VTransformer, source: dict) -> dict:
-    """Load an attention-layout state dict into `model` (any mixer); -> report of what happened to every name."""
+def init_from_attention_state(model: M4VTransformer, source: dict, mamba_init: str = "attention") -> dict:
+    """Load an attention-layout state dict into `model` (any mixer); -> report of what happened to every name.
+    `mamba_init="default"`: every other weight as usual, but Mamba keeps its own initialisation (no seeding from
+    q / k / v) and the single blocks' `proj_out` takes only the MLP columns (its mixer columns keep their init)."""
+    if mamba_init not in MAMBA_INITS:
+        raise ValueError(f"--option init_mamba: one of {MAMBA_INITS}, got {mamba_init!r}")
     target = model.state_dict()
     report = {"copied": [], "reshaped": {}, "mamba_from_attention": [], "initialised": [], "mismatched": {},
               "unused": []}
@@ -185,7 +193,7 @@ def init_from_attention_state(model: M4VTransformer, source: dict) -> dict:
         prefix = f"single_blocks.{i}."
         qkv = [source.get(f"{prefix}attn.qkv.to_{p}.weight") for p in "qkv"]
         signs = None
-        if block.mmdim is not None and all(w is not None for w in qkv):
+        if block.mmdim is not None and all(w is not None for w in qkv) and mamba_init == "attention":
             mamba = block.mmdim.mamba
             if mamba.d_inner % (2 * qkv[2].shape[1]) == 0 and qkv[2].shape[1] == model.cfg.hidden_size:
                 signs = init_mamba_from_attention(mamba, *(_linear(w) for w in qkv))
@@ -202,6 +210,10 @@ def init_from_attention_state(model: M4VTransformer, source: dict) -> dict:
             src = source[name]                                                  # (D, D + 4D)
             if src.shape[1] != model.cfg.hidden_size + mlp or src.shape[0] != model.cfg.hidden_size:
                 report["mismatched"][name] = f"{tuple(src.shape)} -> {tuple(target[name].shape)}: kept the init"
+            elif block.mmdim is not None and signs is None and mamba_init == "default":
+                target[name][:, -mlp:].copy_(src[:, -mlp:])
+                report["reshaped"][name] = (f"{tuple(src.shape)} -> {tuple(target[name].shape)}: MLP columns "
+                                            "copied, mixer columns keep their init (Mamba at its default init)")
             elif block.mmdim is not None and signs is None and block.mmdim.mamba.out_proj is None:
                 report["mismatched"][name] = "no seeded Mamba to read: kept the init"
             else:
@@ -239,9 +251,20 @@ def convert_pyramidflow(path, **overrides) -> tuple[M4VTransformer, dict]:
     return model, report
 
 
-def init_from_checkpoint(model: M4VTransformer, source) -> dict:
+def save_converted(model: M4VTransformer, out) -> Path:
+    """Save a converted PyramidFlow model with PyramidFlow's sampling defaults beside it (sampling.json: its
+    stage end points, default negative prompt and prompt suffix), so TextToVideo samples it as PyramidFlow's
+    `generate` does. -> the directory."""
+    from m4v.sampling import PYRAMIDFLOW_SAMPLING
+
+    directory = model.save_pretrained(out)
+    PYRAMIDFLOW_SAMPLING.write(directory)
+    return directory
+
+
+def init_from_checkpoint(model: M4VTransformer, source, mamba_init: str = "attention") -> dict:
     """Initialise `model` from DIR: a model saved by this project (any mixer; typically an attention model
-    such as dit-tiny) or a PyramidFlow-miniFLUX checkpoint. -> report."""
+    such as dit-tiny) or a PyramidFlow-miniFLUX checkpoint; `mamba_init` as init_from_attention_state. -> report."""
     from m4v.checkpoint import CONFIG_NAME
 
     source = Path(source)
@@ -250,12 +273,12 @@ def init_from_checkpoint(model: M4VTransformer, source) -> dict:
     state, _ = read_pyramidflow(source)
     if is_pyramidflow_state(state):
         state, rename = pyramidflow_to_attention_state(state, model.cfg)
-        report = init_from_attention_state(model, state)
+        report = init_from_attention_state(model, state, mamba_init)
         report["pyramidflow_missing"], report["pyramidflow_unused"] = rename["missing"], rename["unused"]
     elif not (source / CONFIG_NAME).is_file():
         raise ValueError(f"--init-from {source}: neither a saved model directory nor a PyramidFlow checkpoint")
     else:
-        report = init_from_attention_state(model, state)
+        report = init_from_attention_state(model, state, mamba_init)
     shapes = model.state_dict()
     if not any(shapes[name].dim() > 1 for name in report["copied"]):  # a bias or two may match by chance
         raise ValueError(f"--init-from {source}: no weight has the model's shape (different widths?)")

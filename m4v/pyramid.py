@@ -6,6 +6,11 @@ VAE_SPATIAL, VAE_TEMPORAL = 8, 8     # causal 3D VAE compression (spec §1.1)
 N_LEVELS = 3                         # pyramid stages [1, 2, 4]: level 0 = 1/4 side, 2 = full
 
 
+def size_multiple(patch_size: int = 1) -> int:
+    """Pixel sizes a model with this patch can honour are multiples of this: VAE 8 x pyramid 2^(levels-1) x patch."""
+    return VAE_SPATIAL * 2 ** (N_LEVELS - 1) * patch_size
+
+
 def latent_frames(video_frames: int) -> int:
     """Pixel frames -> latent frames (the first frame is encoded alone): 57 -> 8, 121 -> 16, 241 -> 31."""
     if video_frames < 1 or (video_frames - 1) % VAE_TEMPORAL:

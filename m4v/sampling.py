@@ -7,12 +7,64 @@ guidance with separate scales for the first frame and the later ones.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+import json
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
 
 import torch
 
 from m4v.pyramid import history_levels
-from m4v.scheduler import PyramidSchedule, pyramid_latents, stage_noise
+from m4v.scheduler import STAGE_ENDS, PyramidSchedule, pyramid_latents, stage_noise
+
+SAMPLING_NAME = "sampling.json"
+# PyramidFlow's `generate` defaults (pyramid_dit/pyramid_dit_for_video_gen_pipeline.py).
+PYRAMIDFLOW_NEGATIVE_PROMPT = ("cartoon style, worst quality, low quality, blurry, absolute black, absolute white, "
+                               "low res, extra limbs, extra digits, misplaced objects, mutated anatomy, monochrome, "
+                               "horror")
+PYRAMIDFLOW_PROMPT_SUFFIX = ", hyper quality, Ultra HD, 8K"
+
+
+@dataclass(frozen=True)
+class SamplingDefaults:
+    """A checkpoint's own sampling defaults (DIR/sampling.json, optional; absent = these values)."""
+
+    stage_end: str = "range_end"         # PyramidSchedule.inference_steps
+    negative_prompt: str | None = None   # CFG's unconditional text; None: the model's null condition
+    prompt_suffix: str = ""              # appended to every prompt before encoding
+
+    def __post_init__(self):
+        if self.stage_end not in STAGE_ENDS:
+            raise ValueError(f"stage_end must be one of {STAGE_ENDS}, got {self.stage_end!r}")
+        if self.negative_prompt is not None and not isinstance(self.negative_prompt, str):
+            raise ValueError(f"negative_prompt must be text or null, got {self.negative_prompt!r}")
+        if not isinstance(self.prompt_suffix, str):
+            raise ValueError(f"prompt_suffix must be text, got {self.prompt_suffix!r}")
+
+    @classmethod
+    def read(cls, directory) -> SamplingDefaults:
+        """DIR/sampling.json, or the defaults when there is none; a malformed file is one line naming it."""
+        path = Path(directory) / SAMPLING_NAME
+        if not path.is_file():
+            return cls()
+        try:
+            data = json.loads(path.read_text())
+            if not isinstance(data, dict):
+                raise ValueError("not a JSON object")
+            unknown = set(data) - {f.name for f in fields(cls)}
+            if unknown:
+                raise ValueError(f"unknown keys {sorted(unknown)}")
+            return cls(**data)
+        except (ValueError, UnicodeDecodeError) as exc:
+            raise ValueError(f"{path}: {exc}") from None
+
+    def write(self, directory) -> Path:
+        path = Path(directory) / SAMPLING_NAME
+        path.write_text(json.dumps(asdict(self), indent=2, sort_keys=True) + "\n")
+        return path
+
+
+# What a converted PyramidFlow-miniFLUX checkpoint samples with (m4v/convert.save_converted).
+PYRAMIDFLOW_SAMPLING = SamplingDefaults("pyramidflow", PYRAMIDFLOW_NEGATIVE_PROMPT, PYRAMIDFLOW_PROMPT_SUFFIX)
 
 
 @dataclass
@@ -59,6 +111,7 @@ class GenerationConfig:
     guidance_scale: float = 7.0
     video_guidance_scale: float = 5.0
     seed: int = 0
+    stage_end: str = "range_end"             # each stage's last timestep (PyramidSchedule.inference_steps)
 
 
 @dataclass
@@ -94,14 +147,16 @@ def generate_latents(model, text: TextCondition, config: GenerationConfig, sched
         guidance = config.guidance_scale if unit == 0 else config.video_guidance_scale
         x = stage_noise(torch.randn(batch, channels, config.latent_height, config.latent_width, generator=generator),
                         n_stages - 1)
-        x = denoise_frame(model, x, generated, text, null, schedule, steps, guidance, generator, stats=stats)
+        x = denoise_frame(model, x, generated, text, null, schedule, steps, guidance, generator, stats=stats,
+                          stage_end=config.stage_end)
         generated.append(pyramid_latents(x, n_stages))
     return torch.stack([levels[-1] for levels in generated], dim=2), stats
 
 
 def denoise_frame(model, x: torch.Tensor, generated: list, text: TextCondition, null: TextCondition,
                   schedule: PyramidSchedule, steps, guidance: float, generator: torch.Generator,
-                  first_stage: int = 0, stats: GenerationStats | None = None) -> torch.Tensor:
+                  first_stage: int = 0, stats: GenerationStats | None = None,
+                  stage_end: str = "range_end") -> torch.Tensor:
     """Run the pyramid stages first_stage.. of the next latent frame from x, its start point at first_stage
     (B, C, h, w); `generated` holds every finished frame's pyramid (its history). -> the frame at full size."""
     for stage in range(first_stage, schedule.n_stages):
@@ -109,7 +164,7 @@ def denoise_frame(model, x: torch.Tensor, generated: list, text: TextCondition, 
             x = schedule.renoise(x, stage, generator)
         levels = history_levels(len(generated), stage)
         history = [generated[f][lv] for f, lv in enumerate(levels)]
-        timesteps, ratios = schedule.inference_steps(stage, steps[stage])
+        timesteps, ratios = schedule.inference_steps(stage, steps[stage], stage_end)
         for i, t in enumerate(timesteps):
             velocity = _guided_velocity(model, history + [x], levels + [stage], text, null, float(t), guidance)
             if stats is not None:

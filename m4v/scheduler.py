@@ -16,6 +16,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+STAGE_ENDS = ("range_end", "pyramidflow")
+
 
 @dataclass
 class PyramidSchedule:
@@ -65,9 +67,16 @@ class PyramidSchedule:
         return alpha, alpha * (1 - signal) / math.sqrt(self.gamma)
 
     # ---- inference ---------------------------------------------------------------------------------------
-    def inference_steps(self, stage: int, num_steps: int) -> tuple[torch.Tensor, torch.Tensor]:
-        """(DiT timesteps (N,), local ratios (N+1,) from 1 to 1/n then 0) for `num_steps` Euler steps."""
+    def inference_steps(self, stage: int, num_steps: int, end: str = "range_end") -> tuple[torch.Tensor, torch.Tensor]:
+        """(DiT timesteps (N,), local ratios (N+1,) from 1 to 1/n then 0) for `num_steps` Euler steps. `end`:
+        the last timestep, the stage's range end t_min ("range_end", the tiny models) or PyramidFlow's
+        ("pyramidflow": `set_timesteps` takes the last of the stage's 1000 training timesteps,
+        linspace(t_max, t_min, 1001)[:-1], so a stage stops (t_max - t_min) / 1000 above t_min)."""
+        if end not in STAGE_ENDS:
+            raise ValueError(f"stage end must be one of {STAGE_ENDS}, got {end!r}")
         t_max, t_min = self.timestep_ranges[stage]
+        if end == "pyramidflow":
+            t_min = float(np.linspace(t_max, t_min, self.num_train_timesteps + 1)[-2])
         timesteps = torch.from_numpy(np.linspace(t_max, t_min, num_steps))
         ratios = torch.from_numpy(np.linspace(1.0, 1.0 / self.num_train_timesteps, num_steps))
         return timesteps, torch.cat([ratios, torch.zeros(1, dtype=ratios.dtype)])

@@ -1,8 +1,14 @@
 """Temporal branch of the MM-DiM block (spec §1.5): frames attend along time, at the lowest pyramid grid.
 
-Two variants (M4VConfig.temporal_variant; the readings are listed in docs/paper-readings.md):
-  paper   TemporalBranch: the paper's description; the default of new configs.
-  pooled  PooledTemporalBranch: the first implementation, which the shipped tiny models were trained with.
+Readings of the paper's text (M4VConfig.temporal_variant; docs/paper-readings.md counts each one's FLOPs):
+  tiles            TileQueryTemporalBranch: the current frame's tiles query the pooled history tokens (k D -> D,
+                   v D -> E, no output projection); only the current frame receives. Fits Table 4; the default
+                   of new configs.
+  tiles-out        the same with v D -> D and an output projection D -> E.
+  tiles-self       the tiles also attend to the tiles (k, v on the current frame too).
+  tiles-shared-kv  the tiles query all tokens through one shared k = v projection (D -> D), output D -> E.
+  paper            TemporalBranch: every token (history and tiles) queries, block-causal, all receive.
+  pooled           PooledTemporalBranch: the first implementation (9,000-step models).
 """
 
 from __future__ import annotations
@@ -99,6 +105,52 @@ class TemporalBranch(nn.Module):
         return self.untokens(self.to_out(mixed), frame_sizes, grid)            # (B, Lv, E)
 
 
+class TileQueryTemporalBranch(nn.Module):
+    """Current-frame tiles query the pooled history (and, per reading, the tiles); output to the current frame.
+
+    Tokens as TemporalBranch (history average-pooled to the lowest pyramid grid, current frame cut into tiles of
+    that grid). Per-position projections without bias: q (D -> D) on the tiles only; k, v on the key tokens, the
+    pooled history (`keys="history"`) or history and tiles (`keys="all"`: the tiles share one time step, so they
+    see each other). v goes straight to the main branch's width E, or to D followed by an output projection
+    D -> E (`out_proj`); `shared_kv` uses one D -> D projection for k and v (then an output projection). The
+    layer that produces E is zero-initialised. No history and `keys="history"`: nothing to attend, output 0.
+    """
+
+    covers_history = False
+
+    def __init__(self, cfg: M4VConfig, keys: str = "history", out_proj: bool = False, shared_kv: bool = False):
+        super().__init__()
+        D, E = cfg.hidden_size, branch_width(cfg)
+        self.keys, self.shared_kv = keys, shared_kv
+        self.to_q = nn.Linear(D, D, bias=False)
+        self.to_k = nn.Linear(D, D, bias=False)
+        self.to_v = None if shared_kv else nn.Linear(D, D if out_proj or shared_kv else E, bias=False)
+        self.to_out = nn.Linear(D, E, bias=False) if out_proj or shared_kv else None
+
+    def zero_init(self) -> None:
+        nn.init.zeros_((self.to_out or self.to_v).weight)
+
+    def forward(self, video: Tensor, frame_sizes: list, frame_levels: list) -> Tensor:
+        """video (B, Lv, D), frames oldest -> current -> (B, h w, E), the current frame's positions only."""
+        grid = lowest_grid(frame_sizes, frame_levels)
+        tokens = TemporalBranch.tokens(video, frame_sizes, grid)               # (B, T, S, D)
+        n_hist = len(frame_sizes) - 1
+        B, T, S, D = tokens.shape
+        source = tokens[:, :n_hist] if self.keys == "history" else tokens      # (B, Tk, S, D)
+        if source.shape[1] == 0:
+            cur_h, cur_w = frame_sizes[-1]
+            width = (self.to_out or self.to_v).out_features
+            return video.new_zeros(B, cur_h * cur_w, width)
+        q = self.to_q(tokens[:, n_hist:])                                        # (B, K, S, D)
+        k = self.to_k(source)                                                    # (B, Tk, S, D)
+        v = k if self.shared_kv else self.to_v(source)                          # (B, Tk, S, D or E)
+        logits = q.flatten(2) @ k.flatten(2).transpose(1, 2) / math.sqrt(S * D)  # (B, K, Tk)
+        mixed = (logits.softmax(dim=-1) @ v.flatten(2)).reshape(B, T - n_hist, S, v.shape[-1])
+        if self.to_out is not None:
+            mixed = self.to_out(mixed)                                           # (B, K, S, E)
+        return TemporalBranch.untokens(mixed, frame_sizes[-1:], grid)            # (B, h w, E)
+
+
 class PooledTemporalBranch(nn.Module):
     """The first implementation (temporal_variant "pooled"), kept unchanged for the shipped tiny models.
 
@@ -137,6 +189,16 @@ class PooledTemporalBranch(nn.Module):
         return grid.flatten(2).transpose(1, 2)                                  # (B, cur_h cur_w, E)
 
 
+TILE_READINGS = {
+    "tiles": dict(keys="history"),
+    "tiles-out": dict(keys="history", out_proj=True),
+    "tiles-self": dict(keys="all"),
+    "tiles-shared-kv": dict(keys="all", shared_kv=True),
+}
+
+
 def build_temporal_branch(cfg: M4VConfig) -> nn.Module:
     """The configured variant."""
+    if cfg.temporal_variant in TILE_READINGS:
+        return TileQueryTemporalBranch(cfg, **TILE_READINGS[cfg.temporal_variant])
     return TemporalBranch(cfg) if cfg.temporal_variant == "paper" else PooledTemporalBranch(cfg)

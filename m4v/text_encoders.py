@@ -1,9 +1,11 @@
 """Text conditioning through transformers: T5 sequence features + pooled CLIP text features, from local dirs.
 
-Paper size uses T5-XXL (4096-d, 128 tokens, right-padded with a mask) and CLIP-L's pooled, projected output
-(`CLIPTextModelWithProjection.text_embeds`, 768-d), as PyramidFlow's SD3 text stack. The loading code is the real
-transformers one (`from_pretrained(..., local_files_only=True)`); `build_tiny_text_models` makes small ones with a
-word-level tokenizer (tokenizers) for CPU work and tests.
+Paper size uses T5-XXL (4096-d, 128 tokens, right-padded with a mask) and CLIP-L's pooled feature, read as the
+model was trained (M4VConfig.pooled_text_feature): the projected `CLIPTextModelWithProjection.text_embeds`
+("text_embeds", PyramidFlow's SD3 text stack, the project's models) or the unprojected
+`CLIPTextModel.pooler_output` ("pooler_output", PyramidFlow-miniFLUX's modeling_text_encoder.py), 768-d each.
+The loading code is the real transformers one (`from_pretrained(..., local_files_only=True)`);
+`build_tiny_text_models` makes small ones with a word-level tokenizer (tokenizers) for CPU work and tests.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ from pathlib import Path
 
 import torch
 
+from m4v.config import POOLED_TEXT_FEATURES
 from m4v.sampling import TextCondition
 
 T5_SUBDIR, CLIP_SUBDIR = "t5", "clip_text"
@@ -19,17 +22,26 @@ SPECIAL_TOKENS = ["<pad>", "</s>", "<unk>"]
 
 
 class TextEncoders:
-    """T5EncoderModel (sequence) + CLIPTextModelWithProjection (pooled), each with its tokenizer, frozen, eval."""
+    """T5EncoderModel (sequence) + CLIP text model (pooled feature `pooled`), each with its tokenizer, frozen."""
 
-    def __init__(self, t5, t5_tokenizer, clip, clip_tokenizer, max_length: int = 128):
+    def __init__(self, t5, t5_tokenizer, clip, clip_tokenizer, max_length: int = 128, pooled: str = "text_embeds"):
+        if pooled not in POOLED_TEXT_FEATURES:
+            raise ValueError(f"pooled text feature must be one of {POOLED_TEXT_FEATURES}, got {pooled!r}")
         self.t5, self.t5_tokenizer = t5.eval().requires_grad_(False), t5_tokenizer
         self.clip, self.clip_tokenizer = clip.eval().requires_grad_(False), clip_tokenizer
-        self.max_length = max_length
+        self.max_length, self.pooled = max_length, pooled
+
+    @property
+    def pooled_width(self) -> int:
+        """Width of the pooled feature: CLIP's projection, or its hidden size for `pooler_output`."""
+        config = self.clip.config
+        return config.projection_dim if self.pooled == "text_embeds" else config.hidden_size
 
     @classmethod
-    def from_dir(cls, directory, max_length: int = 128) -> TextEncoders:
-        """Load from DIR/t5 and DIR/clip_text (save_pretrained layouts); never touches a hub."""
-        from transformers import AutoTokenizer, CLIPTextModelWithProjection, T5EncoderModel
+    def from_dir(cls, directory, max_length: int = 128, pooled: str = "text_embeds") -> TextEncoders:
+        """Load from DIR/t5 and DIR/clip_text (save_pretrained layouts); never touches a hub. The CLIP class is
+        the one whose output `pooled` names (a CLIPTextModel checkpoint has no projection to load)."""
+        from transformers import AutoTokenizer, CLIPTextModel, CLIPTextModelWithProjection, T5EncoderModel
 
         directory = Path(directory)
         for sub in (T5_SUBDIR, CLIP_SUBDIR):
@@ -37,9 +49,10 @@ class TextEncoders:
                 raise FileNotFoundError(f"--text-encoder {directory}: missing {sub}/config.json")
         t5 = T5EncoderModel.from_pretrained(directory / T5_SUBDIR, local_files_only=True)
         t5_tok = AutoTokenizer.from_pretrained(directory / T5_SUBDIR, local_files_only=True)
-        clip = CLIPTextModelWithProjection.from_pretrained(directory / CLIP_SUBDIR, local_files_only=True)
+        clip_class = CLIPTextModelWithProjection if pooled == "text_embeds" else CLIPTextModel
+        clip = clip_class.from_pretrained(directory / CLIP_SUBDIR, local_files_only=True)
         clip_tok = AutoTokenizer.from_pretrained(directory / CLIP_SUBDIR, local_files_only=True)
-        return cls(t5, t5_tok, clip, clip_tok, max_length)
+        return cls(t5, t5_tok, clip, clip_tok, max_length, pooled)
 
     @torch.no_grad()
     def encode(self, prompts: list[str], unconditional: bool = True) -> TextCondition:
@@ -60,8 +73,8 @@ class TextEncoders:
         tokens = self.t5(input_ids=t5_in.input_ids, attention_mask=t5_in.attention_mask).last_hidden_state
         clip_in = self.clip_tokenizer(prompts, padding="max_length", truncation=True, return_tensors="pt",
                                       max_length=self.clip.config.max_position_embeddings)
-        pooled = self.clip(input_ids=clip_in.input_ids, attention_mask=clip_in.attention_mask).text_embeds
-        return TextCondition(tokens, t5_in.attention_mask.bool(), pooled)
+        clip_out = self.clip(input_ids=clip_in.input_ids, attention_mask=clip_in.attention_mask)
+        return TextCondition(tokens, t5_in.attention_mask.bool(), getattr(clip_out, self.pooled))
 
 
 def build_tiny_text_models(words, t5_dim: int = 32, clip_dim: int = 32, projection_dim: int = 16,

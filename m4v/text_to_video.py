@@ -13,8 +13,8 @@ import numpy as np
 import torch
 
 from m4v.checkpoint import explain_load_errors, weights_path
-from m4v.pyramid import N_LEVELS, VAE_SPATIAL, VAE_TEMPORAL
-from m4v.sampling import GenerationConfig, GenerationStats, generate_latents
+from m4v.pyramid import N_LEVELS, VAE_SPATIAL, VAE_TEMPORAL, size_multiple
+from m4v.sampling import GenerationConfig, GenerationStats, SamplingDefaults, generate_latents
 from m4v.text_encoders import TextEncoders
 from m4v.transformer import M4VTransformer
 from m4v.vae import CausalVideoVAE
@@ -35,8 +35,10 @@ def latent_frames_for(frames: int) -> int:
 class TextToVideo:
     """Frozen text encoders, transformer and VAE; `__call__` returns uint8 videos."""
 
-    def __init__(self, model: M4VTransformer, vae: CausalVideoVAE, text: TextEncoders, name: str = ""):
+    def __init__(self, model: M4VTransformer, vae: CausalVideoVAE, text: TextEncoders, name: str = "",
+                 defaults: SamplingDefaults | None = None):
         self.model, self.vae, self.text, self.name = model.eval(), vae.eval(), text, name
+        self.defaults = defaults or SamplingDefaults()
 
     @classmethod
     def from_pretrained(cls, model: str, weights_root=None, vae: str = "vae-tiny",
@@ -45,27 +47,29 @@ class TextToVideo:
         model_dir = weights_path(model, weights_root)
         with explain_load_errors(model_dir):
             transformer = M4VTransformer.from_pretrained(model_dir)
+        defaults = SamplingDefaults.read(model_dir)
         vae_dir, text_dir = weights_path(vae, weights_root), weights_path(text_encoder, weights_root)
         with explain_load_errors(vae_dir):
             video_vae = CausalVideoVAE.from_pretrained(vae_dir)
         with explain_load_errors(text_dir):
-            text = TextEncoders.from_dir(text_dir, max_length=transformer.cfg.text_len)
+            text = TextEncoders.from_dir(text_dir, max_length=transformer.cfg.text_len,
+                                         pooled=transformer.cfg.pooled_text_feature)
         cfg = transformer.cfg
         # Checked here so a mismatched pair fails with the directories' names, not a matmul shape error mid-sampling.
-        if (text.t5.config.d_model, text.clip.config.projection_dim) != (cfg.text_dim, cfg.pooled_text_dim):
+        if (text.t5.config.d_model, text.pooled_width) != (cfg.text_dim, cfg.pooled_text_dim):
             raise ValueError(f"--text-encoder {text_dir}: T5 width {text.t5.config.d_model} / pooled width "
-                             f"{text.clip.config.projection_dim}, but {model} reads {cfg.text_dim} / "
+                             f"{text.pooled_width} ({cfg.pooled_text_feature}), but {model} reads {cfg.text_dim} / "
                              f"{cfg.pooled_text_dim}")
         if video_vae.cfg.latent_channels != cfg.latent_channels:
             raise ValueError(f"--vae {vae_dir}: {video_vae.cfg.latent_channels} latent channels, but {model} "
                              f"denoises {cfg.latent_channels}")
-        return cls(transformer, video_vae, text, name=str(model))
+        return cls(transformer, video_vae, text, name=str(model), defaults=defaults)
 
     @property
     def size_multiple(self) -> int:
         """Pixel sizes the model can honour are multiples of this: VAE 8 x pyramid 2^(levels-1) x patch (a
         denoiser without patches, e.g. a test's oracle, has patch 1)."""
-        return VAE_SPATIAL * 2 ** (N_LEVELS - 1) * self.patch_size
+        return size_multiple(self.patch_size)
 
     @property
     def patch_size(self) -> int:
@@ -106,15 +110,18 @@ class TextToVideo:
         return GenerationConfig(latent_frames=latent_frames_for(frames), latent_height=height // VAE_SPATIAL,
                                 latent_width=width // VAE_SPATIAL, first_frame_steps=tuple(steps),
                                 video_steps=tuple(steps), guidance_scale=guidance, video_guidance_scale=guidance,
-                                seed=seed)
+                                seed=seed, stage_end=self.defaults.stage_end)
 
     @torch.no_grad()
     def __call__(self, prompts: list[str], frames: int = 16, height: int = 64, width: int = 64, seed: int = 0,
                  steps=TINY_STEPS, guidance: float = TINY_GUIDANCE, progress: bool = False,
                  negative_prompt: str | None = None) -> tuple[np.ndarray, GenerationStats, dict]:
         """-> (B, frames, H, W, 3) uint8, the sampler's call statistics, and timings. `negative_prompt`: CFG's
-        unconditional branch reads its features (PyramidFlow's option); default: the model's null condition."""
+        unconditional branch reads its features (PyramidFlow's option); default: the checkpoint's sampling
+        defaults (sampling.json), else the model's null condition. The defaults' prompt suffix is appended."""
         cfg = self.config(frames, height, width, seed, steps, guidance)
+        negative_prompt = self.defaults.negative_prompt if negative_prompt is None else negative_prompt
+        prompts = [p + self.defaults.prompt_suffix for p in prompts]
         t0 = time.perf_counter()
         text = self.text.encode(prompts)
         null = None if negative_prompt is None else self.text.encode([negative_prompt] * len(prompts), False)

@@ -1,5 +1,6 @@
 """PyramidFlow-miniFLUX -> M4V conversion (m4v/convert.py) and `--init-from` initialisation."""
 
+import dataclasses
 import json
 
 import pytest
@@ -92,7 +93,8 @@ def test_round_trip_through_a_pyramidflow_checkpoint(tmp_path):
     path = write_pyramidflow(model, tmp_path / "pf")
     converted, report = convert_pyramidflow(path, mixer="attention", text_len=model.cfg.text_len,
                                             d_state=model.cfg.d_state)
-    assert converted.cfg == model.cfg
+    # PyramidFlow-miniFLUX reads CLIP's unprojected pooler_output (m4v/text_encoders.py): the one field that differs
+    assert converted.cfg == dataclasses.replace(model.cfg, pooled_text_feature="pooler_output")
     assert not report["pyramidflow_missing"] and not report["pyramidflow_unused"] and not report["mismatched"]
     for name, value in model.state_dict().items():
         assert torch.equal(converted.state_dict()[name], value), name
@@ -107,14 +109,14 @@ def test_round_trip_through_a_pyramidflow_checkpoint(tmp_path):
 def test_conversion_to_m4v_reports_every_change(tmp_path):
     model = small_attention_model()
     converted, report = convert_pyramidflow(write_pyramidflow(model, tmp_path / "pf"), text_len=model.cfg.text_len)
-    assert converted.cfg.mixer == "m4v" and converted.cfg.temporal_variant == "paper"
+    assert converted.cfg.mixer == "m4v" and converted.cfg.temporal_variant == "tiles"
     assert set(report["reshaped"]) == {"single_blocks.0.proj_out.weight", "single_blocks.1.proj_out.weight"}
     assert report["mamba_from_attention"] == ["single_blocks.0.mmdim.mamba", "single_blocks.1.mmdim.mamba"]
     assert "registers" in report["initialised"]
-    assert "single_blocks.0.mmdim.temporal.to_out.weight" in report["initialised"]
+    assert "single_blocks.0.mmdim.temporal.to_v.weight" in report["initialised"]
     assert "single_blocks.0.attn.qkv.norm_q.weight" in report["unused"]       # RMS q/k norms: no Mamba analogue
     assert "dual_blocks.1.attn.qkv_video.to_q.weight" in report["copied"]
-    assert torch.count_nonzero(converted.single_blocks[0].mmdim.temporal.to_out.weight) == 0
+    assert torch.count_nonzero(converted.single_blocks[0].mmdim.temporal.to_v.weight) == 0   # tiles: v -> E
 
 
 def test_mismatched_shapes_are_reported_by_name(tmp_path):
@@ -166,3 +168,28 @@ def test_init_from_a_saved_attention_model(tmp_path):
     assert len(report["mamba_from_attention"]) == 2
     with pytest.raises(ValueError, match="no weight has the model's shape"):
         init_from_checkpoint(build_model(M4VConfig.tiny(hidden_size=32, rope_axes=(2, 3, 3))), tmp_path / "dit")
+
+
+def test_init_with_mamba_at_its_default_init_copies_everything_else(tmp_path):
+    """`mamba_init="default"` (issue 31 §3's second arm): the same copies, Mamba bit for bit as a fresh model of the
+    same seed builds it, proj_out's MLP columns copied and its mixer columns left at their init."""
+    source = small_attention_model()
+    source.save_pretrained(tmp_path / "dit")
+    cfg = M4VConfig.tiny(num_dual_layers=2, num_single_layers=2)
+    torch.manual_seed(7)
+    fresh = build_model(cfg)
+    torch.manual_seed(7)
+    target = build_model(cfg)
+    report = init_from_checkpoint(target, tmp_path / "dit", mamba_init="default")
+    assert report["mamba_from_attention"] == []
+    for i in range(2):
+        mine, new, src = target.single_blocks[i], fresh.single_blocks[i], source.single_blocks[i]
+        for (name, p), q in zip(mine.mmdim.mamba.named_parameters(), new.mmdim.mamba.parameters()):
+            assert torch.equal(p, q), name
+        out_dim = mine.mmdim.out_dim
+        assert torch.equal(mine.proj_out.weight[:, out_dim:], src.proj_out.weight[:, cfg.hidden_size:])
+        assert torch.equal(mine.proj_out.weight[:, :out_dim], new.proj_out.weight[:, :out_dim])
+        assert "reshaped" in report and f"single_blocks.{i}.proj_out.weight" in report["reshaped"]
+    assert torch.equal(target.dual_blocks[1].ff_text.fc1.weight, source.dual_blocks[1].ff_text.fc1.weight)
+    with pytest.raises(ValueError, match="init_mamba"):
+        init_from_checkpoint(build_model(cfg), tmp_path / "dit", mamba_init="banana")

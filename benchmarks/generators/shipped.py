@@ -25,10 +25,16 @@ class CheckpointGenerator(Generator):
         self.pipe, self.warm_up_seconds = None, None
 
     def fingerprint(self) -> dict:
-        # the same fields, so the same cache keys, as before generators existed: the committed baselines' samples
-        return {"checkpoint": file_sha256(self.directory / "model.safetensors"),
-                "config": file_sha256(self.directory / "config.json"), "vae": tree_sha256(self.vae_dir),
-                "text_encoder": tree_sha256(self.text_dir)}
+        # the same fields, so the same cache keys, as before generators existed: the committed baselines' samples;
+        # a checkpoint's own sampling defaults (m4v/sampling.SamplingDefaults) join the key only where it has them
+        from m4v.sampling import SAMPLING_NAME
+
+        key = {"checkpoint": file_sha256(self.directory / "model.safetensors"),
+               "config": file_sha256(self.directory / "config.json"), "vae": tree_sha256(self.vae_dir),
+               "text_encoder": tree_sha256(self.text_dir)}
+        if (self.directory / SAMPLING_NAME).is_file():
+            key["sampling_defaults"] = file_sha256(self.directory / SAMPLING_NAME)
+        return key
 
     def provenance(self) -> dict:
         from benchmarks.runner import trained_steps

@@ -7,13 +7,14 @@ The shipped weights are an exponential moving average of the trained ones (as Py
 
 Recipe options (the defaults are the paper's readings and what the shipped 15,000-step models were trained
 with; "legacy" is the first implementation, which trained the 9,000-step models; see docs/paper-readings.md):
-  temporal_variant  "paper" | "pooled" (legacy)           M4VConfig.temporal_variant
+  temporal_variant  "tiles" | "paper" (before issue 31) | "pooled" (legacy)   M4VConfig.temporal_variant
   history_rope      "interpolate" | "linspace" (legacy)   M4VConfig.history_rope
   null_condition    "empty_prompt" | "zeros" (legacy)     M4VConfig.null_condition (caption dropout and CFG)
   history_noise     "shared" | "per_frame" (legacy)       m4v/training.corrupt_history
   history_noise_ramp  0 | N: the history corruption ratio rises linearly 0 -> 1/3 over N steps
   sampler           "one_stage" | "all_stages"            m4v/training.flow_matching_loss_all_stages
   init_from         None | DIR: an attention model (dit-tiny) or a PyramidFlow checkpoint (m4v/convert.py)
+  init_mamba        "attention" | "default": with init_from, Mamba seeded from q / k / v or left at its own init
 """
 
 from __future__ import annotations
@@ -43,8 +44,9 @@ CFG_DROP = 0.1   # caption dropout for classifier-free guidance
 DATASET_SEED = 20_000  # world clips of the denoisers' dataset: disjoint from the VAE's batches
 EMA_DECAY = 0.999
 # Recipe options and the values the shipped models were trained with (kept out of a run's record when unchanged).
-SHIPPED_OPTIONS = {"temporal_variant": "paper", "history_rope": "interpolate", "null_condition": "empty_prompt",
-                   "history_noise": "shared", "history_noise_ramp": 0, "sampler": "one_stage", "init_from": None}
+SHIPPED_OPTIONS = {"temporal_variant": "tiles", "history_rope": "interpolate", "null_condition": "empty_prompt",
+                   "history_noise": "shared", "history_noise_ramp": 0, "sampler": "one_stage", "init_from": None,
+                   "init_mamba": "attention"}
 ARCHITECTURE_OPTIONS = ("temporal_variant", "history_rope", "null_condition")
 SAMPLERS = ("one_stage", "all_stages")
 
@@ -156,9 +158,9 @@ class Recipe(BaseRecipe):
 
     def __init__(self, name, seed=0, weights_root=None, batch: int = 32, lr: float = 1e-3,
                  dataset_size: int = 4096, stage_weights=None, device: str = "cpu", arch: dict | None = None,
-                 temporal_variant: str = "paper", history_rope: str = "interpolate",
+                 temporal_variant: str = "tiles", history_rope: str = "interpolate",
                  null_condition: str = "empty_prompt", history_noise: str = "shared", history_noise_ramp: int = 0,
-                 sampler: str = "one_stage", init_from: str | None = None):
+                 sampler: str = "one_stage", init_from: str | None = None, init_mamba: str = "attention"):
         if stage_weights is not None:
             stage_weights, n_stages = [float(w) for w in stage_weights], PyramidSchedule().n_stages
             if len(stage_weights) != n_stages or min(stage_weights) < 0 or sum(stage_weights) <= 0:
@@ -166,11 +168,13 @@ class Recipe(BaseRecipe):
                                  f"{stage_weights}")
         given = dict(temporal_variant=temporal_variant, history_rope=history_rope, null_condition=null_condition,
                      history_noise=history_noise, history_noise_ramp=int(history_noise_ramp), sampler=sampler,
-                     init_from=None if init_from is None else str(init_from))
+                     init_from=None if init_from is None else str(init_from), init_mamba=init_mamba)
         if sampler not in SAMPLERS:
             raise ValueError(f"--option sampler: one of {SAMPLERS}, got {sampler!r}")
         if stage_weights is not None and sampler == "all_stages":
             raise ValueError("--stage-weights: the all_stages sampler trains every stage in every batch")
+        if init_mamba != "attention" and init_from is None:
+            raise ValueError("--option init_mamba: only with --init-from (there is nothing to copy otherwise)")
         if int(history_noise_ramp) < 0:
             raise ValueError(f"--option history_noise_ramp: a number of steps >= 0, got {history_noise_ramp}")
         # Options at their shipped values stay out of the record, so the shipped runs' records read as before.
@@ -188,7 +192,7 @@ class Recipe(BaseRecipe):
         if init_from is not None:
             from m4v.convert import init_from_checkpoint
 
-            self.init_report = init_from_checkpoint(self.model, init_from)
+            self.init_report = init_from_checkpoint(self.model, init_from, init_mamba)
         self.encoders = FrozenWorldEncoders(weights_root)
         self.null = None  # the empty prompt's features (1, ...) when the null condition is the empty prompt
         if null_condition == "empty_prompt":
