@@ -167,7 +167,7 @@ def cmd_run(args) -> int:
     command = "m4v-bench " + " ".join(shlex.quote(a) for a in args.argv)
     return run_suite(suite, args.out, videos=args.videos, prompts=args.prompts, cache_dir=args.cache_dir,
                      use_cache=not args.no_cache, check_against=args.check_against, pairs=pairs, command=command,
-                     device=args.device)
+                     device=args.device, overwrite=args.overwrite, source=getattr(args, "suite_file", None))
 
 
 def cmd_eval(args) -> int:
@@ -201,12 +201,10 @@ def cmd_bench_eval(args) -> int:
 
 def cmd_train(args) -> int:
     """Train a tiny model (VAE, text encoder, CLIP, reward model, m4v-tiny, dit-tiny, reward tuning); resumable."""
-    import json
-
     import torch
 
     from benchmarks.outputs import snapshot_dir
-    from benchmarks.train import parse_arch_overrides, train
+    from benchmarks.train import parse_arch_overrides, parse_recipe_options, train
 
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -217,9 +215,8 @@ def cmd_train(args) -> int:
                                  ("dataset_size", args.dataset_size), ("arch", arch or None),
                                  ("device", None if args.device == "cpu" else args.device),
                                  ("init_from", args.init_from)) if v is not None}
-    for item in args.option:  # KEY=VALUE recipe options; values read as JSON where they parse (numbers)
-        key, _, value = item.partition("=")
-        options[key] = json.loads(value) if value[:1].isdigit() else value
+    # KEY=VALUE recipe options, typed and checked against the bounds table before anything runs
+    options.update(parse_recipe_options(args.model, args.option))
     record = train(args.model, args.out, args.steps, args.seed, args.weights, args.checkpoint_every,
                    progress=not args.quiet, snapshot_every=args.snapshot_every, overwrite=args.overwrite,
                    stop_after=args.stop_after, **options)
@@ -294,9 +291,11 @@ def cmd_stage_quality(args) -> int:
 
     if args.threads:
         torch.set_num_threads(args.threads)
-    if args.prompts < 1:
-        print(f"m4v-bench stage-quality: --prompts must be >= 1, got {args.prompts}", file=sys.stderr)
-        return 2
+    from benchmarks.diagnostics.stage_quality import WORLD_SIZE
+    from benchmarks.flags import check_fits
+
+    # every prompt's first frame is sampled and decoded in one batch: refused with the estimate if it cannot fit
+    check_fits(f"--prompts {args.prompts}", args.prompts, 1, WORLD_SIZE, WORLD_SIZE)
     try:
         table, confusion, motion, words = stage_quality(args.models, args.prompts, [args.steps] * 3,
                                                         args.guidance, args.seed, args.weights, args.out)
@@ -381,7 +380,10 @@ def _add_scoring_arguments(p) -> None:
     p.add_argument("--backbone", action="append", default=[],
                    help="KIND=MODEL:PATH, local weights, repeatable; KIND one of clip, aesthetic_clip, dino, "
                         "aesthetic, fidelity, umt, raft, amt (eval --help lists the faithful ones)")
-    p.add_argument("--out", required=True, help="output directory (locked while the run writes)")
+    p.add_argument("--out", required=True, help="output directory (locked while the run writes; a rerun of the same "
+                                                "suite resumes from OUT/cache and replaces the earlier outputs)")
+    p.add_argument("--overwrite", action="store_true",
+                   help="write into an OUT holding another suite's run (its outputs are removed) or other files")
     p.add_argument("--cache-dir", help="per-sample cache (default OUT/cache)")
     p.add_argument("--no-cache", action="store_true", help="neither read nor write the cache")
     p.add_argument("--device", default="cpu", choices=["cpu", "cuda"], help="torch device")
@@ -406,7 +408,7 @@ def _add_table4_time(sub) -> None:
     p.add_argument("--size", choices=("paper", "tiny"), default="tiny",
                    help="paper: 768x1280, 241 frames, bf16 (needs --device cuda); tiny: the tiny models' schedule")
     p.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
-    p.add_argument("--repeats", type=flags.positive_int, default=3,
+    p.add_argument("--repeats", type=flags.BOUNDS["repeats"], default=3,
                    help="timed forwards per layout (median with its interval and min-max)")
     p.add_argument("--warmup", type=flags.int_in(0, 100), default=1, help="untimed forwards per layout first")
     p.add_argument("--out", required=True, help="directory for table4_time.csv / _layouts.csv / .json")
@@ -434,9 +436,9 @@ def _add_run(sub) -> None:
                    help="add validity floors (default all: " + ", ".join(CONTROL_KINDS) + "); report.md flags "
                         "metrics on which a model is not separated from them")
     p.add_argument("--full", action="store_true", help="the suite's full size (committed results)")
-    p.add_argument("--per-kind", type=flags.positive_int, help="world prompts per kind (8 kinds)")
-    p.add_argument("--samples", type=flags.positive_int, help="videos per prompt (VBench: 5)")
-    p.add_argument("--prompt-limit", type=flags.positive_int, help="only the first N prompts")
+    p.add_argument("--per-kind", type=flags.BOUNDS["per_kind"], help="world prompts per kind (8 kinds)")
+    p.add_argument("--samples", type=flags.BOUNDS["samples"], help="videos per prompt (VBench: 5)")
+    p.add_argument("--prompt-limit", type=flags.BOUNDS["prompt_limit"], help="only the first N prompts")
     p.add_argument("--seed", type=flags.seed_int, help="base seed (batch b of sample i uses seed + 1000 i + b)")
     p.add_argument("--videos", help="suite external: the folder of videos to score")
     _add_scoring_arguments(p)
@@ -504,7 +506,7 @@ def _add_train(sub) -> None:
                    help="train into a directory that already holds a model (it is replaced); without it such a "
                         "directory is refused unless its own state.pt is resumed")
     p.add_argument("--seed", type=flags.seed_int, default=0)
-    p.add_argument("--batch", type=flags.int_in(1, 65536), help="batch size (default: the recipe's)")
+    p.add_argument("--batch", type=flags.BOUNDS["batch"], help="batch size (default: the recipe's)")
     p.add_argument("--lr", type=flags.learning_rate, help="learning rate (default: the recipe's)")
     p.add_argument("--weights", help="where the models it builds on live (default: the shipped m4v/weights/)")
     p.add_argument("--stage-weights", type=flags.nonnegative_float, nargs=3, metavar=("S0", "S1", "S2"),
@@ -515,13 +517,13 @@ def _add_train(sub) -> None:
                    help="m4v-tiny / dit-tiny: an M4VConfig field of the trained architecture, repeatable, e.g. "
                         "text_recomposition=false, registers=false, zigzag=false, width=240 (alias of "
                         "hidden_size), rope_axes=6,12,12; recorded in training.json")
-    p.add_argument("--dataset-size", type=flags.int_in(1, 1_000_000),
+    p.add_argument("--dataset-size", type=flags.BOUNDS["dataset_size"],
                    help="m4v-tiny / dit-tiny: world clips encoded once and sampled from (default: the recipe's)")
-    p.add_argument("--checkpoint-every", type=flags.positive_int, default=200)
-    p.add_argument("--snapshot-every", type=flags.positive_int, metavar="N",
+    p.add_argument("--checkpoint-every", type=flags.steps_int, default=200)
+    p.add_argument("--snapshot-every", type=flags.steps_int, metavar="N",
                    help="also save the model as shipped every N steps to OUT/snapshots/step-NNNNNN/ (with its "
                         "training.json), for quality against training steps")
-    p.add_argument("--stop-after", type=flags.positive_int, metavar="N",
+    p.add_argument("--stop-after", type=flags.steps_int, metavar="N",
                    help="stop the --steps schedule after step N and save that step's snapshot (as --snapshot-every "
                         "would); rerunning without it resumes to the schedule's end")
     p.add_argument("--device", default="cpu", choices=["cpu", "cuda"],
@@ -568,10 +570,12 @@ def _add_stage_quality(sub) -> None:
 
     p = sub.add_parser("stage-quality", help=cmd_stage_quality.__doc__)
     p.add_argument("--models", nargs="+", default=["m4v-tiny", "dit-tiny"])
-    p.add_argument("--prompts", type=int, default=30, help="held-out single-object prompts (first frame each)")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--steps", type=int, help="Euler steps per pyramid stage (default: the tiny models')")
-    p.add_argument("--guidance", type=float, help="guidance scale (default: the tiny models')")
+    p.add_argument("--prompts", type=flags.BOUNDS["prompts"], default=30,
+                   help="held-out single-object prompts (first frame each)")
+    p.add_argument("--seed", type=flags.seed_int, default=0)
+    p.add_argument("--steps", type=flags.sampling_steps_int,
+                   help="Euler steps per pyramid stage (default: the tiny models')")
+    p.add_argument("--guidance", type=flags.guidance_float, help="guidance scale (default: the tiny models')")
     p.add_argument("--weights", help="weights root (default: the shipped m4v/weights/)")
     p.add_argument("--threads", type=flags.threads_int, help="torch CPU threads")
     p.add_argument("--out", help="directory for stage_quality.csv / .json / .md and shape_confusion.csv")
@@ -610,6 +614,7 @@ def _add_compare(sub) -> None:
     p.add_argument("--alpha", type=float, default=0.05, help="family-wise significance level (Holm) per model")
     p.add_argument("--allow-unpaired", action="store_true",
                    help="compare the samples present and scored on both sides instead of refusing")
+    # checked against the bounds table by CompareOptions (one line naming the flag, exit 2; the library too)
     p.add_argument("--resamples", type=int, default=9999, help="bootstrap resamples for the 95%% interval")
     p.add_argument("--seed", type=int, default=0, help="bootstrap seed")
     p.add_argument("--out", help="directory for compare.csv / compare.json (default: NEW's directory)")
@@ -698,9 +703,9 @@ def _remove_if_empty(root: Path) -> None:
     """Remove a directory this run created if it holds no file but the lock / probe (a refused run)."""
     import shutil
 
-    from benchmarks.outputs import LOCK_NAME, OutputError, OutputLock
+    from benchmarks.outputs import LOCK_NAME, RUN_MARKER, OutputError, OutputLock
 
-    if not root.is_dir() or any(p.is_file() and p.name != LOCK_NAME for p in root.rglob("*")):
+    if not root.is_dir() or any(p.is_file() and p.name not in (LOCK_NAME, RUN_MARKER) for p in root.rglob("*")):
         return
     for locked in root.rglob(LOCK_NAME):  # another run may have made the same new directory and hold it
         try:

@@ -21,7 +21,11 @@ from scipy import stats
 EXIT_OK, EXIT_REGRESSED, EXIT_BAD_INPUT = 0, 1, 2
 PER_VIDEO, RESULTS = "per_video.csv", "results.json"
 REQUIRED_COLUMNS = ("model", "prompt", "seed", "dimension", "score", "status")
-SAMPLE_KEY = ["prompt", "seed", "dimension"]
+# A sample is its prompt, its `sample_id` ("seed N" for a generated video; "video NAME" for an external one, which
+# `eval` scores without a seed: two eval outputs pair by video file name) and the dimension.
+SAMPLE_KEY = ["prompt", "sample_id", "dimension"]
+# what a directory `run` / `eval` wrote holds besides per_video.csv (a run's first files: the cache, its videos)
+RUN_MARKERS = (RESULTS, "COMPLETE", "summary.csv", "cache", "videos", ".m4v-run.json")
 # Suite entries that may differ between the two runs: the models are what is being compared.
 SUITE_KEYS_ALLOWED_TO_DIFFER = ("models", "controls")   # floors are models too
 TABLE_COLUMNS = ("model_base", "model_new", "dimension", "higher_is_better", "n_pairs", "n_unpaired", "mean_base",
@@ -44,6 +48,18 @@ class CompareOptions:
     n_resamples: int = 9999
     confidence: float = 0.95
     seed: int = 0
+
+    def __post_init__(self):
+        """Every number against the one bounds table (benchmarks/flags.py): a refusal names the flag and bound."""
+        from benchmarks.flags import BOUNDS
+
+        for flag, value, bound in (("--alpha", self.alpha, "probability"), ("--resamples", self.n_resamples,
+                                   "resamples"), ("confidence", self.confidence, "probability"),
+                                   ("--seed", self.seed, "seed")):
+            try:
+                BOUNDS[bound].check(value, f"{flag} {value}:")
+            except ValueError as exc:
+                raise CompareError(str(exc)) from None
 
 
 @dataclass
@@ -77,19 +93,26 @@ def _per_video_path(path: Path) -> Path:
 
 
 def read_per_video(path: Path) -> pd.DataFrame:
-    """Read and check a tidy per_video.csv: required columns, integer seeds, a finite score on every ok row."""
+    """Read and check a tidy per_video.csv: required columns, integer seeds (or, for external videos scored by
+    `eval`, no seed at all and a video name on every row), a finite score on every ok row."""
     try:
         # keep_default_na=False: a prompt such as "None" or "NA" stays a string.
         df = pd.read_csv(path, dtype=str, keep_default_na=False)
     except (OSError, ValueError, pd.errors.ParserError) as exc:
-        raise CompareError(f"{path}: cannot read ({exc})") from exc
+        raise CompareError(f"{path}: cannot read ({' '.join(str(exc).split())})") from exc
     missing = [c for c in REQUIRED_COLUMNS if c not in df.columns]
     if missing:
         raise CompareError(f"{path}: missing column(s) {missing}")
-    seeds = pd.to_numeric(df["seed"], errors="coerce")
-    if seeds.isna().any() or (seeds % 1 != 0).any():
-        raise CompareError(f"{path}: seed {df['seed'][seeds.isna() | (seeds % 1 != 0)].iloc[0]!r} is not an integer")
-    df["seed"] = seeds.astype(int)
+    if len(df) and df["seed"].str.strip().eq("").all() and "video" in df and df["video"].str.strip().ne("").all():
+        # external videos (`eval`): no seed; a sample is its file, named relative to the folder it was scored in
+        df["sample_id"] = ["video " + Path(v).name for v in df["video"]]
+    else:
+        seeds = pd.to_numeric(df["seed"], errors="coerce")
+        if seeds.isna().any() or (seeds % 1 != 0).any():
+            raise CompareError(f"{path}: seed {df['seed'][seeds.isna() | (seeds % 1 != 0)].iloc[0]!r} is not an "
+                               "integer (a run's rows all have seeds; external videos none, and a video name)")
+        df["seed"] = seeds.astype(int)
+        df["sample_id"] = ["seed " + str(s) for s in df["seed"]]
     df["score"] = pd.to_numeric(df["score"].replace("", np.nan), errors="coerce")
     bad = (df["status"] == "ok") & ~np.isfinite(df["score"])
     if bad.any():
@@ -97,20 +120,74 @@ def read_per_video(path: Path) -> pd.DataFrame:
     duplicated = df.duplicated(["model", *SAMPLE_KEY])
     if duplicated.any():
         row = df[duplicated].iloc[0]
-        raise CompareError(f"{path}: (model, prompt, seed, dimension) repeated, e.g. {row['model']!r} "
-                           f"{row['prompt']!r} seed {row['seed']} {row['dimension']}")
+        raise CompareError(f"{path}: (model, prompt, sample, dimension) repeated, e.g. {row['model']!r} "
+                           f"{row['prompt']!r} {row['sample_id']} {row['dimension']}")
     return df
 
 
-def load_run(path) -> RunResults:
-    """A run directory (or its per_video.csv) with the provenance of the results.json beside it, if any."""
+def _locked(directory: Path) -> bool:
+    """A run holds `directory`'s lock now (benchmarks/outputs.OutputLock): it is being written."""
+    import fcntl
+    import os
+
+    from benchmarks.outputs import LOCK_NAME
+
+    try:
+        fd = os.open(directory / LOCK_NAME, os.O_RDONLY)
+    except OSError:   # no lock file: no run ever wrote here
+        return False
+    try:
+        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+        fcntl.flock(fd, fcntl.LOCK_UN)
+        return False
+    except BlockingIOError:
+        return True
+    finally:
+        os.close(fd)
+
+
+def check_readable_run(directory: Path, own: bool = False) -> None:
+    """A directory no run is writing (a running run holds its lock: its files are being replaced) and, when
+    `run` / `eval` made it (it holds one of RUN_MARKERS), complete: a killed or failed run never wrote COMPLETE.
+    `own`: the caller's own run, which holds the lock itself. A bare per_video.csv made elsewhere is read as is."""
+    from benchmarks.outputs import COMPLETE_NAME
+
+    if not own and _locked(directory):
+        raise CompareError(f"{directory}: a run is writing there (locked); compare it when that run has finished")
+    if not any((directory / name).exists() for name in RUN_MARKERS):
+        return
+    if not (directory / COMPLETE_NAME).is_file():
+        raise CompareError(f"{directory}: an incomplete run (no {COMPLETE_NAME}: it was killed, failed or is being "
+                           "rerun); run it to completion first")
+
+
+def _provenance_of(results: Path) -> dict | None:
+    """results.json's provenance, checked where compare reads it: a JSON object whose suite / device / versions
+    are objects; anything else is one line naming the file and key."""
+    try:
+        data = json.loads(results.read_text())
+    except (OSError, ValueError, RecursionError) as exc:
+        raise CompareError(f"{results}: not a readable results.json ({type(exc).__name__})") from None
+    if not isinstance(data, dict):
+        raise CompareError(f"{results}: must be a JSON object with 'provenance', got {type(data).__name__}")
+    provenance = data.get("provenance")
+    if provenance is not None and not isinstance(provenance, dict):
+        raise CompareError(f"{results}: key 'provenance' must be a JSON object, got {type(provenance).__name__}")
+    for key in ("suite", "device", "versions", "checkpoints"):
+        value = (provenance or {}).get(key)
+        if value is not None and not isinstance(value, dict):
+            raise CompareError(f"{results}: key 'provenance.{key}' must be a JSON object, got {type(value).__name__}")
+    return provenance
+
+
+def load_run(path, own: bool = False, check: bool = True) -> RunResults:
+    """A run directory (or its per_video.csv) with the provenance of the results.json beside it, if any; a run
+    directory only when complete and unlocked (check_readable_run; check=False: already checked)."""
     csv = _per_video_path(Path(path))
-    results, provenance = csv.parent / RESULTS, None
-    if results.is_file():
-        try:
-            provenance = json.loads(results.read_text()).get("provenance")
-        except (OSError, ValueError, AttributeError) as exc:
-            raise CompareError(f"{results}: not a readable results.json ({exc})") from exc
+    if check:
+        check_readable_run(csv.parent, own)
+    results = csv.parent / RESULTS
+    provenance = _provenance_of(results) if results.is_file() else None
     return RunResults(Path(path), read_per_video(csv), provenance)
 
 
@@ -201,7 +278,7 @@ def pair_samples(base: pd.DataFrame, new: pd.DataFrame, allow_unpaired: bool, la
     if len(unpaired) and not allow_unpaired:
         row = unpaired.iloc[0]
         raise CompareError(f"{len(unpaired)} unpaired sample(s) for {label} ({len(paired)} paired), e.g. "
-                           f"prompt {row['prompt']!r} seed {row['seed']} {row['dimension']}: "
+                           f"prompt {row['prompt']!r} {row['sample_id']} {row['dimension']}: "
                            f"base {_status(row['status_base'])}, new {_status(row['status_new'])}; "
                            "pass --allow-unpaired to compare the paired ones")
     counts = unpaired.groupby("dimension").size()
@@ -352,10 +429,6 @@ def verdicts(table: pd.DataFrame, options: CompareOptions) -> pd.DataFrame:
 def compare_runs(base: RunResults, new: RunResults, options: CompareOptions | None = None) -> Comparison:
     """Pair two runs and test every metric of every model pair; raises CompareError on bad input."""
     options = options or CompareOptions()
-    if not 0 < options.alpha < 1:
-        raise CompareError(f"--alpha {options.alpha}: must be between 0 and 1")
-    if options.n_resamples < 1:
-        raise CompareError(f"--resamples {options.n_resamples}: must be at least 1")
     notes = check_settings(base, new)
     directions = metric_directions(set(base.per_video["dimension"]) | set(new.per_video["dimension"]))
     unknown = sorted(set(options.max_drop) - set(directions))
@@ -384,9 +457,19 @@ def compare_runs(base: RunResults, new: RunResults, options: CompareOptions | No
     return Comparison(table, exit_code, notes, _provenance(base, new, options, exit_code))
 
 
-def compare_dirs(base, new, options: CompareOptions | None = None) -> Comparison:
-    """compare_runs on two run directories (or their per_video.csv files)."""
-    return compare_runs(load_run(base), load_run(new), options)
+def compare_dirs(base, new, options: CompareOptions | None = None, own=None) -> Comparison:
+    """compare_runs on two run directories (or their per_video.csv files), each complete and unlocked (`own`:
+    the directory the caller's run holds locked itself, `run --check-against`)."""
+    def mine(path) -> bool:
+        return own is not None and _per_video_path(Path(path)).parent.resolve() == Path(own).resolve()
+
+    base_run, new_run = load_run(base, mine(base)), load_run(new, mine(new))
+    external = [run.per_video["sample_id"].str.startswith("video ").all() for run in (base_run, new_run)]
+    if external[0] != external[1]:
+        side = "base" if external[0] else "new"
+        raise CompareError(f"{side} holds external videos (no seeds; `eval`), the other side generated ones: they "
+                           "share no samples to pair")
+    return compare_runs(base_run, new_run, options)
 
 
 def _provenance(base: RunResults, new: RunResults, options: CompareOptions, exit_code: int) -> dict:
@@ -441,19 +524,25 @@ def default_out(new) -> Path:
     return new if new.is_dir() else new.parent
 
 
-def run_compare(base, new, options: CompareOptions, out=None, prog: str = "m4v-bench compare") -> int:
-    """Compare, print the table, write compare.csv / .json; the exit code (2 with one line on bad input)."""
-    from benchmarks.outputs import OutputError
+def run_compare(base, new, options: CompareOptions, out=None, prog: str = "m4v-bench compare", own=None) -> int:
+    """Compare, print the table, write compare.csv / .json / .html (under the output directory's lock, unless it
+    is `own`, the caller's run directory, locked by it); the exit code (2 with one line on bad input)."""
+    from contextlib import nullcontext
+
+    from benchmarks.outputs import OutputError, OutputLock, prepare_output_dir
 
     try:
-        comparison = compare_dirs(base, new, options)
+        comparison = compare_dirs(base, new, options, own)
         comparison.provenance["command"] = prog  # `compare` itself, or the run that called it
-        target = out if out is not None else default_out(new)
-        written = write_comparison(comparison, target)
-        from benchmarks.outputs import atomic_write_text
-        from benchmarks.report_html import compare_html
+        target = Path(out if out is not None else default_out(new))
+        held = own is not None and target.resolve() == Path(own).resolve()
+        prepare_output_dir(target)
+        with nullcontext() if held else OutputLock(target):   # no run starts writing there meanwhile
+            written = write_comparison(comparison, target)
+            from benchmarks.outputs import atomic_write_text
+            from benchmarks.report_html import compare_html
 
-        written.append(atomic_write_text(Path(target) / "compare.html", compare_html(comparison, base, new, target)))
+            written.append(atomic_write_text(target / "compare.html", compare_html(comparison, base, new, target)))
     except (CompareError, OutputError) as exc:
         print(f"{prog}: {exc}", file=sys.stderr)
         return EXIT_BAD_INPUT

@@ -3,6 +3,7 @@ prompt entry each one's VBench name `<prompt>-<index>.mp4` points to, and VBench
 
 from __future__ import annotations
 
+import os
 import re
 from pathlib import Path
 
@@ -23,13 +24,23 @@ def discover_videos(directory: Path) -> list[Path]:
         if path.name.startswith("."):   # a hidden file: e.g. a partial video a killed writer left (never a result)
             continue
         if path.is_file() and path.suffix.lower() in VIDEO_SUFFIXES:
-            found.append(path)
+            found.append(_named_in_text(directory, path))
         elif path.is_dir() and any(p.suffix.lower() in IMAGE_SUFFIXES for p in path.iterdir()):
-            found.append(path)
+            found.append(_named_in_text(directory, path))
     if not found:
         raise FileNotFoundError(f"--videos {directory}: no video files ({', '.join(sorted(VIDEO_SUFFIXES))}) or "
                                 "folders of frames in it")
     return found
+
+
+def _named_in_text(directory: Path, path: Path) -> Path:
+    """`path`, whose name every table and report carries: refused before any scoring when it is not UTF-8."""
+    try:
+        path.name.encode("utf-8")
+    except UnicodeEncodeError:
+        raise ValueError(f"--videos {directory}: the name {os.fsencode(path.name)!r} is not UTF-8 text, which the "
+                         "results (CSV, JSON, HTML) name each video in; rename it") from None
+    return path
 
 
 def name_of(path: Path) -> str:

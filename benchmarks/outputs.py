@@ -106,6 +106,81 @@ def prepare_output_dir(path, flag: str = "--out") -> Path:
     return path
 
 
+# A run owns its directory (`claim_run_dir`): the hidden marker names the suite whose outputs are there; these are
+# the names a run writes (with paper_*), cleared before a run writes its own; `cache` stays: it is content-addressed,
+# valid for any run, and what makes a rerun resume.
+RUN_MARKER = ".m4v-run.json"
+RUN_OUTPUTS = ("COMPLETE", "per_video.csv", "summary.csv", "generation.csv", "results.json", "report.md",
+               "report.html", "pareto.png", "m4v_eval_results.json", "compare.csv", "compare.json", "compare.html",
+               "table4.csv", "table4.json", "flops_curve.csv", "flops_curve.json", "flops_curve.png", "videos",
+               "previews")
+RUN_KEPT = ("cache",)
+
+
+def _run_marker(directory: Path) -> str | None:
+    """The suite named by a directory's run marker; None without one (or an unreadable one)."""
+    try:
+        suite = json.loads((directory / RUN_MARKER).read_text()).get("suite")
+    except (OSError, ValueError, AttributeError):
+        return None
+    return suite if isinstance(suite, str) else None
+
+
+def _owned(directory: Path) -> list[Path]:
+    """What a run wrote into `directory`: the run output names and paper_* tables (never a name it does not write,
+    so a file of the user's beside them is never taken for one)."""
+    return [p for p in directory.iterdir() if p.name in RUN_OUTPUTS or p.name.startswith("paper_")]
+
+
+def claim_run_dir(directory, suite: str, overwrite: bool = False, flag: str = "--out") -> Path:
+    """Before any work: OUT may be new, empty, or a run directory of the same suite (resumed); a directory holding
+    another suite's run, or files no run wrote, is refused without `overwrite` (one line naming what is there).
+    -> the directory, created and writable (prepare_output_dir); `own_run_dir` clears and marks it at the end."""
+    directory = Path(directory)
+    if directory.is_dir():
+        marker = _run_marker(directory)
+        owned = {p.name for p in _owned(directory)}
+        held = sorted(p.name for p in directory.iterdir() if not p.name.startswith("."))
+        foreign = [name for name in held if name not in owned and name not in RUN_KEPT]
+        if marker not in (None, suite) and any(name not in RUN_KEPT for name in held) and not overwrite:
+            raise OutputError(f"{flag} {directory}: holds the outputs of another suite's run ({marker}); "
+                              "--overwrite replaces them, or use another directory")
+        if foreign and marker is None and not overwrite:
+            raise OutputError(f"{flag} {directory}: already holds {', '.join(foreign[:4])}"
+                              f"{' ...' if len(foreign) > 4 else ''}, which no run wrote; --overwrite writes the "
+                              "run beside them, or use another directory")
+    return prepare_output_dir(directory, flag)
+
+
+def own_run_dir(directory, suite: str, keep=()) -> None:
+    """Just before a run writes its tables: remove every output an earlier run left that this one does not rewrite
+    (none may stand beside the new COMPLETE): its files, previews, and the videos not in `keep` (this run's: paths
+    relative to the directory, or absolute); the cache and anything no run wrote stay. Then mark the
+    directory as this suite's. Nothing is removed before then: a run refused on its inputs changes nothing."""
+    import shutil
+
+    directory = Path(directory)
+    keep = {(directory / p).resolve() for p in keep}
+    for path in _owned(directory):
+        if path.is_symlink() or not path.is_dir():
+            path.unlink(missing_ok=True)
+        elif path.name == "videos":
+            _remove_unlisted(path, keep)
+        else:
+            shutil.rmtree(path)
+    atomic_write_json(directory / RUN_MARKER, {"suite": suite})
+
+
+def _remove_unlisted(folder: Path, keep: set) -> None:
+    """Remove the files under `folder` that are not in `keep` (resolved paths), then the folders left empty."""
+    for path in sorted([*folder.rglob("*"), folder], key=lambda p: len(p.parts), reverse=True):   # files first
+        if path.is_dir() and not path.is_symlink():
+            if not any(path.iterdir()):
+                path.rmdir()
+        elif path.resolve() not in keep:
+            path.unlink(missing_ok=True)
+
+
 class OutputLock:
     """Exclusive lock on an output directory for one run; a second run refuses with one line."""
 

@@ -450,7 +450,8 @@ def report_html(out, per_video: pd.DataFrame, summary: pd.DataFrame, provenance:
 def paired_drops(base_rows: pd.DataFrame, new_rows: pd.DataFrame, dimension: str, higher_is_better: bool,
                  k: int = COMPARE_DROPS_SHOWN) -> pd.DataFrame:
     """The k samples of one metric whose score fell most from base to new (paired on prompt, seed)."""
-    keys = ["prompt", "seed", *(["sample"] if "sample" in base_rows and "sample" in new_rows else [])]
+    keys = ["prompt", "sample_id"] if "sample_id" in base_rows and "sample_id" in new_rows else [
+        "prompt", "seed", *(["sample"] if "sample" in base_rows and "sample" in new_rows else [])]
     columns = [*keys, "score", *(["video"] if "video" in base_rows else [])]
     b = base_rows[(base_rows["dimension"] == dimension) & (base_rows["status"] == "ok")]
     n = new_rows[(new_rows["dimension"] == dimension) & (new_rows["status"] == "ok")]
@@ -465,7 +466,7 @@ def compare_html(comparison, base, new, out) -> str:
 
     out = Path(out)
     t = comparison.table
-    base_run, new_run = load_run(base), load_run(new)
+    base_run, new_run = load_run(base, check=False), load_run(new, check=False)   # compare checked them
     head = ["model", "metric", "n", "base", "new", "delta", "95% CI", "test", "p (Holm)", "MDE", "verdict"]
     rows = []
     for r in t.to_dict("records"):
@@ -508,7 +509,8 @@ def compare_html(comparison, base, new, out) -> str:
                 media = (f'<video src="{_src(found[video])}" autoplay loop muted playsinline preload="auto"></video>'
                          if video in found else '<div class="novideo">no video</div>')
                 sides.append(f'<div class="cell"><b>{side}</b> {_fmt(score)}{media}</div>')
-            shown.append(f"<tr><th>{html.escape(str(d['prompt']))}<br><span class=\"ci\">seed {d['seed']}, drop "
+            sample = d["sample_id"] if "sample_id" in d else f"seed {d['seed']}"
+            shown.append(f"<tr><th>{html.escape(str(d['prompt']))}<br><span class=\"ci\">{html.escape(sample)}, drop "
                          f"{_fmt(d['drop'])}</span></th><td><div class=\"pair\">{''.join(sides)}</div></td></tr>")
         body.append(f'<h3 class="regressed">{html.escape(r["model_new"])} {html.escape(r["dimension"])}: delta '
                     f'{_fmt(r["delta"])}, p (Holm) {_fmt(r["p_holm"])}</h3><p class="note">the {len(shown)} prompts '

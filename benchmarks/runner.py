@@ -17,7 +17,7 @@ import pandas as pd
 from tqdm import tqdm
 
 from benchmarks import distributed
-from benchmarks.cache import SampleCache, backbone_fingerprint, file_sha256, key_of, tree_sha256
+from benchmarks.cache import RECORD_FIELDS, SampleCache, backbone_fingerprint, file_sha256, key_of, tree_sha256
 from benchmarks.generators.base import GenerationFailed, batch_seed, check_frames, per_video_seed
 from benchmarks.measure import machine_load
 from benchmarks.outputs import json_safe
@@ -65,13 +65,17 @@ def video_stems(prompts: list[str]) -> dict:
 def trained_steps(directory: Path) -> dict:
     """How far the weights were trained, from their training.json: {"trained_steps": step reached,
     "of_steps": the run's length} (a snapshot reached `step` of `of_steps`; a finished run its `steps`).
-    NaN without a record."""
+    NaN without a record; a record that is not one (or holds counts out of bounds) is one line naming it."""
+    from benchmarks.train import read_record
+
     path = directory / "training.json"
     if not path.is_file():
         return {"trained_steps": float("nan"), "of_steps": float("nan")}
-    record = json.loads(path.read_text())
+    record = read_record(path)
     steps = record.get("steps")
-    return {"trained_steps": record.get("step", steps), "of_steps": record.get("of_steps", steps)}
+    trained, of = record.get("step", steps), record.get("of_steps", steps)
+    return {"trained_steps": float("nan") if trained is None else trained,
+            "of_steps": float("nan") if of is None else of}
 
 
 def _checkpoint_config(spec: str) -> dict:
@@ -102,9 +106,6 @@ def build_evaluators(dims: list[str] | None, backbones: list[str], with_prompts:
         if missing:
             raise ValueError(f"--dims {d} needs backbone(s) {missing}: --backbone {BACKBONE_USAGE[missing[0]]}")
     return {d: build_evaluator(d, loaded) for d in dims}
-
-
-RECORD_FIELDS = ("score", "status", "reason", "n_frames", "extra")  # what an evaluator computed: all a record caches
 
 
 def _reason(video: Video, exc: Exception) -> str:
@@ -148,7 +149,7 @@ def score_video(video: Video, evaluators: dict, base: dict, sample_key: str, cac
             continue
         fingerprint = backbone_fingerprint(evaluator)
         cached = cache.load_record(sample_key, evaluator, fingerprint)
-        if cached is not None and all(k in cached for k in RECORD_FIELDS):
+        if cached is not None:   # verified on read (benchmarks/cache.py): sealed, in its schema
             computed = {k: cached[k] for k in RECORD_FIELDS}
         else:
             computed, cacheable = evaluate_record(video, name, evaluator)
@@ -319,22 +320,49 @@ def _failed_rows(video: Video, evaluators: dict, base: dict, exc: Exception) -> 
             for name, e in evaluators.items() if e.applies(video)]
 
 
-def run_generate(suite: Suite, out: Path, cache: SampleCache, log=print) -> tuple[pd.DataFrame, pd.DataFrame, dict]:
-    """Generate and score every (model, prompt, sample) of the suite; -> (rows, generation rows, checkpoints).
-    Every model is a Generator (benchmarks/generators/): the runner asks it for its fingerprint, capabilities and
-    videos, nothing else."""
+def check_run_size(suite: Suite, n_models: int, entries: list[dict], where: str) -> str:
+    """The run's work and memory, estimated before any work against the bounds table (benchmarks/flags.py): more
+    videos than BOUNDS["videos"], or a batch whose working set cannot fit this machine, is refused with the
+    estimate (one line naming the suite and its keys). -> the estimate, said in one line."""
+    from benchmarks.flags import BOUNDS, check_fits
+
+    s = suite.sampling
+    videos = n_models * sum(samples_of(suite, e) for e in entries)
+    if not BOUNDS["videos"].contains(videos):
+        raise SuiteError(f"{where}: {n_models} model(s) x {len(entries)} prompts x their samples = {videos} videos, "
+                         f"more than the {BOUNDS['videos'].high} one run may make; use fewer prompts or samples")
+    try:
+        need = check_fits(f"{where}: keys 'batch' x 'sampling'", min(suite.batch, len(entries)), s.frames, s.height,
+                          s.width)
+    except ValueError as exc:
+        raise SuiteError(str(exc)) from None
+    return (f"estimate: {videos} videos of {s.frames} frames at {s.height}x{s.width} "
+            f"({videos * s.frames * s.height * s.width:.3g} pixel-frames), about {need / 2**30:.1f} GiB at once")
+
+
+def run_generate(suite: Suite, out: Path, cache: SampleCache, log=print,
+                 where: str | None = None) -> tuple[pd.DataFrame, pd.DataFrame, dict, list]:
+    """Generate and score every (model, prompt, sample) of the suite; -> (rows, generation rows, checkpoints, the
+    run's video files relative to OUT, every rank's). Every model is a Generator (benchmarks/generators/): the runner
+    asks it for its fingerprint, capabilities and videos, nothing else. `where` names the suite in errors (its TOML
+    file)."""
     from benchmarks.generators import resolve_generators
 
     generators = resolve_generators(suite.models, suite.vae, suite.text_encoder, suite.controls or ())
     entries = prompt_entries(suite)
     if not entries:
         raise SuiteError(f"suite {suite.name}: no prompts")
-    for generator in generators:   # before any work: a generator that cannot run on these prompts says so
+    for generator in generators:   # before any work: a generator that cannot run on these prompts or sizes says so
         generator.bind(entries)
+        problem = generator.sampling_problem(suite.sampling)
+        if problem:
+            raise SuiteError(f"{where or f'suite {suite.name}'}: {problem}")
+    log(check_run_size(suite, len(generators), entries, where or f"suite {suite.name}"))
     evaluators = build_evaluators(suite.evaluators, suite.backbones, with_prompts=True)
     work = _Generation(suite, entries, cache)
     stems = video_stems([e["prompt_en"] for e in entries])
-    items = distributed.my_share(generation_items(suite, generators, entries))
+    every = generation_items(suite, generators, entries)
+    items = distributed.my_share(every)
     rows, generation_rows = [], []
     dim_order = {name: i for i, name in enumerate(evaluators)}
     for m, sample, b, batch in tqdm(items, desc=f"{suite.name}: batches", unit="batch", file=sys.stderr,
@@ -345,7 +373,7 @@ def run_generate(suite: Suite, out: Path, cache: SampleCache, log=print) -> tupl
         prefetch_features(_backbones_of(evaluators),   # batched across videos
                           [frames for frames, *_ in made if not isinstance(frames, Exception)])
         for j, (entry, (frames, generation, key, seed)) in enumerate(zip(batch, made)):
-            relative = Path("videos") / safe_name(generator.name) / f"{stems[entry['prompt_en']]}-{sample}.mp4"
+            relative = _video_path(generator, stems[entry["prompt_en"]], sample)
             base = {"model": generator.name, "prompt": entry["prompt_en"], "seed": seed, "sample": sample,
                     "video": str(relative)}
             order = (m, sample, b * suite.batch + j)
@@ -366,7 +394,14 @@ def run_generate(suite: Suite, out: Path, cache: SampleCache, log=print) -> tupl
     checkpoints = {g.name: work.provenance(g) for g in generators}
     for g in generators:
         g.close()
-    return _gather(rows, generation_rows, checkpoints, evaluators)
+    videos = [str(_video_path(generators[m], stems[e["prompt_en"]], sample)) for m, sample, _, batch in every
+              for e in batch]
+    return (*_gather(rows, generation_rows, checkpoints, evaluators), videos)
+
+
+def _video_path(generator, stem: str, sample: int) -> Path:
+    """Where a generated video is written, relative to OUT (VBench naming under the model's folder)."""
+    return Path("videos") / safe_name(generator.name) / f"{stem}-{sample}.mp4"
 
 
 def run_external(videos_dir, prompts_path, suite: Suite, cache: SampleCache, log=print):
@@ -444,10 +479,20 @@ def default_pairs(baseline, models: list[str]) -> list[tuple[str, str]]:
 
 
 def run_suite(suite: Suite, out, *, videos=None, prompts=None, cache_dir=None, use_cache: bool = True,
-              check_against=None, pairs=(), command: str = "", device: str = "cpu", log=print) -> int:
+              check_against=None, pairs=(), command: str = "", device: str = "cpu", log=print,
+              overwrite: bool = False, source=None) -> int:
     """Run the suite into OUT (locked while running, COMPLETE when every file is in place); -> exit code:
-    0 done, 1 when a dimension could score no video (or --check-against found a regression)."""
-    from benchmarks.outputs import OutputLock, mark_complete, mark_incomplete, prepare_output_dir
+    0 done, 1 when a dimension could score no video (or --check-against found a regression). OUT is the run's:
+    another suite's run or files no run wrote are refused unless `overwrite`; an earlier run's outputs are cleared.
+    `source`: the suite's TOML file, named in errors about its keys."""
+    from benchmarks.outputs import (
+        OutputLock,
+        claim_run_dir,
+        mark_complete,
+        mark_incomplete,
+        own_run_dir,
+        prepare_output_dir,
+    )
     from benchmarks.paper import table4
     from benchmarks.writers import primary_metric, summarize, write_results
 
@@ -458,9 +503,11 @@ def run_suite(suite: Suite, out, *, videos=None, prompts=None, cache_dir=None, u
         if not torch.cuda.is_available():   # never a CPU run recorded under --device cuda
             raise SuiteError("--device cuda: no CUDA device is visible to torch")
     distributed.init_from_env(device)
-    out = prepare_output_dir(out)
+    out = claim_run_dir(out, suite.name, overwrite)
     if check_against is not None and not Path(check_against).exists():
         raise SuiteError(f"--check-against {check_against}: no such baseline directory")
+    if use_cache and cache_dir is not None:   # a file or a read-only folder fails now, not after the generation
+        prepare_output_dir(cache_dir, "--cache-dir")
     lock = OutputLock(out) if distributed.is_main() else None
     try:
         if lock:
@@ -474,6 +521,7 @@ def run_suite(suite: Suite, out, *, videos=None, prompts=None, cache_dir=None, u
         if suite.kind in ("table4", "flops-curve"):
             if distributed.is_main():
                 df = table4.table4() if suite.kind == "table4" else table4.flops_curve()
+                own_run_dir(out, suite.name)
                 (table4.write_table4 if suite.kind == "table4" else table4.write_flops_curve)(df, out)
                 log(df.to_markdown(index=False, floatfmt=".4g"))
                 log(f"wrote {out}/")
@@ -483,6 +531,7 @@ def run_suite(suite: Suite, out, *, videos=None, prompts=None, cache_dir=None, u
             if videos is None:
                 raise SuiteError("suite external needs --videos DIR")
             per_video, generation, checkpoints = run_external(videos, prompts, suite, cache, log)
+            written = []   # an external run writes no video
             models = ["external"]
         else:
             if suite.paper_table:  # before any generation: the models must fill the table's rows
@@ -490,12 +539,15 @@ def run_suite(suite: Suite, out, *, videos=None, prompts=None, cache_dir=None, u
 
                 check_models(suite.paper_table, list(suite.models))  # the count first, then each row's model
                 check_models(suite.paper_table, list(suite.models), [_checkpoint_config(m) for m in suite.models])
-            per_video, generation, checkpoints = run_generate(suite, out, cache, log)
+            where = f"--suite {source}" if source else None
+            per_video, generation, checkpoints, written = run_generate(suite, out, cache, log, where)
             models = list(checkpoints)
+        counts = distributed.gather_rows([(cache.hits, cache.misses)])   # every rank's work, not rank 0's alone
         if not distributed.is_main():
             return 0
-        log(f"videos: {cache.hits['videos']} from the cache, {cache.misses['videos']} generated; records: "
-            f"{cache.hits['records']} from the cache, {cache.misses['records']} computed")
+        hits, misses = ({k: sum(c[i][k] for c in counts) for k in ("videos", "records")} for i in (0, 1))
+        log(f"videos: {hits['videos']} from the cache, {misses['videos']} generated; records: "
+            f"{hits['records']} from the cache, {misses['records']} computed")
         summary = summarize(per_video, generation, models, checkpoints)
         prov["checkpoints"] = checkpoints
         prov["machine_load"] = {"start": load_at_start, "end": machine_load()}
@@ -523,6 +575,8 @@ def run_suite(suite: Suite, out, *, videos=None, prompts=None, cache_dir=None, u
             if len(signs):
                 extra[f"{stem}_directions.csv"] = signs.to_csv(index=False)
         roles = {name: info.get("role", "model") for name, info in checkpoints.items()}
+        # no earlier run's file beside these; a video a row names (an external one inside OUT) is never removed
+        own_run_dir(out, suite.name, keep=[*written, *per_video["video"].dropna()])
         write_results(out, per_video, generation, summary, prov, suite.name, primary, extra, roles=roles)
         log((out / "report.md").read_text())
         if suite.paper_table:
@@ -544,7 +598,7 @@ def run_suite(suite: Suite, out, *, videos=None, prompts=None, cache_dir=None, u
             # Same suite, same samples: a metric scored on one side only (e.g. color, where the new model never
             # draws the object) is a difference between the models, not a bad input; compare says how many.
             code = max(code, run_compare(check_against, out, CompareOptions(pairs=pairs, allow_unpaired=True),
-                                         out=out, prog="m4v-bench run --check-against"))
+                                         out=out, prog="m4v-bench run --check-against", own=out))
             # the comparison belongs to the run: COMPLETE lists its files too
             listed = json.loads((out / "COMPLETE").read_text())["files"]
             mark_complete(out, sorted(set(listed) | {p.name for p in out.glob("compare.*")}))

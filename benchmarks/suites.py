@@ -144,7 +144,20 @@ def get_suite(name: str) -> Suite:
 _TYPES = {"name": str, "description": str, "kind": str, "prompts": str, "per_kind": int, "prompt_limit": int,
           "prompt_dimension": str, "samples": int, "seed": int, "batch": int, "vae": str, "text_encoder": str,
           "primary_metric": str}
-_POSITIVE = ("per_kind", "prompt_limit", "samples", "batch")
+# numeric keys -> their entry of the one bounds table (benchmarks/flags.py), which the matching flags use too
+_BOUNDED = {"per_kind": "per_kind", "prompt_limit": "prompt_limit", "samples": "samples", "batch": "batch",
+            "seed": "seed"}
+_SAMPLING_BOUNDS = {"frames": "frames", "height": "side", "width": "side", "fps": "fps"}
+
+
+def _bounded(where: str, key: str, value, bound: str):
+    """`value` of `key` checked against its entry of the bounds table: -> it, or a SuiteError with the bound."""
+    from benchmarks.flags import BOUNDS
+
+    try:
+        return BOUNDS[bound].check(value, f"{where}: key '{key}'")
+    except ValueError as exc:
+        raise SuiteError(str(exc)) from None
 
 
 def _check_type(where: str, key: str, value, kind):
@@ -169,19 +182,18 @@ def _sampling(where: str, raw) -> Sampling:
     values = {}
     for key, value in raw.items():
         if key == "steps":
-            if (not isinstance(value, (list, tuple)) or len(value) != 3
-                    or not all(isinstance(s, int) and not isinstance(s, bool) and s >= 1 for s in value)):
+            if not isinstance(value, (list, tuple)) or len(value) != 3:
                 raise SuiteError(f"{where}: key 'sampling.steps' must be 3 positive integers (one per pyramid "
-                                 f"stage), got {value!r}")
-            values[key] = tuple(value)
+                                 f"stage), got {value!r}"[:300])
+            values[key] = tuple(_bounded(where, f"sampling.steps[{i}]", s, "sampling_steps")
+                                for i, s in enumerate(value))
         elif key == "guidance":
-            values[key] = float(_check_type(where, f"sampling.{key}", value, float))
-            if not values[key] >= 1.0 or values[key] != values[key] or values[key] == float("inf"):
-                raise SuiteError(f"{where}: key 'sampling.guidance' must be a finite number >= 1, got {value!r}")
+            values[key] = _bounded(where, "sampling.guidance", value, "suite_guidance")
         else:
-            values[key] = _check_type(where, f"sampling.{key}", value, int)
-            if values[key] < 1:
-                raise SuiteError(f"{where}: key 'sampling.{key}' must be >= 1, got {value!r}")
+            _bounded(where, f"sampling.{key}", value, _SAMPLING_BOUNDS[key])
+            if isinstance(value, float):   # a suite's fps is a whole number: an int keeps the suite's hash
+                raise SuiteError(f"{where}: key 'sampling.{key}' must be a whole number, got {value!r}")
+            values[key] = value
     sampling = Sampling(**values)
     if sampling.height % 32 or sampling.width % 32:
         raise SuiteError(f"{where}: sampling.height / width must be multiples of 32 (the VAE's 8x times the "
@@ -198,11 +210,11 @@ def _build(raw: dict, where: str) -> Suite:
         raise SuiteError(f"{where}: missing key 'name'")
     values = dict(raw)
     for key, kind in _TYPES.items():
-        if values.get(key) is not None:
+        if values.get(key) is not None and key not in _BOUNDED:   # a bounded key: its bound says the type too
             _check_type(where, key, values[key], kind)
-    for key in _POSITIVE:
-        if values.get(key) is not None and values[key] < 1:
-            raise SuiteError(f"{where}: key '{key}' must be >= 1, got {values[key]!r}")
+    for key, bound in _BOUNDED.items():
+        if values.get(key) is not None:
+            _bounded(where, key, values[key], bound)
     if values.get("paper_table") not in (None, "table3", "table4", "table5"):
         raise SuiteError(f"{where}: key 'paper_table' must be table3, table4 or table5, got {values['paper_table']!r}")
     if values.get("kind", "generate") not in SUITE_KINDS:
@@ -229,11 +241,12 @@ def _build(raw: dict, where: str) -> Suite:
 
             if dim not in EVALUATORS:
                 raise SuiteError(f"{where}: key 'samples_per_dimension.{dim}': unknown dimension")
-            if isinstance(n, bool) or not isinstance(n, int) or n < 1:
-                raise SuiteError(f"{where}: key 'samples_per_dimension.{dim}' must be an integer >= 1, got {n!r}")
+            _bounded(where, f"samples_per_dimension.{dim}", n, "samples")
         values["samples_per_dimension"] = dict(per_dim)
     if "full" in values and not isinstance(values["full"], dict):
         raise SuiteError(f"{where}: key 'full' must be a table of overrides")
+    if values.get("full"):   # checked now, not when --full is first used
+        _build({**values, **values["full"], "full": {}}, f"{where}: key 'full'")
     if values.get("evaluators") is not None:
         from evaluators import EVALUATORS
 
@@ -270,7 +283,37 @@ def load_suite_file(path) -> Suite:
         if primary not in EVALUATORS:
             raise SuiteError(f"{where}: key 'primary_metric': unknown {primary!r} (an evaluator name or one of "
                              f"{', '.join(PRIMARY_METRICS)})")
-    return _build(raw, where)
+    suite = _build(raw, where)
+    _check_named_files(where, suite, raw)
+    return suite
+
+
+# What a model directory a suite names must hold: checked before any work, so a directory such as /usr/lib is refused
+# at once instead of being hashed whole for a cache key first.
+MODEL_FILES = {"vae": ("config.json", "model.safetensors"),
+               "text_encoder": ("t5/config.json", "t5/model.safetensors", "clip_text/config.json",
+                                "clip_text/model.safetensors")}
+
+
+def _check_named_files(where: str, suite: Suite, raw: dict) -> None:
+    """The directories and files a TOML suite names (vae, text_encoder, backbones) are what the keys say; a problem
+    is one line naming the file and the key as written."""
+    from evaluators.backbone_loading import parse_backbone
+
+    for key in (k for k in MODEL_FILES if k in raw):
+        from m4v.checkpoint import WEIGHTS_DIR
+
+        value = getattr(suite, key)
+        directory = Path(value) if Path(value).is_dir() else WEIGHTS_DIR / value
+        missing = [name for name in MODEL_FILES[key] if not (directory / name).is_file()]
+        if missing:
+            raise SuiteError(f"{where}: key '{key}': {value!r} is not a {key.replace('_', ' ')} directory (no "
+                             f"{', '.join(missing)} in {directory})")
+    for spec in suite.backbones if "backbones" in raw else ():
+        try:
+            parse_backbone(spec)
+        except (ValueError, OSError) as exc:   # its message names the spec (as --backbone, which it is not here)
+            raise SuiteError(f"{where}: key 'backbones': {str(exc).removeprefix('--backbone ')}") from None
 
 
 # summary.csv columns a suite may name as its quality axis besides the evaluators' own

@@ -24,6 +24,7 @@ import torch
 from safetensors import SafetensorError
 from tqdm import tqdm
 
+from benchmarks.flags import BOUNDS, RECIPE_OPTION_BOUNDS
 from benchmarks.outputs import (
     COMPLETE_NAME,
     LOCK_NAME,
@@ -42,6 +43,11 @@ from benchmarks.provenance import git_commit, provenance
 from m4v.recipes import WEIGHTS_DIR, get_recipe
 
 STATE_FILE, LOG_FILE, RECORD_FILE = "state.pt", "loss.csv", "training.json"
+# recipe options set by their own flags rather than --option (their values are not one number or word)
+STRUCTURED_OPTIONS = {"arch": "--mixer / --set", "stage_weights": "--stage-weights"}
+# numeric options without a flag of their own: a refusal names them as --option KEY
+OPTION_ONLY = ("image_batch", "frames", "warmup", "schedule_steps", "image_steps", "history_noise_ramp",
+               "weight_decay", "kl", "motion", "edge", "dynamic", "video_lr_scale", "reward_weight")
 
 
 ARCH_ALIASES = {"width": "hidden_size", "heads": "num_heads"}
@@ -112,18 +118,26 @@ def train(name: str, out, steps: int | None = None, seed: int = 0, weights_root=
     Nothing is lost: OUT holding a trained model is refused unless its own state.pt resumes or `overwrite`;
     OUT is locked for the run; record files are written atomically, the model is published file by file with
     renames, and OUT/COMPLETE appears last."""
-    if checkpoint_every < 1:
-        raise ValueError(f"--checkpoint-every must be >= 1, got {checkpoint_every}")
-    if snapshot_every is not None and snapshot_every < 1:
-        raise ValueError(f"--snapshot-every must be >= 1, got {snapshot_every}")
-    if steps is not None and steps < 1:  # 0 would save the untrained initialisation as a trained model
-        raise ValueError(f"--steps must be >= 1, got {steps}")
+    # every number against the one bounds table (benchmarks/flags.py), before anything is read or written
+    # (steps 0 would save the untrained initialisation as a trained model)
+    for flag, value, bound in (("--steps", steps, "steps"), ("--seed", seed, "seed"),
+                               ("--checkpoint-every", checkpoint_every, "steps"),
+                               ("--snapshot-every", snapshot_every, "steps"), ("--stop-after", stop_after, "steps")):
+        if value is not None:
+            BOUNDS[bound].check(value, flag)
     recipe_class = get_recipe(name)
     accepted = inspect.signature(recipe_class.__init__).parameters
     unknown = [k for k in options if k not in accepted]
     if unknown:  # refused before OUT is made; named as the CLI flags
         flags = sorted({"--mixer / --set" if k == "arch" else "--" + k.replace("_", "-") for k in unknown})
         raise ValueError(f"{name} takes no {', '.join(flags)}")
+    for key, value in options.items():
+        if key == "stage_weights" and value is not None:
+            for w in value:
+                BOUNDS["weight"].check(w, "--stage-weights")
+        elif key in RECIPE_OPTION_BOUNDS and value is not None:
+            BOUNDS[RECIPE_OPTION_BOUNDS[key]].check(value, f"--option {key}" if key in OPTION_ONLY else
+                                                    "--" + key.replace("_", "-"))
     out = Path(out)
     if out.exists() and not out.is_dir():
         raise OutputError(f"--out {out}: exists and is not a directory")
@@ -141,21 +155,119 @@ def train(name: str, out, steps: int | None = None, seed: int = 0, weights_root=
     if stop_after is not None and not 1 <= stop_after <= steps:
         raise ValueError(f"--stop-after must be between 1 and --steps {steps}, got {stop_after}")
     recipe.total_steps, recipe.out = steps, out
-    if not overwrite and not (out / STATE_FILE).exists():
-        _refuse_if_holding_files(out)  # before the lock file is made in it (checked again under the lock)
+    stop = steps if stop_after is None else stop_after
+    if not overwrite:  # everything OUT holds is checked before anything is written (the lock file included) ...
+        _check_existing(out, name, seed, steps, recipe, stop, stop_after)
     prepare_output_dir(out)
     with OutputLock(out):
         for stale in out.glob(".staging-*"):  # a run killed while publishing its model
             shutil.rmtree(stale, ignore_errors=True)
+        # ... and again under the lock (another run may have written meanwhile)
         state = _resumable_state(out, name, seed, steps, recipe, overwrite)
-        if state and int(state["step"]) == steps and stop_after is None and is_complete(out):
-            return json.loads((out / RECORD_FILE).read_text())  # finished: its record names the run that made it
-        stop = steps if stop_after is None else stop_after
-        if state and int(state["step"]) > stop:
-            raise ValueError(f"{out / STATE_FILE}: already at step {int(state['step'])}, beyond --stop-after {stop}")
+        finished = _check_existing(out, name, seed, steps, recipe, stop, stop_after, state) if state else None
+        if finished is not None:
+            return finished  # finished: its record names the run that made it
         mark_incomplete(out)
         return _run(recipe, out, name, seed, steps, state, commit, command, checkpoint_every, snapshot_every,
                     progress, stop)
+
+
+def parse_recipe_options(name: str, items: list[str]) -> dict:
+    """`--option KEY=VALUE` items -> the recipe's keyword arguments, typed: a numeric option (RECIPE_OPTION_BOUNDS)
+    parsed and checked against its bound, any other a non-empty text. An unknown key, a malformed item or a
+    value out of bounds is one line naming the option, before anything runs."""
+    accepted = [k for k, p in inspect.signature(get_recipe(name).__init__).parameters.items()
+                if k not in ("self", "name", "seed", "weights_root") and p.kind is not p.VAR_KEYWORD]
+    options = {}
+    for item in items:
+        key, sep, text = item.partition("=")
+        key = key.strip()
+        if not sep or not key:
+            raise ValueError(f"--option {item!r}: expected KEY=VALUE")
+        if key not in accepted:
+            raise ValueError(f"--option {item!r}: {name} has no option {key!r} (options: {', '.join(accepted)})")
+        if key in STRUCTURED_OPTIONS:
+            raise ValueError(f"--option {item!r}: set {key} with {STRUCTURED_OPTIONS[key]}")
+        if key in RECIPE_OPTION_BOUNDS:
+            options[key] = BOUNDS[RECIPE_OPTION_BOUNDS[key]].parse_text(text.strip(), f"--option {key}")
+        elif not text.strip():
+            raise ValueError(f"--option {item!r}: empty value")
+        else:
+            options[key] = text.strip()
+    return options
+
+
+def read_record(path: Path) -> dict:
+    """A training.json, checked where it is read (a finished run's result, a snapshot's, a model's `trained_steps`
+    in a run's summary): a JSON object whose step counts and seed are within the bounds table; anything else is
+    one line naming the file and key."""
+    try:
+        record = json.loads(Path(path).read_text())
+    except OSError as exc:
+        raise ValueError(f"{path}: cannot read ({exc.strerror or exc})") from None
+    except (ValueError, RecursionError) as exc:
+        raise ValueError(f"{path}: not valid JSON ({type(exc).__name__}: {' '.join(str(exc).split())[:80]})") from None
+    if not isinstance(record, dict):
+        raise ValueError(f"{path}: must be a JSON object (a training record), got {type(record).__name__}")
+    for key, bound in (("steps", "steps"), ("step", "steps"), ("of_steps", "steps"), ("seed", "seed"),
+                       ("train_seconds", "seconds")):
+        if record.get(key) is not None:
+            BOUNDS[bound].check(record[key], f"{path}: key '{key}'")
+    if "step" in record and record.get("of_steps") is not None and record["step"] > record["of_steps"]:
+        raise ValueError(f"{path}: key 'step' {record['step']} is beyond key 'of_steps' {record['of_steps']}")
+    if not isinstance(record.get("model", ""), str):
+        raise ValueError(f"{path}: key 'model' must be a string, got {record['model']!r}"[:200])
+    return record
+
+
+def _check_existing(out: Path, name: str, seed: int, steps: int, recipe, stop: int, stop_after: int | None,
+                    state: dict | None = None) -> dict | None:
+    """Read-only checks of what OUT holds, run before anything is written: a state.pt this run may resume (read
+    if `state` is not given), the record of a finished run, the log. -> the finished run's record (nothing to
+    do), else None."""
+    if state is None:
+        if not (out / STATE_FILE).exists():
+            _refuse_if_holding_files(out)
+            _check_log(out / LOG_FILE, 0)
+            return None
+        state = _resumable_state(out, name, seed, steps, recipe, overwrite=False)
+    step = state["step"]
+    if step == steps and stop_after is None and is_complete(out):
+        return read_record(out / RECORD_FILE)
+    if step > stop:
+        raise ValueError(f"{out / STATE_FILE}: already at step {step}, beyond --stop-after {stop}")
+    _check_log(out / LOG_FILE, step)
+    return None
+
+
+def _check_log(log_path: Path, step: int) -> None:
+    """loss.csv, before a resumed run keeps its rows up to `step`: a header and rows numbered by step."""
+    if step == 0 or not log_path.exists():
+        return   # a fresh run removes a bare log
+    try:
+        with open(log_path, newline="") as f:
+            rows = list(csv.reader(f))
+        if rows and (not rows[0] or rows[0][0] != "step"):
+            raise ValueError("no 'step' header")
+        for r in rows[1:]:
+            BOUNDS["steps"].parse_text(r[0] if r else "", "step")
+    except (OSError, ValueError, csv.Error) as exc:
+        raise ValueError(f"{log_path}: not a training log of m4v-bench train ({' '.join(str(exc).split())[:80]}); "
+                         "--overwrite starts afresh") from None
+
+
+def _same_config(stored: dict, current: dict) -> bool:
+    """A state's recipe config equals this run's; a stored model config is read as M4VConfig reads an old
+    config.json (fields added since take the value the code had before them), so a run started before a config
+    field existed still resumes."""
+    if isinstance(stored, dict) and isinstance(stored.get("model"), dict) and isinstance(current.get("model"), dict):
+        from m4v.config import M4VConfig
+
+        try:
+            stored = {**stored, "model": json.loads(json.dumps(M4VConfig.from_dict(stored["model"]).to_dict()))}
+        except (TypeError, ValueError):
+            return False
+    return stored == current
 
 
 def _resumable_state(out: Path, name: str, seed: int, steps: int, recipe, overwrite: bool) -> dict | None:
@@ -174,7 +286,7 @@ def _resumable_state(out: Path, name: str, seed: int, steps: int, recipe, overwr
         raise ValueError(f"{state_path}: a run of {state['name']} seed {state['seed']} is stored there; "
                          f"use another --out, or --overwrite")
     config = json.loads(json.dumps(json_safe(recipe.config())))
-    if "config" in state and json.loads(state["config"]) != config:
+    if "config" in state and not _same_config(json.loads(state["config"]), config):
         raise ValueError(f"{state_path}: stored for another configuration of {name} (options or --set differ); "
                          "use the same flags to resume, another --out, or --overwrite")
     if int(state["step"]) > steps:
@@ -209,6 +321,18 @@ def _load_state(path: Path) -> dict:
     if not isinstance(state, dict) or any(k not in state for k in required):
         raise ValueError(f"{path}: not a training state of m4v-bench train (needs {', '.join(required)}); "
                          "--overwrite starts afresh")
+    # checked before anything is written: a step out of bounds would cut loss.csv to nothing
+    for key, bound in (("step", "steps"), ("seed", "seed"), ("seconds", "seconds")):
+        BOUNDS[bound].check(state[key], f"{path}: key '{key}'")
+    if not isinstance(state["name"], str) or not isinstance(state["recipe"], dict):
+        raise ValueError(f"{path}: keys 'name' / 'recipe' are not a model name and its state; --overwrite starts "
+                         "afresh")
+    if "config" in state:
+        try:
+            json.loads(state["config"])
+        except (TypeError, ValueError, RecursionError):
+            raise ValueError(f"{path}: key 'config' is not the JSON of a recipe configuration; --overwrite starts "
+                             "afresh") from None
     return state
 
 
@@ -220,7 +344,7 @@ def _run(recipe, out: Path, name: str, seed: int, steps: int, state: dict | None
     state_path, log_path = out / STATE_FILE, out / LOG_FILE
     _truncate_log(log_path, start)
     last: dict = {}
-    writer_file = open(log_path, "a", newline="", buffering=1)  # line-buffered: the log survives a kill
+    writer_file = None   # opened with the first row: a run refused at its first step leaves no log
     try:
         writer = None
         bar = tqdm(range(start, stop), desc=f"train {name}", initial=start, total=steps, disable=not progress)
@@ -231,6 +355,7 @@ def _run(recipe, out: Path, name: str, seed: int, steps: int, state: dict | None
                 raise ValueError(f"step {i + 1}: non-finite training metrics {last}; the last "
                                          f"checkpoint in {state_path} is kept")
             if writer is None:
+                writer_file = open(log_path, "a", newline="", buffering=1)  # line-buffered: survives a kill
                 writer = csv.DictWriter(writer_file, fieldnames=["step", *last, "seconds"])
                 if writer_file.tell() == 0:
                     writer.writeheader()
@@ -244,13 +369,14 @@ def _run(recipe, out: Path, name: str, seed: int, steps: int, state: dict | None
                 record = _publish_snapshot(recipe, out, commit, command, name, seed, i + 1, steps, elapsed, last)
         seconds += time.perf_counter() - t0
     finally:
-        writer_file.close()
+        if writer_file is not None:
+            writer_file.close()
     if stop < steps:
         if start < stop:  # the loop reached `stop` and saved its snapshot
             return record
         saved = snapshot_dir(out, stop) / RECORD_FILE
         if saved.is_file():  # written by the run that got there
-            return json.loads(saved.read_text())
+            return read_record(saved)
         # a run killed just after its step-`stop` checkpoint, before the snapshot: the state holds that step's model
         return _publish_snapshot(recipe, out, commit, command, name, seed, stop, steps, seconds, _last_logged(log_path))
     files = _publish_model(recipe, out)

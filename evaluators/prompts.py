@@ -8,6 +8,7 @@ no evaluator ever meets a null prompt or a malformed auxiliary_info halfway thro
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 
 MAX_PROMPT_CHARS = 10_000  # VBench's longest prompt is ~300 characters; beyond this it is not a prompt
@@ -42,6 +43,105 @@ def _entry_problem(entry, flag_dims: bool) -> str | None:
     for dim, value in (info or {}).items():
         if value is None:
             return f"auxiliary_info[{dim!r}] is null"
+        problem = _world_problem(value, entry) if dim == "world" else _schema_problem(value, AUX_SCHEMAS.get(dim))
+        if problem:
+            return f"auxiliary_info[{dim!r}]{problem}"
+    return _video_fields_problem(entry)
+
+
+# What each dimension reads from its auxiliary_info entry (VBench's full_info layout; "world" is m4v/world's scene,
+# checked by _world_problem): a nested table of keys, TEXT a non-empty string, a key ending in "?" optional.
+TEXT = "text"
+AUX_SCHEMAS = {
+    "object_class": {"object": TEXT},
+    "multiple_objects": {"object": TEXT},
+    "color": {"color": TEXT, "object?": TEXT},
+    "appearance_style": {"appearance_style": TEXT},
+    "scene": {"scene": {"scene": TEXT}},
+    "spatial_relationship": {"spatial_relationship": {"object_a": TEXT, "object_b": TEXT, "relationship": TEXT}},
+}
+
+
+def _schema_problem(value, schema) -> str | None:
+    """Where `value` departs from `schema` (a suffix such as "['scene']: expected ..."), or None (None schema: a
+    dimension no evaluator reads, taken as is)."""
+    if schema is None:
+        return None
+    if schema == TEXT:
+        return None if isinstance(value, str) and value.strip() else f": expected a non-empty string, got {value!r:.60}"
+    if not isinstance(value, dict):
+        return f": expected an object with {', '.join(repr(k.rstrip('?')) for k in schema)}, got {value!r:.60}"
+    for key, inner in schema.items():
+        name = key.rstrip("?")
+        if name not in value:
+            if not key.endswith("?"):
+                return f": missing {name!r}"
+            continue
+        problem = _schema_problem(value[name], inner)
+        if problem:
+            return f"[{name!r}]{problem}"
+    return None
+
+
+def _world_problem(world, entry: dict) -> str | None:
+    """Why a world scene (m4v/world/scene.py Scene.to_dict) cannot be read back, or None."""
+    from m4v.world.captions import KINDS
+    from m4v.world.scene import BACKGROUNDS, COLORS, MOTIONS, SHAPES, STYLES
+
+    if not isinstance(world, dict):
+        return f": expected a scene object, got {world!r:.60}"
+    objects = world.get("objects")
+    if not isinstance(objects, list) or not objects:
+        return "['objects']: expected a non-empty list of objects"
+    kind = entry.get("world_kind")
+    if kind is not None and kind not in KINDS:
+        return f": world_kind {kind!r:.40} is not one of {', '.join(KINDS)}"
+    if kind in ("multiple_objects", "spatial_relationship") and len(objects) < 2:
+        return f"['objects']: a {kind} scene needs two objects"
+    choices = {"shape": SHAPES, "color": COLORS, "motion": MOTIONS}
+    for index, obj in enumerate(objects):
+        where = f"['objects'][{index}]"
+        if not isinstance(obj, dict):
+            return f"{where}: expected an object, got {obj!r:.60}"
+        unknown = sorted(set(obj) - {"shape", "color", "x", "y", "radius", "motion", "speed"})
+        if unknown:
+            return f"{where}: unknown key {unknown[0]!r}"
+        for key in ("shape", "color", "motion"):
+            if (key != "motion" or key in obj) and obj.get(key) not in choices[key]:
+                return f"{where}[{key!r}]: {obj.get(key)!r:.40} is not one of {', '.join(choices[key])}"
+        for key in ("x", "y", "radius", "speed"):
+            if (key != "speed" or key in obj) and not _finite(obj.get(key)):
+                return f"{where}[{key!r}]: expected a finite number, got {obj.get(key)!r:.40}"
+    unknown = sorted(set(world) - {"objects", "background", "style", "n_frames", "height", "width", "relation",
+                                   "meta"})
+    if unknown:
+        return f": unknown key {unknown[0]!r}"
+    for key, allowed in (("background", BACKGROUNDS), ("style", STYLES)):
+        if key in world and world[key] not in allowed:
+            return f"[{key!r}]: {world[key]!r:.40} is not one of {', '.join(allowed)}"
+    for key in ("n_frames", "height", "width"):
+        if key in world and (isinstance(world[key], bool) or not isinstance(world[key], int) or world[key] < 1):
+            return f"[{key!r}]: expected an integer >= 1, got {world[key]!r:.40}"
+    if not isinstance(world.get("relation", ""), str) or not isinstance(world.get("meta", {}), dict):
+        return ": 'relation' must be a string and 'meta' an object"
+    return None
+
+
+def _finite(value) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def _video_fields_problem(entry: dict) -> str | None:
+    """The entry's fields about the video itself: `fps` (a frame folder's rate) finite and within what the evaluators
+    sample; never `generation`, which only the harness measures for a video it generated."""
+    from evaluators.video import MAX_FPS
+
+    if "generation" in entry:
+        return ("'generation' is the harness's own measurement of a video it generated; a prompt file cannot "
+                "give a video its compute")
+    fps = entry.get("fps")
+    if fps is not None and not (_finite(fps) and 0 < fps <= MAX_FPS):
+        return f"fps must be a number in (0, {MAX_FPS:g}], got {fps!r:.40}"
     return None
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import numbers
 import os
 import tempfile
 from dataclasses import dataclass, field
@@ -18,6 +19,9 @@ DEFAULT_FOLDER_FPS = 8.0  # frame folders carry no rate; VBench's sampled videos
 # Smallest frame side read: DIS optical flow (dynamic_degree, motion_smoothness) refuses frames under 12 px on both
 # sides, and below 16 px the 224 px backbones see a handful of pixels blown up; such a file is not a video to score.
 MIN_SIDE = 16
+# Highest frame rate taken (the same bound as `--fps`): dynamic_degree samples every round(fps / 8)th frame, so past
+# this a video of any usual length gives it a single frame, and a rate of 1e300 or inf overflows the interval.
+MAX_FPS = 1000.0
 
 
 class VideoReadError(RuntimeError):
@@ -40,6 +44,9 @@ class Video:
             raise ValueError(f"{self.source or 'video'}: frames must be (T, H, W, 3) uint8, got {f.shape} {f.dtype}")
         if len(f) == 0:
             raise ValueError(f"{self.source or 'video'}: no frames")
+        problem = fps_problem(self.fps)
+        if problem:
+            raise ValueError(f"{self.source or 'video'}: {problem}")
 
     @property
     def num_frames(self) -> int:
@@ -68,6 +75,9 @@ def read_video(path, prompt: str = "", aux: dict | None = None) -> Video:
     except Exception as exc:  # PyAV / PIL raise many error types for corrupt or foreign files
         raise VideoReadError(f"{path}: cannot read video ({type(exc).__name__}: {' '.join(str(exc).split())})") \
             from exc
+    problem = fps_problem(fps)
+    if problem:
+        raise VideoReadError(f"{path}: {problem}")
     return Video(_stack_frames(path, frames), fps, prompt, str(path), aux or {})
 
 
@@ -81,9 +91,14 @@ def _read_file(path: Path) -> tuple[list, float]:
         frames = [frame.to_ndarray(format="rgb24") for frame in container.decode(stream)]
         rate = stream.average_rate or stream.guessed_rate
         fps = float(rate) if rate else DEFAULT_FOLDER_FPS
-    if not math.isfinite(fps) or fps <= 0:
-        raise VideoReadError(f"{path}: frame rate {fps} is not a positive number")
     return frames, fps
+
+
+def fps_problem(fps) -> str | None:
+    """Why a frame rate cannot be scored (not a finite number in (0, MAX_FPS]), or None."""
+    if isinstance(fps, bool) or not isinstance(fps, numbers.Real) or not math.isfinite(fps) or not 0 < fps <= MAX_FPS:
+        return f"frame rate {fps!r:.40} fps is not a number in (0, {MAX_FPS:g}] (the evaluators sample to 8 fps)"
+    return None
 
 
 def _read_folder(path: Path, aux: dict | None) -> tuple[list, float]:
@@ -96,7 +111,8 @@ def _read_folder(path: Path, aux: dict | None) -> tuple[list, float]:
     for file in files:
         with Image.open(file) as image:
             frames.append(np.asarray(image.convert("RGB")))
-    return frames, float((aux or {}).get("fps", DEFAULT_FOLDER_FPS))
+    fps = (aux or {}).get("fps")   # the prompt entry's (checked by evaluators/prompts.py), else VBench's 8
+    return frames, float(DEFAULT_FOLDER_FPS if fps is None else fps)
 
 
 def _stack_frames(path: Path, frames: list) -> np.ndarray:

@@ -20,8 +20,13 @@ def weights_path(name: str, root=None) -> Path:
         return Path(name)
     path = Path(root or WEIGHTS_DIR) / name
     if not path.is_dir():
-        raise FileNotFoundError(f"no trained weights for {name!r} at {path}; "
-                                f"train them with `m4v-bench train --model {name} --out {path}`")
+        from m4v.recipes import RECIPES  # the names `train --model` takes: only those can be trained into place
+
+        if name in RECIPES:
+            raise FileNotFoundError(f"no trained weights for {name!r} at {path}; "
+                                    f"train them with `m4v-bench train --model {name} --out {path}`")
+        raise FileNotFoundError(f"no model directory {name!r} (expected a directory holding config.json and "
+                                f"model.safetensors, or a shipped name: {', '.join(RECIPES)})")
     return path
 
 

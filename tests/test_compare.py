@@ -53,6 +53,7 @@ def write_run(directory: Path, per_video: pd.DataFrame, suite=None) -> Path:
     provenance = {"command": "m4v-bench run", "git_commit": "abc", "versions": {}, "device": {}, "suite": suite,
                   "suite_hash": "h", "checkpoints": {}}
     (directory / "results.json").write_text(json.dumps({"provenance": provenance, "rows": []}))
+    (directory / "COMPLETE").write_text(json.dumps({"files": ["per_video.csv", "results.json"]}))  # finished
     return directory
 
 

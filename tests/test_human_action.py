@@ -194,5 +194,6 @@ def test_human_action_needs_its_backbone(tmp_path, capsys):
     from benchmarks import cli
 
     (tmp_path / "v").mkdir()
-    assert cli.main(["eval", "--videos", str(tmp_path / "v"), "--dims", "human_action", "--out", str(tmp_path)]) == 2
+    assert cli.main(["eval", "--videos", str(tmp_path / "v"), "--dims", "human_action", "--out",
+                     str(tmp_path / "out")]) == 2
     assert "--backbone umt=vit_large_patch16_224:PATH" in capsys.readouterr().err

@@ -52,7 +52,7 @@ def test_built_in_suites_are_registered_with_the_default_first():
     ('name = "x"\n[sampling]\nheight = 50\n', "multiples of 32"),
     ('name = "x"\n[sampling]\nguidance = nan\n', "sampling.guidance"),
     ('name = "x"\nevaluators = ["no_such_metric"]\n', "unknown \\['no_such_metric'\\]"),
-    ('name = "x"\nsamples = 0\n', "key 'samples' must be >= 1"),
+    ('name = "x"\nsamples = 0\n', "key 'samples' must be an integer in \\[1, 1000\\]"),
     ('name = "x\n', "not valid TOML"),
 ])
 def test_bad_toml_is_one_line_naming_the_file_and_key(tmp_path, text, message):

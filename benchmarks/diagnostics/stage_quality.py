@@ -40,6 +40,7 @@ from m4v.world import COLORS, SHAPES, Scene, motion_of, read_frame
 from m4v.world.captions import prompt_suite
 
 SUITE_SEED = 1                                                      # as world-quality: held out from training
+WORLD_SIZE = 64                                                     # the world's frames: 64 x 64 pixels
 SINGLE_OBJECT_KINDS = ("color", "scene", "style", "dynamic", "static")  # one named object with its colour
 WORD_RATIOS = (0.95, 0.6, 0.2)  # points of a stage's flow (1 = its start) where word_sensitivity probes
 

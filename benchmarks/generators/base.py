@@ -89,6 +89,11 @@ class Generator:
         """The suite's prompt entries, before any generation (reconstruction reads the scenes, a control the
         suite's other prompts); raise GeneratorError when the generator cannot run on them."""
 
+    def sampling_problem(self, sampling) -> str | None:
+        """Why this generator cannot make videos of the suite's sampling settings, naming the `sampling.*` key (asked
+        before any work), or None."""
+        return None
+
     def generate(self, prompts: list[str], seeds: list[int], sampling) -> Generation:
         raise NotImplementedError
 

@@ -23,6 +23,9 @@ class CheckpointGenerator(Generator):
         super().__init__(spec, name)
         self.directory, self.vae_dir, self.text_dir = directory, vae_dir, text_dir
         self.pipe, self.warm_up_seconds = None, None
+        from benchmarks.runner import trained_steps
+
+        self.trained = trained_steps(directory)   # its training.json checked now, before any work
 
     def fingerprint(self) -> dict:
         # the same fields, so the same cache keys, as before generators existed: the committed baselines' samples;
@@ -37,13 +40,22 @@ class CheckpointGenerator(Generator):
         return key
 
     def provenance(self) -> dict:
-        from benchmarks.runner import trained_steps
-
-        info = {"sha256": file_sha256(self.directory / "model.safetensors"), "spec": self.spec,
-                **trained_steps(self.directory)}
+        info = {"sha256": file_sha256(self.directory / "model.safetensors"), "spec": self.spec, **self.trained}
         if self.warm_up_seconds is not None:
             info["warm_up_seconds_per_video"] = self.warm_up_seconds
         return info
+
+    def sampling_problem(self, sampling) -> str | None:
+        """The sizes TextToVideo honours (m4v/pyramid.py size_multiple), read off config.json before any work."""
+        from m4v.checkpoint import read_config
+        from m4v.pyramid import size_multiple
+
+        patch = read_config(self.directory / "config.json").get("patch_size", 1)
+        for key in ("height", "width"):
+            if getattr(sampling, key) % size_multiple(patch):
+                return (f"key 'sampling.{key}' = {getattr(sampling, key)} is not a multiple of {size_multiple(patch)}, "
+                        f"which model {self.spec!r} needs (VAE 8 x pyramid 4 x patch {patch})")
+        return None
 
     def generate(self, prompts, seeds, sampling) -> Generation:
         from benchmarks.measured_generation import generate_measured

@@ -8,7 +8,7 @@ once the remaining pairs could no longer reach count_num. The decision is the sa
 
 from __future__ import annotations
 
-from evaluators.registry import Evaluator, Record, register
+from evaluators.registry import Declined, Evaluator, Record, register
 from evaluators.vbench.flow import flow_magnitude, flow_source, top_fraction_mean
 
 TOP_FRACTION = 0.05      # mean of the top 5 % flow magnitudes per frame pair
@@ -63,7 +63,7 @@ class DynamicDegree(Evaluator):
     else OpenCV DIS (substitute)."""
 
     name = "dynamic_degree"
-    version = "2"
+    version = "3"   # 3: a video leaving one frame sampled to 8 fps is declined (VBench scores it static)
     optional_backbones = ("raft",)
     faithful_backbone = "raft:raft_large@"   # with RAFT-things weights (VBench's raft-things.pth)
 
@@ -73,6 +73,10 @@ class DynamicDegree(Evaluator):
         self.backbone = self.flow.label
 
     def evaluate_video(self, video) -> Record:
+        sampled = len(range(0, video.num_frames, sampling_interval(video.fps)))
+        if sampled < 2:   # one frame sampled: no pair to measure motion on, never "static" by default
+            raise Declined(f"{video.source}: {video.num_frames} frame(s) at {video.fps:g} fps leave {sampled} frame "
+                           "sampled to 8 fps, no pair to measure motion on")
         moving, scores = dynamic_degree(video.frames, video.fps, self.flow.magnitude)
         return Record(video.source, self.name, float(moving), self.backbone, video.num_frames,
                       {"pair_scores": scores})
