@@ -3,6 +3,7 @@ equal to an uninterrupted run), one run per output directory (a lock), a full di
 two torchrun ranks give the 1-process tables bit for bit."""
 
 import errno
+import json
 import os
 import re
 import signal
@@ -112,3 +113,21 @@ def test_two_torchrun_ranks_write_the_one_process_tables(tmp_path):
         assert (tmp_path / "one" / name).read_bytes() == (tmp_path / "two" / name).read_bytes()
     videos_one = sorted(p.name for p in (tmp_path / "one" / "videos").rglob("*.mp4"))
     assert videos_one == sorted(p.name for p in (tmp_path / "two" / "videos").rglob("*.mp4"))
+
+
+def test_a_state_saved_before_a_config_field_existed_still_resumes():
+    """train's resume check reads a stored model config as M4VConfig reads an old config.json: a field added since
+    (at the value the code had before it) is no difference; a real difference still is."""
+    from benchmarks.train import _same_config
+    from m4v.config import M4VConfig
+
+    current = {"batch": 32, "model": M4VConfig.tiny().to_dict()}
+    current = json.loads(json.dumps(current))
+    older = json.loads(json.dumps(current))
+    del older["model"]["pooled_text_feature"]                     # saved before the field existed
+    assert _same_config(older, current)
+    assert not _same_config({**older, "batch": 16}, current)
+    changed = json.loads(json.dumps(older))
+    changed["model"]["hidden_size"] = 96
+    assert not _same_config(changed, current)
+    assert not _same_config({**older, "model": {"hidden_size": "x"}}, current)
