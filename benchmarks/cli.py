@@ -410,7 +410,7 @@ def _add_table4_time(sub) -> None:
     p.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
     p.add_argument("--repeats", type=flags.BOUNDS["repeats"], default=3,
                    help="timed forwards per layout (median with its interval and min-max)")
-    p.add_argument("--warmup", type=flags.int_in(0, 100), default=1, help="untimed forwards per layout first")
+    p.add_argument("--warmup", type=flags.BOUNDS["warmup"], default=1, help="untimed forwards per layout first")
     p.add_argument("--out", required=True, help="directory for table4_time.csv / _layouts.csv / .json")
     p.set_defaults(func=cmd_table4_time)
 
@@ -461,17 +461,19 @@ def _add_bench_eval(sub) -> None:
     from benchmarks import flags
 
     p = sub.add_parser("bench-eval", help=cmd_bench_eval.__doc__)
-    p.add_argument("--videos", type=flags.int_in(1, 10_000), default=2, help="videos per prompt (VBench: 5)")
-    p.add_argument("--prompts", type=flags.int_in(1, 1000), default=1, help="prompts per VBench prompt list (11 lists)")
-    p.add_argument("--repeats", type=flags.int_in(1, 100), default=3, help="timed repeats per mode")
+    p.add_argument("--videos", type=flags.BOUNDS["samples"], default=2, help="videos per prompt (VBench: 5)")
+    p.add_argument("--prompts", type=flags.BOUNDS["prompts"], default=1,
+                   help="prompts per VBench prompt list (11 lists)")
+    p.add_argument("--repeats", type=flags.BOUNDS["repeats"], default=3, help="timed repeats per mode")
     p.add_argument("--no-warmup", action="store_true", help="skip the untimed warm-up (tests)")
     p.add_argument("--precision", default="fp32", choices=["fp32", "bf16"],
                    help="bf16: also time the shared path under autocast (bf16 on CPU, fp16 on CUDA) and check it")
     p.add_argument("--out", help="directory for bench_eval_*.csv, bench_eval.md and bench_eval.json (provenance)")
-    p.add_argument("--frames", type=flags.int_in(2, 1024), default=16)
-    p.add_argument("--height", type=flags.int_in(16, 4096), default=320, help="VBench's videos: 320x512 (or 480x854)")
-    p.add_argument("--width", type=flags.int_in(16, 4096), default=512)
-    p.add_argument("--threads", type=flags.int_in(1, 256), default=1)
+    p.add_argument("--frames", type=flags.BOUNDS["video_frames"], default=16)
+    p.add_argument("--height", type=flags.BOUNDS["video_side"], default=320,
+                   help="VBench's videos: 320x512 (or 480x854)")
+    p.add_argument("--width", type=flags.BOUNDS["video_side"], default=512)
+    p.add_argument("--threads", type=flags.threads_int, default=1)
     p.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
     p.add_argument("--small", action="store_true", help="tiny backbones and DIS flow (tests), not VBench's sizes")
     p.set_defaults(func=cmd_bench_eval)
@@ -484,9 +486,9 @@ def _add_bench_mixer(sub) -> None:
     p.add_argument("--points", nargs="+", default=None,
                    help="sequence points as RES/LATENT_FRAMES, e.g. 384p/1 768p/31 (default: 960 to 15,360 "
                         "visual tokens)")
-    p.add_argument("--repeats", type=flags.int_in(1, 1000), default=3,
+    p.add_argument("--repeats", type=flags.BOUNDS["repeats"], default=3,
                    help="timed calls of the mixer and of the block at each point (median with interval, min-max)")
-    p.add_argument("--warmup", type=flags.int_in(0, 100), default=1, help="untimed calls of each first")
+    p.add_argument("--warmup", type=flags.BOUNDS["warmup"], default=1, help="untimed calls of each first")
     p.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
     p.add_argument("--out", help="directory for bench_mixer.csv / .json")
     p.set_defaults(func=cmd_bench_mixer)
@@ -587,10 +589,10 @@ def _add_bench_scan(sub) -> None:
 
     p = sub.add_parser("bench-scan", help=cmd_bench_scan.__doc__)
     p.add_argument("--sizes", nargs="+", default=["small", "paper"], choices=["small", "paper"])
-    p.add_argument("--repeats", type=flags.int_in(1, 1000), default=3,
+    p.add_argument("--repeats", type=flags.BOUNDS["repeats"], default=3,
                    help="timed repeats of each backend (median with interval, min-max; the paper-size reference "
                         "is timed once)")
-    p.add_argument("--warmup", type=flags.int_in(0, 100), default=1, help="untimed calls of each backend first")
+    p.add_argument("--warmup", type=flags.BOUNDS["warmup"], default=1, help="untimed calls of each backend first")
     p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"],
                    help="cuda adds mamba-ssm's kernel, checked against the cpu backend")
     p.add_argument("--reference-backward", nargs="*", default=["small"], choices=["small", "paper"],
@@ -602,6 +604,8 @@ def _add_bench_scan(sub) -> None:
 
 
 def _add_compare(sub) -> None:
+    from benchmarks import flags
+
     p = sub.add_parser("compare", help=cmd_compare.__doc__)
     p.add_argument("base", help="reference: a result directory of `run`, or its per_video.csv")
     p.add_argument("new", help="candidate: a result directory of `run`, or its per_video.csv")
@@ -611,27 +615,32 @@ def _add_compare(sub) -> None:
     p.add_argument("--max-drop", action="append", default=[], metavar="METRIC=X",
                    help="tolerated change in the worse direction, absolute (0.02) or of the base mean (5%%); "
                         "repeatable")
-    p.add_argument("--alpha", type=float, default=0.05, help="family-wise significance level (Holm) per model")
+    p.add_argument("--alpha", type=flags.BOUNDS["probability"], default=0.05,
+                   help="family-wise significance level (Holm) per model")
     p.add_argument("--allow-unpaired", action="store_true",
                    help="compare the samples present and scored on both sides instead of refusing")
-    # checked against the bounds table by CompareOptions (one line naming the flag, exit 2; the library too)
-    p.add_argument("--resamples", type=int, default=9999, help="bootstrap resamples for the 95%% interval")
-    p.add_argument("--seed", type=int, default=0, help="bootstrap seed")
+    # typed by the bounds table (argparse names the flag and the bound, exit 2); CompareOptions checks the library
+    p.add_argument("--resamples", type=flags.BOUNDS["resamples"], default=9999,
+                   help="bootstrap resamples for the 95%% interval")
+    p.add_argument("--seed", type=flags.seed_int, default=0, help="bootstrap seed")
     p.add_argument("--out", help="directory for compare.csv / compare.json (default: NEW's directory)")
     p.set_defaults(func=cmd_compare)
 
 
 def _add_plan(sub) -> None:
+    from benchmarks import flags
+
     p = sub.add_parser("plan", help=cmd_plan.__doc__)
     p.add_argument("--from", dest="source", required=True, metavar="RUN",
                    help="a result directory of `run` (or its per_video.csv), or a paper_tableN_directions.csv")
     p.add_argument("--metric", help="one metric only")
-    p.add_argument("--detect", type=float, metavar="DELTA",
+    p.add_argument("--detect", type=flags.BOUNDS["difference"], metavar="DELTA",
                    help="the difference to detect (and the interval half-width to reach), in the metric's units")
     p.add_argument("--pair", action="append", default=[], metavar="BASE=NEW",
                    help="models whose paired spread to plan with (default: each model against the first)")
-    p.add_argument("--alpha", type=float, help="family-wise level (Holm across the run's metrics; default 0.05)")
-    p.add_argument("--power", type=float, help="power to detect --detect (default 0.8)")
+    p.add_argument("--alpha", type=flags.BOUNDS["probability"],
+                   help="family-wise level (Holm across the run's metrics; default 0.05)")
+    p.add_argument("--power", type=flags.BOUNDS["probability"], help="power to detect --detect (default 0.8)")
     p.set_defaults(func=cmd_plan)
 
 

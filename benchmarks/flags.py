@@ -113,6 +113,9 @@ BOUNDS = {
     "probability": Bound("probability", 0.0, 1.0, integer=False, low_open=True, high_open=True),
     "repeats": Bound("repeats", 1, 1000),
     "warmup": Bound("warm-up calls", 0, 100),
+    "difference": Bound("difference", 0.0, sys.float_info.max, integer=False, low_open=True),  # plan --detect
+    "video_frames": Bound("frames", 2, 1024),                         # bench-eval's synthetic videos (flow: 2)
+    "video_side": Bound("pixels per side", 16, 4096),                 # a video the evaluators read (>= 16 px)
 }
 
 # `train --option KEY=VALUE`: the bound of each numeric recipe option (m4v/recipes); an option not listed is text

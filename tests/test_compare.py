@@ -160,11 +160,21 @@ def test_bad_option_values_are_one_line_errors(tmp_path, capsys):
     for argv, expected in ((["--max-drop", "color"], "--max-drop 'color'"),
                            (["--max-drop", "color=-1"], "X >= 0"),
                            (["--pair", "m4v-tiny"], "BASE_MODEL=NEW_MODEL"),
-                           (["--max-drop", "flicker=0.1"], "['flicker']"),
-                           (["--alpha", "1.5"], "--alpha 1.5"),
-                           (["--resamples", "0"], "--resamples 0")):
+                           (["--max-drop", "flicker=0.1"], "['flicker']")):
         assert cli.main(["compare", str(base), str(base), *argv]) == 2
         assert expected in capsys.readouterr().err
+    # numbers: typed by the bounds table, argparse names the flag and the bound (exit 2)
+    for argv, expected in ((["--alpha", "1.5"], "argument --alpha: must be a finite number in (0, 1), got '1.5'"),
+                           (["--resamples", "0"], "argument --resamples: must be an integer in [1, 100000]"),
+                           (["--resamples", "1e9"], "argument --resamples: must be an integer in [1, 100000]"),
+                           (["--seed", "-1"], "argument --seed: must be an integer in [0, ")):
+        with pytest.raises(SystemExit) as exit_info:
+            cli.main(["compare", str(base), str(base), *argv])
+        assert exit_info.value.code == 2
+        err = capsys.readouterr().err
+        assert expected in err and "Traceback" not in err, err
+    with pytest.raises(CompareError, match=r"--resamples 0: must be an integer in \[1, 100000\]"):
+        CompareOptions(n_resamples=0)   # the library checks the same bound
     assert parse_tolerances(["color=5%", "compute=0.1"]) == {"color": "5%", "compute": "0.1"}
 
 

@@ -7,6 +7,7 @@ import argparse
 import hashlib
 import json
 import math
+import os
 import shutil
 import signal
 import subprocess
@@ -120,6 +121,18 @@ def test_user_error_is_one_line_and_debug_shows_the_traceback(tmp_path, capsys):
         main(["--debug", *argv])
     with pytest.raises(ValueError, match="unknown key"):
         main([*argv, "--debug"])
+
+
+def test_counting_flops_adds_no_library_warning_to_stderr():
+    """fvcore scripts its focal loss when imported, and torch >= 2.14 warns that `torch.jit.script` is deprecated:
+    two lines on the stderr of every run that generates with a model, before its one message (the hardening
+    probe's SIGTERM case found them). Counting FLOPs imports fvcore without that warning."""
+    code = ("import warnings; warnings.simplefilter('error', FutureWarning); import torch; "
+            "from m4v.ops import fvcore_flops; print(fvcore_flops(torch.nn.Linear(4, 4), (torch.zeros(1, 4),)).total)")
+    done = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=120,
+                          env={**os.environ, "OMP_NUM_THREADS": "1"})
+    assert done.returncode == 0 and "Warning" not in done.stderr, done.stderr[-2000:]
+    assert done.stdout.split() == ["32"]     # 16 multiply-adds of the 4x4 linear, as FLOPs
 
 
 def test_a_refused_run_leaves_no_directory_it_created(tmp_path, capsys):

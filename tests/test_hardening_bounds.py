@@ -91,9 +91,14 @@ def test_flags_options_and_compare_use_the_same_bounds(tmp_path, capsys):
     run.mkdir()
     pd.DataFrame({"model": ["m"], "prompt": ["p"], "seed": [0], "dimension": ["color"], "score": [1.0],
                   "status": ["ok"]}).to_csv(run / "per_video.csv", index=False)
-    refused(["compare", str(run), str(run), "--resamples", "1000000000"], capsys, "--resamples 1000000000",
-            "an integer in [1, 100000]")
-    refused(["compare", str(run), str(run), "--alpha", "nan"], capsys, "--alpha", "(0, 1)")
+    parser_refused(["compare", str(run), str(run), "--resamples", "1000000000"], capsys, "--resamples",
+                   "an integer in [1, 100000]")
+    parser_refused(["compare", str(run), str(run), "--resamples", "1e9"], capsys, "--resamples",
+                   "an integer in [1, 100000]")
+    parser_refused(["compare", str(run), str(run), "--alpha", "nan"], capsys, "--alpha", "a finite number in (0, 1)")
+    parser_refused(["plan", "--from", str(run), "--power", "1.5"], capsys, "--power", "a finite number in (0, 1)")
+    parser_refused(["bench-eval", "--frames", "1"], capsys, "--frames", "an integer in [2, 1024]")
+    parser_refused(["bench-scan", "--warmup", "1e9"], capsys, "--warmup", "an integer in [0, 100]")
     assert not list(run.glob("compare.*"))
     # the same numbers, as a training record and a training state carry them, refused by the same entries
     with pytest.raises(ValueError, match=r"key 'step' must be an integer in \[1, 10000000\]"):

@@ -143,11 +143,20 @@ def test_cli_plan_prints_a_table_and_refuses_bad_input(tmp_path, capsys):
     out = capsys.readouterr().out
     assert "| clip_score |" in out and "n to detect 0.5 (paired)" in out
     for argv, needle in ((["--from", str(tmp_path / "none")], "none"), (["--from", str(run), "--metric", "x"],
-                                                                         "--metric x"),
-                         (["--from", str(run), "--detect", "-1"], "--detect -1")):
+                                                                         "--metric x")):
         assert cli.main(["plan", *argv]) == 2
         err = capsys.readouterr().err.strip()
         assert needle in err and "\n" not in err
+    # numbers: typed by the bounds table (flags.BOUNDS), argparse names the flag and the bound (exit 2)
+    for argv, needle in ((["--detect", "-1"], "argument --detect: must be a finite number > 0, got '-1'"),
+                         (["--detect", "nan"], "argument --detect: must be a finite number > 0"),
+                         (["--alpha", "1"], "argument --alpha: must be a finite number in (0, 1)"),
+                         (["--power", "inf"], "argument --power: must be a finite number in (0, 1)")):
+        with pytest.raises(SystemExit) as exit_info:
+            cli.main(["plan", "--from", str(run), *argv])
+        assert exit_info.value.code == 2
+        err = capsys.readouterr().err
+        assert needle in err and "Traceback" not in err, err
 
 
 def test_compare_states_what_it_cannot_resolve(tmp_path):

@@ -130,7 +130,11 @@ class FlopCount:
 
 def fvcore_flops(model: torch.nn.Module, inputs: tuple) -> FlopCount:
     """FLOPs of model(*inputs) by fvcore (JIT trace; needs real tensors), converted to FLOPs."""
-    from fvcore.nn import FlopCountAnalysis
+    import warnings
+
+    with warnings.catch_warnings():   # fvcore.nn scripts its focal loss at import: torch's deprecation warning
+        warnings.filterwarnings("ignore", r"`torch\.jit\.script` is deprecated", FutureWarning)  # on every run
+        from fvcore.nn import FlopCountAnalysis
 
     analysis = FlopCountAnalysis(model, inputs)
     analysis.set_op_handle(**fvcore_handles())
