@@ -135,16 +135,16 @@ def test_new_configs_default_to_the_paper_readings_and_old_ones_load_as_legacy()
         M4VConfig.tiny(temporal_variant="banana")
 
 
-def test_shipped_m4v_tiny_loads_strictly_as_the_paper_variant_its_record_names():
+def test_shipped_m4v_tiny_loads_strictly_as_the_tiles_variant_its_record_names():
     directory = weights_path("m4v-tiny")
     saved = json.loads((directory / "config.json").read_text())
     assert (saved["temporal_variant"], saved["history_rope"], saved["null_condition"]) == (
-        "paper", "interpolate", "empty_prompt")
+        "tiles", "interpolate", "empty_prompt")
     model = M4VTransformer.from_pretrained(directory)                       # load_state_dict(strict=True)
-    assert all(isinstance(b.mmdim.temporal, TemporalBranch) for b in model.single_blocks)
+    assert all(isinstance(b.mmdim.temporal, TileQueryTemporalBranch) for b in model.single_blocks)
     record = json.loads((directory / "training.json").read_text())
     assert record["steps"] == 15_000 and record["command"].startswith("m4v-bench train --model m4v-tiny ")
-    assert record["config"]["model"]["temporal_variant"] == "paper"
+    assert record["config"]["model"]["temporal_variant"] == "tiles"
     # a config saved before the fields existed still builds the legacy branch
     legacy = {k: v for k, v in saved.items() if k not in ("temporal_variant", "history_rope", "null_condition")}
     legacy_model = M4VTransformer(M4VConfig.from_dict(legacy))
