@@ -119,12 +119,8 @@ def cli_command(argv: list[str]) -> list[str]:
     return [sys.executable, "-m", "benchmarks.cli", *map(str, argv)]
 
 
-def execute(command: list[str], cwd: Path, env: dict | None = None, umask: int | None = None) -> Result:
-    """Run one command in its own process group; at the timeout the group is killed (rc None)."""
-    start = time.monotonic()
-    proc = subprocess.Popen(command, cwd=cwd, env=environment(env), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            text=True, errors="replace", start_new_session=True,
-                            preexec_fn=(lambda: os.umask(umask)) if umask is not None else None)
+def finish(proc: subprocess.Popen, start: float) -> Result:
+    """Wait for `proc`; at the timeout its process group is killed (rc None)."""
     try:
         out, err = proc.communicate(timeout=TIMEOUT_S)
         rc = proc.returncode
@@ -134,6 +130,15 @@ def execute(command: list[str], cwd: Path, env: dict | None = None, umask: int |
         out, err = proc.communicate()
         rc = None
     return Result(rc, out, err, time.monotonic() - start)
+
+
+def execute(command: list[str], cwd: Path, env: dict | None = None, umask: int | None = None) -> Result:
+    """Run one command in its own process group; at the timeout the group is killed (rc None)."""
+    start = time.monotonic()
+    proc = subprocess.Popen(command, cwd=cwd, env=environment(env), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True, errors="replace", start_new_session=True,
+                            preexec_fn=(lambda: os.umask(umask)) if umask is not None else None)
+    return finish(proc, start)
 
 
 def sigterm_run(command: list[str], cwd: Path, ready: Callable[[], bool]) -> Result:
@@ -145,15 +150,7 @@ def sigterm_run(command: list[str], cwd: Path, ready: Callable[[], bool]) -> Res
         time.sleep(0.1)
     if proc.poll() is None:
         proc.send_signal(signal.SIGTERM)
-    try:
-        out, err = proc.communicate(timeout=TIMEOUT_S)
-        rc = proc.returncode
-    except subprocess.TimeoutExpired:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(proc.pid, signal.SIGKILL)
-        out, err = proc.communicate()
-        rc = None
-    return Result(rc, out, err, time.monotonic() - start)
+    return finish(proc, start)
 
 
 # ---- cases --------------------------------------------------------------------------------------------------------
