@@ -45,6 +45,13 @@ def main(runs: Path, out: Path) -> None:
                 rows.append({"seed": int(seed), "arm": f"{a} - {b}", "steps": f"{lo}-{hi}",
                              "mean_loss": float(d.mean()), "fraction_lower": float((d < 0).mean())})
     table = pd.DataFrame(rows)
+    # across seeds: the mean of the per-seed values, and in how many seeds the difference is below 0
+    per_seed = table[table["arm"].str.contains(" - ")]
+    across = [{"seed": "all", "arm": arm, "steps": steps, "mean_loss": float(g["mean_loss"].mean()),
+               "fraction_lower": float(g["fraction_lower"].mean()),
+               "seeds_lower": f"{int((g['mean_loss'] < 0).sum())} of {len(g)}"}
+              for (arm, steps), g in per_seed.groupby(["arm", "steps"], sort=False)]
+    table = pd.concat([table, pd.DataFrame(across)], ignore_index=True)
     out.mkdir(parents=True, exist_ok=True)
     table.to_csv(out / "init_summary.csv", index=False)
     (out / "init_summary.json").write_text(json.dumps(
