@@ -351,7 +351,7 @@ def test_paper_recipe_options_and_init_from_an_attention_model(frozen_root, tmp_
     args = ["train", "--model", "m4v-tiny", "--steps", "1", "--out", str(tmp_path / "run"), "--weights",
             str(frozen_root), "--batch", "3", "--quiet", "--init-from", str(tmp_path / "dit")]
     for option in ("temporal_variant=tiles", "history_rope=interpolate", "null_condition=empty_prompt",
-                   "history_noise=shared", "history_noise_ramp=100", "sampler=all_stages"):
+                   "history_noise=shared", "history_noise_ramp=100", "sampler=all_stages", "init_mamba=attention"):
         args += ["--option", option]
     assert cli.main(args + ["--option", "dataset_size=3"]) == 0
     record = json.loads((tmp_path / "run" / "training.json").read_text())
