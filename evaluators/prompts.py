@@ -134,13 +134,13 @@ def _finite(value) -> bool:
 def _video_fields_problem(entry: dict) -> str | None:
     """The entry's fields about the video itself: `fps` (a frame folder's rate) finite and within what the evaluators
     sample; never `generation`, which only the harness measures for a video it generated."""
-    from evaluators.video import MAX_FPS
+    from evaluators.video import MAX_FPS, fps_problem
 
     if "generation" in entry:
         return ("'generation' is the harness's own measurement of a video it generated; a prompt file cannot "
                 "give a video its compute")
     fps = entry.get("fps")
-    if fps is not None and not (_finite(fps) and 0 < fps <= MAX_FPS):
+    if fps is not None and fps_problem(fps):   # the same rule as a video file's own frame rate
         return f"fps must be a number in (0, {MAX_FPS:g}], got {fps!r:.40}"
     return None
 
