@@ -67,9 +67,11 @@ def key_of(obj) -> str:
 
 
 def backbone_fingerprint(evaluator) -> str:
-    """Hash of the weight files of an evaluator's backbones ("none" for weight-free ones)."""
+    """Hash of the weight files of an evaluator's backbones, optional ones included ("none" for weight-free ones):
+    a dimension scored with its substitute and then with VBench's model (e.g. `--backbone musiq=...`) must not
+    read the substitute's cached number."""
     files = []
-    for kind in evaluator.backbones:
+    for kind in evaluator.backbones + evaluator.optional_backbones:
         spec = getattr(getattr(evaluator, kind, None), "spec", None)
         if spec is not None and spec.weights:
             files.append(f"{kind}:{spec.model}:{file_sha256(spec.weights)}")

@@ -15,11 +15,12 @@ from pathlib import Path
 
 import numpy as np
 
-BACKBONE_KINDS = ("clip", "dino", "aesthetic", "aesthetic_clip", "fidelity", "umt", "raft", "amt")
+BACKBONE_KINDS = ("clip", "dino", "aesthetic", "aesthetic_clip", "fidelity", "umt", "raft", "amt", "musiq", "viclip")
 BACKBONE_USAGE = {"clip": "clip=OPEN_CLIP_MODEL:PATH (VBench's: ViT-B-32-quickgelu)",
                   "dino": "dino=dino_vitb16:PATH", "aesthetic": "aesthetic=linear:PATH (with aesthetic_clip=...)",
                   "aesthetic_clip": "aesthetic_clip=ViT-L-14-quickgelu:PATH", "fidelity": "fidelity=fidelity-tiny:PATH",
-                  "umt": "umt=vit_large_patch16_224:PATH", "raft": "raft=raft_large:PATH", "amt": "amt=AMT-S:PATH"}
+                  "umt": "umt=vit_large_patch16_224:PATH", "raft": "raft=raft_large:PATH", "amt": "amt=AMT-S:PATH",
+                  "musiq": "musiq=musiq-spaq:PATH", "viclip": "viclip=ViCLIP-L-14:PATH"}
 # VBench's clip_transform and dino_transform constants (vbench/utils.py).
 IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
 CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)

@@ -14,6 +14,8 @@ make a VBench dimension faithful (docs/vbench-fidelity.md has the table):
   amt=AMT-S:/models/amt-s.pth                       AMT-S (motion_smoothness), VBench's own AMT code
   umt=vit_large_patch16_224:/models/l16_ptk710_ftk710_ftk400_f16_res224.pth  VBench's human_action classifier
                                                     (UMT ViT-L/16, Kinetics-400 label list in the same folder)
+  musiq=musiq-spaq:/models/musiq_spaq_ckpt-358bb6af.pth   pyiqa's MUSIQ-SPAQ (imaging_quality)
+  viclip=ViCLIP-L-14:/models/ViClip-InternVid-10M-FLT.pth   ViCLIP (temporal_style, overall_consistency)
 Others: clip=m4v-tiny-clip:m4v/weights/clip-tiny/open_clip_model.safetensors (the CLIP trained on the world),
 fidelity=fidelity-tiny:m4v/weights/reward-tiny/model.safetensors (the world-trained image-quality model).
 Without --backbone, `m4v-bench eval` uses the shipped world-trained models (default_backbones()).
@@ -347,7 +349,7 @@ def load_backbones(specs, device: str = "cpu") -> dict:
     by_kind = {spec.kind: spec for spec in specs}   # a later spec of the same kind replaces an earlier one
     loaded = {}
     # aesthetic last: its head's width is its CLIP's
-    for kind in ("clip", "aesthetic_clip", "dino", "fidelity", "umt", "raft", "amt"):
+    for kind in ("clip", "aesthetic_clip", "dino", "fidelity", "umt", "raft", "amt", "musiq", "viclip"):
         spec = by_kind.get(kind)
         if spec is None:
             continue
@@ -382,6 +384,14 @@ def _load_one(spec: BackboneSpec, device: str):
         from evaluators.vbench.imaging_quality import FidelityBackbone
 
         return FidelityBackbone(spec, device)
+    if spec.kind == "musiq":
+        from evaluators.vbench.imaging_quality import MusiqBackbone
+
+        return MusiqBackbone(spec, device)
+    if spec.kind == "viclip":
+        from evaluators.vbench.viclip import ViclipBackbone
+
+        return ViclipBackbone(spec, device)
     from evaluators.vbench.human_action import UMTBackbone
 
     return UMTBackbone(spec, device)
@@ -395,17 +405,24 @@ FAITHFUL_BACKBONES = {
     "motion_smoothness": "amt=AMT-S:amt-s.pth (VBench's own AMT code: the vbench package must import)",
     "dynamic_degree": "raft=raft_large:raft-things.pth",
     "aesthetic_quality": "aesthetic_clip=ViT-L-14-quickgelu:ViT-L-14.pt + aesthetic=linear:sa_0_4_vit_l_14_linear.pth",
-    "imaging_quality": "substitute: the world-trained fidelity model (MUSIQ: pyiqa is not a dependency)",
-    "object_class": "substitute: the world oracle (GRiT is not available offline)",
+    "imaging_quality": "musiq=musiq-spaq:musiq_spaq_ckpt-358bb6af.pth (pyiqa's MUSIQ; else the fidelity substitute)",
+    "object_class": "substitute: the world oracle (GRiT needs detectron2, not on PyPI)",
     "multiple_objects": "substitute: the world oracle (GRiT)",
     "human_action": "umt=vit_large_patch16_224:l16_ptk710_ftk710_ftk400_f16_res224.pth (+ kinetics_400_categroies.txt)",
     "color": "substitute: the world oracle (GRiT)",
     "spatial_relationship": "substitute: the world oracle (GRiT), VBench's rule on its boxes",
-    "scene": "substitute: the world oracle (Tag2Text), VBench's word rule on its caption",
+    "scene": "substitute: the world oracle (Tag2Text's text model comes only from a model hub), VBench's word rule",
     "appearance_style": "clip=ViT-B-32-quickgelu:ViT-B-32.pt",
-    "temporal_style": "substitute: CLIP frame-mean (ViCLIP's code and weights are not available offline)",
-    "overall_consistency": "substitute: CLIP frame-mean (ViCLIP)",
+    "temporal_style": "viclip=ViCLIP-L-14:ViClip-InternVid-10M-FLT.pth (else the CLIP frame-mean substitute)",
+    "overall_consistency": "viclip=ViCLIP-L-14:ViClip-InternVid-10M-FLT.pth",
 }
+# Why the remaining substitutes stay substitutes (eval --help and docs/vbench-fidelity.md say the same).
+SUBSTITUTE_REASONS = (
+    "object_class, multiple_objects, color, spatial_relationship: VBench detects with GRiT, which needs detectron2 "
+    "(not on PyPI, built from source against one torch/CUDA pair); the world oracle's boxes stand in.",
+    "scene: VBench captions with Tag2Text, whose BERT text model is fetched from a model hub at load time; the "
+    "oracle's caption stands in.",
+)
 
 
 def faithful_help() -> str:
@@ -413,6 +430,8 @@ def faithful_help() -> str:
     width = max(map(len, FAITHFUL_BACKBONES))
     lines = ["VBench-faithful with (per dimension):"]
     lines += [f"  {dim:<{width}}  {what}" for dim, what in FAITHFUL_BACKBONES.items()]
+    lines += ["Substitutes (labelled in every row, never exported as VBench's numbers):"]
+    lines += [f"  {reason}" for reason in SUBSTITUTE_REASONS]
     return "\n".join(lines)
 
 

@@ -47,14 +47,18 @@ def write_h264(path, frames, fps=8):
 
 
 class CvVideoReader:
-    """The part of decord.VideoReader that VBench's load_video calls (len, get_batch(...).asnumpy()), decoding
-    with cv2.VideoCapture as VBench's own cv2 dimensions do: the stand-in where decord is not installed (decord
-    0.6.0, PyAV and cv2 gave the same pixels on these files when checked with decord installed)."""
+    """The part of decord.VideoReader that VBench's load_video and read_frames_decord_by_fps call (len,
+    get_avg_fps, get_batch(...).asnumpy() under the native bridge, a uint8 torch tensor under the torch bridge),
+    decoding with cv2.VideoCapture as VBench's own cv2 dimensions do: the stand-in where decord is not installed
+    (decord 0.6.0, PyAV and cv2 gave the same pixels on these files when checked with decord installed)."""
+
+    bridge = "native"   # set by the stand-in decord.bridge.set_bridge
 
     def __init__(self, path, num_threads=1, width=None, height=None):
         import cv2
 
         capture, frames = cv2.VideoCapture(path), []
+        self.fps = capture.get(cv2.CAP_PROP_FPS)
         ok, frame = capture.read()
         while ok:
             frames.append(cv2.cvtColor(frame, cv2.COLOR_BGR2RGB))
@@ -65,8 +69,14 @@ class CvVideoReader:
     def __len__(self):
         return len(self.frames)
 
+    def get_avg_fps(self):
+        return self.fps
+
     def get_batch(self, indices):
-        return types.SimpleNamespace(asnumpy=lambda: self.frames[list(indices)])
+        batch = np.ascontiguousarray(self.frames[list(indices)])               # (T, H, W, 3) uint8
+        if CvVideoReader.bridge == "torch":
+            return torch.from_numpy(batch)
+        return types.SimpleNamespace(asnumpy=lambda: batch)
 
 
 @pytest.fixture
@@ -79,7 +89,8 @@ def vbench_loader(monkeypatch):
 
         reader = decord.VideoReader
     except ImportError:
-        decord = types.SimpleNamespace(bridge=types.SimpleNamespace(set_bridge=lambda name: None))
+        decord = types.SimpleNamespace(bridge=types.SimpleNamespace(
+            set_bridge=lambda name: setattr(CvVideoReader, "bridge", name)))
         reader = CvVideoReader
     monkeypatch.setitem(sys.modules, "decord", decord)                   # load_video's own `import decord`
     monkeypatch.setattr(utils, "VideoReader", reader)                    # bound by utils' import of decord
