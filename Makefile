@@ -14,8 +14,9 @@ $(STAMP): pyproject.toml Makefile
 	test -x $(VENV)/bin/python || $(PYTHON) -m venv $(VENV)
 	$(VENV)/bin/python -m pip install --quiet --upgrade pip
 	$(VENV)/bin/python -m pip install --quiet -e '.[test]'
-	# VBench's own code, without its GPU stack, only to cross-check weight-free dimensions in the tests.
-	$(VENV)/bin/python -m pip install --quiet --no-deps 'vbench==0.1.5'
+	# VBench's own code, without its GPU stack, to cross-check dimensions in the tests; pyiqa (MUSIQ, the
+	# vbench-models extra) without the training stack its wheel requires (pyproject.toml says why).
+	$(VENV)/bin/python -m pip install --quiet --no-deps 'vbench==0.1.5' 'pyiqa==0.1.16'
 	touch $(STAMP)
 
 bench: $(STAMP)

@@ -322,7 +322,7 @@ def test_backbone_imports_go_one_way():
     assert not {m for m in imported(loading.__file__) if m.startswith("evaluators")}
     root = Path(backbones.__file__).parent
     for name in ("aesthetic.py", "world_oracle.py", "vbench/flow.py", "vbench/motion_smoothness.py",
-                 "vbench/imaging_quality.py", "vbench/human_action.py"):
+                 "vbench/imaging_quality.py", "vbench/human_action.py", "vbench/viclip.py"):
         assert "evaluators.backbones" not in imported(root / name), name
     for name in ("BackboneSpec", "load_state_file", "parse_backbone", "frame_key", "BACKBONE_KINDS"):
         assert getattr(backbones, name) is getattr(loading, name)   # still importable from evaluators.backbones

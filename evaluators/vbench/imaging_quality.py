@@ -35,9 +35,7 @@ def musiq_preprocess(frames: np.ndarray) -> torch.Tensor:
     int(scale * side) as VBench computes them), then /255."""
     from torchvision.transforms import Resize
 
-    from evaluators.backbones import to_chw_tensor
-
-    x = to_chw_tensor(frames)                                                        # (T, 3, H, W) float32
+    x = torch.from_numpy(np.ascontiguousarray(frames)).permute(0, 3, 1, 2).float()   # (T, 3, H, W), as load_video
     height, width = x.shape[-2:]
     if max(height, width) > MUSIQ_LONGER_SIDE:
         scale = 512.0 / max(height, width)   # VBench's expression, int()-truncated: 480x854 -> 287x512

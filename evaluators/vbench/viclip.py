@@ -23,7 +23,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from evaluators.backbone_loading import BackboneSpec, load_state_file
+from evaluators.backbone_loading import CLIP_MEAN, CLIP_STD, BackboneSpec, load_state_file
 from evaluators.video import middle_frame_indices
 
 N_FRAMES = 8        # VBench: read_frames_decord_by_fps(num_frames=8, sample="middle")
@@ -144,10 +144,15 @@ def viclip_tokenizer(context_length: int):
 def viclip_preprocess(frames: np.ndarray) -> torch.Tensor:
     """(T, H, W, 3) uint8 -> (1, 3, 8, 224, 224): VBench's 8 middle frames through clip_transform(224) on the uint8
     tensor decord's torch bridge returns (the resize rounds and clamps to uint8, as VBench's does)."""
-    from evaluators.backbones import clip_transform
+    from torchvision.transforms import CenterCrop, Compose, InterpolationMode, Lambda, Normalize, Resize
 
+    # vbench.utils.clip_transform(224), composed as evaluators.backbones.clip_transform is (the backbone modules
+    # do not import evaluators.backbones, which imports them)
+    transform = Compose([Resize(IMAGE_SIZE, interpolation=InterpolationMode.BICUBIC, antialias=False),
+                         CenterCrop(IMAGE_SIZE), Lambda(lambda x: x.float().div(255.0)),
+                         Normalize(CLIP_MEAN, CLIP_STD)])
     picked = np.ascontiguousarray(frames[middle_frame_indices(len(frames), N_FRAMES)])
-    clip = clip_transform(IMAGE_SIZE)(torch.from_numpy(picked).permute(0, 3, 1, 2))   # (8, 3, 224, 224)
+    clip = transform(torch.from_numpy(picked).permute(0, 3, 1, 2))                 # (8, 3, 224, 224)
     return clip.permute(1, 0, 2, 3)[None]                                            # (1, 3, 8, 224, 224)
 
 
