@@ -419,19 +419,21 @@ FAITHFUL_BACKBONES = {
 # Why the remaining substitutes stay substitutes (eval --help and docs/vbench-fidelity.md say the same).
 SUBSTITUTE_REASONS = (
     "object_class, multiple_objects, color, spatial_relationship: VBench detects with GRiT, which needs detectron2 "
-    "(not on PyPI, built from source against one torch/CUDA pair); the world oracle's boxes stand in.",
-    "scene: VBench captions with Tag2Text, whose BERT text model is fetched from a model hub at load time; the "
-    "oracle's caption stands in.",
+    "(not on PyPI: built from source against one torch / CUDA pair); the world oracle's boxes stand in.",
+    "scene: VBench captions with Tag2Text, which loads its BERT tokenizer and text model from the Hugging Face hub "
+    "(from_pretrained('bert-base-uncased')), not from a local file; the world oracle's caption stands in.",
 )
 
 
 def faithful_help() -> str:
-    """The per-dimension table for `m4v-bench eval --help`."""
+    """The per-dimension table for `m4v-bench eval --help`, and why the substitutes remain."""
+    import textwrap
+
     width = max(map(len, FAITHFUL_BACKBONES))
     lines = ["VBench-faithful with (per dimension):"]
     lines += [f"  {dim:<{width}}  {what}" for dim, what in FAITHFUL_BACKBONES.items()]
-    lines += ["Substitutes (labelled in every row, never exported as VBench's numbers):"]
-    lines += [f"  {reason}" for reason in SUBSTITUTE_REASONS]
+    lines += ["Substitutes (their rows name the stand-in and are not faithful):"]
+    lines += [textwrap.fill(why, 116, initial_indent="  ", subsequent_indent="    ") for why in SUBSTITUTE_REASONS]
     return "\n".join(lines)
 
 
