@@ -71,44 +71,6 @@ def test_musiq_preprocessing_equals_vbench_transform_on_its_load_video(vbench_lo
     assert shapes == [(240, 256), (287, 512), (287, 511)]
 
 
-def test_imaging_quality_with_musiq_equals_vbench_through_eval(vbench_loader, musiq_file, tmp_path):
-    """VBench's compute_imaging_quality (its MUSIQ(pretrained_model_path=...), load_video, "longer" transform, one
-    frame at a time) beside `m4v-bench eval --backbone musiq=musiq-spaq:...` on the same files: per-video scores
-    and the aggregate equal to float rounding, rows faithful. The same --out first scored with the substitute: the
-    cache must not hand the substitute's number to the MUSIQ run."""
-    quality = vbench_module("vbench.imaging_quality")
-    from benchmarks import cli
-
-    paths = moving_mp4s(tmp_path / "videos", 2)          # full-size MUSIQ costs ~0.7 s a frame on one core
-    entries = [{"prompt_en": prompt, "dimension": ["imaging_quality"]} for prompt in PROMPTS]
-    prompts = tmp_path / "full_info.json"
-    prompts.write_text(json.dumps(entries))
-    vbench_info = tmp_path / "vbench_info.json"
-    vbench_info.write_text(json.dumps([dict(e, video_list=[str(p)]) for e, p in zip(entries, paths.values())]))
-    total, per_video = quality.compute_imaging_quality(str(vbench_info), "cpu", {"model_path": str(musiq_file)})
-    expected = {Path(r["video_path"]).name: r["video_results"] for r in per_video}
-
-    out = tmp_path / "out"
-    base = ["eval", "--videos", str(tmp_path / "videos"), "--prompts", str(prompts), "--dims", "imaging_quality",
-            "--out", str(out)]
-    assert cli.main(base) == 0
-    substitute = pd.read_csv(out / "per_video.csv")
-    assert not substitute["faithful"].any() and substitute["backbone"].str.startswith("fidelity:").all()
-    assert cli.main([*base, "--backbone", f"musiq=musiq-spaq:{musiq_file}"]) == 0
-    rows = pd.read_csv(out / "per_video.csv").assign(name=lambda df: df["video"].str.split("/").str[-1])
-    assert (rows["status"] == "ok").all() and rows["faithful"].all()
-    assert (rows["backbone"] == "musiq:musiq-spaq@musiq_spaq_ckpt-358bb6af.pth").all()
-    scores = dict(zip(rows["name"], rows["score"]))
-    assert scores.keys() == expected.keys()
-    for name, value in expected.items():
-        assert np.isfinite(value) and scores[name] == pytest.approx(value, abs=1e-5), name   # measured <= 1.5e-6
-    values = list(expected.values())
-    assert abs(values[0] - values[1]) > 0.05                  # the two sizes score differently: not a constant
-    assert all(abs(scores[n] - s) > 0.05 for n, s in zip(substitute["video"].str.split("/").str[-1],
-                                                          substitute["score"]))   # not the substitute's numbers
-    assert np.mean(list(scores.values())) / 100 == pytest.approx(total, abs=1e-6)
-
-
 # ---- ViCLIP --------------------------------------------------------------------------------------------------------
 @pytest.fixture(scope="module")
 def viclip_modules(tmp_path_factory):
@@ -271,3 +233,60 @@ def test_eval_help_names_the_new_backbones_and_why_the_rest_stay_substitutes(cap
     assert "musiq=musiq-spaq:musiq_spaq_ckpt-358bb6af.pth" in text
     assert text.count("viclip=ViCLIP-L-14:ViClip-InternVid-10M-FLT.pth") == 2
     assert "GRiT, which needs detectron2 (not on PyPI" in text and "Tag2Text" in text and "Hugging Face hub" in text
+
+
+# ---- the whole run ---------------------------------------------------------------------------------------------------
+DIMS = ("imaging_quality", "temporal_style", "overall_consistency")
+
+
+def test_eval_with_musiq_and_viclip_equals_vbench(vbench_loader, musiq_file, tiny_viclip, monkeypatch, tmp_path):
+    """`m4v-bench eval --backbone musiq=... --backbone viclip=...` on a VBench-shaped folder beside VBench's
+    compute_imaging_quality (its own MUSIQ(pretrained_model_path=...), load_video, "longer" transform, one frame at
+    a time), temporal_style and overall_consistency (its ViCLIP loaded from the file): per-video scores equal to
+    float rounding, every row faithful with VBench's file named. The same --out scored first with the substitutes:
+    the cache must not hand their numbers to the second run."""
+    from benchmarks import cli
+
+    quality = vbench_module("vbench.imaging_quality")
+    reference, viclip_path = tiny_viclip
+    _tiny_config(monkeypatch)
+    paths = moving_mp4s(tmp_path / "videos", 2)          # full-size MUSIQ costs ~0.7 s a frame on one core
+    entries = [{"prompt_en": prompt, "dimension": list(DIMS)} for prompt in PROMPTS]
+    prompts = tmp_path / "full_info.json"
+    prompts.write_text(json.dumps(entries))
+    vbench_info = tmp_path / "vbench_info.json"
+    vbench_info.write_text(json.dumps([dict(e, video_list=[str(p)]) for e, p in zip(entries, paths.values())]))
+    expected = {"imaging_quality": quality.compute_imaging_quality(str(vbench_info), "cpu",
+                                                                   {"model_path": str(musiq_file)})[1]}
+    video_dict = [{"prompt": e["prompt_en"], "video_list": [str(p)]} for e, p in zip(entries, paths.values())]
+    for dim in DIMS[1:]:
+        module = vbench_module(f"vbench.{dim}")
+        module.get_text_features.__defaults__[0].clear()
+        expected[dim] = getattr(module, dim)(reference, video_dict, None, "cpu")[1]
+
+    out = tmp_path / "out"
+    base = ["eval", "--videos", str(tmp_path / "videos"), "--prompts", str(prompts), "--dims", ",".join(DIMS),
+            "--out", str(out)]
+    assert cli.main(base) == 0
+    substitute = pd.read_csv(out / "per_video.csv")
+    assert len(substitute) == 6 and not substitute["faithful"].any()
+    assert cli.main([*base, "--backbone", f"musiq=musiq-spaq:{musiq_file}",
+                     "--backbone", f"viclip=ViCLIP-L-14:{viclip_path}"]) == 0
+    rows = pd.read_csv(out / "per_video.csv")
+    assert len(rows) == 6 and (rows["status"] == "ok").all() and rows["faithful"].all()
+    labels = {"imaging_quality": "musiq:musiq-spaq@musiq_spaq_ckpt-358bb6af.pth",
+              "temporal_style": "viclip:ViCLIP-L-14@ViClip-InternVid-10M-FLT.pth",
+              "overall_consistency": "viclip:ViCLIP-L-14@ViClip-InternVid-10M-FLT.pth"}
+    for dim in DIMS:
+        mine = rows[rows["dimension"] == dim]
+        assert (mine["backbone"] == labels[dim]).all(), dim
+        scores = dict(zip(mine["video"].str.split("/").str[-1], mine["score"]))
+        before = dict(zip(substitute.loc[substitute["dimension"] == dim, "video"].str.split("/").str[-1],
+                          substitute.loc[substitute["dimension"] == dim, "score"]))
+        values = [r["video_results"] for r in expected[dim]]
+        assert all(np.isfinite(values)) and abs(values[0] - values[1]) > 1e-3, dim   # not a constant
+        for record in expected[dim]:
+            name = Path(record["video_path"]).name
+            # MUSIQ on a 0-100 scale, batched here, one frame at a time in VBench: measured <= 1.5e-6
+            assert scores[name] == pytest.approx(record["video_results"], abs=1e-5), (dim, name)
+            assert abs(scores[name] - before[name]) > 1e-3, (dim, name)                # not the substitute's
