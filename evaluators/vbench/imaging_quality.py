@@ -38,7 +38,7 @@ def musiq_preprocess(frames: np.ndarray) -> torch.Tensor:
     x = torch.from_numpy(np.ascontiguousarray(frames)).permute(0, 3, 1, 2).float()   # (T, 3, H, W), as load_video
     height, width = x.shape[-2:]
     if max(height, width) > MUSIQ_LONGER_SIDE:
-        scale = 512.0 / max(height, width)   # VBench's expression, int()-truncated: 480x854 -> 287x512
+        scale = float(MUSIQ_LONGER_SIDE) / max(height, width)   # VBench's expression; int() truncates (644 -> 511)
         x = Resize(size=(int(scale * height), int(scale * width)), antialias=False)(x)
     return x / 255.0
 
@@ -58,6 +58,8 @@ class MusiqBackbone:
         self.spec, self.device, self.batch_size = spec, device, batch_size
         model = MUSIQ(pretrained=False)   # VBench: MUSIQ(pretrained_model_path=...), i.e. this config, 1 output
         state = load_state_file(spec.weights)
+        if not isinstance(state, dict):
+            raise ValueError(f"{spec.weights}: not a state dict")
         model.load_state_dict({k.removeprefix("module."): v for k, v in state.items()})
         self.model = model.to(device).eval()
 

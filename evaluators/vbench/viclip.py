@@ -163,6 +163,8 @@ def load_viclip(spec: BackboneSpec, device: str = "cpu") -> ViCLIP:
     model = ViCLIP(VICLIP_CONFIGS[spec.model])
     state = load_state_file(spec.weights)
     state = state.get("model", state) if isinstance(state, dict) else state
+    if not isinstance(state, dict):
+        raise ValueError(f"{spec.weights}: not a ViCLIP checkpoint (a state dict, or one under 'model')")
     model.load_state_dict(state)   # strict, as VBench's ViCLIP loads its file
     return model.to(device).eval()
 
