@@ -91,6 +91,25 @@ def cmd_flops_curve(args) -> int:
     return 0
 
 
+def cmd_convert(args) -> int:
+    """A Wan2.1 diffusers pipeline directory -> the same pipeline with our transformer (attention or MM-DiM)."""
+    from benchmarks.outputs import atomic_write_json, json_safe
+    from benchmarks.provenance import git_commit, provenance
+    from m4v.wan_convert import RECORD, convert_wan
+
+    commit = git_commit()
+    record = convert_wan(                                    # checks mixer and source before --out is touched
+        args.pipe_dir, args.out, args.mixer, args.init_mamba, args.seed)
+    record["provenance"] = provenance(config={"command": "m4v-bench " + " ".join(sys.argv[1:]), "kind": args.kind},
+                                      seeds=[args.seed], commit=commit)
+    atomic_write_json(Path(args.out) / RECORD, json_safe(record))
+    weights = record["weights"]
+    print(f"wrote {args.out}: transformer {record['transformer_class'][1]} ({args.mixer}), "
+          f"{len(weights['copied'])} weights copied, {len(weights['initialised'])} initialised"
+          + (f" (init_mamba={args.init_mamba})" if args.mixer == "mm-dim" else "") + f"; record {RECORD}")
+    return 0
+
+
 def cmd_bench_mixer(args) -> int:
     """One paper-width single-stream block, attention vs MM-DiM, wall clock against FLOPs."""
     from benchmarks.perf import mixer_bench
@@ -541,6 +560,20 @@ def _add_train(sub) -> None:
     p.set_defaults(func=cmd_train)
 
 
+def _add_convert(sub) -> None:
+    p = sub.add_parser("convert", help=cmd_convert.__doc__)
+    p.add_argument("kind", choices=["wan"], help="the source's family: wan (a diffusers WanPipeline directory)")
+    p.add_argument("pipe_dir", metavar="PIPE_DIR", help="the source pipeline directory (model_index.json)")
+    p.add_argument("--out", required=True, help="the new pipeline directory (runs as diffusers:OUT)")
+    # mixer and init checked by convert_wan: a wrong one is one line (argparse's choices print the usage too)
+    p.add_argument("--mixer", required=True, metavar="{attention,mm-dim}",
+                   help="attention: Wan2.1 itself (same videos); mm-dim: M4V*(Wan2.1), every self-attention an MM-DiM")
+    p.add_argument("--init-mamba", default="default", metavar="{default,attention}",
+                   help="mm-dim: Mamba's own init (default, as train --init-from) or seeded from q / k / v")
+    p.add_argument("--seed", type=int, default=0, help="seed of the weights that are not copied")
+    p.set_defaults(func=cmd_convert)
+
+
 def _add_generate(sub) -> None:
     from benchmarks import flags
 
@@ -655,7 +688,7 @@ def _add_report(sub) -> None:
 COMMANDS = (
     _add_info, _add_table4, _add_table4_time, _add_flops_curve, _add_run, _add_eval, _add_bench_eval,
     _add_bench_mixer, _add_train, _add_generate, _add_stage_quality, _add_bench_scan, _add_compare, _add_plan,
-    _add_report,
+    _add_report, _add_convert,
 )
 
 
