@@ -221,3 +221,43 @@ def test_convert_bad_input_is_one_line_and_exit_2(wan_pipe, tmp_path, capsys):
     lines = done.stderr.strip().splitlines()
     assert done.returncode == 2 and len(lines) == 1 and "--mixer" in lines[0], done.stderr
     assert not (tmp_path / "o").exists()
+
+
+# ---------------------------------------------------------------- fine-tuning a converted directory
+
+def test_flow_matching_loss_is_zero_for_the_true_velocity_and_not_otherwise():
+    """The whole-latent objective's target is noise - x0 at x_sigma = (1 - sigma) x0 + sigma noise: a model that
+    knows x0 and returns (x_sigma - x0) / sigma has loss 0; a zero model has loss mean((noise - x0)^2) > 0."""
+    from m4v.recipes.wan import flow_matching_loss
+
+    x0 = torch.randn(3, 4, 2, 4, 4)
+    oracle = lambda noisy, t, text: (noisy - x0) / (t / 1000).view(-1, 1, 1, 1, 1)  # noqa: E731
+    assert flow_matching_loss(oracle, x0, None, torch.Generator().manual_seed(0), shift=3.0) < 1e-8
+    zero = flow_matching_loss(lambda noisy, t, text: torch.zeros_like(noisy), x0, None,
+                              torch.Generator().manual_seed(0))
+    noise = torch.Generator().manual_seed(0)
+    torch.rand(3, generator=noise)
+    expected = torch.mean((torch.randn(x0.shape, generator=noise) - x0) ** 2)
+    assert zero == pytest.approx(expected.item(), rel=1e-6) and zero > 0.5
+
+
+def test_convert_train_and_run_the_trained_directory(wan_pipe, tmp_path):
+    """convert -> train (whole-latent flow matching, the directory's own VAE and text encoder) -> the run
+    directory is a pipeline that `diffusers:` runs, its transformer changed, everything else the source's."""
+    converted, trained = tmp_path / "m4v", tmp_path / "trained"
+    assert _cli("convert", "wan", str(wan_pipe), "--out", str(converted), "--mixer", "mm-dim").returncode == 0
+    done = _cli("train", "--model", "wan", "--init-from", str(converted), "--out", str(trained), "--steps", "3",
+                "--batch", "2", "--dataset-size", "4", "--option", "text_len=16", "--quiet", "--threads", "1")
+    assert done.returncode == 0, done.stderr
+    record = json.loads((trained / "training.json").read_text())
+    assert record["steps"] == 3 and np.isfinite(record["final_metrics"]["loss"])
+    from safetensors.torch import load_file
+
+    before = load_file(str(converted / "transformer" / "diffusion_pytorch_model.safetensors"))
+    after = load_file(str(trained / "transformer" / "diffusion_pytorch_model.safetensors"))
+    assert set(before) == set(after) and not torch.equal(before["blocks.0.mmdim.mamba.in_proj.weight"],
+                                                         after["blocks.0.mmdim.mamba.in_proj.weight"])
+    assert (trained / "vae" / "diffusion_pytorch_model.safetensors").read_bytes() == (
+        wan_pipe / "vae" / "diffusion_pytorch_model.safetensors").read_bytes()
+    video = _video(trained, "a red ball rolls", 0)
+    assert video.shape == (5, 32, 48, 3) and np.isfinite(video).all()
