@@ -155,9 +155,10 @@ def wan_pipe(tmp_path_factory):
 
 
 def test_convert_attention_makes_the_same_video_frame_for_frame(wan_pipe, tmp_path):
+    from benchmarks import cli
+
     out = tmp_path / "ours"
-    done = _cli("convert", "wan", str(wan_pipe), "--out", str(out), "--mixer", "attention")
-    assert done.returncode == 0, done.stderr
+    assert cli.main(["convert", "wan", str(wan_pipe), "--out", str(out), "--mixer", "attention"]) == 0
     index = json.loads((out / "model_index.json").read_text())
     assert index["transformer"] == ["diffusers", "WanTransformer3DModel"]
     for component in ("vae", "text_encoder", "tokenizer", "scheduler"):   # the source's files, byte for byte
@@ -244,8 +245,10 @@ def test_flow_matching_loss_is_zero_for_the_true_velocity_and_not_otherwise():
 def test_convert_train_and_run_the_trained_directory(wan_pipe, tmp_path):
     """convert -> train (whole-latent flow matching, the directory's own VAE and text encoder) -> the run
     directory is a pipeline that `diffusers:` runs, its transformer changed, everything else the source's."""
+    from benchmarks import cli
+
     converted, trained = tmp_path / "m4v", tmp_path / "trained"
-    assert _cli("convert", "wan", str(wan_pipe), "--out", str(converted), "--mixer", "mm-dim").returncode == 0
+    assert cli.main(["convert", "wan", str(wan_pipe), "--out", str(converted), "--mixer", "mm-dim"]) == 0
     done = _cli("train", "--model", "wan", "--init-from", str(converted), "--out", str(trained), "--steps", "3",
                 "--batch", "2", "--dataset-size", "4", "--option", "text_len=16", "--quiet", "--threads", "1")
     assert done.returncode == 0, done.stderr
