@@ -46,7 +46,8 @@ def cmd_table4(args) -> int:
     df = table4.table4()
     print(df.to_markdown(index=False, floatfmt=".4g"))
     saving = table4.m4v_saving(df)
-    print(f"M4V mixer saving vs full attention: {100 * saving:.1f}% (paper {100 * table4.TABLE4_M4V_SAVING:.1f}%)")
+    print(f"M4V mixer saving vs full attention: {100 * saving:.1f}% (paper {100 * table4.TABLE4_M4V_SAVING:.1f}%); "
+          f"{100 * table4.m4v_saving(df, 'paper_convention_tflops'):.1f}% under the paper's convention")
     worst = df["counter_rel_diff"].abs().max()
     print(f"fvcore vs FlopCounterMode: max relative difference {100 * worst:.3f}%")
     table4.write_table4(df, Path(args.out))
@@ -87,6 +88,25 @@ def cmd_flops_curve(args) -> int:
           .to_markdown(floatfmt=".3f"))
     png = table4.write_flops_curve(df, Path(args.out))
     print(f"wrote {args.out}/flops_curve.csv and {png}")
+    return 0
+
+
+def cmd_convert(args) -> int:
+    """A Wan2.1 diffusers pipeline directory -> the same pipeline with our transformer (attention or MM-DiM)."""
+    from benchmarks.outputs import atomic_write_json, json_safe
+    from benchmarks.provenance import git_commit, provenance
+    from m4v.wan_convert import RECORD, convert_wan
+
+    commit = git_commit()
+    record = convert_wan(                                    # checks mixer and source before --out is touched
+        args.pipe_dir, args.out, args.mixer, args.init_mamba, args.seed)
+    record["provenance"] = provenance(config={"command": "m4v-bench " + " ".join(sys.argv[1:]), "kind": args.kind},
+                                      seeds=[args.seed], commit=commit)
+    atomic_write_json(Path(args.out) / RECORD, json_safe(record))
+    weights = record["weights"]
+    print(f"wrote {args.out}: transformer {record['transformer_class'][1]} ({args.mixer}), "
+          f"{len(weights['copied'])} weights copied, {len(weights['initialised'])} initialised"
+          + (f" (init_mamba={args.init_mamba})" if args.mixer == "mm-dim" else "") + f"; record {RECORD}")
     return 0
 
 
@@ -501,7 +521,7 @@ def _add_train(sub) -> None:
     p = sub.add_parser("train", help=cmd_train.__doc__)
     p.add_argument("--model", required=True, type=_recipe_name, metavar="MODEL",
                    help="a recipe of m4v/recipes: vae-tiny, text-tiny, clip-tiny, reward-tiny, m4v-tiny, dit-tiny, "
-                        "m4v-tiny-reward")
+                        "m4v-tiny-reward, wan (a Wan pipeline directory's transformer, given by --init-from)")
     p.add_argument("--steps", type=flags.steps_int, help="optimisation steps (default: the recipe's)")
     p.add_argument("--out", required=True, help="run directory: weights, loss.csv, training.json, state.pt")
     p.add_argument("--overwrite", action="store_true",
@@ -534,10 +554,25 @@ def _add_train(sub) -> None:
     p.add_argument("--threads", type=flags.threads_int, help="torch CPU threads")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.add_argument("--init-from", metavar="DIR", help="m4v-tiny / dit-tiny: start from an attention model (e.g. "
-                   "dit-tiny's directory) or a PyramidFlow-miniFLUX checkpoint (m4v/convert.py)")
+                   "dit-tiny's directory) or a PyramidFlow-miniFLUX checkpoint (m4v/convert.py); wan: a Wan pipeline "
+                   "directory (m4v-bench convert wan)")
     p.add_argument("--option", action="append", default=[], metavar="KEY=VALUE",
                    help="a recipe option (m4v-tiny / dit-tiny: see m4v/recipes/denoiser.py)")
     p.set_defaults(func=cmd_train)
+
+
+def _add_convert(sub) -> None:
+    p = sub.add_parser("convert", help=cmd_convert.__doc__)
+    p.add_argument("kind", choices=["wan"], help="the source's family: wan (a diffusers WanPipeline directory)")
+    p.add_argument("pipe_dir", metavar="PIPE_DIR", help="the source pipeline directory (model_index.json)")
+    p.add_argument("--out", required=True, help="the new pipeline directory (runs as diffusers:OUT)")
+    # mixer and init checked by convert_wan: a wrong one is one line (argparse's choices print the usage too)
+    p.add_argument("--mixer", required=True, metavar="{attention,mm-dim}",
+                   help="attention: Wan2.1 itself (same videos); mm-dim: M4V*(Wan2.1), every self-attention an MM-DiM")
+    p.add_argument("--init-mamba", default="default", metavar="{default,attention}",
+                   help="mm-dim: Mamba's own init (default, as train --init-from) or seeded from q / k / v")
+    p.add_argument("--seed", type=int, default=0, help="seed of the weights that are not copied")
+    p.set_defaults(func=cmd_convert)
 
 
 def _add_generate(sub) -> None:
@@ -654,7 +689,7 @@ def _add_report(sub) -> None:
 COMMANDS = (
     _add_info, _add_table4, _add_table4_time, _add_flops_curve, _add_run, _add_eval, _add_bench_eval,
     _add_bench_mixer, _add_train, _add_generate, _add_stage_quality, _add_bench_scan, _add_compare, _add_plan,
-    _add_report,
+    _add_report, _add_convert,
 )
 
 

@@ -527,6 +527,17 @@ def run_suite(suite: Suite, out, *, videos=None, prompts=None, cache_dir=None, u
                 log(f"wrote {out}/")
                 mark_complete(out, [p.name for p in out.iterdir() if not p.name.startswith(".")])
             return 0
+        if suite.kind == "wan-flops":
+            if distributed.is_main():
+                from benchmarks.paper import wan_flops
+
+                df = wan_flops.wan_flops()
+                own_run_dir(out, suite.name)
+                wan_flops.write_wan_flops(df, out)
+                log(df.to_markdown(index=False, floatfmt=".4g"))
+                log(f"wrote {out}/")
+                mark_complete(out, [p.name for p in out.iterdir() if not p.name.startswith(".")])
+            return 0
         if suite.kind == "external":
             if videos is None:
                 raise SuiteError("suite external needs --videos DIR")

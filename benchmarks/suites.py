@@ -24,7 +24,7 @@ import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
-SUITE_KINDS = ("generate", "external", "table4", "flops-curve")
+SUITE_KINDS = ("generate", "external", "table4", "flops-curve", "wan-flops")
 SHIPPED_DENOISERS = ["m4v-tiny", "m4v-tiny-reward", "dit-tiny"]
 WORLD_SUITE_SEED = 1  # the training data uses other seeds (m4v/recipes): the world suite is held out
 
@@ -130,6 +130,9 @@ _register(Suite("paper-table4-flops", "Table 4's compute column: mixer TFLOPs of
                 "size (meta device, fvcore and FlopCounterMode)", kind="table4", models=()))
 _register(Suite("flops-curve", "mixer TFLOPs of full attention vs M4V over frame counts and resolutions (Fig. 1)",
                 kind="flops-curve", models=()))
+_register(Suite("wan-flops", "self-mixer and total TFLOPs of Wan2.1 and M4V*(Wan2.1) at 1.3B / 14B, 480p / 720p, "
+                "81 frames, one forward (meta device), beside the paper's Table 2 seconds", kind="wan-flops",
+                models=()))
 _register(Suite("external", "a folder of videos made elsewhere (--videos DIR, optional --prompts FULL_INFO.json): "
                 "every evaluator that applies", kind="external", models=(), prompts=""))
 DEFAULT_SUITE = "quality-vs-compute"

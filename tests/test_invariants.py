@@ -271,9 +271,10 @@ def test_eval_skips_hidden_partial_videos_a_killed_writer_left(tmp_path):
 
 
 def test_make_bench_compute_tables_regenerate_the_committed_ones_byte_for_byte(tmp_path):
-    """`make bench`'s Table 4 and FLOP curve (counted on the meta device: no kernel ISA, no seed) equal the
-    committed results/table4.csv and results/flops_curve.csv byte for byte."""
-    for suite_name, name in (("paper-table4-flops", "table4.csv"), ("flops-curve", "flops_curve.csv")):
+    """`make bench`'s Table 4 and FLOP curve and the Wan FLOPs (counted on the meta device: no kernel ISA, no seed)
+    equal the committed results/table4.csv, results/flops_curve.csv and results/wan_flops.csv byte for byte."""
+    for suite_name, name in (("paper-table4-flops", "table4.csv"), ("flops-curve", "flops_curve.csv"),
+                             ("wan-flops", "wan_flops.csv")):
         out = tmp_path / suite_name
         assert main(["run", suite_name, "--out", str(out)]) == 0
         assert (out / name).read_bytes() == (REPO / "results" / name).read_bytes(), name

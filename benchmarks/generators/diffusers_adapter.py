@@ -89,6 +89,18 @@ def videos_of(output, n: int) -> list:
     return [np.stack([np.asarray(f) for f in v]) if isinstance(v, (list, tuple)) else v for v in videos]
 
 
+def import_own_components(path: Path) -> None:
+    """diffusers resolves a component's library from sys.modules only: import those of this project's `m4v`
+    package that model_index.json names (`m4v-bench convert` writes ["m4v.wan_diffusers", ...]); no other."""
+    import importlib
+    import json
+
+    index = json.loads((path / "model_index.json").read_text())
+    for entry in index.values() if isinstance(index, dict) else ():
+        if isinstance(entry, list) and entry and isinstance(entry[0], str) and entry[0].startswith("m4v."):
+            importlib.import_module(entry[0])
+
+
 def diffusers_generator(spec: str) -> DiffusersGenerator:
     """Load the pipeline before any work; a bad path, option or missing extra is one line naming the spec."""
     rest, options = split_query(spec[len(PREFIX):], spec)
@@ -107,6 +119,7 @@ def diffusers_generator(spec: str) -> DiffusersGenerator:
     except ImportError as exc:
         raise GeneratorError(f"--models {spec}: {INSTALL}") from exc
     try:
+        import_own_components(path)
         pipe = DiffusionPipeline.from_pretrained(str(path), local_files_only=True,
                                                  torch_dtype=getattr(torch, DTYPES[str(options.get('dtype', 'fp32'))]))
         pipe = pipe.to(str(options.get("device", "cpu")))

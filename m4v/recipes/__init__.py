@@ -22,6 +22,7 @@ RECIPES = {
     "m4v-tiny": "m4v.recipes.denoiser",
     "dit-tiny": "m4v.recipes.denoiser",
     "m4v-tiny-reward": "m4v.recipes.reward_learning",
+    "wan": "m4v.recipes.wan",
 }
 
 

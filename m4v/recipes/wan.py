@@ -1,0 +1,124 @@
+"""wan: fine-tune the transformer of a Wan2.1 pipeline directory (e.g. `m4v-bench convert wan ... --mixer mm-dim`)
+with whole-latent flow matching on world videos (spec §1.7: "losses on the whole video latent").
+
+The directory's own VAE and text encoder (frozen) encode world clips and captions, as its pipeline does at
+sampling (normalised latents, prompts zero-padded to `text_len`); the transformer (attention or MM-DiM) learns the
+velocity noise - x0 of x_sigma = (1 - sigma) x0 + sigma noise at timestep 1000 sigma, sigma ~ U(0, 1) pushed
+through the pipeline scheduler's shift (the sigmas it samples at). The run directory is itself a pipeline
+directory (the source's components, the trained transformer): `diffusers:OUT` runs it, `--init-from OUT` resumes.
+Not done here: reward learning on the whole latent.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import torch
+
+from m4v.recipes import BaseRecipe, step_generator
+from m4v.wan import WanConfig, build_wan
+from m4v.wan_convert import read_wan_pipeline, read_weights, save_transformer
+from m4v.world.dataset import world_batch
+
+DATASET_SEED = 30_000  # world clips of this recipe: disjoint from the other recipes' batches
+
+
+def flow_matching_loss(model, latents: torch.Tensor, text: torch.Tensor, generator: torch.Generator,
+                       shift: float = 1.0) -> torch.Tensor:
+    """Whole-latent rectified flow: mean over the batch of MSE(model(x_sigma, 1000 sigma, text), noise - x0)."""
+    sigma = torch.rand(len(latents), generator=generator)
+    sigma = shift * sigma / (1 + (shift - 1) * sigma)                          # the scheduler's time shift
+    noise = torch.randn(latents.shape, generator=generator)
+    s = sigma.view(-1, *[1] * (latents.dim() - 1))
+    noisy = (1 - s) * latents + s * noise
+    return torch.mean((model(noisy, sigma * 1000, text) - (noise - latents)) ** 2)
+
+
+class WanPipelineEncoders:
+    """A Wan pipeline directory's frozen VAE and text encoder: world videos -> (normalised latents, T5 features)."""
+
+    def __init__(self, pipe_dir, text_len: int):
+        from diffusers import DiffusionPipeline
+
+        import m4v.wan_diffusers  # noqa: F401  (diffusers resolves an M4VWanTransformer entry from sys.modules)
+
+        self.pipe = DiffusionPipeline.from_pretrained(str(pipe_dir), local_files_only=True)
+        self.pipe.transformer = None                                           # trained here, not loaded twice
+        self.text_len = text_len
+        vae = self.pipe.vae.config
+        self.mean = torch.tensor(vae.latents_mean).view(1, vae.z_dim, 1, 1, 1)
+        self.inv_std = 1.0 / torch.tensor(vae.latents_std).view(1, vae.z_dim, 1, 1, 1)
+
+    @torch.no_grad()
+    def encode(self, videos: torch.Tensor, captions: list[str]) -> tuple[torch.Tensor, torch.Tensor]:
+        latents = self.pipe.vae.encode(videos).latent_dist.mode()             # (B, C, F, h, w)
+        text, _ = self.pipe.encode_prompt(captions, do_classifier_free_guidance=False,
+                                          max_sequence_length=self.text_len)  # (B, text_len, text_dim)
+        return (latents - self.mean) * self.inv_std, text
+
+
+class Recipe(BaseRecipe):
+    default_steps = 2000
+
+    def __init__(self, name, seed=0, weights_root=None, init_from: str | None = None, batch: int = 8,
+                 lr: float = 1e-4, dataset_size: int = 64, text_len: int = 512):
+        if init_from is None:
+            raise ValueError("--init-from: wan trains a Wan pipeline directory's transformer; give one "
+                             "(m4v-bench convert wan PIPE_DIR --out DIR --mixer attention|mm-dim)")
+        index, config, folder = read_wan_pipeline(init_from)
+        if not str(text_len).isdigit() or int(text_len) < 1:
+            raise ValueError(f"--option text_len: a positive number of tokens, got {text_len!r}")
+        text_len = int(text_len)
+        super().__init__(name, seed, weights_root, init_from=str(Path(init_from).resolve()), batch=batch, lr=lr,
+                         dataset_size=dataset_size, text_len=text_len)
+        self.source, self.index = Path(init_from), index
+        mixer = config.get("mixer", "attention") if config.get("_class_name") == "M4VWanTransformer" else "attention"
+        wan = WanConfig.from_diffusers(config, mixer=mixer, **{
+            k: config[k] for k in ("d_state", "expand", "d_conv", "dt_rank", "zigzag", "n_zigzag_paths")
+            if k in config})
+        if "use_registers" in config:
+            wan = WanConfig.from_dict({**wan.to_dict(), "registers": config["use_registers"]})
+        torch.manual_seed(seed)
+        self.model = build_wan(wan)
+        self.model.load_state_dict(read_weights(folder), strict=True)
+        self.encoders = WanPipelineEncoders(init_from, text_len)
+        self.shift = float(self.encoders.pipe.scheduler.config.get("shift", 1.0))
+        self.data = None
+        self.modules = {"model": self.model}
+        self.optimizer = torch.optim.AdamW(self.model.parameters(), lr=lr, betas=(0.9, 0.95), weight_decay=1e-4)
+
+    def config(self) -> dict:
+        return {**self.options, "model": self.model.cfg.to_dict(), "shift": self.shift}
+
+    def dataset(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """`dataset_size` world clips encoded once by the pipeline's own encoders (in memory)."""
+        if self.data is None:
+            video, captions, _ = world_batch(DATASET_SEED + self.seed, 0, self.options["dataset_size"])
+            self.data = self.encoders.encode(video, captions)
+        return self.data
+
+    def step(self, i: int) -> dict:
+        latents, text = self.dataset()
+        generator = step_generator(self.seed, i)
+        index = torch.randint(len(latents), (self.options["batch"],), generator=generator)
+        self.model.train()
+        self.set_lr(i, warmup=20)
+        loss = flow_matching_loss(self.model, latents[index], text[index], generator, self.shift)
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(self.model.parameters(), 1.0)
+        self.optimizer.step()
+        return {"loss": loss.item()}
+
+    def save(self, out) -> None:
+        """A pipeline directory: the source's components and model_index.json, the trained transformer."""
+        out = Path(out)
+        for component, entry in self.index.items():
+            if component.startswith("_") or component == "transformer" or not isinstance(entry, list) or not any(
+                    entry):
+                continue
+            shutil.copytree(self.source / component, out / component, dirs_exist_ok=True)
+        save_transformer(self.model, out / "transformer")
+        (out / "model_index.json").write_text(json.dumps(self.index, indent=2) + "\n")
