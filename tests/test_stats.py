@@ -1,0 +1,157 @@
+"""benchmarks/stats.py with samples nested in prompts: simulated runs of known within-prompt correlation give the
+stated coverage and false-regression rates, the old i.i.d. statistics do not, and one sample a prompt changes
+nothing."""
+
+import math
+
+import numpy as np
+import pandas as pd
+import pytest
+from scipy import stats as scipy_stats
+
+from benchmarks import stats
+from benchmarks.compare import CompareOptions, verdicts
+
+RHO, PROMPTS, SAMPLES = 0.5, 80, 3   # within-prompt correlation, prompts x samples of a simulated run
+RUNS = 600                           # simulated runs per rate: Monte Carlo sd of a 95% rate is 0.9 points
+
+
+def clustered_scores(rng, runs: int, prompts: int, samples: int, rho: float) -> np.ndarray:
+    """(runs, prompts * samples) scores of unit variance and mean 0, correlation rho within a prompt."""
+    prompt_effect = rng.normal(0, math.sqrt(rho), size=(runs, prompts, 1))
+    noise = rng.normal(0, math.sqrt(1 - rho), size=(runs, prompts, samples))
+    return (prompt_effect + noise).reshape(runs, prompts * samples)
+
+
+def labels(prompts: int, samples: int) -> list[str]:
+    return [f"prompt {p}" for p in range(prompts) for _ in range(samples)]
+
+
+def band(rate: float, runs: int) -> float:
+    """Three Monte Carlo standard deviations of a rate estimated from `runs` runs."""
+    return 3 * math.sqrt(rate * (1 - rate) / runs)
+
+
+def test_summary_interval_covers_95_percent_and_the_iid_interval_does_not():
+    """80 prompts x 3 samples, rho = 0.5 (design effect 2): resampling prompts covers the true mean in ~95% of
+    600 runs; resampling videos as if independent covers far less (~83% at this design effect). 1,000 resamples
+    (the summary draws 2,000: the same method, half the time)."""
+    rng = np.random.default_rng(0)
+    runs = clustered_scores(rng, RUNS, PROMPTS, SAMPLES, RHO)
+    prompts = labels(PROMPTS, SAMPLES)
+    clustered = np.array([stats.bootstrap_interval(r, clusters=prompts, seed=i, n_resamples=1000)
+                          for i, r in enumerate(runs)])
+    iid = np.array([stats.bootstrap_interval(r, seed=i, n_resamples=1000) for i, r in enumerate(runs)])
+    cover = ((clustered[:, 0] <= 0) & (0 <= clustered[:, 1])).mean()
+    cover_iid = ((iid[:, 0] <= 0) & (0 <= iid[:, 1])).mean()
+    # (the percentile bootstrap of a mean over k units is narrow by sqrt((k-1)/k): at 40 prompts it covers ~94%)
+    assert abs(cover - 0.95) <= band(0.95, RUNS), cover
+    assert cover_iid < 0.95 - 3 * band(0.95, RUNS), cover_iid
+    # and the width ratio is the design effect's square root, sqrt(1 + (3 - 1) * 0.5)
+    ratio = np.median((clustered[:, 1] - clustered[:, 0]) / (iid[:, 1] - iid[:, 0]))
+    assert ratio == pytest.approx(math.sqrt(1 + (SAMPLES - 1) * RHO), rel=0.1)
+
+
+def test_compare_false_regressions_are_near_5_percent_and_the_per_sample_test_is_not():
+    """Base and new equal on average; a prompt-specific difference (correlation rho within a prompt) is what
+    per-sample pairs share. compare's test on prompt means rejects ~5% of 600 null runs (two-sided) and flags ~2.5%
+    as REGRESSED (the worse side); Wilcoxon on the 240 samples as independent pairs rejects far more."""
+    rng = np.random.default_rng(1)
+    base = rng.normal(0, 1, size=(RUNS, PROMPTS * SAMPLES))
+    new = base + clustered_scores(rng, RUNS, PROMPTS, SAMPLES, RHO)
+    prompts = labels(PROMPTS, SAMPLES)
+    rows = []
+    for i, (b, n) in enumerate(zip(base, new)):
+        test, p = stats.paired_test(b, n, prompts)
+        units = stats.cluster_means(n - b, prompts)
+        rows.append({"model_base": f"b{i}", "model_new": f"n{i}", "dimension": "clip_score", "higher_is_better": True,
+                     "n_pairs": len(b), "n_prompts": len(units), "n_unpaired": 0, "mean_base": b.mean(),
+                     "mean_new": n.mean(), "delta": n.mean() - b.mean(), "ci_low": np.nan, "ci_high": np.nan,
+                     "test": test, "p_value": p, "sd_diff": units.std(ddof=1)})
+    table = verdicts(pd.DataFrame(rows), CompareOptions())
+    assert set(table["test"]) == {"wilcoxon on prompt means"}
+    rejected, regressed = (table["p_holm"] < 0.05).mean(), table["regressed"].mean()
+    assert abs(rejected - 0.05) <= band(0.05, RUNS), rejected
+    assert abs(regressed - 0.025) <= band(0.025, RUNS), regressed
+    # the same runs with every sample an independent pair (the old test): anti-conservative
+    per_sample = np.array([stats.paired_test(b, n)[1] for b, n in zip(base, new)])
+    assert (per_sample < 0.05).mean() > 0.05 + 2 * band(0.05, RUNS)
+    # the clustered p is Wilcoxon on the per-prompt means (an independent check of what it computes)
+    means = [pd.Series(x).groupby(np.repeat(np.arange(PROMPTS), SAMPLES)).mean() for x in (base[0], new[0])]
+    assert table["p_value"].iloc[0] == pytest.approx(scipy_stats.wilcoxon(means[1], means[0]).pvalue, rel=1e-12)
+
+
+def test_compare_interval_resamples_prompts_and_covers():
+    """compare's interval of the mean paired difference (scipy's bootstrap over prompts) covers the true
+    difference 0 in ~95% of null runs (fewer resamples than compare's 9,999: speed, not a different method)."""
+    rng = np.random.default_rng(2)
+    runs = RUNS // 2
+    diffs = clustered_scores(rng, runs, PROMPTS, SAMPLES, RHO)
+    prompts = labels(PROMPTS, SAMPLES)
+    intervals = np.array([stats.mean_interval(d, n_resamples=1000, seed=i, clusters=prompts)
+                          for i, d in enumerate(diffs)])
+    cover = ((intervals[:, 0] <= 0) & (0 <= intervals[:, 1])).mean()
+    assert abs(cover - 0.95) <= band(0.95, runs), cover
+
+
+def test_one_sample_a_prompt_reproduces_the_unclustered_statistics_exactly():
+    """Every prompt its own cluster: intervals, tests and summaries are the i.i.d. ones, bit for bit."""
+    rng = np.random.default_rng(3)
+    base, new = rng.normal(size=25), rng.normal(size=25)
+    distinct = [f"p{i}" for i in range(25)]
+    assert stats.bootstrap_interval(new, clusters=distinct, seed=4) == stats.bootstrap_interval(new, seed=4)
+    mean = lambda items: float(np.mean(items))   # noqa: E731 - the aggregate path, against the vectorised one
+    assert stats.bootstrap_interval(list(new), mean, distinct, seed=4) == pytest.approx(
+        stats.bootstrap_interval(new, seed=4), rel=1e-12)
+    assert stats.mean_interval(new - base, seed=5, clusters=distinct) == stats.mean_interval(new - base, seed=5)
+    assert stats.paired_test(base, new, distinct) == stats.paired_test(base, new)
+    assert stats.paired_summary(base, new, distinct, n_resamples=500) == stats.paired_summary(base, new,
+                                                                                              n_resamples=500)
+    # and with several samples a prompt the aggregate path (a metric's own weighting) equals the vectorised mean
+    prompts = labels(5, 5)
+    assert stats.bootstrap_interval(list(new), mean, prompts, seed=6) == pytest.approx(
+        stats.bootstrap_interval(new, clusters=prompts, seed=6), rel=1e-12)
+
+
+def test_icc_and_design_effect_recover_a_known_correlation():
+    """The ANOVA estimate of rho from 400 prompts x 4 samples is within 0.06 of 0.5; unbalanced prompts too;
+    one sample a prompt has no within-prompt correlation to estimate."""
+    rng = np.random.default_rng(4)
+    scores = clustered_scores(rng, 1, 400, 4, RHO)[0]
+    assert stats.icc(scores, labels(400, 4)) == pytest.approx(RHO, abs=0.06)
+    keep = rng.random(len(scores)) < 0.8   # drop a fifth of the videos (failed samples): unbalanced prompts
+    assert stats.icc(scores[keep], np.array(labels(400, 4))[keep]) == pytest.approx(RHO, abs=0.07)
+    assert math.isnan(stats.icc(scores[:10], [str(i) for i in range(10)]))
+    assert stats.icc(rng.normal(size=400), labels(100, 4)) <= 0.1   # independent samples: about 0 (truncated)
+    assert stats.design_effect(0.5, 4) == 2.5 and stats.prompt_sd(2.0, 0.5, 4) == pytest.approx(2 * math.sqrt(2.5 / 4))
+
+
+def test_planned_prompts_reach_the_stated_power_with_correlated_samples(tmp_path):
+    """plan from a pilot of 4 correlated samples a prompt, then draw runs of the planned prompts x 4 and test
+    them as compare does (Wilcoxon on prompt means at Holm's first level): ~80% power; the i.i.d. plan, which
+    counts videos as independent, falls well short."""
+    from benchmarks.plan import plan_run
+
+    rng = np.random.default_rng(5)
+    delta, rho, m = 0.5, 0.6, 4
+    rows = []
+    base = rng.normal(10, 1, size=(300, m))
+    new = base + delta + clustered_scores(rng, 1, 300, m, rho)[0].reshape(300, m)
+    for model, scores in (("base", base), ("new", new)):
+        for p in range(300):
+            for s in range(m):
+                rows.append({"model": model, "prompt": f"p{p}", "seed": s, "sample": s, "dimension": "clip_score",
+                             "score": scores[p, s], "status": "ok", "backbone": "x", "faithful": False,
+                             "n_frames": 8, "video": f"{model}/{p}-{s}.mp4", "extra": "{}"})
+    tmp_path.joinpath("pilot").mkdir()
+    pd.DataFrame(rows).to_csv(tmp_path / "pilot" / "per_video.csv", index=False)
+    row = plan_run(tmp_path / "pilot", detect=delta).iloc[0]
+    assert row["samples"] == m and row["icc_paired"] == pytest.approx(rho, abs=0.08)
+    prompts = int(row["n_paired"]) // m
+    assert prompts * m == row["n_paired"]
+    diffs = delta + clustered_scores(rng, 1000, prompts, m, rho).reshape(1000, prompts, m).mean(axis=2)
+    power = (scipy_stats.wilcoxon(diffs, axis=1).pvalue < 0.05).mean()   # one metric: Holm's level is alpha
+    assert abs(power - 0.80) <= 0.05, (prompts, power)
+    iid_prompts = math.ceil(stats.paired_n(row["sd_paired"], delta) / m)   # videos as if independent
+    short = delta + clustered_scores(rng, 1000, iid_prompts, m, rho).reshape(1000, iid_prompts, m).mean(axis=2)
+    assert (scipy_stats.wilcoxon(short, axis=1).pvalue < 0.05).mean() < 0.65
