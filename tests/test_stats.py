@@ -155,3 +155,65 @@ def test_planned_prompts_reach_the_stated_power_with_correlated_samples(tmp_path
     iid_prompts = math.ceil(stats.paired_n(row["sd_paired"], delta) / m)   # videos as if independent
     short = delta + clustered_scores(rng, 1000, iid_prompts, m, rho).reshape(1000, iid_prompts, m).mean(axis=2)
     assert (scipy_stats.wilcoxon(short, axis=1).pvalue < 0.05).mean() < 0.65
+
+
+def write_clustered_run(directory, model: str, scores: np.ndarray, prompts: int, samples: int):
+    """A run directory (per_video.csv, results.json, COMPLETE) of one model, `samples` seeds a prompt."""
+    import json
+
+    rows = [{"model": model, "prompt": f"prompt {p}", "seed": s, "sample": s, "dimension": "clip_score",
+             "score": scores[p * samples + s], "status": "ok", "reason": "", "backbone": "x", "faithful": False,
+             "n_frames": 8, "video": f"videos/{p}-{s}.mp4", "extra": "{}"}
+            for p in range(prompts) for s in range(samples)]
+    directory.mkdir(parents=True)
+    pd.DataFrame(rows).to_csv(directory / "per_video.csv", index=False)
+    suite = {"name": "s", "models": [model], "samples": samples, "prompts": [f"prompt {p}" for p in range(prompts)]}
+    (directory / "results.json").write_text(json.dumps({"provenance": {"suite": suite}, "rows": []}))
+    (directory / "COMPLETE").write_text(json.dumps({"files": ["per_video.csv", "results.json"]}))
+    return directory
+
+
+def test_cli_compare_and_plan_state_the_clustered_statistics(tmp_path, capsys):
+    """Through the CLI, 12 prompts x 5 correlated samples: compare names its test on prompt means, counts
+    prompts in its MDE and notes why; plan shows the within-prompt correlation and sizes in prompts x samples,
+    fewer videos at fewer samples a prompt when samples are correlated (--samples)."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    from benchmarks import cli
+
+    repo = Path(__file__).resolve().parents[1]
+    rng = np.random.default_rng(6)
+    base = 10 + clustered_scores(rng, 1, 12, 5, 0.7)[0]
+    new = base + clustered_scores(rng, 1, 12, 5, 0.7)[0]
+    a = write_clustered_run(tmp_path / "a", "m", base, 12, 5)
+    b = write_clustered_run(tmp_path / "b", "m", new, 12, 5)
+    result = subprocess.run([sys.executable, "-m", "benchmarks.cli", "compare", a, b, "--resamples", "500", "--out",
+                             tmp_path / "cmp"], cwd=repo, capture_output=True, text=True, timeout=300)
+    assert result.returncode in (0, 1), result.stderr
+    assert "wilcoxon on prompt means" in result.stdout and "tests on per-prompt mean differences" in result.stdout
+    table = pd.read_csv(tmp_path / "cmp" / "compare.csv")
+    assert table.loc[0, "n_pairs"] == 60 and table.loc[0, "n_prompts"] == 12
+    means = [pd.Series(x).groupby(np.arange(60) // 5).mean() for x in (base, new)]
+    assert table.loc[0, "p_value"] == pytest.approx(scipy_stats.wilcoxon(means[1], means[0]).pvalue, rel=1e-12)
+    assert table.loc[0, "sd_diff"] == pytest.approx((means[1] - means[0]).std(ddof=1))
+    both = pd.concat([pd.read_csv(a / "per_video.csv").assign(model="base"),
+                      pd.read_csv(b / "per_video.csv").assign(model="new")])
+    (tmp_path / "both").mkdir()
+    both.to_csv(tmp_path / "both" / "per_video.csv", index=False)
+
+    def plan(*argv) -> str:
+        assert cli.main(["plan", "--from", str(tmp_path / "both"), "--detect", "0.5", *argv]) == 0
+        return capsys.readouterr().out
+
+    def videos(text):   # the paired column's videos: "n (prompts × m)"
+        line = next(row for row in text.splitlines() if row.startswith("| clip_score"))
+        return int(line.split("|")[-3].split("(")[0])
+
+    five, one = plan(), plan("--samples", "1")
+    assert "| ρ | ρ paired |" in five and "× 5)" in five and "× 1)" in one
+    assert videos(one) < videos(five)   # rho 0.7: a prompt's fifth sample adds little
+    with pytest.raises(SystemExit) as exit_info:
+        plan("--samples", "0")
+    assert exit_info.value.code == 2 and "--samples" in capsys.readouterr().err
