@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from benchmarks.stats import CONFIDENCE, PAIRED_RESAMPLES, holm, paired_mde, paired_summary
+from benchmarks.stats import CONFIDENCE, PAIRED_RESAMPLES, holm, paired_mde, paired_summary, units
 
 EXIT_OK, EXIT_REGRESSED, EXIT_BAD_INPUT = 0, 1, 2
 PER_VIDEO, RESULTS = "per_video.csv", "results.json"
@@ -438,11 +438,6 @@ def _provenance(base: RunResults, new: RunResults, options: CompareOptions, exit
 
 
 # ---------------------------------------------------------------- reporting
-
-def units(n_pairs: int, n_prompts: int) -> str:
-    """What a comparison's n counts: "n = 30" pairs, or "16 prompts" when a prompt has several samples."""
-    return f"n = {int(n_pairs)}" if int(n_prompts) == int(n_pairs) else f"{int(n_prompts)} prompts"
-
 
 def markdown(comparison: Comparison) -> str:
     """The table a person reads: one line per model pair x metric, then notes and the verdict."""

@@ -476,7 +476,8 @@ def paired_drops(base_rows: pd.DataFrame, new_rows: pd.DataFrame, dimension: str
 
 def compare_html(comparison, base, new, out) -> str:
     """compare.html: the metrics table and, per regressed metric, the largest paired drops side by side."""
-    from benchmarks.compare import load_run, units
+    from benchmarks.compare import load_run
+    from benchmarks.stats import units
 
     def n_prompts(r) -> int:   # a compare.csv written before the column existed counted pairs
         return int(r["n_prompts"]) if _num(r.get("n_prompts")) is not None else int(r["n_pairs"])

@@ -277,6 +277,11 @@ def unpaired_n(s: float, delta: float, alpha: float = ALPHA, m: int = 1, power: 
     return _solve_n(math.sqrt(2) * s / abs(delta), alpha, m, power)
 
 
+def units(n_pairs: int, n_prompts: int) -> str:
+    """What a paired comparison's n counts: "n = 30" pairs, or "16 prompts" when a prompt has several samples."""
+    return f"n = {int(n_pairs)}" if int(n_prompts) == int(n_pairs) else f"{int(n_prompts)} prompts"
+
+
 def as_prompts(n: float, samples: int) -> str:
     """n videos as prompts x samples (prompts rounded up)."""
     if not np.isfinite(n):

@@ -10,21 +10,19 @@ import pytest
 from scipy import stats as scipy_stats
 
 from benchmarks import stats
-from benchmarks.compare import CompareOptions, verdicts
 
-RHO, PROMPTS, SAMPLES = 0.5, 80, 3   # within-prompt correlation, prompts x samples of a simulated run
-RUNS = 600                           # simulated runs per rate: Monte Carlo sd of a 95% rate is 0.9 points
-
-
-def clustered_scores(rng, runs: int, prompts: int, samples: int, rho: float) -> np.ndarray:
-    """(runs, prompts * samples) scores of unit variance and mean 0, correlation rho within a prompt."""
-    prompt_effect = rng.normal(0, math.sqrt(rho), size=(runs, prompts, 1))
-    noise = rng.normal(0, math.sqrt(1 - rho), size=(runs, prompts, samples))
-    return (prompt_effect + noise).reshape(runs, prompts * samples)
-
-
-def labels(prompts: int, samples: int) -> list[str]:
-    return [f"prompt {p}" for p in range(prompts) for _ in range(samples)]
+# the simulated design and its runs live with the diagnostic that writes results/clustered_intervals/ from them
+from benchmarks.diagnostics.clustered_intervals import (
+    PROMPTS,
+    RHO,
+    RUNS,
+    SAMPLES,
+    clustered_scores,
+    compare_interval_coverage,
+    labels,
+    null_comparisons,
+    summary_coverage,
+)
 
 
 def band(rate: float, runs: int) -> float:
@@ -36,45 +34,24 @@ def test_summary_interval_covers_95_percent_and_the_iid_interval_does_not():
     """80 prompts x 3 samples, rho = 0.5 (design effect 2): resampling prompts covers the true mean in ~95% of
     600 runs; resampling videos as if independent covers far less (~83% at this design effect). 1,000 resamples
     (the summary draws 2,000: the same method, half the time)."""
-    rng = np.random.default_rng(0)
-    runs = clustered_scores(rng, RUNS, PROMPTS, SAMPLES, RHO)
-    prompts = labels(PROMPTS, SAMPLES)
-    clustered = np.array([stats.bootstrap_interval(r, clusters=prompts, seed=i, n_resamples=1000)
-                          for i, r in enumerate(runs)])
-    iid = np.array([stats.bootstrap_interval(r, seed=i, n_resamples=1000) for i, r in enumerate(runs)])
-    cover = ((clustered[:, 0] <= 0) & (0 <= clustered[:, 1])).mean()
-    cover_iid = ((iid[:, 0] <= 0) & (0 <= iid[:, 1])).mean()
+    found = summary_coverage()
     # (the percentile bootstrap of a mean over k units is narrow by sqrt((k-1)/k): at 40 prompts it covers ~94%)
-    assert abs(cover - 0.95) <= band(0.95, RUNS), cover
-    assert cover_iid < 0.95 - 3 * band(0.95, RUNS), cover_iid
+    assert abs(found["coverage_clustered"] - 0.95) <= band(0.95, RUNS), found
+    assert found["coverage_iid"] < 0.95 - 3 * band(0.95, RUNS), found
     # and the width ratio is the design effect's square root, sqrt(1 + (3 - 1) * 0.5)
-    ratio = np.median((clustered[:, 1] - clustered[:, 0]) / (iid[:, 1] - iid[:, 0]))
-    assert ratio == pytest.approx(math.sqrt(1 + (SAMPLES - 1) * RHO), rel=0.1)
+    assert found["width_ratio_median"] == pytest.approx(math.sqrt(1 + (SAMPLES - 1) * RHO), rel=0.1)
 
 
 def test_compare_false_regressions_are_near_5_percent_and_the_per_sample_test_is_not():
     """Base and new equal on average; a prompt-specific difference (correlation rho within a prompt) is what
     per-sample pairs share. compare's test on prompt means rejects ~5% of 600 null runs (two-sided) and flags ~2.5%
     as REGRESSED (the worse side); Wilcoxon on the 240 samples as independent pairs rejects far more."""
-    rng = np.random.default_rng(1)
-    base = rng.normal(0, 1, size=(RUNS, PROMPTS * SAMPLES))
-    new = base + clustered_scores(rng, RUNS, PROMPTS, SAMPLES, RHO)
-    prompts = labels(PROMPTS, SAMPLES)
-    rows = []
-    for i, (b, n) in enumerate(zip(base, new)):
-        test, p = stats.paired_test(b, n, prompts)
-        units = stats.cluster_means(n - b, prompts)
-        rows.append({"model_base": f"b{i}", "model_new": f"n{i}", "dimension": "clip_score", "higher_is_better": True,
-                     "n_pairs": len(b), "n_prompts": len(units), "n_unpaired": 0, "mean_base": b.mean(),
-                     "mean_new": n.mean(), "delta": n.mean() - b.mean(), "ci_low": np.nan, "ci_high": np.nan,
-                     "test": test, "p_value": p, "sd_diff": units.std(ddof=1)})
-    table = verdicts(pd.DataFrame(rows), CompareOptions())
+    table, per_sample, base, new = null_comparisons()
     assert set(table["test"]) == {"wilcoxon on prompt means"}
     rejected, regressed = (table["p_holm"] < 0.05).mean(), table["regressed"].mean()
     assert abs(rejected - 0.05) <= band(0.05, RUNS), rejected
     assert abs(regressed - 0.025) <= band(0.025, RUNS), regressed
     # the same runs with every sample an independent pair (the old test): anti-conservative
-    per_sample = np.array([stats.paired_test(b, n)[1] for b, n in zip(base, new)])
     assert (per_sample < 0.05).mean() > 0.05 + 2 * band(0.05, RUNS)
     # the clustered p is Wilcoxon on the per-prompt means (an independent check of what it computes)
     means = [pd.Series(x).groupby(np.repeat(np.arange(PROMPTS), SAMPLES)).mean() for x in (base[0], new[0])]
@@ -83,15 +60,9 @@ def test_compare_false_regressions_are_near_5_percent_and_the_per_sample_test_is
 
 def test_compare_interval_resamples_prompts_and_covers():
     """compare's interval of the mean paired difference (scipy's bootstrap over prompts) covers the true
-    difference 0 in ~95% of null runs (fewer resamples than compare's 9,999: speed, not a different method)."""
-    rng = np.random.default_rng(2)
-    runs = RUNS // 2
-    diffs = clustered_scores(rng, runs, PROMPTS, SAMPLES, RHO)
-    prompts = labels(PROMPTS, SAMPLES)
-    intervals = np.array([stats.mean_interval(d, n_resamples=1000, seed=i, clusters=prompts)
-                          for i, d in enumerate(diffs)])
-    cover = ((intervals[:, 0] <= 0) & (0 <= intervals[:, 1])).mean()
-    assert abs(cover - 0.95) <= band(0.95, runs), cover
+    difference 0 in ~95% of 300 null runs (1,000 resamples, not compare's 9,999: speed, not a different method)."""
+    found = compare_interval_coverage()
+    assert abs(found["coverage"] - 0.95) <= band(0.95, found["runs"]), found
 
 
 def test_one_sample_a_prompt_reproduces_the_unclustered_statistics_exactly():
