@@ -188,3 +188,46 @@ def test_cli_compare_and_plan_state_the_clustered_statistics(tmp_path, capsys):
     with pytest.raises(SystemExit) as exit_info:
         plan("--samples", "0")
     assert exit_info.value.code == 2 and "--samples" in capsys.readouterr().err
+
+
+def test_summary_resamples_prompts_with_each_metrics_own_weighting():
+    """writers.summarize: subject_consistency's aggregate is pair-weighted (sum of similarities / sum of frame
+    pairs). Its interval is the percentile bootstrap of that ratio over resampled prompts, checked against the
+    resampling written out here by hand; one sample a prompt reproduces the bootstrap over videos."""
+    import json
+
+    from benchmarks.writers import N_RESAMPLES, summarize
+
+    rng = np.random.default_rng(7)
+    prompts, samples = 12, 3
+    pairs = rng.integers(5, 30, size=prompts * samples)                     # frame pairs per video
+    level = np.repeat(rng.uniform(0.80, 0.95, prompts), samples)            # a prompt's shared level
+    sims = pairs * np.clip(level + rng.normal(0, 0.01, prompts * samples), 0, 1)
+    rows = [{"model": "m", "prompt": f"p{i // samples}", "seed": i % samples, "sample": i % samples,
+             "dimension": "subject_consistency", "score": sims[i] / pairs[i], "status": "ok", "reason": "",
+             "backbone": "x", "faithful": False, "n_frames": 16, "video": f"v{i}.mp4",
+             "extra": json.dumps({"video_sim": float(sims[i]), "cnt_per_video": int(pairs[i])})}
+            for i in range(prompts * samples)]
+    per_video = pd.DataFrame(rows)
+    generation = pd.DataFrame(columns=["model", "sample", "seconds", "tflops", "mixer_tflops", "peak_mb"])
+
+    def by_hand(units: np.ndarray) -> tuple[float, float]:
+        """Resample `units` (a prompt or a video index per video) as the summary does, the ratio by hand."""
+        codes = pd.factorize(units)[0]
+        k = codes.max() + 1
+        draws = np.random.default_rng(0).integers(0, k, size=(N_RESAMPLES, k))
+        sim_k, pairs_k = np.bincount(codes, weights=sims, minlength=k), np.bincount(codes, weights=pairs, minlength=k)
+        ratio = sim_k[draws].sum(axis=1) / pairs_k[draws].sum(axis=1)
+        return tuple(np.quantile(ratio, [0.025, 0.975]))
+
+    row = summarize(per_video, generation, ["m"]).iloc[0]
+    assert row["subject_consistency"] == pytest.approx(sims.sum() / pairs.sum())
+    assert (row["subject_consistency_ci_low"], row["subject_consistency_ci_high"]) == pytest.approx(
+        by_hand(per_video["prompt"].to_numpy()), rel=1e-9)
+    single = per_video.assign(prompt=[f"p{i}" for i in range(len(per_video))])   # every video its own prompt
+    row1 = summarize(single, generation, ["m"]).iloc[0]
+    low, high = by_hand(np.arange(len(per_video)))
+    assert (row1["subject_consistency_ci_low"], row1["subject_consistency_ci_high"]) == pytest.approx((low, high),
+                                                                                                        rel=1e-9)
+    # the shared prompt level makes the prompt-level interval the wider one
+    assert row["subject_consistency_ci_high"] - row["subject_consistency_ci_low"] > 1.5 * (high - low)
