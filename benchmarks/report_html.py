@@ -426,7 +426,7 @@ def page(title: str, body: str, scripts: str = "") -> str:
 def report_html(out, per_video: pd.DataFrame, summary: pd.DataFrame, provenance: dict | None, suite_name: str,
                 primary: str | None, pareto: bytes | None = None, precision: pd.DataFrame | None = None) -> str:
     """report.html of a run directory `out` (previews written under out/previews as a side effect)."""
-    from benchmarks.writers import precision_table
+    from benchmarks.writers import clustered, precision_table
 
     out = Path(out)
     suite = (provenance or {}).get("suite") or {}
@@ -441,9 +441,10 @@ def report_html(out, per_video: pd.DataFrame, summary: pd.DataFrame, provenance:
         f"git {str(prov.get('git_commit') or '?')[:10]}", prov.get("command") or "") if x)
     substitutes = bool(summary.get("vbench_with_substitutes", pd.Series([False])).any())
     body = [f"<h1>{html.escape(suite_name)}</h1><p class=\"note\">{meta}</p>",
-            '<p class="note">Aggregates with 95% percentile-bootstrap intervals over prompts (a prompt\'s samples '
-            "resampled together; n = videos scored); "
-            "click a column to sort the models. "
+            '<p class="note">Aggregates with 95% percentile-bootstrap intervals over '
+            + ("prompts (a prompt's samples resampled together; n = videos scored); " if clustered(precision)
+               else "videos (n = videos scored); ")
+            + "click a column to sort the models. "
             + ("† a VBench dimension computed with a substitute backbone: not VBench's number. " if substitutes else "")
             + (f"Primary metric: <b>{html.escape(primary)}</b>." if primary else "") + "</p>",
             '<h2 id="summary-table">Summary</h2>', summary_table(summary)]

@@ -235,9 +235,10 @@ def report_markdown(summary: pd.DataFrame, suite_name: str, primary: str | None,
     records = summary.to_dict("records")
     dims = [c for c in summary.columns if c in EVALUATORS]
     substitutes = summary.get("vbench_with_substitutes", pd.Series([True])).any()
+    over = ("prompts (a prompt's samples resampled together)" if precision is not None and clustered(precision)
+            else "videos")   # one sample a prompt: the two are the same resampling
     lines = [f"# {markdown_cell(suite_name)}", "",
-             "Aggregates with 95% percentile-bootstrap intervals over prompts (a prompt's samples resampled together); "
-             "n = videos scored. VBench total: "
+             f"Aggregates with 95% percentile-bootstrap intervals over {over}; n = videos scored. VBench total: "
              "VBench's rule (a missing dimension counts as 0, all 16 weighted); VBench total (present): VBench's "
              "weights over the dimensions scored" + (" (with substitute backbones: not VBench numbers)."
                                                      if substitutes else ".")
