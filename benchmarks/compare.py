@@ -19,7 +19,15 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from benchmarks.stats import CONFIDENCE, PAIRED_RESAMPLES, holm, paired_mde, paired_summary, units
+from benchmarks.stats import (
+    CONFIDENCE,
+    PAIRED_RESAMPLES,
+    holm,
+    paired_mde,
+    paired_summary,
+    prompt_clusters,
+    units,
+)
 
 EXIT_OK, EXIT_REGRESSED, EXIT_BAD_INPUT = 0, 1, 2
 PER_VIDEO, RESULTS = "per_video.csv", "results.json"
@@ -398,7 +406,7 @@ def compare_runs(base: RunResults, new: RunResults, options: CompareOptions | No
             notes.append(f"{label}: compared the paired samples only ({int(unpaired.sum())} unpaired left out)")
         for dimension, part in samples.groupby("dimension", sort=True):
             row = metric_row(part["base"].to_numpy(float), part["new"].to_numpy(float), directions[dimension],
-                             options, part["prompt"].tolist())
+                             options, prompt_clusters(part["prompt"], part["sample_id"]))
             rows.append({"model_base": model_base, "model_new": model_new, "dimension": dimension,
                          **row, "n_unpaired": int(unpaired.get(dimension, 0))})
     if not rows:

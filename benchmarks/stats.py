@@ -43,6 +43,12 @@ def cluster_codes(clusters, n: int) -> tuple[np.ndarray, int]:
     return codes.astype(int), len(uniques)
 
 
+def prompt_clusters(prompts, ids) -> list:
+    """A cluster label per item: its prompt, or where the prompt is unknown (empty or missing: external videos
+    scored without a prompt file) the item's own id, so that unknown prompts are never pooled into one."""
+    return [p if isinstance(p, str) and p != "" else ("\0unknown prompt", i) for p, i in zip(prompts, ids)]
+
+
 def all_singletons(clusters, n: int) -> bool:
     """Every cluster holds one item (one sample a prompt): the clustered statistics reduce to the plain ones."""
     return cluster_codes(clusters, n)[1] == n
@@ -132,6 +138,8 @@ def mean_interval(differences: np.ndarray, confidence: float = CONFIDENCE, n_res
         return float(differences[0]), float(differences[0])
     rng = np.random.default_rng(seed)
     codes, k = cluster_codes(clusters, len(differences))
+    if k < 2:   # one prompt: nothing to resample
+        return float("nan"), float("nan")
     if k == len(differences):
         result = stats.bootstrap((differences,), np.mean, n_resamples=n_resamples, confidence_level=confidence,
                                  method="percentile", batch=1000, rng=rng)

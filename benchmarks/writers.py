@@ -79,8 +79,8 @@ def video_values(per_video: pd.DataFrame, model: str, metric: str) -> pd.Series:
 
 
 def prompts_of(values: pd.Series) -> list:
-    """The prompt of each value of video_values (its index's first level)."""
-    return list(values.index.get_level_values("prompt"))
+    """The prompt of each value of video_values (its index's first level; unknown prompts: each its own)."""
+    return stats.prompt_clusters(values.index.get_level_values("prompt"), values.index)
 
 
 def spread(values: pd.Series) -> tuple[float, float, float, int]:
@@ -174,7 +174,8 @@ def summarize(per_video: pd.DataFrame, generation: pd.DataFrame, model_order: li
             ok = part[part["status"] == "ok"]
             records = _records(ok)
             value = _aggregate(dim, records) if records else float("nan")
-            low, high = bootstrap_interval(dim, records, clusters=ok["prompt"].tolist())
+            prompts = stats.prompt_clusters(ok["prompt"], ok["video"] if "video" in ok else ok.index)
+            low, high = bootstrap_interval(dim, records, clusters=prompts)
             row.update({dim: value, f"{dim}_ci_low": low, f"{dim}_ci_high": high, f"{dim}_n": len(records),
                         f"{dim}_failed": int((part["status"] == "failed").sum()),
                         f"{dim}_declined": int((part["status"] == "declined").sum()),

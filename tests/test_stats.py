@@ -78,6 +78,10 @@ def test_one_sample_a_prompt_reproduces_the_unclustered_statistics_exactly():
     assert stats.paired_test(base, new, distinct) == stats.paired_test(base, new)
     assert stats.paired_summary(base, new, distinct, n_resamples=500) == stats.paired_summary(base, new,
                                                                                               n_resamples=500)
+    # external videos scored without a prompt file have no prompt (""): each is its own unit, never one cluster
+    unknown = stats.prompt_clusters([""] * 25, [f"video v{i}.mp4" for i in range(25)])
+    assert stats.paired_test(base, new, unknown) == stats.paired_test(base, new)
+    assert stats.mean_interval(new - base, seed=5, clusters=unknown) == stats.mean_interval(new - base, seed=5)
     # and with several samples a prompt the aggregate path (a metric's own weighting) equals the vectorised mean
     prompts = labels(5, 5)
     assert stats.bootstrap_interval(list(new), mean, prompts, seed=6) == pytest.approx(

@@ -18,7 +18,7 @@ import pandas as pd
 
 from benchmarks.outputs import markdown_row
 from benchmarks.paper.paper_numbers import TABLE3, TABLE4, TABLE5
-from benchmarks.stats import holm, mean_interval, paired_n, paired_summary
+from benchmarks.stats import holm, mean_interval, paired_n, paired_summary, prompt_clusters
 from benchmarks.writers import _aggregate, _records
 
 FAST_METRICS = ("overall_consistency", "aesthetic_quality", "imaging_quality")  # the paper's fast protocol
@@ -166,7 +166,8 @@ def _value_and_interval(summary_row: pd.Series, per_video: pd.DataFrame, model: 
     bootstrap of the per-video averages."""
     if metric == FAST_AVERAGE:
         scores = per_video_scores(per_video, model, metric)
-        values, prompts = scores.to_numpy(float), list(scores.index.get_level_values("prompt"))
+        values = scores.to_numpy(float)
+        prompts = prompt_clusters(scores.index.get_level_values("prompt"), scores.index)
         if len(set(prompts)) < 2:
             return (float(values.mean()) if len(values) else np.nan), np.nan, np.nan, len(values)
         low, high = mean_interval(values, clusters=prompts)
@@ -183,7 +184,7 @@ def _paired(per_video: pd.DataFrame, reference: str, model: str, metric: str) ->
     ref = per_video_scores(per_video, reference, metric)
     new = per_video_scores(per_video, model, metric)
     both = pd.concat({"base": ref, "new": new}, axis=1, join="inner").dropna()
-    prompts = list(both.index.get_level_values("prompt"))
+    prompts = prompt_clusters(both.index.get_level_values("prompt"), both.index)
     if len(both) < 2:  # one pair: a difference, but no interval or test
         delta = float((both["new"] - both["base"]).mean()) if len(both) else np.nan
         return {"delta": delta, "ci_low": np.nan, "ci_high": np.nan, "p": np.nan, "n_pairs": len(both),
