@@ -304,10 +304,14 @@ def _resolving(r: dict) -> str:
     n = r.get("n_to_resolve", np.nan)
     if r["verdict"] != "unresolved" or not np.isfinite(n):
         return ""
-    if n <= r["n_pairs"]:
-        return (f": {int(r['n_pairs'])} pairs already exceed the ≈ {int(n)} that would detect the paper's "
+    # the test's units: prompts when a prompt has several samples (benchmarks/stats.py), else pairs
+    have = r.get("n_prompts", r["n_pairs"])
+    have = r["n_pairs"] if not np.isfinite(have) else have
+    unit = "pairs" if have == r["n_pairs"] else "prompts"
+    if n <= have:
+        return (f": {int(have)} {unit} already exceed the ≈ {int(n)} that would detect the paper's "
                 f"{r['paper_delta']:+.2f}; our data do not show it")
-    return f": n ≈ {int(n)} pairs would resolve the paper's {r['paper_delta']:+.2f}"
+    return f": n ≈ {int(n)} {unit} would resolve the paper's {r['paper_delta']:+.2f}"
 
 
 def markdown(table_name: str, df: pd.DataFrame, directions_df: pd.DataFrame | None = None) -> str:
