@@ -64,7 +64,7 @@ def cluster_means(values: np.ndarray, clusters) -> np.ndarray:
 def icc(values, clusters) -> float:
     """Within-cluster (intraclass) correlation by the one-way random-effects ANOVA estimator, truncated to [0, 1]:
     rho = s_b^2 / (s_b^2 + MSW), s_b^2 = (MSB - MSW) / n0, n0 the unbalanced-design cluster size
-    (sum n_i - sum n_i^2 / N) / (k - 1). nan without two clusters or a cluster of two. Written out: scipy has no
+    (sum n_i - sum n_i^2 / N) / (k - 1). nan below two clusters or with one item in each. Written out: scipy has no
     ICC, and a mixed model (statsmodels) is an iterative fit for what ANOVA's moments give in closed form."""
     y = np.asarray(values, dtype=float)
     codes, k = cluster_codes(clusters, len(y))
@@ -111,7 +111,9 @@ def bootstrap_interval(items: Sequence, aggregate: Callable[[list], float] | Non
                        seed: int = 0, n_resamples: int = SUMMARY_RESAMPLES, confidence: float = CONFIDENCE,
                        scores=None) -> tuple[float, float]:
     """Percentile bootstrap of `aggregate(items)`, resampling clusters (prompts) with all their items; (nan, nan)
-    below two clusters. `aggregate` None: the plain mean of `scores` (or of the items), vectorised."""
+    below two clusters. `aggregate` None: the plain mean of `scores` (or of the items), vectorised. By hand, not
+    scipy.stats.bootstrap: an aggregate reads whole records (frame and pair counts), and the draws stay the ones
+    the summary made before prompts were resampled (one sample a prompt: the same interval, bit for bit)."""
     n = len(items)
     codes, k = cluster_codes(clusters, n)
     if k < 2:
