@@ -676,6 +676,9 @@ def _add_plan(sub) -> None:
     p.add_argument("--alpha", type=flags.BOUNDS["probability"],
                    help="family-wise level (Holm across the run's metrics; default 0.05)")
     p.add_argument("--power", type=flags.BOUNDS["probability"], help="power to detect --detect (default 0.8)")
+    p.add_argument("--samples", type=flags.BOUNDS["samples"], metavar="M",
+                   help="plan for M samples a prompt (default: the run's), through the run's within-prompt "
+                        "correlation")
     p.set_defaults(func=cmd_plan)
 
 

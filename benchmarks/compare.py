@@ -1,8 +1,10 @@
 """`m4v-bench compare BASE NEW`: paired statistics between two runs of one suite, and an exit code for CI.
 
 Samples pair by (prompt, seed, dimension) within a model pair. Per model pair and metric: paired means, the
-delta, a two-sided paired test (exact sign test when every score is 0/1, else Wilcoxon signed-rank), a paired
-bootstrap interval of the mean delta, and Holm's correction across the metrics of that model pair. Which way
+delta, a two-sided paired test (exact sign test when every score is 0/1, else Wilcoxon signed-rank; on the
+per-prompt mean differences when a prompt has several samples), a paired bootstrap interval of the mean delta
+(resampling prompts with their samples), and Holm's correction across the metrics of that model pair
+(statistics: benchmarks/stats.py). Which way
 is worse comes from the evaluator registry (`higher_is_better`). Exit codes: 0 nothing regressed significantly,
 1 something did, 2 bad input (raised as `CompareError`, one line). docs/compare.md states the statistics.
 """
@@ -16,7 +18,16 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from scipy import stats
+
+from benchmarks.stats import (
+    CONFIDENCE,
+    PAIRED_RESAMPLES,
+    holm,
+    paired_mde,
+    paired_summary,
+    prompt_clusters,
+    units,
+)
 
 EXIT_OK, EXIT_REGRESSED, EXIT_BAD_INPUT = 0, 1, 2
 PER_VIDEO, RESULTS = "per_video.csv", "results.json"
@@ -30,7 +41,7 @@ RUN_MARKERS = (RESULTS, "COMPLETE", "summary.csv", "cache", "videos", ".m4v-run.
 SUITE_KEYS_ALLOWED_TO_DIFFER = ("models", "controls")   # floors are models too
 TABLE_COLUMNS = ("model_base", "model_new", "dimension", "higher_is_better", "n_pairs", "n_unpaired", "mean_base",
                  "mean_new", "delta", "ci_low", "ci_high", "test", "p_value", "p_holm", "max_drop", "regressed",
-                 "verdict", "sd_diff", "mde")
+                 "verdict", "sd_diff", "mde", "n_prompts")
 
 
 class CompareError(ValueError):
@@ -45,8 +56,8 @@ class CompareOptions:
     pairs: list[tuple[str, str]] = field(default_factory=list)   # (base model, new model); empty: automatic
     max_drop: dict[str, str] = field(default_factory=dict)      # metric -> "0.02" (absolute) or "5%" (of base mean)
     allow_unpaired: bool = False
-    n_resamples: int = 9999
-    confidence: float = 0.95
+    n_resamples: int = PAIRED_RESAMPLES
+    confidence: float = CONFIDENCE
     seed: int = 0
 
     def __post_init__(self):
@@ -309,55 +320,6 @@ def metric_directions(dimensions) -> dict[str, bool]:
     return {d: evaluators.EVALUATORS[d].higher_is_better for d in dimensions}
 
 
-# ---------------------------------------------------------------- statistics
-
-def is_binary(*arrays) -> bool:
-    """Every score is 0 or 1 (a pass/fail metric): the sign test is exact for it."""
-    return all(np.isin(a, (0.0, 1.0)).all() for a in arrays)
-
-
-def sign_test(base: np.ndarray, new: np.ndarray) -> float:
-    """Exact two-sided sign test on the discordant pairs of a 0/1 metric (exact McNemar)."""
-    gained, lost = int(((new == 1) & (base == 0)).sum()), int(((new == 0) & (base == 1)).sum())
-    if gained + lost == 0:
-        return 1.0
-    return float(stats.binomtest(gained, gained + lost, 0.5).pvalue)
-
-
-def wilcoxon_test(base: np.ndarray, new: np.ndarray) -> float:
-    """Two-sided Wilcoxon signed-rank p on the paired differences (zeros dropped, scipy's default)."""
-    if np.all(new == base):  # no non-zero difference: nothing to rank, no evidence of a change
-        return 1.0
-    return float(stats.wilcoxon(new, base).pvalue)
-
-
-def paired_test(base: np.ndarray, new: np.ndarray) -> tuple[str, float]:
-    """(test name, two-sided p): exact sign test for 0/1 metrics, else Wilcoxon signed-rank."""
-    if is_binary(base, new):
-        return "sign", sign_test(base, new)
-    return "wilcoxon", wilcoxon_test(base, new)
-
-
-def bootstrap_interval(differences: np.ndarray, confidence: float, n_resamples: int, seed: int):
-    """Percentile interval of the mean paired difference, resampling pairs (seeded: reproducible)."""
-    if np.ptp(differences) == 0:  # every resample has the same mean
-        return float(differences[0]), float(differences[0])
-    result = stats.bootstrap((differences,), np.mean, n_resamples=n_resamples, confidence_level=confidence,
-                             method="percentile", batch=1000, rng=np.random.default_rng(seed))
-    return float(result.confidence_interval.low), float(result.confidence_interval.high)
-
-
-def holm(pvalues) -> np.ndarray:
-    """Holm's step-down adjusted p-values (family-wise error control), in the input order."""
-    p = np.asarray(pvalues, dtype=float)
-    order = np.argsort(p, kind="stable")
-    m = len(p)
-    stepped = np.minimum(1.0, (m - np.arange(m)) * p[order])
-    adjusted = np.empty(m)
-    adjusted[order] = np.maximum.accumulate(stepped)  # adjusted p-values never decrease down the ranking
-    return adjusted
-
-
 # ---------------------------------------------------------------- options
 
 def parse_pairs(items) -> list[tuple[str, str]]:
@@ -395,14 +357,12 @@ def tolerance(spec: str, base_mean: float) -> float:
 
 # ---------------------------------------------------------------- comparison
 
-def metric_row(base: np.ndarray, new: np.ndarray, higher_is_better: bool, options: CompareOptions) -> dict:
-    """Means, delta, paired test and bootstrap interval of one model pair on one metric."""
-    test, p = paired_test(base, new)
-    low, high = bootstrap_interval(new - base, options.confidence, options.n_resamples, options.seed)
-    return {"higher_is_better": higher_is_better, "n_pairs": len(base), "mean_base": float(base.mean()),
-            "mean_new": float(new.mean()), "delta": float(new.mean() - base.mean()), "ci_low": low,
-            "ci_high": high, "test": test, "p_value": p,
-            "sd_diff": float(np.std(new - base, ddof=1)) if len(base) > 1 else float("nan")}
+def metric_row(base: np.ndarray, new: np.ndarray, higher_is_better: bool, options: CompareOptions,
+               prompts=None) -> dict:
+    """Means, delta, paired test and bootstrap interval of one model pair on one metric; `prompts` (one per pair):
+    a prompt's several samples are tested and resampled together (benchmarks.stats.paired_summary)."""
+    return {"higher_is_better": higher_is_better,
+            **paired_summary(base, new, prompts, options.confidence, options.n_resamples, options.seed)}
 
 
 def verdicts(table: pd.DataFrame, options: CompareOptions) -> pd.DataFrame:
@@ -417,12 +377,11 @@ def verdicts(table: pd.DataFrame, options: CompareOptions) -> pd.DataFrame:
     table["verdict"] = np.select(
         [table["regressed"], significant & (worse_by > 0), significant & (worse_by < 0)],
         ["REGRESSED", "worse, within tolerance", "improved"], default="no significant change")
-    from benchmarks.plan import paired_mde
-
-    # the smallest paired difference this n detects with 80% power at Holm's first level (benchmarks/plan.py)
+    # the smallest paired difference this n detects with 80% power at Holm's first level, in the test's units
+    # (prompts when a prompt has several samples; benchmarks/stats.py)
     family = table.groupby(["model_base", "model_new"])["dimension"].transform("size")
     table["mde"] = [paired_mde(s, int(n), options.alpha, int(m)) if np.isfinite(s) else np.nan
-                    for s, n, m in zip(table["sd_diff"], table["n_pairs"], family)]
+                    for s, n, m in zip(table["sd_diff"], table["n_prompts"], family)]
     return table[list(TABLE_COLUMNS)]
 
 
@@ -447,12 +406,15 @@ def compare_runs(base: RunResults, new: RunResults, options: CompareOptions | No
             notes.append(f"{label}: compared the paired samples only ({int(unpaired.sum())} unpaired left out)")
         for dimension, part in samples.groupby("dimension", sort=True):
             row = metric_row(part["base"].to_numpy(float), part["new"].to_numpy(float), directions[dimension],
-                             options)
+                             options, prompt_clusters(part["prompt"], part["sample_id"]))
             rows.append({"model_base": model_base, "model_new": model_new, "dimension": dimension,
                          **row, "n_unpaired": int(unpaired.get(dimension, 0))})
     if not rows:
         raise CompareError("no sample is scored on both sides: nothing to compare")
     table = verdicts(pd.DataFrame(rows), options)
+    if (table["n_prompts"] < table["n_pairs"]).any():
+        notes.append("a prompt has several samples: tests on per-prompt mean differences (n prompts), intervals "
+                     "resample prompts with their samples")
     exit_code = EXIT_REGRESSED if table["regressed"].any() else EXIT_OK
     return Comparison(table, exit_code, notes, _provenance(base, new, options, exit_code))
 
@@ -494,9 +456,9 @@ def markdown(comparison: Comparison) -> str:
         "n": t["n_pairs"], "base": t["mean_base"], "new": t["mean_new"], "delta": t["delta"],
         "95% CI": [f"[{lo:.4g}, {hi:.4g}]" for lo, hi in zip(t["ci_low"], t["ci_high"])],
         "test": t["test"], "p": t["p_value"], "p (Holm)": t["p_holm"],
-        "verdict": [f"{v}; cannot resolve differences below {mde:.3g} at n = {n}"
+        "verdict": [f"{v}; cannot resolve differences below {mde:.3g} at {units(n, k)}"
                     if v == "no significant change" and np.isfinite(mde) and mde > 0 else v   # 0: no spread
-                    for v, mde, n in zip(t["verdict"], t["mde"], t["n_pairs"])]})
+                    for v, mde, n, k in zip(t["verdict"], t["mde"], t["n_pairs"], t["n_prompts"])]})
     lines = [shown.to_markdown(index=False, floatfmt=".4g"), *comparison.notes]
     regressed = t[t["regressed"]]
     if regressed.empty:

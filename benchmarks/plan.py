@@ -1,6 +1,6 @@
-"""How many prompts x samples a decision needs: interval widths, detectable differences and `m4v-bench plan`.
+"""`m4v-bench plan`: how many prompts x samples a decision needs, from a run's spreads (formulas: benchmarks/stats.py).
 
-The formulas (docs/report.md):
+The formulas (docs/report.md, docs/compare.md):
   unpaired, a model's 95% interval of half-width h:  n = (z_{1-a/2} s / h)^2, s the per-video standard deviation
       (the normal approximation of the run's percentile-bootstrap interval)
   paired, power 1-b to detect a mean difference d: n = ((t_{n-1,1-a'/2} + t_{n-1,1-b}) s_d / d)^2 / E, s_d the
@@ -9,184 +9,46 @@ The formulas (docs/report.md):
   minimum detectable paired difference at n:        (t_{n-1,1-a'/2} + t_{n-1,1-b}) s_d / sqrt(E n)
   unpaired detection (two runs sharing no seeds):    n per model = 2 ((t + t) s / d)^2 / E (Mann-Whitney's E)
 For 0/1 metrics compare runs the exact sign test; the same formula is then a normal approximation of it.
+With several samples a prompt, every s above is a prompt mean's, s sqrt((1 + (m-1) rho) / m), rho the run's
+within-prompt correlation (ANOVA estimate) and n counts prompts (each of m samples): the design effect.
 tests/test_plan.py measures the power reached at the planned n by simulation, with compare's own tests.
 """
 
 from __future__ import annotations
 
-import json
-import math
 import sys
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from scipy import stats
 
-CONFIDENCE, POWER, ALPHA = 0.95, 0.80, 0.05
-RANK_EFFICIENCY = 3 / math.pi   # Wilcoxon (and Mann-Whitney) vs the t-test on normal data (Pitman ARE)
-PAIR_KEYS = ["prompt", "seed", "sample"]
+from benchmarks.stats import (
+    ALPHA,
+    CONFIDENCE,
+    POWER,
+    as_prompts,
+    halfwidth,
+    n_for_halfwidth,
+    paired_mde,
+    paired_n,
+    prompt_sd,
+    unpaired_n,
+    z,
+)
+from benchmarks.writers import spread, video_values
 
 
 class PlanError(ValueError):
     """Input the planner cannot use: one line naming the file or flag."""
 
 
-def z(p: float) -> float:
-    """The standard normal quantile."""
-    return float(stats.norm.ppf(p))
-
-
-def _ceil(x: float) -> float:
-    """Sample sizes are whole and at least 2 (a spread needs two); nan stays nan."""
-    return float(max(2, math.ceil(x - 1e-9))) if np.isfinite(x) else float("nan")
-
-
-def halfwidth(s: float, n: int, confidence: float = CONFIDENCE) -> float:
-    """Normal-approximation half-width of a mean's interval over n videos."""
-    return z(0.5 + confidence / 2) * s / math.sqrt(n) if n > 0 else float("nan")
-
-
-def n_for_halfwidth(s: float, h: float, confidence: float = CONFIDENCE) -> float:
-    """Videos for a half-width h: (z s / h)^2."""
-    return _ceil((z(0.5 + confidence / 2) * s / h) ** 2) if h > 0 else float("nan")
-
-
-def holm_level(alpha: float, m: int) -> float:
-    """The level the smallest of m p-values must beat under Holm (Bonferroni's, for the first step)."""
-    return alpha / max(1, m)
-
-
-def _quantiles(n: float, alpha: float, m: int, power: float) -> float:
-    """t_{n-1,1-a'/2} + t_{n-1,power} (z's for n = inf)."""
-    df = max(n - 1, 1)
-    return float(stats.t.ppf(1 - holm_level(alpha, m) / 2, df) + stats.t.ppf(power, df))
-
-
-def paired_mde(s_d: float, n: int, alpha: float = ALPHA, m: int = 1, power: float = POWER) -> float:
-    """Smallest paired mean difference detected with `power` at n pairs, two-sided at Holm's first level."""
-    if n < 2:
-        return float("nan")
-    return _quantiles(n, alpha, m, power) * s_d / math.sqrt(RANK_EFFICIENCY * n)
-
-
-def _solve_n(scale: float, alpha: float, m: int, power: float) -> float:
-    """The smallest n with n >= (quantiles(n) * scale)^2 / E (the t quantiles shrink as n grows)."""
-    from scipy.optimize import brentq
-
-    if not np.isfinite(scale):
-        return float("nan")
-
-    def excess(n):   # increasing in n: n grows, the needed n shrinks
-        return n - (_quantiles(n, alpha, m, power) * scale) ** 2 / RANK_EFFICIENCY
-
-    if excess(2) >= 0:
-        return 2.0
-    hi = max(4.0, 2 * (_quantiles(float("inf"), alpha, m, power) * scale) ** 2 / RANK_EFFICIENCY)
-    while excess(hi) < 0:
-        hi *= 2
-    return _ceil(brentq(excess, 2, hi, xtol=1e-9))
-
-
-def paired_n(s_d: float, delta: float, alpha: float = ALPHA, m: int = 1, power: float = POWER) -> float:
-    """Pairs needed to detect a mean paired difference `delta` with `power`."""
-    if not delta:
-        return float("nan")
-    return _solve_n(s_d / abs(delta), alpha, m, power)
-
-
-def unpaired_n(s: float, delta: float, alpha: float = ALPHA, m: int = 1, power: float = POWER) -> float:
-    """Videos per model to detect a difference `delta` between two models scored on unrelated samples."""
-    if not delta:
-        return float("nan")
-    return _solve_n(math.sqrt(2) * s / abs(delta), alpha, m, power)
-
-
-def as_prompts(n: float, samples: int) -> str:
-    """n videos as prompts x samples (prompts rounded up)."""
-    if not np.isfinite(n):
-        return "–"
-    samples = max(1, int(samples))
-    return f"{int(n)} ({math.ceil(n / samples)} × {samples})"
-
-
-# ---------------------------------------------------------------- spreads from a run
-
-def video_values(per_video: pd.DataFrame, model: str, metric: str) -> pd.Series:
-    """The model's ok videos on one metric, each the metric's own aggregate of that one video (the summary's
-    scale), indexed by (prompt, seed, sample)."""
-    from benchmarks.writers import _aggregate, _records
-
-    part = per_video[(per_video["model"] == model) & (per_video["dimension"] == metric)
-                     & (per_video["status"] == "ok")]
-    if not len(part):
-        return pd.Series(dtype=float)
-    values = [_aggregate(metric, [r]) for r in _records(part)]
-    keys = [k for k in PAIR_KEYS if k in part]
-    return pd.Series(values, index=pd.MultiIndex.from_frame(part[keys].astype(str)), dtype=float).dropna()
-
-
-def _sd(values) -> float:
-    values = np.asarray(values, dtype=float)
-    return float(np.std(values, ddof=1)) if len(values) > 1 else float("nan")
-
-
-def precision_table(per_video: pd.DataFrame, summary: pd.DataFrame, samples: int = 1) -> pd.DataFrame:
-    """Per metric: n, the widest model's 95% half-width at n (the summary's bootstrap interval), the largest
-    per-video spread, and the videos for a half-width of 0.5x and 0.25x of it."""
-    from evaluators import EVALUATORS
-
-    rows = []
-    dims = [d for d in EVALUATORS if d in summary.columns]
-    for dim in dims:
-        widths, spreads, ns = [], [], []
-        for row in summary.to_dict("records"):
-            low, high = row.get(f"{dim}_ci_low"), row.get(f"{dim}_ci_high")
-            if low is not None and np.isfinite(low) and np.isfinite(high):
-                widths.append((high - low) / 2)
-            values = video_values(per_video, row["model"], dim)
-            if len(values) > 1:
-                spreads.append(_sd(values))
-                ns.append(len(values))
-        if not spreads:
-            continue
-        h, s = (max(widths) if widths else halfwidth(max(spreads), min(ns))), max(spreads)
-        rows.append({"metric": dim, "n": min(ns), "halfwidth": h, "sd": s,
-                     "n_half": n_for_halfwidth(s, 0.5 * h), "n_quarter": n_for_halfwidth(s, 0.25 * h),
-                     "samples": samples})
-    return pd.DataFrame(rows, columns=["metric", "n", "halfwidth", "sd", "n_half", "n_quarter", "samples"])
-
-
-def precision_markdown(table: pd.DataFrame) -> str:
-    """report.md's section: how many prompts the intervals ask for."""
-    from benchmarks.outputs import markdown_row
-
-    if not len(table):
-        return ""
-    lines = ["## How many prompts", "",
-             "95% half-width at this run's n (the widest model's bootstrap interval) and the videos, as prompts × "
-             "samples, that would shrink it to 0.5× and 0.25×: n = (z·s/h)², s the largest per-video standard "
-             "deviation over the models (normal approximation; for 0/1 metrics s = √(p(1−p))).", "",
-             markdown_row(["metric", "n", "± at n", "s", "n for ±0.5×", "n for ±0.25×"]), "|---|---|---|---|---|---|"]
-    for r in table.to_dict("records"):
-        lines.append(markdown_row([f"`{r['metric']}`", int(r["n"]), f"{r['halfwidth']:.3g}", f"{r['sd']:.3g}",
-                                   as_prompts(r["n_half"], r["samples"]), as_prompts(r["n_quarter"], r["samples"])]))
-    return "\n".join(lines) + "\n"
-
-
 # ---------------------------------------------------------------- the command
 
-def _samples_of(run: Path) -> int:
-    try:
-        return int(json.loads((run / "results.json").read_text())["provenance"]["suite"].get("samples") or 1)
-    except (OSError, ValueError, KeyError, TypeError, AttributeError):
-        return 1
-
-
 def plan_run(run, metric: str | None = None, detect: float | None = None, pairs=(), alpha: float = ALPHA,
-             power: float = POWER) -> pd.DataFrame:
-    """A row per metric of a run directory: spreads, the current half-width and paired MDE, and the videos
-    needed for a half-width of `detect` (or 0.5x the current one) and to detect `detect` paired and unpaired."""
+             power: float = POWER, samples: int | None = None) -> pd.DataFrame:
+    """A row per metric of a run directory: spreads, the within-prompt correlation, the current half-width and
+    paired MDE, and the videos (prompts x `samples` a prompt, default the run's) needed for a half-width of
+    `detect` (or 0.5x the current one) and to detect `detect` paired and unpaired."""
     from benchmarks.compare import CompareError, read_per_video
 
     run = Path(run)
@@ -215,37 +77,49 @@ def plan_run(run, metric: str | None = None, detect: float | None = None, pairs=
         if base not in models or new not in models:
             raise PlanError(f"--pair {base}={new}: {csv} has models {models}")
     pairs = list(pairs) or [(models[0], m) for m in models[1:]]
-    samples = _samples_of(run if run.is_dir() else run.parent)
     family = len(set(per_video["dimension"]))   # compare applies Holm across a model pair's metrics
     rows = []
     for dim in metrics:
         values = {m: video_values(per_video, m, dim) for m in models}
-        spreads = [(_sd(v), len(v)) for v in values.values() if len(v) > 1]
+        spreads = [spread(v) + (len(v),) for v in values.values() if len(v) > 1]   # (sd, rho, m, prompts, n)
         if not spreads:
             continue
-        s, n = max(spreads)[0], min(k for _, k in spreads)
+        s, n, prompts = max(x[0] for x in spreads), min(x[4] for x in spreads), min(x[3] for x in spreads)
+        rho = max((x[1] for x in spreads if np.isfinite(x[1])), default=float("nan"))
+        measured = max(1, round(max(x[2] for x in spreads)))   # videos per prompt in this run
+        m = int(samples) if samples else measured               # ... and in the run being planned
         diffs = []
         for base, new in pairs:
             both = pd.concat({"b": values[base], "n": values[new]}, axis=1, join="inner").dropna()
             if len(both) > 1:
-                diffs.append((_sd(both["n"] - both["b"]), len(both), f"{base}={new}"))
-        s_d, n_pairs, pair = max(diffs) if diffs else (float("nan"), 0, "")
-        h = halfwidth(s, n)
+                d_sd, d_rho, _, d_prompts = spread(both["n"] - both["b"])
+                diffs.append((d_sd, len(both), f"{base}={new}", d_rho, d_prompts))
+        s_d, n_pairs, pair, rho_d, prompts_d = max(diffs) if diffs else (float("nan"), 0, "", float("nan"), 0)
+        # the units compare and the summary count: prompts, each the mean of its samples (stats.prompt_sd); with
+        # one sample a prompt, videos
+        unit, unit_d = prompt_sd(s, rho, measured), prompt_sd(s_d, rho_d, measured)
+        h = halfwidth(unit, prompts if measured > 1 else n)
         target = detect if detect is not None else 0.5 * h
+        plan_unit, plan_unit_d = prompt_sd(s, rho, m), prompt_sd(s_d, rho_d, m)   # at the planned samples
+        n_units_d = prompts_d if measured > 1 else n_pairs
         rows.append({"metric": dim, "n": n, "sd": s, "halfwidth": h, "halfwidth_target": target,
-                     "n_halfwidth": n_for_halfwidth(s, target), "pair": pair, "n_pairs": n_pairs, "sd_paired": s_d,
-                     "mde_paired": paired_mde(s_d, n_pairs, alpha, family, power) if n_pairs else float("nan"),
-                     "detect": detect, "n_paired": paired_n(s_d, detect, alpha, family, power) if detect else np.nan,
-                     "n_unpaired": unpaired_n(s, detect, alpha, family, power) if detect else np.nan,
-                     "samples": samples, "family": family})
+                     "n_halfwidth": n_for_halfwidth(plan_unit, target) * m, "pair": pair, "n_pairs": n_pairs,
+                     "sd_paired": s_d,
+                     "mde_paired": paired_mde(unit_d, n_units_d, alpha, family, power) if n_pairs else float("nan"),
+                     "detect": detect,
+                     "n_paired": paired_n(plan_unit_d, detect, alpha, family, power) * m if detect else np.nan,
+                     "n_unpaired": unpaired_n(plan_unit, detect, alpha, family, power) * m if detect else np.nan,
+                     "samples": m, "family": family, "prompts": prompts, "samples_measured": measured, "icc": rho,
+                     "icc_paired": rho_d})
     if not rows:
         raise PlanError(f"--from {run}: no metric has two scored videos of one model")
     return pd.DataFrame(rows)
 
 
 def plan_directions(path, alpha: float = ALPHA, power: float = POWER) -> pd.DataFrame:
-    """A paper table's directions CSV: per unresolved contrast, the pairs that would resolve the paper's
-    difference, the paired spread recovered from the 95% bootstrap interval (s_d = sqrt(n) (high - low) / 2z)."""
+    """A paper table's directions CSV: per unresolved contrast, the pairs (prompts, where a prompt has several
+    samples) that would resolve the paper's difference, the paired spread recovered from the 95% bootstrap
+    interval (s_d = sqrt(n) (high - low) / 2z) unless the CSV carries it."""
     try:
         frame = pd.read_csv(path)
     except (OSError, ValueError) as exc:
@@ -254,13 +128,16 @@ def plan_directions(path, alpha: float = ALPHA, power: float = POWER) -> pd.Data
     if not needed <= set(frame.columns):
         raise PlanError(f"--from {path}: not a paper directions CSV (missing {sorted(needed - set(frame.columns))})")
     m = int(np.isfinite(frame["p_holm"].to_numpy(float)).sum())
+    # the test's units: prompts where the table counts them (several samples a prompt: sd_paired is the spread
+    # of per-prompt mean differences), else pairs
+    units = frame["n_prompts"] if "n_prompts" in frame else frame["n_pairs"]
     if "sd_paired" in frame:
         s_d = frame["sd_paired"].to_numpy(float)
     else:
-        s_d = np.sqrt(frame["n_pairs"]) * (frame["ci_high"] - frame["ci_low"]) / (2 * z(0.5 + CONFIDENCE / 2))
+        s_d = np.sqrt(units) * (frame["ci_high"] - frame["ci_low"]) / (2 * z(0.5 + CONFIDENCE / 2))
     frame = frame.assign(sd_paired=s_d, family=m)
     frame["n_to_resolve"] = [paired_n(s, d, alpha, m, power) for s, d in zip(s_d, frame["paper_delta"])]
-    frame["mde_paired"] = [paired_mde(s, int(n), alpha, m, power) for s, n in zip(s_d, frame["n_pairs"])]
+    frame["mde_paired"] = [paired_mde(s, int(n), alpha, m, power) for s, n in zip(s_d, units)]
     return frame
 
 
@@ -282,18 +159,28 @@ def plan_text(table: pd.DataFrame, alpha: float, power: float) -> str:
     detect = table["detect"].iloc[0]
     samples = int(table["samples"].iloc[0])
     target = f"±{detect:g}" if detect is not None and np.isfinite(detect) else "±0.5× now"
-    head = ["metric", "n", "s", "± at n", f"n for {target}", "pair", "s_d", "MDE at n (paired)"]
+    several = bool((table["samples"] > 1).any() or (table["samples_measured"] > 1).any())
+    head = ["metric", "n", "s", *(["ρ", "ρ paired"] if several else []), "± at n", f"n for {target}", "pair", "s_d",
+            "MDE at n (paired)"]
     if detect is not None and np.isfinite(detect):
         head += [f"n to detect {detect:g} (paired)", f"n to detect {detect:g} (unpaired, per model)"]
     lines = [f"95% intervals and {power:.0%} power, two-sided α = {alpha} / {int(table['family'].iloc[0])} metrics "
              "(Holm's first step), planned for compare's Wilcoxon test (0/1 metrics: normal approximation of its sign "
-             "test); n = prompts × samples",
+             "test); n = prompts × samples"
+             + ("; a prompt's samples are correlated (ρ, within-prompt correlation; ρ paired, of the paired "
+                "differences): compare tests per-prompt means, so prompts = n_independent · (1 + (m−1)ρ) / m"
+                if several else ""),
              "", markdown_row(head), "|" + "---|" * len(head)]
+
+    def rho(value) -> str:
+        return f"{value:.2f}" if np.isfinite(value) else "–"
+
     for r in table.to_dict("records"):
-        cells = [r["metric"], int(r["n"]), f"{r['sd']:.3g}", f"{r['halfwidth']:.3g}",
-                 as_prompts(r["n_halfwidth"], samples), r["pair"] or "–", f"{r['sd_paired']:.3g}",
-                 f"{r['mde_paired']:.3g}"]
-        if len(head) > 8:
+        cells = [r["metric"], int(r["n"]), f"{r['sd']:.3g}", *([rho(r["icc"]), rho(r["icc_paired"])] if several
+                                                               else []),
+                 f"{r['halfwidth']:.3g}", as_prompts(r["n_halfwidth"], samples), r["pair"] or "–",
+                 f"{r['sd_paired']:.3g}", f"{r['mde_paired']:.3g}"]
+        if detect is not None and np.isfinite(detect):
             cells += [as_prompts(r["n_paired"], samples), as_prompts(r["n_unpaired"], samples)]
         lines.append(markdown_row(cells))
     return "\n".join(lines)
@@ -314,7 +201,8 @@ def cmd_plan(args) -> int:
         if source.suffix == ".csv" and source.name != "per_video.csv":
             table = plan_directions(source, args.alpha, args.power)
         else:
-            table = plan_run(source, args.metric, args.detect, parse_pairs(args.pair), args.alpha, args.power)
+            table = plan_run(source, args.metric, args.detect, parse_pairs(args.pair), args.alpha, args.power,
+                             getattr(args, "samples", None))
     except (PlanError, CompareError) as exc:
         print(f"m4v-bench plan: {exc}", file=sys.stderr)
         return 2

@@ -318,24 +318,37 @@ def interval_charts(summary: pd.DataFrame) -> str:
 
 
 def precision_section(precision: pd.DataFrame) -> str:
-    """The 'how many prompts' table (benchmarks.plan.precision_table)."""
-    from benchmarks.plan import as_prompts
+    """The 'how many prompts' table (benchmarks.writers.precision_table)."""
+    from benchmarks.stats import as_prompts
+    from benchmarks.writers import clustered
 
     if precision is None or not len(precision):
         return ""
+    several = clustered(precision)
+
+    def rho(r) -> str:
+        if not several:
+            return ""
+        value = _num(r["icc"])
+        shown, sort_key = ("–", "") if value is None else (f"{value:.2f}", repr(value))
+        return f'<td class="num" data-v="{sort_key}">{shown}</td>'
+
     rows = "".join(
         f'<tr><th>{html.escape(r["metric"])}</th><td class="num" data-v="{int(r["n"])}">{int(r["n"])}</td>'
         f'<td class="num" data-v="{r["halfwidth"]!r}">±{_fmt(r["halfwidth"])}</td>'
-        f'<td class="num" data-v="{r["sd"]!r}">{_fmt(r["sd"])}</td>'
+        f'<td class="num" data-v="{r["sd"]!r}">{_fmt(r["sd"])}</td>{rho(r)}'
         f'<td class="num" data-v="{_num(r["n_half"]) or ""}">{as_prompts(r["n_half"], r["samples"])}</td>'
         f'<td class="num" data-v="{_num(r["n_quarter"]) or ""}">{as_prompts(r["n_quarter"], r["samples"])}</td></tr>'
         for r in precision.to_dict("records"))
     head = "".join(f'<th class="sortable" data-col="{i}">{h}</th>' for i, h in enumerate(
-        ["metric", "n", "95% ± at n", "s (per video)", "n for ±0.5×", "n for ±0.25×"]))
+        ["metric", "n", "95% ± at n", "s (per video)", *(["ρ (within prompt)"] if several else []), "n for ±0.5×",
+         "n for ±0.25×"]))
     return ('<h2 id="precision">How many prompts</h2><p class="note">The 95% half-width at this run\'s n (the widest '
             "model's bootstrap interval) and the videos, as prompts × samples, that would shrink it to 0.5× and "
             "0.25×: n = (z·s/h)², s the largest per-video standard deviation over the models (normal "
-            "approximation; for 0/1 metrics s = √(p(1−p))). <code>m4v-bench plan --from RUN --detect Δ</code> "
+            "approximation; for 0/1 metrics s = √(p(1−p)))"
+            + ("; a prompt's m samples are correlated (ρ): prompts = (z·s/h)²·(1 + (m−1)ρ)/m" if several else "")
+            + ". <code>m4v-bench plan --from RUN --detect Δ</code> "
             f'plans paired comparisons.</p><table class="sorted"><thead><tr>{head}</tr></thead><tbody>{rows}'
             "</tbody></table>")
 
@@ -413,7 +426,7 @@ def page(title: str, body: str, scripts: str = "") -> str:
 def report_html(out, per_video: pd.DataFrame, summary: pd.DataFrame, provenance: dict | None, suite_name: str,
                 primary: str | None, pareto: bytes | None = None, precision: pd.DataFrame | None = None) -> str:
     """report.html of a run directory `out` (previews written under out/previews as a side effect)."""
-    from benchmarks.plan import precision_table
+    from benchmarks.writers import clustered, precision_table
 
     out = Path(out)
     suite = (provenance or {}).get("suite") or {}
@@ -428,8 +441,10 @@ def report_html(out, per_video: pd.DataFrame, summary: pd.DataFrame, provenance:
         f"git {str(prov.get('git_commit') or '?')[:10]}", prov.get("command") or "") if x)
     substitutes = bool(summary.get("vbench_with_substitutes", pd.Series([False])).any())
     body = [f"<h1>{html.escape(suite_name)}</h1><p class=\"note\">{meta}</p>",
-            '<p class="note">Aggregates with 95% percentile-bootstrap intervals over videos (n = videos scored); '
-            "click a column to sort the models. "
+            '<p class="note">Aggregates with 95% percentile-bootstrap intervals over '
+            + ("prompts (a prompt's samples resampled together; n = videos scored); " if clustered(precision)
+               else "videos (n = videos scored); ")
+            + "click a column to sort the models. "
             + ("† a VBench dimension computed with a substitute backbone: not VBench's number. " if substitutes else "")
             + (f"Primary metric: <b>{html.escape(primary)}</b>." if primary else "") + "</p>",
             '<h2 id="summary-table">Summary</h2>', summary_table(summary)]
@@ -463,6 +478,10 @@ def paired_drops(base_rows: pd.DataFrame, new_rows: pd.DataFrame, dimension: str
 def compare_html(comparison, base, new, out) -> str:
     """compare.html: the metrics table and, per regressed metric, the largest paired drops side by side."""
     from benchmarks.compare import load_run
+    from benchmarks.stats import units
+
+    def n_prompts(r) -> int:   # a compare.csv written before the column existed counted pairs
+        return int(r["n_prompts"]) if _num(r.get("n_prompts")) is not None else int(r["n_pairs"])
 
     out = Path(out)
     t = comparison.table
@@ -474,7 +493,7 @@ def compare_html(comparison, base, new, out) -> str:
         cls = ' class="regressed"' if r["regressed"] else ""
         verdict = r["verdict"]
         if verdict == "no significant change" and (_num(r.get("mde")) or 0) > 0:   # 0: no spread to resolve
-            verdict += f"; cannot resolve differences below {_fmt(r['mde'])} at n = {int(r['n_pairs'])}"
+            verdict += f"; cannot resolve differences below {_fmt(r['mde'])} at {units(r['n_pairs'], n_prompts(r))}"
         cells = [model, f"{r['dimension']} {'↑' if r['higher_is_better'] else '↓'}", int(r["n_pairs"]),
                  _fmt(r["mean_base"]), _fmt(r["mean_new"]), _fmt(r["delta"]),
                  f"{_fmt(r['ci_low'])} – {_fmt(r['ci_high'])}", r["test"], _fmt(r["p_holm"]), _fmt(r.get("mde")),
@@ -486,7 +505,8 @@ def compare_html(comparison, base, new, out) -> str:
             f"{html.escape(str(c))}</td>" for c, v in zip(cells, values)) + "</tr>")
     head_html = "".join(f'<th class="sortable" data-col="{i}">{h}</th>' for i, h in enumerate(head))
     body = [f"<h1>compare</h1><p class=\"note\">base {html.escape(str(base))} · new {html.escape(str(new))}; paired "
-            "on (prompt, seed, dimension), Wilcoxon signed-rank (exact sign test for 0/1 metrics), Holm across "
+            "on (prompt, seed, dimension), Wilcoxon signed-rank (exact sign test for 0/1 metrics; on per-prompt mean "
+            "differences when a prompt has several samples), Holm across "
             "each model pair's metrics. MDE: the smallest paired difference detected with 80% power at this n "
             "(normal approximation at Holm's first level).</p>",
             f'<div class="scroll"><table class="sorted" id="metrics"><thead><tr>{head_html}</tr></thead><tbody>'

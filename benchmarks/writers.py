@@ -18,10 +18,12 @@ from __future__ import annotations
 
 import json
 import math
+from functools import partial
 
 import numpy as np
 import pandas as pd
 
+from benchmarks import stats
 from benchmarks.measure import median_interval
 from benchmarks.outputs import (
     atomic_write_bytes,
@@ -36,7 +38,7 @@ from evaluators import EVALUATORS
 from evaluators.registry import Evaluator, Record
 from evaluators.vbench.scoring import NORMALIZATION, vbench_scores_missing_zero, vbench_scores_present
 
-CI_LEVEL, N_RESAMPLES = 0.95, 2000
+CI_LEVEL, N_RESAMPLES = stats.CONFIDENCE, stats.SUMMARY_RESAMPLES
 # wall clock and memory: measurements, not bit-reproducible
 MEASURED_COLUMNS = ("seconds_per_video", "seconds_per_video_ci_low", "seconds_per_video_ci_high", "peak_mb")
 
@@ -47,28 +49,105 @@ def _aggregate(dimension: str, records: list[Record]) -> float:
     return cls.aggregate(object.__new__(cls), records)
 
 
-def bootstrap_interval(dimension: str, records: list[Record], seed: int = 0) -> tuple[float, float]:
-    """Percentile bootstrap over videos of the dimension's aggregate; (nan, nan) below two videos."""
-    n = len(records)
-    if n < 2:
-        return float("nan"), float("nan")
-    rng = np.random.default_rng(seed)
-    draws = rng.integers(0, n, size=(N_RESAMPLES, n))
+def bootstrap_interval(dimension: str, records: list[Record], seed: int = 0, clusters=None) -> tuple[float, float]:
+    """The summary's 95% interval of the dimension's aggregate: a percentile bootstrap resampling prompts
+    (`clusters`, a prompt per record; None: every record its own) with all their samples; (nan, nan) below two."""
     if EVALUATORS[dimension].aggregate is Evaluator.aggregate:   # the plain mean over videos: vectorised
-        scores = np.array([r.score for r in records], dtype=float)
-        stats = scores[draws].mean(axis=1)
-    else:
-        stats = np.array([_aggregate(dimension, [records[i] for i in d]) for d in draws], dtype=float)
-    stats = stats[np.isfinite(stats)]
-    if not len(stats):
-        return float("nan"), float("nan")
-    alpha = (1 - CI_LEVEL) / 2
-    return float(np.quantile(stats, alpha)), float(np.quantile(stats, 1 - alpha))
+        return stats.bootstrap_interval(records, None, clusters, seed, N_RESAMPLES, CI_LEVEL,
+                                        scores=[r.score for r in records])
+    return stats.bootstrap_interval(records, partial(_aggregate, dimension), clusters, seed, N_RESAMPLES, CI_LEVEL)
 
 
 def _records(part: pd.DataFrame) -> list[Record]:
     return [Record(r.video, r.dimension, float(r.score), r.backbone, int(r.n_frames), json.loads(r.extra))
             for r in part.itertuples()]
+
+
+PAIR_KEYS = ["prompt", "seed", "sample"]   # a video of a model: its prompt and which sample of it
+
+
+def video_values(per_video: pd.DataFrame, model: str, metric: str) -> pd.Series:
+    """The model's ok videos on one metric, each the metric's own aggregate of that one video (the summary's
+    scale), indexed by (prompt, seed, sample)."""
+    part = per_video[(per_video["model"] == model) & (per_video["dimension"] == metric)
+                     & (per_video["status"] == "ok")]
+    if not len(part):
+        return pd.Series(dtype=float)
+    values = [_aggregate(metric, [r]) for r in _records(part)]
+    keys = [k for k in PAIR_KEYS if k in part]
+    return pd.Series(values, index=pd.MultiIndex.from_frame(part[keys].astype(str)), dtype=float).dropna()
+
+
+def prompts_of(values: pd.Series) -> list:
+    """The prompt of each value of video_values (its index's first level; unknown prompts: each its own)."""
+    return stats.prompt_clusters(values.index.get_level_values("prompt"), values.index)
+
+
+def spread(values: pd.Series) -> tuple[float, float, float, int]:
+    """(per-video sd, within-prompt correlation, videos per prompt, prompts) of video_values; the correlation is
+    nan with one sample a prompt."""
+    prompts = prompts_of(values)
+    k = len(set(prompts))
+    sd = float(np.std(values.to_numpy(float), ddof=1)) if len(values) > 1 else float("nan")
+    return sd, stats.icc(values.to_numpy(float), prompts), len(values) / max(k, 1), k
+
+
+def precision_table(per_video: pd.DataFrame, summary: pd.DataFrame, samples: int = 1) -> pd.DataFrame:
+    """Per metric: n, the widest model's 95% half-width at n (the summary's bootstrap interval), the largest
+    per-video spread, the within-prompt correlation, and the videos (prompts x samples a prompt) for a half-width
+    of 0.5x and 0.25x of it. `samples`: videos per prompt where the table has no prompts to count them by."""
+    rows = []
+    dims = [d for d in EVALUATORS if d in summary.columns]
+    for dim in dims:
+        widths, spreads = [], []
+        for row in summary.to_dict("records"):
+            low, high = row.get(f"{dim}_ci_low"), row.get(f"{dim}_ci_high")
+            if low is not None and np.isfinite(low) and np.isfinite(high):
+                widths.append((high - low) / 2)
+            values = video_values(per_video, row["model"], dim)
+            if len(values) > 1:
+                spreads.append(spread(values) + (len(values),))
+        if not spreads:
+            continue
+        s = max(sd for sd, *_ in spreads)
+        rho = max((r for _, r, *_ in spreads if np.isfinite(r)), default=float("nan"))
+        m = max(1, round(max(per for _, _, per, *_ in spreads))) if "prompt" in per_video else max(1, int(samples))
+        n, prompts = min(v for *_, v in spreads), min(k for *_, k, _ in spreads)
+        # the units the interval counts: prompts, each a mean of m samples (benchmarks/stats.prompt_sd)
+        unit = stats.prompt_sd(s, rho, m)
+        h = max(widths) if widths else stats.halfwidth(unit, prompts if m > 1 else n)
+        rows.append({"metric": dim, "n": n, "halfwidth": h, "sd": s,
+                     "n_half": stats.n_for_halfwidth(unit, 0.5 * h) * m,
+                     "n_quarter": stats.n_for_halfwidth(unit, 0.25 * h) * m, "samples": m, "icc": rho,
+                     "prompts": prompts})
+    return pd.DataFrame(rows, columns=["metric", "n", "halfwidth", "sd", "n_half", "n_quarter", "samples", "icc",
+                                       "prompts"])
+
+
+def clustered(table: pd.DataFrame) -> bool:
+    """Some metric of a precision table rests on prompts with several samples."""
+    return bool(len(table)) and bool((table["samples"] > 1).any())
+
+
+def precision_markdown(table: pd.DataFrame) -> str:
+    """report.md's section: how many prompts the intervals ask for."""
+    if not len(table):
+        return ""
+    several = clustered(table)
+    text = ("95% half-width at this run's n (the widest model's bootstrap interval) and the videos, as prompts × "
+            "samples, that would shrink it to 0.5× and 0.25×: n = (z·s/h)², s the largest per-video standard "
+            "deviation over the models (normal approximation; for 0/1 metrics s = √(p(1−p)))")
+    if several:
+        text += ("; a prompt's m samples are correlated (ρ, the within-prompt correlation): prompts = "
+                 "(z·s/h)²·(1 + (m−1)ρ)/m")
+    head = ["metric", "n", "± at n", "s", *(["ρ"] if several else []), "n for ±0.5×", "n for ±0.25×"]
+    lines = ["## How many prompts", "", text + ".", "", markdown_row(head), "|" + "---|" * len(head)]
+    for r in table.to_dict("records"):
+        rho = [markdown_cell(f"{r['icc']:.2f}" if np.isfinite(r["icc"]) else "–")] if several else []
+        lines.append(markdown_row([f"`{r['metric']}`", int(r["n"]), f"{r['halfwidth']:.3g}", f"{r['sd']:.3g}", *rho,
+                                   stats.as_prompts(r["n_half"], r["samples"]),
+                                   stats.as_prompts(r["n_quarter"], r["samples"])]))
+    return "\n".join(lines) + "\n"
 
 
 def _batch_seconds(generation: pd.DataFrame) -> list[float]:
@@ -95,7 +174,8 @@ def summarize(per_video: pd.DataFrame, generation: pd.DataFrame, model_order: li
             ok = part[part["status"] == "ok"]
             records = _records(ok)
             value = _aggregate(dim, records) if records else float("nan")
-            low, high = bootstrap_interval(dim, records)
+            prompts = stats.prompt_clusters(ok["prompt"], ok["video"] if "video" in ok else ok.index)
+            low, high = bootstrap_interval(dim, records, clusters=prompts)
             row.update({dim: value, f"{dim}_ci_low": low, f"{dim}_ci_high": high, f"{dim}_n": len(records),
                         f"{dim}_failed": int((part["status"] == "failed").sum()),
                         f"{dim}_declined": int((part["status"] == "declined").sum()),
@@ -152,12 +232,14 @@ def primary_metric(summary: pd.DataFrame, preferred: str | None) -> str | None:
 def report_markdown(summary: pd.DataFrame, suite_name: str, primary: str | None,
                     precision: pd.DataFrame | None = None) -> str:
     """Tables a person would paste into a paper: one row per model, metrics with 95% intervals; `precision`
-    (benchmarks.plan.precision_table): the prompts a narrower interval needs."""
+    (precision_table): the prompts a narrower interval needs."""
     records = summary.to_dict("records")
     dims = [c for c in summary.columns if c in EVALUATORS]
     substitutes = summary.get("vbench_with_substitutes", pd.Series([True])).any()
+    over = ("prompts (a prompt's samples resampled together)" if precision is not None and clustered(precision)
+            else "videos")   # one sample a prompt: the two are the same resampling
     lines = [f"# {markdown_cell(suite_name)}", "",
-             "Aggregates with 95% percentile-bootstrap intervals over videos; n = videos scored. VBench total: "
+             f"Aggregates with 95% percentile-bootstrap intervals over {over}; n = videos scored. VBench total: "
              "VBench's rule (a missing dimension counts as 0, all 16 weighted); VBench total (present): VBench's "
              "weights over the dimensions scored" + (" (with substitute backbones: not VBench numbers)."
                                                      if substitutes else ".")
@@ -188,8 +270,6 @@ def report_markdown(summary: pd.DataFrame, suite_name: str, primary: str | None,
                     else "yes" if all(r[f"{dim}_faithful"] for r in records) else "no")
         lines.append(markdown_row([f"{dim} {arrow}", *cells, n, faithful]))
     if precision is not None and len(precision):
-        from benchmarks.plan import precision_markdown
-
         lines += ["", precision_markdown(precision).rstrip("\n")]
     return "\n".join(lines) + "\n"
 
@@ -278,7 +358,6 @@ def write_results(out, per_video: pd.DataFrame, generation: pd.DataFrame, summar
     for name, df in files.items():
         atomic_write_csv(out / name, df)
     atomic_write_json(out / "results.json", {"provenance": provenance, "rows": summary.to_dict("records")})
-    from benchmarks.plan import precision_table
     from benchmarks.report_html import report_html
 
     samples = int((provenance.get("suite") or {}).get("samples") or 1)

@@ -11,14 +11,9 @@ import pytest
 from scipy import stats
 
 from benchmarks import cli
-from benchmarks.compare import (
-    CompareError,
-    CompareOptions,
-    bootstrap_interval,
-    compare_dirs,
-    holm,
-    parse_tolerances,
-)
+from benchmarks.compare import CompareError, CompareOptions, compare_dirs, parse_tolerances
+from benchmarks.stats import holm
+from benchmarks.stats import mean_interval as bootstrap_interval
 
 REPO = Path(__file__).resolve().parents[1]
 PROMPTS = [f"a red square moving right {i}" for i in range(15)] + ["None", "NA"]  # strings pandas likes to eat
@@ -282,16 +277,21 @@ def test_holm_is_applied_across_the_metrics_of_a_model(tmp_path):
 
 
 def test_wilcoxon_p_is_scipys(tmp_path):
+    """One sample a prompt: Wilcoxon on the paired samples; two (seeds 0 and 1): on the per-prompt means."""
     base_df, new_df = base_frame(seed=0), base_frame(seed=1)
-    table = compare_dirs(write_run(tmp_path / "b", base_df), write_run(tmp_path / "n", new_df),
-                         CompareOptions(n_resamples=200)).table
-    key = ["prompt", "seed"]
-    pick = {name: df[df["dimension"] == "subject_consistency"].sort_values(key)["score"].to_numpy()
-            for name, df in (("base", base_df), ("new", new_df))}
-    expected = stats.wilcoxon(pick["new"], pick["base"]).pvalue
-    assert row(table, "subject_consistency")["test"] == "wilcoxon"
-    assert row(table, "subject_consistency")["p_value"] == pytest.approx(expected, rel=1e-12)
-    assert row(table, "subject_consistency")["delta"] == pytest.approx(pick["new"].mean() - pick["base"].mean())
+    for name, first_seed_only in (("one", True), ("two", False)):
+        b, n = ((df[df["seed"] == 0] if first_seed_only else df) for df in (base_df, new_df))
+        table = compare_dirs(write_run(tmp_path / f"b{name}", b), write_run(tmp_path / f"n{name}", n),
+                             CompareOptions(n_resamples=200)).table
+        pick = {side: df[df["dimension"] == "subject_consistency"].groupby("prompt", sort=True)["score"].mean()
+                for side, df in (("base", b), ("new", n))}
+        expected = stats.wilcoxon(pick["new"].to_numpy(), pick["base"].to_numpy()).pvalue
+        got = row(table, "subject_consistency")
+        assert got["test"] == ("wilcoxon" if first_seed_only else "wilcoxon on prompt means")
+        assert got["p_value"] == pytest.approx(expected, rel=1e-12)
+        assert got["n_prompts"] == len(PROMPTS) and got["n_pairs"] == len(PROMPTS) * (1 if first_seed_only else 2)
+        scores = {side: df[df["dimension"] == "subject_consistency"]["score"] for side, df in (("base", b), ("new", n))}
+        assert got["delta"] == pytest.approx(scores["new"].mean() - scores["base"].mean())
 
 
 def test_sign_test_on_a_0_1_metric_is_an_exact_binomial(tmp_path):
@@ -301,9 +301,17 @@ def test_sign_test_on_a_0_1_metric_is_an_exact_binomial(tmp_path):
     new_df.loc[color[:12], "score"] = 0.0  # lose the object's colour on the first 12 samples
     table = compare_dirs(write_run(tmp_path / "b", base_df), write_run(tmp_path / "n", new_df),
                          CompareOptions(n_resamples=200)).table
-    lost = int((base_df.loc[color[:12], "score"] == 1).sum())  # 1 -> 0 pairs; no 0 -> 1 pair exists
-    assert lost >= 5
-    assert row(table, "color")["test"] == "sign"
+    # two samples a prompt (seeds 0, 1): the sign test counts prompts whose mean fell (none rose)
+    lost = base_df.loc[color[:12]].query("score == 1")["prompt"].nunique()
+    assert lost >= 4
+    assert row(table, "color")["test"] == "sign on prompt means"
+    assert row(table, "color")["p_value"] == pytest.approx(stats.binomtest(0, lost, 0.5).pvalue, rel=1e-12)
+    # one sample a prompt: the exact McNemar test on the samples, as before
+    first = base_df["seed"] == 0
+    table = compare_dirs(write_run(tmp_path / "b1", base_df[first]), write_run(tmp_path / "n1", new_df[first]),
+                         CompareOptions(n_resamples=200)).table
+    lost = int((base_df.loc[color[:12]].query("seed == 0")["score"] == 1).sum())
+    assert lost >= 3 and row(table, "color")["test"] == "sign"
     assert row(table, "color")["p_value"] == pytest.approx(stats.binomtest(0, lost, 0.5).pvalue, rel=1e-12)
 
 

@@ -9,16 +9,9 @@ import pytest
 from scipy import stats
 
 from benchmarks import cli
-from benchmarks.compare import holm, paired_test
-from benchmarks.plan import (
-    halfwidth,
-    n_for_halfwidth,
-    paired_mde,
-    paired_n,
-    plan_directions,
-    plan_run,
-    precision_table,
-)
+from benchmarks.plan import plan_directions, plan_run
+from benchmarks.stats import halfwidth, holm, n_for_halfwidth, paired_mde, paired_n, paired_test
+from benchmarks.writers import precision_table
 
 MODELS = ("base", "new")
 DIMS = ("clip_score", "world_colour_shape", "frame_consistency")   # 3 metrics: Holm's first level is alpha / 3
@@ -105,17 +98,36 @@ def test_formulas_invert_each_other():
         (stats.t.ppf(1 - 0.005, 99) + stats.t.ppf(0.8, 99)) / math.sqrt(300 / math.pi))
 
 
+def balanced_icc(frame: pd.DataFrame) -> float:
+    """One-way ANOVA intraclass correlation of a balanced prompts x samples table, by the textbook formula
+    (MSB - MSW) / (MSB + (m - 1) MSW), truncated at 0."""
+    groups = frame.groupby("prompt")["score"]
+    m = int(groups.size().iloc[0])
+    msb, msw = m * groups.mean().var(ddof=1), groups.var(ddof=1).mean()
+    return max(0.0, (msb - msw) / (msb + (m - 1) * msw))
+
+
 def test_report_precision_table_reads_the_run(tmp_path):
-    """report.md's section: n and the widest interval of each metric; the videos for 0.5x and 0.25x of it."""
+    """report.md's section: n and the widest interval of each metric; the videos for 0.5x and 0.25x of it, in
+    prompts of two samples through the design effect 1 + (m - 1) rho."""
     run = pilot_run(tmp_path / "run", 40, samples=2)
     per_video = pd.read_csv(run / "per_video.csv")
     summary = pd.DataFrame([{"model": m, "clip_score_ci_low": 9.0, "clip_score_ci_high": 9.0 + 2 * w,
                              "clip_score": 10.0} for m, w in zip(MODELS, (0.3, 0.4))])
     table = precision_table(per_video, summary, samples=2).set_index("metric")
     row = table.loc["clip_score"]
-    sd = max(per_video[(per_video["model"] == m) & (per_video["dimension"] == "clip_score")]["score"].std()
-             for m in MODELS)
+    mine = [per_video[(per_video["model"] == m) & (per_video["dimension"] == "clip_score")] for m in MODELS]
+    sd, rho = max(part["score"].std() for part in mine), max(balanced_icc(part) for part in mine)
     assert row["n"] == 80 and row["halfwidth"] == pytest.approx(0.4) and row["sd"] == pytest.approx(sd)
+    assert row["icc"] == pytest.approx(rho) and row["samples"] == 2 and row["prompts"] == 40
+    # a prompt's mean of 2 samples has variance sd^2 (1 + rho) / 2: prompts = (z sd / h)^2 (1 + rho) / 2
+    assert row["n_half"] == 2 * math.ceil((1.959964 * sd / 0.2) ** 2 * (1 + rho) / 2)
+    assert row["n_quarter"] == 2 * math.ceil((1.959964 * sd / 0.1) ** 2 * (1 + rho) / 2)
+    # one sample a prompt: the plain i.i.d. sizes, unchanged
+    single = per_video[per_video["sample"] == 0]
+    row = precision_table(single, summary).set_index("metric").loc["clip_score"]
+    sd = max(single[single["model"] == m].query("dimension == 'clip_score'")["score"].std() for m in MODELS)
+    assert row["samples"] == 1 and np.isnan(row["icc"])
     assert row["n_half"] == math.ceil((1.959964 * sd / 0.2) ** 2)
     assert row["n_quarter"] == math.ceil((1.959964 * sd / 0.1) ** 2)
 

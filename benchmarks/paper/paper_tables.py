@@ -16,11 +16,10 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from benchmarks.compare import CompareOptions, bootstrap_interval, holm, metric_row
 from benchmarks.outputs import markdown_row
 from benchmarks.paper.paper_numbers import TABLE3, TABLE4, TABLE5
+from benchmarks.stats import holm, mean_interval, paired_n, paired_summary, prompt_clusters
 from benchmarks.writers import _aggregate, _records
-from evaluators import EVALUATORS
 
 FAST_METRICS = ("overall_consistency", "aesthetic_quality", "imaging_quality")  # the paper's fast protocol
 FAST_AVERAGE = "fast_average"  # per video: the mean of the fast-protocol metrics it has, in percent
@@ -166,11 +165,12 @@ def _value_and_interval(summary_row: pd.Series, per_video: pd.DataFrame, model: 
     """(value, low, high, n): the run summary's aggregate and interval; FAST_AVERAGE: mean and percentile
     bootstrap of the per-video averages."""
     if metric == FAST_AVERAGE:
-        values = per_video_scores(per_video, model, metric).to_numpy(float)
-        if len(values) < 2:
+        scores = per_video_scores(per_video, model, metric)
+        values = scores.to_numpy(float)
+        prompts = prompt_clusters(scores.index.get_level_values("prompt"), scores.index)
+        if len(set(prompts)) < 2:
             return (float(values.mean()) if len(values) else np.nan), np.nan, np.nan, len(values)
-        options = CompareOptions()
-        low, high = bootstrap_interval(values, options.confidence, options.n_resamples, options.seed)
+        low, high = mean_interval(values, clusters=prompts)
         return float(values.mean()), low, high, len(values)
     if metric not in summary_row.index or pd.isna(summary_row.get(metric)):
         return np.nan, np.nan, np.nan, 0
@@ -184,14 +184,15 @@ def _paired(per_video: pd.DataFrame, reference: str, model: str, metric: str) ->
     ref = per_video_scores(per_video, reference, metric)
     new = per_video_scores(per_video, model, metric)
     both = pd.concat({"base": ref, "new": new}, axis=1, join="inner").dropna()
+    prompts = prompt_clusters(both.index.get_level_values("prompt"), both.index)
     if len(both) < 2:  # one pair: a difference, but no interval or test
         delta = float((both["new"] - both["base"]).mean()) if len(both) else np.nan
         return {"delta": delta, "ci_low": np.nan, "ci_high": np.nan, "p": np.nan, "n_pairs": len(both),
-                "sd_paired": np.nan}
-    higher = EVALUATORS[metric].higher_is_better if metric in EVALUATORS else True
-    row = metric_row(both["base"].to_numpy(float), both["new"].to_numpy(float), higher, CompareOptions())
+                "sd_paired": np.nan, "n_prompts": len(set(prompts))}
+    # compare's statistics (benchmarks/stats.py): per-prompt means when a prompt has several samples
+    row = paired_summary(both["base"].to_numpy(float), both["new"].to_numpy(float), prompts)
     return {"delta": row["delta"], "ci_low": row["ci_low"], "ci_high": row["ci_high"], "p": row["p_value"],
-            "n_pairs": row["n_pairs"], "sd_paired": row["sd_diff"]}
+            "n_pairs": row["n_pairs"], "sd_paired": row["sd_diff"], "n_prompts": row["n_prompts"]}
 
 
 def build_table(table_name: str, per_video: pd.DataFrame, summary: pd.DataFrame, models: list[str],
@@ -263,16 +264,15 @@ def directions(table_name: str, per_video: pd.DataFrame, models: list[str]) -> p
                         "base_model": model_of[base], "metric": metric, "paper_metric": paper_metric,
                         "paper_delta": round(paper_delta, 4), **d})
     frame = pd.DataFrame(out, columns=["contrast", "new_model", "base_model", "metric", "paper_metric",
-                                       "paper_delta", "delta", "ci_low", "ci_high", "p", "n_pairs", "sd_paired"])
+                                       "paper_delta", "delta", "ci_low", "ci_high", "p", "n_pairs", "sd_paired",
+                                       "n_prompts"])
     tested = np.isfinite(frame["p"].to_numpy(float))
     frame["p_holm"] = np.nan
     if tested.any():
         frame.loc[tested, "p_holm"] = holm(list(frame.loc[tested, "p"]))
     frame["verdict"] = [verdict(r.paper_delta, r.delta, r.p_holm) for r in frame.itertuples()]
-    from benchmarks.plan import paired_n
-
-    # pairs (prompts x samples) that detect the paper's difference with 80% power at our spread, at Holm's first
-    # level over this frame's tests (benchmarks/plan.py)
+    # pairs (prompts x samples; prompts, where a prompt has several samples) that detect the paper's difference
+    # with 80% power at our spread, at Holm's first level over this frame's tests (benchmarks/stats.py)
     m = int(tested.sum())
     frame["n_to_resolve"] = [paired_n(s, d, m=m) if v == "unresolved" and np.isfinite(s) else np.nan
                              for s, d, v in zip(frame["sd_paired"], frame["paper_delta"], frame["verdict"])]
@@ -304,10 +304,14 @@ def _resolving(r: dict) -> str:
     n = r.get("n_to_resolve", np.nan)
     if r["verdict"] != "unresolved" or not np.isfinite(n):
         return ""
-    if n <= r["n_pairs"]:
-        return (f": {int(r['n_pairs'])} pairs already exceed the ≈ {int(n)} that would detect the paper's "
+    # the test's units: prompts when a prompt has several samples (benchmarks/stats.py), else pairs
+    have = r.get("n_prompts", r["n_pairs"])
+    have = r["n_pairs"] if not np.isfinite(have) else have
+    unit = "pairs" if have == r["n_pairs"] else "prompts"
+    if n <= have:
+        return (f": {int(have)} {unit} already exceed the ≈ {int(n)} that would detect the paper's "
                 f"{r['paper_delta']:+.2f}; our data do not show it")
-    return f": n ≈ {int(n)} pairs would resolve the paper's {r['paper_delta']:+.2f}"
+    return f": n ≈ {int(n)} {unit} would resolve the paper's {r['paper_delta']:+.2f}"
 
 
 def markdown(table_name: str, df: pd.DataFrame, directions_df: pd.DataFrame | None = None) -> str:
