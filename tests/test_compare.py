@@ -11,14 +11,8 @@ import pytest
 from scipy import stats
 
 from benchmarks import cli
-from benchmarks.compare import (
-    CompareError,
-    CompareOptions,
-    bootstrap_interval,
-    compare_dirs,
-    holm,
-    parse_tolerances,
-)
+from benchmarks.compare import CompareOptions, bootstrap_interval, compare_dirs, holm, parse_tolerances
+from benchmarks.core.errors import CompareError
 
 REPO = Path(__file__).resolve().parents[1]
 PROMPTS = [f"a red square moving right {i}" for i in range(15)] + ["None", "NA"]  # strings pandas likes to eat

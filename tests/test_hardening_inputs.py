@@ -122,7 +122,7 @@ def test_frame_rates_beyond_what_the_evaluators_sample_are_refused_per_file(tmp_
 
 def reseal(path: Path, change) -> None:
     """Edit a cache entry's payload and write a valid checksum for it (so only the schema check can catch it)."""
-    from benchmarks.cache import _digest
+    from benchmarks.run.cache import _digest
 
     data = json.loads(path.read_text())
     data.pop("sha256")
@@ -176,7 +176,7 @@ def test_a_corrupt_cache_entry_is_one_warning_naming_it_then_recomputed(tmp_path
 
 
 def test_cache_records_outside_their_schema_are_never_trusted():
-    from benchmarks.cache import generation_problem, record_problem
+    from benchmarks.run.cache import generation_problem, record_problem
 
     good = {"score": 0.5, "status": "ok", "reason": "", "n_frames": 9, "extra": "{}"}
     assert record_problem(good) is None

@@ -1,4 +1,5 @@
-"""The planner (benchmarks/plan.py): its n reaches the stated power and interval width when runs are drawn at it."""
+"""The planner (benchmarks/reporting/plan.py): its n reaches the stated power and interval width when runs are drawn
+at it."""
 
 import json
 import math
@@ -10,7 +11,7 @@ from scipy import stats
 
 from benchmarks import cli
 from benchmarks.compare import holm, paired_test
-from benchmarks.plan import (
+from benchmarks.reporting.plan import (
     halfwidth,
     n_for_halfwidth,
     paired_mde,

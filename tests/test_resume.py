@@ -15,8 +15,9 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from benchmarks.outputs import OutputError, OutputLock, atomic_write_text
-from benchmarks.writers import MEASURED_COLUMNS
+from benchmarks.core.errors import OutputError
+from benchmarks.core.outputs import OutputLock, atomic_write_text
+from benchmarks.reporting.writers import MEASURED_COLUMNS
 
 SUITE = """
 name = "resume-test"

@@ -23,13 +23,11 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
+from benchmarks.core.errors import PlanError
+
 CONFIDENCE, POWER, ALPHA = 0.95, 0.80, 0.05
 RANK_EFFICIENCY = 3 / math.pi   # Wilcoxon (and Mann-Whitney) vs the t-test on normal data (Pitman ARE)
 PAIR_KEYS = ["prompt", "seed", "sample"]
-
-
-class PlanError(ValueError):
-    """Input the planner cannot use: one line naming the file or flag."""
 
 
 def z(p: float) -> float:
@@ -115,7 +113,7 @@ def as_prompts(n: float, samples: int) -> str:
 def video_values(per_video: pd.DataFrame, model: str, metric: str) -> pd.Series:
     """The model's ok videos on one metric, each the metric's own aggregate of that one video (the summary's
     scale), indexed by (prompt, seed, sample)."""
-    from benchmarks.writers import _aggregate, _records
+    from benchmarks.reporting.aggregate import _aggregate, _records
 
     part = per_video[(per_video["model"] == model) & (per_video["dimension"] == metric)
                      & (per_video["status"] == "ok")]
@@ -159,7 +157,7 @@ def precision_table(per_video: pd.DataFrame, summary: pd.DataFrame, samples: int
 
 def precision_markdown(table: pd.DataFrame) -> str:
     """report.md's section: how many prompts the intervals ask for."""
-    from benchmarks.outputs import markdown_row
+    from benchmarks.core.outputs import markdown_row
 
     if not len(table):
         return ""
@@ -187,7 +185,8 @@ def plan_run(run, metric: str | None = None, detect: float | None = None, pairs=
              power: float = POWER) -> pd.DataFrame:
     """A row per metric of a run directory: spreads, the current half-width and paired MDE, and the videos
     needed for a half-width of `detect` (or 0.5x the current one) and to detect `detect` paired and unpaired."""
-    from benchmarks.compare import CompareError, read_per_video
+    from benchmarks.core.errors import CompareError
+    from benchmarks.reporting.runs import read_per_video
 
     run = Path(run)
     csv = run / "per_video.csv" if run.is_dir() else run
@@ -266,7 +265,7 @@ def plan_directions(path, alpha: float = ALPHA, power: float = POWER) -> pd.Data
 
 def plan_text(table: pd.DataFrame, alpha: float, power: float) -> str:
     """The planner's answer as a markdown table."""
-    from benchmarks.outputs import markdown_row
+    from benchmarks.core.outputs import markdown_row
 
     if "contrast" in table:
         lines = [f"paired, {power:.0%} power, two-sided α = {alpha} / {int(table['family'].iloc[0])} (Holm's first "
@@ -301,7 +300,8 @@ def plan_text(table: pd.DataFrame, alpha: float, power: float) -> str:
 
 def cmd_plan(args) -> int:
     """Prompts x samples a decision needs per metric, from a run's per-video spread (or a paper directions CSV)."""
-    from benchmarks.compare import CompareError, parse_pairs
+    from benchmarks.core.errors import CompareError
+    from benchmarks.core.flags import parse_pairs
 
     try:
         if not 0 < args.alpha < 1:

@@ -16,6 +16,8 @@ import os
 import tempfile
 from pathlib import Path
 
+from benchmarks.core.errors import OutputError
+
 LOCK_NAME, COMPLETE_NAME = ".lock", "COMPLETE"
 # `train`'s OUT/snapshots/step-NNNNNN: what the run would save at that step. Mid-schedule weights: the LR has not
 # decayed there as it would in a run of that many steps, so a snapshot is a point on one run's curve, not a shorter run.
@@ -28,10 +30,6 @@ def snapshot_dir(run, step: int) -> Path:
 _UMASK = os.umask(0)
 os.umask(_UMASK)
 FILE_MODE = 0o666 & ~_UMASK  # what open() would give: mkstemp's 0600 would hide results from other users
-
-
-class OutputError(RuntimeError):
-    """An output location that cannot be used; the message names it."""
 
 
 def _fsync_dir(directory: Path) -> None:
