@@ -7,6 +7,16 @@ def _seed():
     torch.manual_seed(0)
 
 
+@pytest.hookimpl(tryfirst=True)
+def pytest_collection_modifyitems(config, items):
+    """Under `make test` (pytest-xdist, --dist loadgroup) a test file's tests run on one worker, so a module-scoped
+    fixture (a CLI run several tests read) is made once; a test marked `xdist_group(NAME)` goes with NAME's group
+    instead (a slow test split from its file's worker)."""
+    for item in items:
+        if not any(True for _ in item.iter_markers("xdist_group")):
+            item.add_marker(pytest.mark.xdist_group(item.nodeid.split("::")[0]))
+
+
 def scan_inputs(batch=2, dim=8, length=37, dstate=4, groups=None, dtype=torch.float32, with_D=True, with_z=True,
                 with_bias=True, seed=0):
     """Random selective-scan inputs; groups=None gives ungrouped (B, N, L) B and C."""
