@@ -1,3 +1,5 @@
+import socket
+
 import pytest
 import torch
 
@@ -5,6 +7,15 @@ import torch
 @pytest.fixture(autouse=True)
 def _seed():
     torch.manual_seed(0)
+
+
+@pytest.fixture
+def master_port() -> int:
+    """A free TCP port for a torchrun test's rendezvous: a fixed one collides with a test running beside it
+    (pytest-xdist workers, another checkout's test run on the same machine)."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
 
 
 @pytest.hookimpl(tryfirst=True)

@@ -238,7 +238,7 @@ def run_cli(*args):
                           env={**os.environ, "OMP_NUM_THREADS": "1"})
 
 
-def test_an_adapter_cached_uncached_resumed_and_under_torchrun_gives_one_table(tmp_path, module):
+def test_an_adapter_cached_uncached_resumed_and_under_torchrun_gives_one_table(tmp_path, module, master_port):
     path = write_suite(tmp_path, [f"python:{module}:make", f"python:{module}:plain", "control:noise"], prompts=3,
                        evaluators=("world_colour_shape", "frame_consistency"))
     uncached = run_cli("run", "--suite", str(path), "--out", str(tmp_path / "u"), "--no-cache")
@@ -253,8 +253,8 @@ def test_an_adapter_cached_uncached_resumed_and_under_torchrun_gives_one_table(t
     resumed = run_cli("run", "--suite", str(path), "--out", str(tmp_path / "c"))
     assert resumed.returncode == 0 and (tmp_path / "c" / "per_video.csv").read_bytes() == reference
     two = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port",
-                          "29533", "-m", "benchmarks.cli", "run", "--suite", str(path), "--out", str(tmp_path / "two"),
-                          "--no-cache"], cwd=REPO, capture_output=True, text=True,
+                          str(master_port), "-m", "benchmarks.cli", "run", "--suite", str(path), "--out",
+                          str(tmp_path / "two"), "--no-cache"], cwd=REPO, capture_output=True, text=True,
                          env={**os.environ, "OMP_NUM_THREADS": "1"})
     assert two.returncode == 0, two.stderr[-2000:]
     assert (tmp_path / "two" / "per_video.csv").read_bytes() == reference

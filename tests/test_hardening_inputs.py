@@ -278,11 +278,11 @@ def test_refusals_come_before_any_work_and_name_the_file_and_key(tmp_path, capsy
     assert len(err) == 1 and f"no model directory '{missing}'" in err[0] and "train" not in err[0], err
 
 
-def test_torchrun_logs_count_every_ranks_work(tmp_path):
+def test_torchrun_logs_count_every_ranks_work(tmp_path, master_port):
     suite = tmp_path / "suite.toml"
     suite.write_text(SUITE.format(prompts=2).replace("batch = 2", "batch = 1"))    # one work item per rank
     two = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port",
-                          "29547", "-m", "benchmarks.cli", "run", "--suite", str(suite), "--out",
+                          str(master_port), "-m", "benchmarks.cli", "run", "--suite", str(suite), "--out",
                           str(tmp_path / "two")],
                          cwd=REPO, capture_output=True, text=True, env={**os.environ, "OMP_NUM_THREADS": "1"})
     assert two.returncode == 0, two.stderr[-2000:]

@@ -88,7 +88,7 @@ def run_cli(*args):
                           env={**os.environ, "OMP_NUM_THREADS": "1"})
 
 
-def test_cached_uncached_resumed_and_torchrun_give_one_table(tmp_path):
+def test_cached_uncached_resumed_and_torchrun_give_one_table(tmp_path, master_port):
     path = suite(tmp_path, ["reconstruction:vae-tiny", "dit-tiny"])
     uncached = run_cli("run", "--suite", str(path), "--out", str(tmp_path / "uncached"), "--no-cache")
     assert uncached.returncode == 0, uncached.stderr[-2000:]
@@ -107,8 +107,8 @@ def test_cached_uncached_resumed_and_torchrun_give_one_table(tmp_path):
     assert resumed.returncode == 0, resumed.stderr[-2000:]
     assert (tmp_path / "cached" / "per_video.csv").read_bytes() == reference
     two = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port",
-                          "29531", "-m", "benchmarks.cli", "run", "--suite", str(path), "--out", str(tmp_path / "two"),
-                          "--no-cache"], cwd=REPO, capture_output=True, text=True,
+                          str(master_port), "-m", "benchmarks.cli", "run", "--suite", str(path), "--out",
+                          str(tmp_path / "two"), "--no-cache"], cwd=REPO, capture_output=True, text=True,
                          env={**os.environ, "OMP_NUM_THREADS": "1"})
     assert two.returncode == 0, two.stderr[-2000:]
     assert (tmp_path / "two" / "per_video.csv").read_bytes() == reference

@@ -1,5 +1,6 @@
 """Every error type a user can meet, at the bottom so any layer raises them without importing another."""
 
+
 class SuiteError(ValueError):
     """A suite definition that cannot run; the message names the file and key."""
 

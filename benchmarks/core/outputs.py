@@ -27,6 +27,8 @@ SNAPSHOT_DIR = "snapshots"
 def snapshot_dir(run, step: int) -> Path:
     """RUN/snapshots/step-NNNNNN: where `train` saves the model of that step."""
     return Path(run) / SNAPSHOT_DIR / f"step-{step:06d}"
+
+
 _UMASK = os.umask(0)
 os.umask(_UMASK)
 FILE_MODE = 0o666 & ~_UMASK  # what open() would give: mkstemp's 0600 would hide results from other users

@@ -19,6 +19,7 @@ SAMPLE_KEY = ["prompt", "sample_id", "dimension"]
 # what a directory `run` / `eval` wrote holds besides per_video.csv (a run's first files: the cache, its videos)
 RUN_MARKERS = (RESULTS, "COMPLETE", "summary.csv", "cache", "videos", ".m4v-run.json")
 
+
 @dataclass
 class RunResults:
     """One side of the comparison: its per-video rows and, when results.json lies beside them, its provenance."""
