@@ -74,8 +74,11 @@ paper-tables: paper-rows
 	  dit-tiny $(call row_dir,parallel) $(call row_dir,pure-mamba) m4v-tiny
 	$(TABLE) paper-table5 --out $(BENCH_OUT)/paper-table5
 
+# In parallel (pytest-xdist, one worker per core); a test file's tests stay on one worker, so module-scoped fixtures
+# (a shared CLI run) are made once, slowest files first (tests/conftest.py). TEST_WORKERS=0: all in this process.
+TEST_WORKERS ?= auto
 test: $(STAMP)
-	$(VENV)/bin/python -m pytest -q
+	$(VENV)/bin/python -m pytest -q -n $(TEST_WORKERS) --dist loadfile --no-loadscope-reorder
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check m4v evaluators benchmarks tests

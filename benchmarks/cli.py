@@ -11,7 +11,7 @@ def cmd_info(args) -> int:
     """Versions, scan backends usable here, CPU/GPU; with --config, parameter counts per variant."""
     import torch
 
-    from benchmarks.provenance import device_description, git_commit, library_versions
+    from benchmarks.core.provenance import device_description, git_commit, library_versions
     from m4v.ops import available_backends
 
     print(f"m4v-harness at commit {git_commit()}")
@@ -57,9 +57,9 @@ def cmd_table4(args) -> int:
 
 def cmd_table4_time(args) -> int:
     """Table 4's inference column: each architecture's forwards timed per layout, summed over the AR schedule."""
-    from benchmarks.outputs import atomic_write_csv, atomic_write_json, json_safe, prepare_output_dir
+    from benchmarks.core.outputs import atomic_write_csv, atomic_write_json, json_safe, prepare_output_dir
+    from benchmarks.core.provenance import git_commit, provenance
     from benchmarks.paper import table4_time
-    from benchmarks.provenance import git_commit, provenance
 
     commit = git_commit()
     df, layouts = table4_time.inference_table(args.size, args.device, args.repeats,  # refuses paper size on CPU
@@ -93,8 +93,8 @@ def cmd_flops_curve(args) -> int:
 
 def cmd_convert(args) -> int:
     """A Wan2.1 diffusers pipeline directory -> the same pipeline with our transformer (attention or MM-DiM)."""
-    from benchmarks.outputs import atomic_write_json, json_safe
-    from benchmarks.provenance import git_commit, provenance
+    from benchmarks.core.outputs import atomic_write_json, json_safe
+    from benchmarks.core.provenance import git_commit, provenance
     from m4v.wan_convert import RECORD, convert_wan
 
     commit = git_commit()
@@ -152,7 +152,7 @@ def cmd_bench_scan(args) -> int:
 
 def _suite_from_args(args):
     """The suite a `run` / `eval` command line names, with its flags applied."""
-    from benchmarks import suites
+    from benchmarks.run import suites
 
     suite = suites.load_suite_file(args.suite_file) if getattr(args, "suite_file", None) else suites.get_suite(
         getattr(args, "suite", None) or suites.DEFAULT_SUITE)
@@ -178,7 +178,7 @@ def cmd_run(args) -> int:
     of quality against compute (per_video.csv, summary.csv, results.json, report.md, pareto.png)."""
     import shlex
 
-    from benchmarks.runner import run_suite
+    from benchmarks.run_suite import run_suite
 
     suite = _suite_from_args(args)
     pairs = [tuple(p.split("=", 1)) for p in args.pair]
@@ -199,9 +199,9 @@ def cmd_eval(args) -> int:
 
 def cmd_bench_eval(args) -> int:
     """VBench's 16 dimensions on VBench's protocol: VBench's loop vs the shared path (and bf16), timed, checked."""
-    from benchmarks.outputs import prepare_output_dir
+    from benchmarks.core.outputs import prepare_output_dir
+    from benchmarks.core.provenance import git_commit
     from benchmarks.perf import eval_bench
-    from benchmarks.provenance import git_commit
 
     commit = git_commit()   # the code that runs, before this run's outputs can dirty the tree
     if args.out:
@@ -223,7 +223,7 @@ def cmd_train(args) -> int:
     """Train a tiny model (VAE, text encoder, CLIP, reward model, m4v-tiny, dit-tiny, reward tuning); resumable."""
     import torch
 
-    from benchmarks.outputs import snapshot_dir
+    from benchmarks.core.outputs import snapshot_dir
     from benchmarks.train import parse_arch_overrides, parse_recipe_options, train
 
     if args.threads:
@@ -253,7 +253,7 @@ def cmd_generate(args) -> int:
     """Generate a video from a prompt with a trained model (default: the shipped m4v-tiny); writes it with PyAV."""
     import torch
 
-    from benchmarks.outputs import atomic_write_json, prepare_output_dir
+    from benchmarks.core.outputs import atomic_write_json, prepare_output_dir
     from evaluators.video import WRITABLE_SUFFIXES, read_video, write_video
     from m4v.text_to_video import TINY_GUIDANCE, TINY_STEPS, TextToVideo
 
@@ -311,8 +311,8 @@ def cmd_stage_quality(args) -> int:
 
     if args.threads:
         torch.set_num_threads(args.threads)
+    from benchmarks.core.flags import check_fits
     from benchmarks.diagnostics.stage_quality import WORLD_SIZE
-    from benchmarks.flags import check_fits
 
     # every prompt's first frame is sampled and decoded in one batch: refused with the estimate if it cannot fit
     check_fits(f"--prompts {args.prompts}", args.prompts, 1, WORLD_SIZE, WORLD_SIZE)
@@ -333,13 +333,15 @@ def cmd_stage_quality(args) -> int:
 def cmd_compare(args) -> int:
     """Paired tests between two runs of one suite: exit 0 no significant regression, 1 regression, 2 bad input."""
     from benchmarks import compare
+    from benchmarks.core.errors import CompareError
+    from benchmarks.core.flags import parse_pairs
 
     try:
-        options = compare.CompareOptions(alpha=args.alpha, pairs=compare.parse_pairs(args.pair),
+        options = compare.CompareOptions(alpha=args.alpha, pairs=parse_pairs(args.pair),
                                          max_drop=compare.parse_tolerances(args.max_drop),
                                          allow_unpaired=args.allow_unpaired, n_resamples=args.resamples,
                                          seed=args.seed)
-    except compare.CompareError as exc:
+    except CompareError as exc:
         print(f"m4v-bench compare: {exc}", file=sys.stderr)
         return compare.EXIT_BAD_INPUT
     return compare.run_compare(args.base, args.new, options, args.out)
@@ -347,7 +349,7 @@ def cmd_compare(args) -> int:
 
 def cmd_plan(args) -> int:
     """Prompts x samples a decision needs per metric, from a run's per-video spread (or a paper directions CSV)."""
-    from benchmarks import plan
+    from benchmarks.reporting import plan
 
     args.alpha = plan.ALPHA if args.alpha is None else args.alpha
     args.power = plan.POWER if args.power is None else args.power
@@ -356,7 +358,7 @@ def cmd_plan(args) -> int:
 
 def cmd_report(args) -> int:
     """(Re)write report.html of a run directory from its files (e.g. a run made before report.html existed)."""
-    from benchmarks import report_html
+    from benchmarks.reporting import report_html
 
     return report_html.cmd_report(args)
 
@@ -391,7 +393,7 @@ def _faithful_help() -> str:
 
 def _add_scoring_arguments(p) -> None:
     """Flags shared by run and eval: what is scored, with which backbones, where results and cache go."""
-    from benchmarks import flags
+    from benchmarks.core import flags
 
     p.add_argument("--prompts", help="VBench full_info JSON: the prompts to generate (run), or the entries of "
                                      "videos named <prompt>-<index>.mp4 (eval, run external)")
@@ -422,7 +424,7 @@ def _add_table4(sub) -> None:
 
 
 def _add_table4_time(sub) -> None:
-    from benchmarks import flags
+    from benchmarks.core import flags
 
     p = sub.add_parser("table4-time", help=cmd_table4_time.__doc__)
     p.add_argument("--size", choices=("paper", "tiny"), default="tiny",
@@ -442,9 +444,9 @@ def _add_flops_curve(sub) -> None:
 
 
 def _add_run(sub) -> None:
-    from benchmarks import flags
+    from benchmarks.core import flags
     from benchmarks.generators import CONTROL_KINDS  # numpy, no torch
-    from benchmarks.suites import BUILT_IN, DEFAULT_SUITE  # the standard library only
+    from benchmarks.run.suites import BUILT_IN, DEFAULT_SUITE  # the standard library only
 
     p = sub.add_parser("run", help=cmd_run.__doc__)
     p.add_argument("suite", nargs="?", help=f"built-in suite (default {DEFAULT_SUITE}): {', '.join(BUILT_IN)}")
@@ -478,7 +480,7 @@ def _add_eval(sub) -> None:
 
 
 def _add_bench_eval(sub) -> None:
-    from benchmarks import flags
+    from benchmarks.core import flags
 
     p = sub.add_parser("bench-eval", help=cmd_bench_eval.__doc__)
     p.add_argument("--videos", type=flags.BOUNDS["samples"], default=2, help="videos per prompt (VBench: 5)")
@@ -500,7 +502,7 @@ def _add_bench_eval(sub) -> None:
 
 
 def _add_bench_mixer(sub) -> None:
-    from benchmarks import flags
+    from benchmarks.core import flags
 
     p = sub.add_parser("bench-mixer", help=cmd_bench_mixer.__doc__)
     p.add_argument("--points", nargs="+", default=None,
@@ -515,7 +517,7 @@ def _add_bench_mixer(sub) -> None:
 
 
 def _add_train(sub) -> None:
-    from benchmarks import flags
+    from benchmarks.core import flags
     from m4v.config import MIXERS  # the standard library only
 
     p = sub.add_parser("train", help=cmd_train.__doc__)
@@ -576,7 +578,7 @@ def _add_convert(sub) -> None:
 
 
 def _add_generate(sub) -> None:
-    from benchmarks import flags
+    from benchmarks.core import flags
 
     p = sub.add_parser("generate", help=cmd_generate.__doc__)
     p.add_argument("--model", default="m4v-tiny", help="m4v-tiny | dit-tiny | m4v-tiny-reward | a trained directory")
@@ -603,7 +605,7 @@ def _add_generate(sub) -> None:
 
 
 def _add_stage_quality(sub) -> None:
-    from benchmarks import flags
+    from benchmarks.core import flags
 
     p = sub.add_parser("stage-quality", help=cmd_stage_quality.__doc__)
     p.add_argument("--models", nargs="+", default=["m4v-tiny", "dit-tiny"])
@@ -620,7 +622,7 @@ def _add_stage_quality(sub) -> None:
 
 
 def _add_bench_scan(sub) -> None:
-    from benchmarks import flags
+    from benchmarks.core import flags
 
     p = sub.add_parser("bench-scan", help=cmd_bench_scan.__doc__)
     p.add_argument("--sizes", nargs="+", default=["small", "paper"], choices=["small", "paper"])
@@ -639,7 +641,7 @@ def _add_bench_scan(sub) -> None:
 
 
 def _add_compare(sub) -> None:
-    from benchmarks import flags
+    from benchmarks.core import flags
 
     p = sub.add_parser("compare", help=cmd_compare.__doc__)
     p.add_argument("base", help="reference: a result directory of `run`, or its per_video.csv")
@@ -663,7 +665,7 @@ def _add_compare(sub) -> None:
 
 
 def _add_plan(sub) -> None:
-    from benchmarks import flags
+    from benchmarks.core import flags
 
     p = sub.add_parser("plan", help=cmd_plan.__doc__)
     p.add_argument("--from", dest="source", required=True, metavar="RUN",
@@ -716,7 +718,7 @@ def _add_debug_flag(parser: argparse.ArgumentParser, sub) -> None:
 def _user_errors() -> tuple:
     """What a user's input or environment causes (a bad file, flag or directory), as opposed to a bug: these
     print one line and exit 2; anything else keeps its traceback."""
-    from benchmarks.outputs import OutputError
+    from benchmarks.core.errors import OutputError
 
     # a class of a module that was never imported cannot have been raised: none is imported only to be listed
     lazy = tuple(getattr(sys.modules[module], name) for module, name in (
@@ -750,7 +752,8 @@ def _remove_if_empty(root: Path) -> None:
     """Remove a directory this run created if it holds no file but the lock / probe (a refused run)."""
     import shutil
 
-    from benchmarks.outputs import LOCK_NAME, RUN_MARKER, OutputError, OutputLock
+    from benchmarks.core.errors import OutputError
+    from benchmarks.core.outputs import LOCK_NAME, RUN_MARKER, OutputLock
 
     if not root.is_dir() or any(p.is_file() and p.name not in (LOCK_NAME, RUN_MARKER) for p in root.rglob("*")):
         return

@@ -11,7 +11,6 @@ is worse comes from the evaluator registry (`higher_is_better`). Exit codes: 0 n
 
 from __future__ import annotations
 
-import json
 import sys
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -19,6 +18,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from benchmarks.core.errors import CompareError
+from benchmarks.reporting.runs import RESULTS, SAMPLE_KEY, RunResults, _per_video_path, load_run
 from benchmarks.stats import (
     CONFIDENCE,
     PAIRED_RESAMPLES,
@@ -30,22 +31,11 @@ from benchmarks.stats import (
 )
 
 EXIT_OK, EXIT_REGRESSED, EXIT_BAD_INPUT = 0, 1, 2
-PER_VIDEO, RESULTS = "per_video.csv", "results.json"
-REQUIRED_COLUMNS = ("model", "prompt", "seed", "dimension", "score", "status")
-# A sample is its prompt, its `sample_id` ("seed N" for a generated video; "video NAME" for an external one, which
-# `eval` scores without a seed: two eval outputs pair by video file name) and the dimension.
-SAMPLE_KEY = ["prompt", "sample_id", "dimension"]
-# what a directory `run` / `eval` wrote holds besides per_video.csv (a run's first files: the cache, its videos)
-RUN_MARKERS = (RESULTS, "COMPLETE", "summary.csv", "cache", "videos", ".m4v-run.json")
 # Suite entries that may differ between the two runs: the models are what is being compared.
 SUITE_KEYS_ALLOWED_TO_DIFFER = ("models", "controls")   # floors are models too
 TABLE_COLUMNS = ("model_base", "model_new", "dimension", "higher_is_better", "n_pairs", "n_unpaired", "mean_base",
                  "mean_new", "delta", "ci_low", "ci_high", "test", "p_value", "p_holm", "max_drop", "regressed",
                  "verdict", "sd_diff", "mde", "n_prompts")
-
-
-class CompareError(ValueError):
-    """Input compare cannot use (unpaired samples, different settings, a malformed file): one line saying why."""
 
 
 @dataclass
@@ -61,8 +51,8 @@ class CompareOptions:
     seed: int = 0
 
     def __post_init__(self):
-        """Every number against the one bounds table (benchmarks/flags.py): a refusal names the flag and bound."""
-        from benchmarks.flags import BOUNDS
+        """Every number against the one bounds table (benchmarks/core/flags.py): a refusal names the flag and bound."""
+        from benchmarks.core.flags import BOUNDS
 
         for flag, value, bound in (("--alpha", self.alpha, "probability"), ("--resamples", self.n_resamples,
                                    "resamples"), ("confidence", self.confidence, "probability"),
@@ -74,15 +64,6 @@ class CompareOptions:
 
 
 @dataclass
-class RunResults:
-    """One side of the comparison: its per-video rows and, when results.json lies beside them, its provenance."""
-
-    path: Path
-    per_video: pd.DataFrame
-    provenance: dict | None
-
-
-@dataclass
 class Comparison:
     """The table (a row per model pair x metric), the exit code it implies, and what the reader should know."""
 
@@ -90,116 +71,6 @@ class Comparison:
     exit_code: int
     notes: list[str]
     provenance: dict
-
-
-# ---------------------------------------------------------------- reading
-
-def _per_video_path(path: Path) -> Path:
-    """A run directory's per_video.csv, or the file itself."""
-    if path.is_dir():
-        path = path / PER_VIDEO
-    if not path.is_file():
-        raise CompareError(f"{path}: not found (expected a result directory of `m4v-bench run` or its {PER_VIDEO})")
-    return path
-
-
-def read_per_video(path: Path) -> pd.DataFrame:
-    """Read and check a tidy per_video.csv: required columns, integer seeds (or, for external videos scored by
-    `eval`, no seed at all and a video name on every row), a finite score on every ok row."""
-    try:
-        # keep_default_na=False: a prompt such as "None" or "NA" stays a string.
-        df = pd.read_csv(path, dtype=str, keep_default_na=False)
-    except (OSError, ValueError, pd.errors.ParserError) as exc:
-        raise CompareError(f"{path}: cannot read ({' '.join(str(exc).split())})") from exc
-    missing = [c for c in REQUIRED_COLUMNS if c not in df.columns]
-    if missing:
-        raise CompareError(f"{path}: missing column(s) {missing}")
-    if len(df) and df["seed"].str.strip().eq("").all() and "video" in df and df["video"].str.strip().ne("").all():
-        # external videos (`eval`): no seed; a sample is its file, named relative to the folder it was scored in
-        df["sample_id"] = ["video " + Path(v).name for v in df["video"]]
-    else:
-        seeds = pd.to_numeric(df["seed"], errors="coerce")
-        if seeds.isna().any() or (seeds % 1 != 0).any():
-            raise CompareError(f"{path}: seed {df['seed'][seeds.isna() | (seeds % 1 != 0)].iloc[0]!r} is not an "
-                               "integer (a run's rows all have seeds; external videos none, and a video name)")
-        df["seed"] = seeds.astype(int)
-        df["sample_id"] = ["seed " + str(s) for s in df["seed"]]
-    df["score"] = pd.to_numeric(df["score"].replace("", np.nan), errors="coerce")
-    bad = (df["status"] == "ok") & ~np.isfinite(df["score"])
-    if bad.any():
-        raise CompareError(f"{path}: line {int(bad.idxmax()) + 2} has status ok but no finite score")
-    duplicated = df.duplicated(["model", *SAMPLE_KEY])
-    if duplicated.any():
-        row = df[duplicated].iloc[0]
-        raise CompareError(f"{path}: (model, prompt, sample, dimension) repeated, e.g. {row['model']!r} "
-                           f"{row['prompt']!r} {row['sample_id']} {row['dimension']}")
-    return df
-
-
-def _locked(directory: Path) -> bool:
-    """A run holds `directory`'s lock now (benchmarks/outputs.OutputLock): it is being written."""
-    import fcntl
-    import os
-
-    from benchmarks.outputs import LOCK_NAME
-
-    try:
-        fd = os.open(directory / LOCK_NAME, os.O_RDONLY)
-    except OSError:   # no lock file: no run ever wrote here
-        return False
-    try:
-        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
-        fcntl.flock(fd, fcntl.LOCK_UN)
-        return False
-    except BlockingIOError:
-        return True
-    finally:
-        os.close(fd)
-
-
-def check_readable_run(directory: Path, own: bool = False) -> None:
-    """A directory no run is writing (a running run holds its lock: its files are being replaced) and, when
-    `run` / `eval` made it (it holds one of RUN_MARKERS), complete: a killed or failed run never wrote COMPLETE.
-    `own`: the caller's own run, which holds the lock itself. A bare per_video.csv made elsewhere is read as is."""
-    from benchmarks.outputs import COMPLETE_NAME
-
-    if not own and _locked(directory):
-        raise CompareError(f"{directory}: a run is writing there (locked); compare it when that run has finished")
-    if not any((directory / name).exists() for name in RUN_MARKERS):
-        return
-    if not (directory / COMPLETE_NAME).is_file():
-        raise CompareError(f"{directory}: an incomplete run (no {COMPLETE_NAME}: it was killed, failed or is being "
-                           "rerun); run it to completion first")
-
-
-def _provenance_of(results: Path) -> dict | None:
-    """results.json's provenance, checked where compare reads it: a JSON object whose suite / device / versions
-    are objects; anything else is one line naming the file and key."""
-    try:
-        data = json.loads(results.read_text())
-    except (OSError, ValueError, RecursionError) as exc:
-        raise CompareError(f"{results}: not a readable results.json ({type(exc).__name__})") from None
-    if not isinstance(data, dict):
-        raise CompareError(f"{results}: must be a JSON object with 'provenance', got {type(data).__name__}")
-    provenance = data.get("provenance")
-    if provenance is not None and not isinstance(provenance, dict):
-        raise CompareError(f"{results}: key 'provenance' must be a JSON object, got {type(provenance).__name__}")
-    for key in ("suite", "device", "versions", "checkpoints"):
-        value = (provenance or {}).get(key)
-        if value is not None and not isinstance(value, dict):
-            raise CompareError(f"{results}: key 'provenance.{key}' must be a JSON object, got {type(value).__name__}")
-    return provenance
-
-
-def load_run(path, own: bool = False, check: bool = True) -> RunResults:
-    """A run directory (or its per_video.csv) with the provenance of the results.json beside it, if any; a run
-    directory only when complete and unlocked (check_readable_run; check=False: already checked)."""
-    csv = _per_video_path(Path(path))
-    if check:
-        check_readable_run(csv.parent, own)
-    results = csv.parent / RESULTS
-    provenance = _provenance_of(results) if results.is_file() else None
-    return RunResults(Path(path), read_per_video(csv), provenance)
 
 
 # ---------------------------------------------------------------- settings and pairing
@@ -322,16 +193,6 @@ def metric_directions(dimensions) -> dict[str, bool]:
 
 # ---------------------------------------------------------------- options
 
-def parse_pairs(items) -> list[tuple[str, str]]:
-    """["BASE=NEW", ...] -> [(BASE, NEW), ...]."""
-    pairs = []
-    for item in items:
-        base, sep, new = item.partition("=")
-        if not sep or not base or not new:
-            raise CompareError(f"--pair {item!r}: expected BASE_MODEL=NEW_MODEL")
-        pairs.append((base, new))
-    return pairs
-
 
 def parse_tolerances(items) -> dict[str, str]:
     """["METRIC=X", "METRIC=X%", ...] -> {METRIC: "X" | "X%"} (checked to be non-negative numbers)."""
@@ -435,7 +296,7 @@ def compare_dirs(base, new, options: CompareOptions | None = None, own=None) -> 
 
 
 def _provenance(base: RunResults, new: RunResults, options: CompareOptions, exit_code: int) -> dict:
-    from benchmarks.provenance import provenance
+    from benchmarks.core.provenance import provenance
 
     sides = {}
     for side, run in (("base", base), ("new", new)):
@@ -471,7 +332,7 @@ def markdown(comparison: Comparison) -> str:
 
 def write_comparison(comparison: Comparison, out_dir) -> list[Path]:
     """compare.csv (the table) and compare.json ({provenance, notes, rows}) in `out_dir`, atomically."""
-    from benchmarks.outputs import atomic_write_csv, atomic_write_json, prepare_output_dir
+    from benchmarks.core.outputs import atomic_write_csv, atomic_write_json, prepare_output_dir
 
     out = prepare_output_dir(out_dir)
     rows = comparison.table.to_dict(orient="records")
@@ -491,7 +352,8 @@ def run_compare(base, new, options: CompareOptions, out=None, prog: str = "m4v-b
     is `own`, the caller's run directory, locked by it); the exit code (2 with one line on bad input)."""
     from contextlib import nullcontext
 
-    from benchmarks.outputs import OutputError, OutputLock, prepare_output_dir
+    from benchmarks.core.errors import OutputError
+    from benchmarks.core.outputs import OutputLock, prepare_output_dir
 
     try:
         comparison = compare_dirs(base, new, options, own)
@@ -501,8 +363,8 @@ def run_compare(base, new, options: CompareOptions, out=None, prog: str = "m4v-b
         prepare_output_dir(target)
         with nullcontext() if held else OutputLock(target):   # no run starts writing there meanwhile
             written = write_comparison(comparison, target)
-            from benchmarks.outputs import atomic_write_text
-            from benchmarks.report_html import compare_html
+            from benchmarks.core.outputs import atomic_write_text
+            from benchmarks.reporting.report_html import compare_html
 
             written.append(atomic_write_text(target / "compare.html", compare_html(comparison, base, new, target)))
     except (CompareError, OutputError) as exc:

@@ -24,11 +24,11 @@ import torch
 from safetensors import SafetensorError
 from tqdm import tqdm
 
-from benchmarks.flags import BOUNDS, RECIPE_OPTION_BOUNDS
-from benchmarks.outputs import (
+from benchmarks.core.errors import OutputError
+from benchmarks.core.flags import BOUNDS, RECIPE_OPTION_BOUNDS
+from benchmarks.core.outputs import (
     COMPLETE_NAME,
     LOCK_NAME,
-    OutputError,
     OutputLock,
     _fsync_dir,
     atomic_write_json,
@@ -39,7 +39,8 @@ from benchmarks.outputs import (
     prepare_output_dir,
     snapshot_dir,
 )
-from benchmarks.provenance import git_commit, provenance
+from benchmarks.core.provenance import git_commit, provenance
+from benchmarks.core.training_record import read_record
 from m4v.recipes import WEIGHTS_DIR, get_recipe
 
 STATE_FILE, LOG_FILE, RECORD_FILE = "state.pt", "loss.csv", "training.json"
@@ -118,7 +119,7 @@ def train(name: str, out, steps: int | None = None, seed: int = 0, weights_root=
     Nothing is lost: OUT holding a trained model is refused unless its own state.pt resumes or `overwrite`;
     OUT is locked for the run; record files are written atomically, the model is published file by file with
     renames, and OUT/COMPLETE appears last."""
-    # every number against the one bounds table (benchmarks/flags.py), before anything is read or written
+    # every number against the one bounds table (benchmarks/core/flags.py), before anything is read or written
     # (steps 0 would save the untrained initialisation as a trained model)
     for flag, value, bound in (("--steps", steps, "steps"), ("--seed", seed, "seed"),
                                ("--checkpoint-every", checkpoint_every, "steps"),
@@ -195,29 +196,6 @@ def parse_recipe_options(name: str, items: list[str]) -> dict:
         else:
             options[key] = text.strip()
     return options
-
-
-def read_record(path: Path) -> dict:
-    """A training.json, checked where it is read (a finished run's result, a snapshot's, a model's `trained_steps`
-    in a run's summary): a JSON object whose step counts and seed are within the bounds table; anything else is
-    one line naming the file and key."""
-    try:
-        record = json.loads(Path(path).read_text())
-    except OSError as exc:
-        raise ValueError(f"{path}: cannot read ({exc.strerror or exc})") from None
-    except (ValueError, RecursionError) as exc:
-        raise ValueError(f"{path}: not valid JSON ({type(exc).__name__}: {' '.join(str(exc).split())[:80]})") from None
-    if not isinstance(record, dict):
-        raise ValueError(f"{path}: must be a JSON object (a training record), got {type(record).__name__}")
-    for key, bound in (("steps", "steps"), ("step", "steps"), ("of_steps", "steps"), ("seed", "seed"),
-                       ("train_seconds", "seconds")):
-        if record.get(key) is not None:
-            BOUNDS[bound].check(record[key], f"{path}: key '{key}'")
-    if "step" in record and record.get("of_steps") is not None and record["step"] > record["of_steps"]:
-        raise ValueError(f"{path}: key 'step' {record['step']} is beyond key 'of_steps' {record['of_steps']}")
-    if not isinstance(record.get("model", ""), str):
-        raise ValueError(f"{path}: key 'model' must be a string, got {record['model']!r}"[:200])
-    return record
 
 
 def _check_existing(out: Path, name: str, seed: int, steps: int, recipe, stop: int, stop_after: int | None,

@@ -1,7 +1,7 @@
 """Compute that produced a video: FLOPs of its generation (two counters), seconds, peak memory.
 
-Reads video.aux["generation"] written by the runner (benchmarks/measured_generation.py); external videos have none
-and are not scored on this dimension.
+Reads video.aux["generation"] written by the runner (benchmarks/compute/measured_generation.py); external videos
+have none and are not scored on this dimension.
 """
 
 from __future__ import annotations

@@ -1,3 +1,5 @@
+import socket
+
 import pytest
 import torch
 
@@ -5,6 +7,49 @@ import torch
 @pytest.fixture(autouse=True)
 def _seed():
     torch.manual_seed(0)
+
+
+@pytest.fixture
+def master_port() -> int:
+    """A free TCP port for a torchrun test's rendezvous: a fixed one collides with a test running beside it
+    (pytest-xdist workers, another checkout's test run on the same machine)."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+# The files whose tests took longest (--durations, issue 41), slowest first: under xdist they are handed out first,
+# so no worker starts one of them while the other has nothing left to do.
+SLOWEST_FILES = ("tests/test_invariants.py", "tests/test_generators.py", "tests/test_resume.py",
+                 "tests/test_hardening.py", "tests/test_run.py", "tests/test_stage_quality.py",
+                 "tests/test_hardening_inputs.py")
+# Slow files with no module-scoped fixture: each of their tests is a unit of its own (any worker), so one file's
+# minutes of whole-run tests are shared out; every other file's tests stay on one worker.
+SPLIT_FILES = ("tests/test_invariants.py", "tests/test_generators.py", "tests/test_run.py",
+               "tests/test_hardening_inputs.py")
+
+
+def pytest_collection_modifyitems(config, items):
+    """On an xdist worker, the slowest files first (with --no-loadscope-reorder, the order work is handed out)."""
+    if hasattr(config, "workerinput"):
+        rank = {name: i for i, name in enumerate(SLOWEST_FILES)}
+        items.sort(key=lambda item: rank.get(item.nodeid.split("::")[0], len(rank)))   # stable: file order kept
+
+
+def pytest_xdist_make_scheduler(config, log):
+    """`--dist loadfile` (make test): a file's tests on one worker, so a module-scoped fixture (a CLI run several
+    tests read) is made once; SPLIT_FILES' tests one by one. (xdist_group marks cannot do this: xdist 3.8's
+    loadgroup tags node ids in a way pytest 9 ignores.)"""
+    if config.getvalue("dist") != "loadfile":
+        return None
+    from xdist.scheduler import LoadScopeScheduling
+
+    class FileOrTestScheduling(LoadScopeScheduling):
+        def _split_scope(self, nodeid: str) -> str:
+            path = nodeid.split("::")[0]
+            return nodeid if path in SPLIT_FILES else path
+
+    return FileOrTestScheduling(config, log)
 
 
 def scan_inputs(batch=2, dim=8, length=37, dstate=4, groups=None, dtype=torch.float32, with_D=True, with_z=True,

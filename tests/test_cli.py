@@ -104,7 +104,7 @@ def test_cli_bench_times_help(tmp_path):
 
 def test_help_texts_name_what_the_registries_hold():
     """The parser names a few registries' contents without importing them; they stay in step."""
-    from benchmarks import plan
+    from benchmarks.reporting import plan
     from evaluators.video import WRITABLE_SUFFIXES
     from m4v.recipes import RECIPES
 

@@ -136,7 +136,7 @@ def test_aesthetic_quality_is_the_head_over_ten(clip, tmp_path):
 def test_eval_picks_the_dimensions_its_backbones_allow(clip, tmp_path):
     from safetensors.torch import save_file
 
-    from benchmarks.runner import build_evaluators
+    from benchmarks.run.runner import build_evaluators
 
     head = tmp_path / "head.safetensors"
     save_file({"weight": torch.zeros(1, 32), "bias": torch.zeros(1)}, str(head))
@@ -184,7 +184,7 @@ def test_imaging_quality_by_hand(tmp_path):
 
 
 def test_eval_defaults_to_the_shipped_world_models():
-    from benchmarks.runner import build_evaluators
+    from benchmarks.run.runner import build_evaluators
     from evaluators.backbones import default_backbones
 
     assert len(default_backbones()) == 2  # the shipped tiny CLIP and fidelity model

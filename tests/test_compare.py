@@ -11,7 +11,8 @@ import pytest
 from scipy import stats
 
 from benchmarks import cli
-from benchmarks.compare import CompareError, CompareOptions, compare_dirs, parse_tolerances
+from benchmarks.compare import CompareOptions, compare_dirs, parse_tolerances
+from benchmarks.core.errors import CompareError
 from benchmarks.stats import holm
 from benchmarks.stats import mean_interval as bootstrap_interval
 

@@ -52,7 +52,8 @@ def test_benchmark_videos_have_every_frame_distinct(tmp_path):
 
 
 def test_prompt_lists_are_vbench_full_info_tag_sets():
-    from benchmarks.suites import SuiteError, vbench_full_info_path
+    from benchmarks.core.errors import SuiteError
+    from benchmarks.run.suites import vbench_full_info_path
 
     try:
         path = vbench_full_info_path()

@@ -212,7 +212,7 @@ def videos(tmp_path_factory):
     return folder
 
 
-# ---- cache entries (benchmarks/cache.py seals and verifies them) -----------------------------------------------
+# ---- cache entries (benchmarks/run/cache.py seals and verifies them) -----------------------------------------------
 
 @pytest.fixture(scope="module")
 def cached_run(tmp_path_factory):
@@ -245,7 +245,7 @@ def damage(draw, entries):
           suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
 @given(data=st.data())
 def test_a_damaged_cache_entry_is_never_trusted(data, cached_run, tmp_path, capsys):
-    from benchmarks.cache import _sealed
+    from benchmarks.run.cache import _sealed
 
     root, entries = cached_run
     work = tmp_path / "work"

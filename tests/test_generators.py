@@ -17,7 +17,7 @@ import pytest
 
 from benchmarks.cli import main
 from benchmarks.generators import GeneratorError, check_frames, per_video_seed, resolve_generators
-from benchmarks.suites import load_suite_file, prompt_entries
+from benchmarks.run.suites import load_suite_file, prompt_entries
 
 REPO = Path(__file__).resolve().parent.parent
 SUITE = """
@@ -153,8 +153,8 @@ def run(tmp_path, suite, out, *extra, code=0):
 def test_shipped_models_keep_their_seed_rule_and_cache_keys(tmp_path):
     """A shipped model's sample key and seed are what they were before generators existed (the committed
     baselines' samples): batch b of sample i with seed + 1000 i + b, keyed on checkpoint/config/VAE/text encoder."""
-    from benchmarks.cache import file_sha256, key_of, tree_sha256
-    from benchmarks.provenance import cpu_kernels
+    from benchmarks.core.hashing import file_sha256, key_of, tree_sha256
+    from benchmarks.core.provenance import cpu_kernels
     from m4v.checkpoint import weights_path
 
     suite_path = write_suite(tmp_path, ["dit-tiny"], prompts=3, seed=5, evaluators=("frame_consistency",))
@@ -238,7 +238,7 @@ def run_cli(*args):
                           env={**os.environ, "OMP_NUM_THREADS": "1"})
 
 
-def test_an_adapter_cached_uncached_resumed_and_under_torchrun_gives_one_table(tmp_path, module):
+def test_an_adapter_cached_uncached_resumed_and_under_torchrun_gives_one_table(tmp_path, module, master_port):
     path = write_suite(tmp_path, [f"python:{module}:make", f"python:{module}:plain", "control:noise"], prompts=3,
                        evaluators=("world_colour_shape", "frame_consistency"))
     uncached = run_cli("run", "--suite", str(path), "--out", str(tmp_path / "u"), "--no-cache")
@@ -253,8 +253,8 @@ def test_an_adapter_cached_uncached_resumed_and_under_torchrun_gives_one_table(t
     resumed = run_cli("run", "--suite", str(path), "--out", str(tmp_path / "c"))
     assert resumed.returncode == 0 and (tmp_path / "c" / "per_video.csv").read_bytes() == reference
     two = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port",
-                          "29533", "-m", "benchmarks.cli", "run", "--suite", str(path), "--out", str(tmp_path / "two"),
-                          "--no-cache"], cwd=REPO, capture_output=True, text=True,
+                          str(master_port), "-m", "benchmarks.cli", "run", "--suite", str(path), "--out",
+                          str(tmp_path / "two"), "--no-cache"], cwd=REPO, capture_output=True, text=True,
                          env={**os.environ, "OMP_NUM_THREADS": "1"})
     assert two.returncode == 0, two.stderr[-2000:]
     assert (tmp_path / "two" / "per_video.csv").read_bytes() == reference
@@ -421,7 +421,7 @@ def test_controls_are_floors_and_report_flags_metrics_not_separated_from_them(tm
 
 
 def test_floor_flags_follow_the_intervals():
-    from benchmarks.floors import floor_flags
+    from benchmarks.reporting.floors import floor_flags
 
     summary = pd.DataFrame([
         {"model": "good", "world_count": 0.9, "world_count_ci_low": 0.8, "world_count_ci_high": 1.0},

@@ -20,9 +20,9 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from benchmarks import flags
 from benchmarks.cli import build_parser, main
-from benchmarks.outputs import COMPLETE_NAME, OutputLock, is_complete
+from benchmarks.core import flags
+from benchmarks.core.outputs import COMPLETE_NAME, OutputLock, is_complete
 from evaluators.prompts import PromptFileError, load_full_info
 from evaluators.video import MIN_SIDE, Video, VideoReadError, read_video, write_video
 from m4v.recipes import WEIGHTS_DIR
@@ -428,7 +428,7 @@ def test_prompt_loader_names_the_entry_and_reads_vbench_own_file(tmp_path):
 
 WRITER = textwrap.dedent("""
     import sys, pandas as pd
-    from benchmarks.outputs import (OutputLock, atomic_write_csv, atomic_write_json, mark_complete,
+    from benchmarks.core.outputs import (OutputLock, atomic_write_csv, atomic_write_json, mark_complete,
                                     mark_incomplete, prepare_output_dir)
     out, run, n = prepare_output_dir(sys.argv[1]), sys.argv[2], int(sys.argv[3])
     with OutputLock(out):

@@ -16,9 +16,9 @@ import pandas as pd
 import pytest
 import torch
 
-from benchmarks import flags
 from benchmarks.cli import main
-from benchmarks.outputs import OutputLock
+from benchmarks.core import flags
+from benchmarks.core.outputs import OutputLock
 
 TINY = """
 name = "bounds"

@@ -122,7 +122,7 @@ def test_frame_rates_beyond_what_the_evaluators_sample_are_refused_per_file(tmp_
 
 def reseal(path: Path, change) -> None:
     """Edit a cache entry's payload and write a valid checksum for it (so only the schema check can catch it)."""
-    from benchmarks.cache import _digest
+    from benchmarks.run.cache import _digest
 
     data = json.loads(path.read_text())
     data.pop("sha256")
@@ -176,7 +176,7 @@ def test_a_corrupt_cache_entry_is_one_warning_naming_it_then_recomputed(tmp_path
 
 
 def test_cache_records_outside_their_schema_are_never_trusted():
-    from benchmarks.cache import generation_problem, record_problem
+    from benchmarks.run.cache import generation_problem, record_problem
 
     good = {"score": 0.5, "status": "ok", "reason": "", "n_frames": 9, "extra": "{}"}
     assert record_problem(good) is None
@@ -278,11 +278,11 @@ def test_refusals_come_before_any_work_and_name_the_file_and_key(tmp_path, capsy
     assert len(err) == 1 and f"no model directory '{missing}'" in err[0] and "train" not in err[0], err
 
 
-def test_torchrun_logs_count_every_ranks_work(tmp_path):
+def test_torchrun_logs_count_every_ranks_work(tmp_path, master_port):
     suite = tmp_path / "suite.toml"
     suite.write_text(SUITE.format(prompts=2).replace("batch = 2", "batch = 1"))    # one work item per rank
     two = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port",
-                          "29547", "-m", "benchmarks.cli", "run", "--suite", str(suite), "--out",
+                          str(master_port), "-m", "benchmarks.cli", "run", "--suite", str(suite), "--out",
                           str(tmp_path / "two")],
                          cwd=REPO, capture_output=True, text=True, env={**os.environ, "OMP_NUM_THREADS": "1"})
     assert two.returncode == 0, two.stderr[-2000:]

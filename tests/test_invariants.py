@@ -13,7 +13,7 @@ from pathlib import Path
 import pandas as pd
 
 from benchmarks.cli import main
-from benchmarks.writers import MEASURED_COLUMNS
+from benchmarks.reporting.writers import MEASURED_COLUMNS
 
 REPO = Path(__file__).resolve().parent.parent
 SUITE = """
@@ -88,7 +88,7 @@ def run_cli(*args):
                           env={**os.environ, "OMP_NUM_THREADS": "1"})
 
 
-def test_cached_uncached_resumed_and_torchrun_give_one_table(tmp_path):
+def test_cached_uncached_resumed_and_torchrun_give_one_table(tmp_path, master_port):
     path = suite(tmp_path, ["reconstruction:vae-tiny", "dit-tiny"])
     uncached = run_cli("run", "--suite", str(path), "--out", str(tmp_path / "uncached"), "--no-cache")
     assert uncached.returncode == 0, uncached.stderr[-2000:]
@@ -107,8 +107,8 @@ def test_cached_uncached_resumed_and_torchrun_give_one_table(tmp_path):
     assert resumed.returncode == 0, resumed.stderr[-2000:]
     assert (tmp_path / "cached" / "per_video.csv").read_bytes() == reference
     two = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port",
-                          "29531", "-m", "benchmarks.cli", "run", "--suite", str(path), "--out", str(tmp_path / "two"),
-                          "--no-cache"], cwd=REPO, capture_output=True, text=True,
+                          str(master_port), "-m", "benchmarks.cli", "run", "--suite", str(path), "--out",
+                          str(tmp_path / "two"), "--no-cache"], cwd=REPO, capture_output=True, text=True,
                          env={**os.environ, "OMP_NUM_THREADS": "1"})
     assert two.returncode == 0, two.stderr[-2000:]
     assert (tmp_path / "two" / "per_video.csv").read_bytes() == reference
@@ -163,7 +163,7 @@ def test_sigterm_is_one_line_exit_143_and_no_complete(tmp_path):
 
 
 def test_prompts_that_sanitise_to_one_name_get_their_own_files(tmp_path):
-    from benchmarks.runner import safe_name, video_stems
+    from benchmarks.run.runner import safe_name, video_stems
 
     prompts = [" a red circle", "a red circle", "a red circle ", "a/b", "a_b", "a blue star"]
     stems = video_stems(prompts)
@@ -212,7 +212,7 @@ def test_a_broken_model_never_scores(tmp_path, capsys):
 def test_videos_and_previews_follow_the_umask_as_every_other_output(tmp_path):
     import numpy as np
 
-    from benchmarks.report_html import write_previews
+    from benchmarks.reporting.report_html import write_previews
     from evaluators.video import write_video
 
     old = os.umask(0o022)
@@ -261,7 +261,7 @@ def test_flags_that_would_be_ignored_are_refused(tmp_path, capsys, monkeypatch):
 def test_eval_skips_hidden_partial_videos_a_killed_writer_left(tmp_path):
     import numpy as np
 
-    from benchmarks.external import discover_videos
+    from benchmarks.run.external import discover_videos
     from evaluators.video import write_video
 
     frames = np.random.default_rng(0).integers(0, 256, (4, 64, 64, 3), dtype=np.uint8)

@@ -10,10 +10,11 @@ import pytest
 import torch
 
 from benchmarks.cli import main
+from benchmarks.core.errors import SuiteError
 from benchmarks.paper import table4
 from benchmarks.paper.paper_numbers import TABLE3, TABLE4, TABLE5
 from benchmarks.paper.paper_tables import TABLES, directions, verdict
-from benchmarks.suites import SuiteError, get_suite, load_suite_file
+from benchmarks.run.suites import get_suite, load_suite_file
 
 SUITE = """
 name = "{name}"
@@ -162,7 +163,7 @@ def test_table5_keeps_the_unrunnable_row_and_table3_layout(tmp_path):
 
 
 def test_table4_time_schedule_is_the_samplers_and_paper_size_needs_a_gpu(tmp_path, capsys):
-    from benchmarks.measured_generation import _layout_calls
+    from benchmarks.compute.measured_generation import _layout_calls
     from benchmarks.paper import table4_time
     from m4v.sampling import GenerationConfig, TextCondition, generate_latents
     from m4v.transformer import build_model

@@ -57,7 +57,7 @@ def test_generation_is_deterministic_and_guidance_matters():
 def test_generation_compute_is_counted_by_both_counters_and_scored():
     import numpy as np
 
-    from benchmarks.measured_generation import run_generation
+    from benchmarks.compute.measured_generation import run_generation
     from evaluators import Video, get_evaluator
 
     model = tiny_model()

@@ -1,4 +1,5 @@
-"""The planner (benchmarks/plan.py): its n reaches the stated power and interval width when runs are drawn at it."""
+"""The planner (benchmarks/reporting/plan.py): its n reaches the stated power and interval width when runs are drawn
+at it."""
 
 import json
 import math
@@ -9,9 +10,9 @@ import pytest
 from scipy import stats
 
 from benchmarks import cli
-from benchmarks.plan import plan_directions, plan_run
+from benchmarks.reporting.plan import plan_directions, plan_run
+from benchmarks.reporting.writers import precision_table
 from benchmarks.stats import halfwidth, holm, n_for_halfwidth, paired_mde, paired_n, paired_test
-from benchmarks.writers import precision_table
 
 MODELS = ("base", "new")
 DIMS = ("clip_score", "world_colour_shape", "frame_consistency")   # 3 metrics: Holm's first level is alpha / 3

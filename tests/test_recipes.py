@@ -173,7 +173,7 @@ def test_snapshots_hold_the_weights_of_their_step(frozen_root, tmp_path, monkeyp
 def test_stop_after_saves_the_snapshot_a_full_schedule_would_and_resumes_to_its_end(frozen_root, tmp_path):
     """--stop-after 2 of a 3-step schedule: the same step-2 weights as the uninterrupted run's --snapshot-every 2
     snapshot, OUT not complete; rerun without it, the run ends on the uninterrupted run's final weights."""
-    from benchmarks.outputs import is_complete
+    from benchmarks.core.outputs import is_complete
     from m4v.transformer import M4VTransformer
 
     opts = dict(weights_root=frozen_root, batch=1, dataset_size=2, progress=False, checkpoint_every=1)

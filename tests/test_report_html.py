@@ -10,9 +10,9 @@ import pandas as pd
 import pytest
 
 from benchmarks.compare import CompareOptions, run_compare
-from benchmarks.report_html import PREVIEW_SIZE, preview_name
-from benchmarks.suites import WORLD_SUITE_SEED
-from benchmarks.writers import summarize, write_results
+from benchmarks.reporting.report_html import PREVIEW_SIZE, preview_name
+from benchmarks.reporting.writers import summarize, write_results
+from benchmarks.run.suites import WORLD_SUITE_SEED
 from evaluators.video import read_video, write_video
 from m4v.world.captions import prompt_suite
 

@@ -15,8 +15,9 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from benchmarks.outputs import OutputError, OutputLock, atomic_write_text
-from benchmarks.writers import MEASURED_COLUMNS
+from benchmarks.core.errors import OutputError
+from benchmarks.core.outputs import OutputLock, atomic_write_text
+from benchmarks.reporting.writers import MEASURED_COLUMNS
 
 SUITE = """
 name = "resume-test"
@@ -42,11 +43,20 @@ def finished_samples(cache: Path) -> int:
     return len(list(cache.glob("samples/*/generation.json")))
 
 
-def test_sigkill_then_rerun_loses_and_recomputes_nothing(tmp_path):
+@pytest.fixture(scope="module")
+def reference(tmp_path_factory) -> Path:
+    """The uninterrupted one-process run (uncached) the killed and the torchrun runs are held to: made once."""
+    root = tmp_path_factory.mktemp("reference")
+    suite = root / "suite.toml"
+    suite.write_text(SUITE)
+    done = run_cli("run", "--suite", str(suite), "--out", str(root / "one"), "--no-cache")
+    assert done.returncode == 0, done.stderr
+    return root / "one"
+
+
+def test_sigkill_then_rerun_loses_and_recomputes_nothing(tmp_path, reference):
     suite = tmp_path / "suite.toml"
     suite.write_text(SUITE)
-    reference = run_cli("run", "--suite", str(suite), "--out", str(tmp_path / "reference"), "--no-cache")
-    assert reference.returncode == 0, reference.stderr
     out = tmp_path / "killed"
     proc = subprocess.Popen([sys.executable, "-m", "benchmarks.cli", "run", "--suite", str(suite), "--out", str(out)],
                             cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
@@ -65,10 +75,10 @@ def test_sigkill_then_rerun_loses_and_recomputes_nothing(tmp_path):
     cached_videos, generated, cached_records, computed = map(int, LOG.search(rerun.stdout).groups())
     assert (cached_videos, generated) == (done, 8 - done)          # nothing finished is generated again
     assert cached_records == records                               # nor scored again
-    assert (out / "per_video.csv").read_bytes() == (tmp_path / "reference" / "per_video.csv").read_bytes()
+    assert (out / "per_video.csv").read_bytes() == (reference / "per_video.csv").read_bytes()
     measured = list(MEASURED_COLUMNS)
     pd.testing.assert_frame_equal(pd.read_csv(out / "summary.csv").drop(columns=measured),
-                                  pd.read_csv(tmp_path / "reference" / "summary.csv").drop(columns=measured))
+                                  pd.read_csv(reference / "summary.csv").drop(columns=measured))
     assert (out / "COMPLETE").is_file()
 
 
@@ -99,19 +109,17 @@ def test_a_full_disk_is_one_line_and_keeps_the_previous_file(tmp_path, monkeypat
     assert [p.name for p in tmp_path.iterdir()] == ["summary.csv"]      # no temp file left behind
 
 
-def test_two_torchrun_ranks_write_the_one_process_tables(tmp_path):
+def test_two_torchrun_ranks_write_the_one_process_tables(tmp_path, reference, master_port):
     suite = tmp_path / "suite.toml"
     suite.write_text(SUITE)
-    single = run_cli("run", "--suite", str(suite), "--out", str(tmp_path / "one"), "--no-cache")
-    assert single.returncode == 0, single.stderr
     two = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port",
-                          "29517", "-m", "benchmarks.cli", "run", "--suite", str(suite), "--out", str(tmp_path / "two"),
-                          "--no-cache"], cwd=REPO, capture_output=True, text=True,
+                          str(master_port), "-m", "benchmarks.cli", "run", "--suite", str(suite), "--out",
+                          str(tmp_path / "two"), "--no-cache"], cwd=REPO, capture_output=True, text=True,
                          env={**os.environ, "OMP_NUM_THREADS": "1"})
     assert two.returncode == 0, two.stderr[-2000:]
     for name in ("per_video.csv",):
-        assert (tmp_path / "one" / name).read_bytes() == (tmp_path / "two" / name).read_bytes()
-    videos_one = sorted(p.name for p in (tmp_path / "one" / "videos").rglob("*.mp4"))
+        assert (reference / name).read_bytes() == (tmp_path / "two" / name).read_bytes()
+    videos_one = sorted(p.name for p in (reference / "videos").rglob("*.mp4"))
     assert videos_one == sorted(p.name for p in (tmp_path / "two" / "videos").rglob("*.mp4"))
 
 

@@ -9,9 +9,10 @@ import pandas as pd
 import pytest
 
 from benchmarks.cli import main
-from benchmarks.runner import GENERATION_COLUMNS, ROW_COLUMNS, safe_name
-from benchmarks.suites import BUILT_IN, SuiteError, get_suite, load_suite_file
-from benchmarks.writers import MEASURED_COLUMNS
+from benchmarks.core.errors import SuiteError
+from benchmarks.reporting.writers import MEASURED_COLUMNS
+from benchmarks.run.runner import GENERATION_COLUMNS, ROW_COLUMNS, safe_name
+from benchmarks.run.suites import BUILT_IN, get_suite, load_suite_file
 
 FAST_SUITE = """
 name = "fast-test"
@@ -133,13 +134,13 @@ def test_rerun_reads_every_sample_from_the_cache(tmp_path, capsys):
 def test_samples_made_under_other_cpu_kernels_are_not_reused(tmp_path, capsys, monkeypatch):
     # AVX2 and AVX-512 kernels round differently and generation amplifies it (docs/research.md): a cached
     # sample is only the answer for the ISA that made it.
-    import benchmarks.runner
+    import benchmarks.run.runner
 
     suite = write_suite(tmp_path, models=("dit-tiny",))
     out, cache = tmp_path / "run", ["--cache-dir", str(tmp_path / "cache")]
     assert main(["run", "--suite", str(suite), "--out", str(out), *cache]) == 0
     capsys.readouterr()
-    monkeypatch.setattr(benchmarks.runner, "cpu_kernels", lambda: "SOME_OTHER_ISA")
+    monkeypatch.setattr(benchmarks.run.runner, "cpu_kernels", lambda: "SOME_OTHER_ISA")
     assert main(["run", "--suite", str(suite), "--out", str(out), *cache]) == 0
     assert "videos: 0 from the cache, 8 generated" in capsys.readouterr().out
     device = json.loads((out / "results.json").read_text())["provenance"]["device"]
@@ -179,7 +180,7 @@ def test_prompt_names_cannot_escape_the_output_directory():
 
 
 def test_bootstrap_interval_matches_the_normal_approximation():
-    from benchmarks.writers import bootstrap_interval
+    from benchmarks.reporting.writers import bootstrap_interval
     from evaluators.registry import Record
 
     # 400 videos, half right: the 95% interval of a proportion is 0.5 +- 1.96 sqrt(0.25 / 400) = 0.5 +- 0.049
@@ -190,7 +191,7 @@ def test_bootstrap_interval_matches_the_normal_approximation():
 
 
 def test_trained_steps_reads_runs_and_snapshots(tmp_path):
-    from benchmarks.runner import trained_steps
+    from benchmarks.core.training_record import trained_steps
 
     snapshot, bare = tmp_path / "step-000500", tmp_path / "copied"
     snapshot.mkdir()
@@ -216,7 +217,7 @@ def test_inference_and_evaluators_do_not_import_training_code():
     import subprocess
     import sys
 
-    code = ("import sys, m4v.text_to_video, evaluators, benchmarks.runner, benchmarks.writers; "
+    code = ("import sys, m4v.text_to_video, evaluators, benchmarks.run.runner, benchmarks.reporting.writers; "
             "print(sorted(m for m in sys.modules if m.startswith(('m4v.recipes', 'm4v.training'))))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip()
     assert out == "[]"
@@ -226,7 +227,7 @@ def test_inference_and_evaluators_do_not_import_training_code():
 
 
 def test_suite_prompts_are_unique_so_names_and_pairs_are():
-    from benchmarks.suites import prompt_entries
+    from benchmarks.run.suites import prompt_entries
 
     entries = prompt_entries(get_suite("quality-vs-compute").with_overrides(per_kind=20))
     prompts = [e["prompt_en"] for e in entries]

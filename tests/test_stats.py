@@ -105,7 +105,7 @@ def test_planned_prompts_reach_the_stated_power_with_correlated_samples(tmp_path
     """plan from a pilot of 4 correlated samples a prompt, then draw runs of the planned prompts x 4 and test
     them as compare does (Wilcoxon on prompt means at Holm's first level): ~80% power; the i.i.d. plan, which
     counts videos as independent, falls well short."""
-    from benchmarks.plan import plan_run
+    from benchmarks.reporting.plan import plan_run
 
     rng = np.random.default_rng(5)
     delta, rho, m = 0.5, 0.6, 4
@@ -200,7 +200,7 @@ def test_summary_resamples_prompts_with_each_metrics_own_weighting():
     resampling written out here by hand; one sample a prompt reproduces the bootstrap over videos."""
     import json
 
-    from benchmarks.writers import N_RESAMPLES, summarize
+    from benchmarks.reporting.writers import N_RESAMPLES, summarize
 
     rng = np.random.default_rng(7)
     prompts, samples = 12, 3

@@ -12,9 +12,9 @@ import pandas as pd
 import pytest
 import torch
 
-from benchmarks import measure
-from benchmarks.measure import machine_load, median_interval, median_ranks, timed
-from benchmarks.outputs import markdown_cell, markdown_row
+from benchmarks.compute import measure
+from benchmarks.compute.measure import machine_load, median_interval, median_ranks, timed
+from benchmarks.core.outputs import markdown_cell, markdown_row
 
 
 def _cells(line: str) -> list[str]:
@@ -105,7 +105,7 @@ def test_timed_refuses_no_repeats():
 
 
 def test_machine_load_records_threads_cpus_and_load():
-    from benchmarks.provenance import cpu_kernels, cpu_model
+    from benchmarks.core.provenance import cpu_kernels, cpu_model
 
     load = machine_load()
     assert set(load) == {"torch_threads", "cpu_count", "cpus_available", "cpu_model", "cpu_kernels",
@@ -157,7 +157,7 @@ def _summary(rows):
 
 
 def test_pareto_labels_of_coincident_models_do_not_overprint():
-    from benchmarks.writers import label_box, pareto_figure, pareto_png
+    from benchmarks.reporting.writers import label_box, pareto_figure, pareto_png
 
     # m4v-tiny and m4v-tiny-reward: the same architecture, so the same compute; close quality
     summary = _summary([("m4v-tiny", 0.0058, 0.320), ("m4v-tiny-reward", 0.0058, 0.321),
@@ -184,7 +184,7 @@ def test_pareto_labels_of_coincident_models_do_not_overprint():
 
 
 def test_pareto_nothing_to_plot():
-    from benchmarks.writers import pareto_figure, pareto_png
+    from benchmarks.reporting.writers import pareto_figure, pareto_png
 
     summary = _summary([("a", float("nan"), 0.3)])
     assert pareto_figure(summary, "q") is None and pareto_png(summary, None) is None

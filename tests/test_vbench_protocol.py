@@ -14,7 +14,7 @@ import pandas as pd
 import pytest
 
 from benchmarks.cli import main
-from benchmarks.suites import get_suite, prompt_entries
+from benchmarks.run.suites import get_suite, prompt_entries
 from evaluators import EVALUATORS, Video
 from evaluators.registry import Declined
 from evaluators.vbench.scoring import NORMALIZATION, vbench_scores_missing_zero, vbench_scores_present
@@ -60,7 +60,7 @@ def test_full_info_loads_with_vbench_per_dimension_lookup(tmp_path):
 
 
 def test_vbench_standard_makes_25_samples_of_the_flickering_prompts():
-    from benchmarks.runner import generation_items
+    from benchmarks.run.runner import generation_items
 
     suite = get_suite("vbench-standard").with_overrides(batch=1000)
     entries = prompt_entries(suite)
@@ -123,7 +123,7 @@ def flicker_videos(model, prompt, n, tagged=True):
 
 
 def flicker_rows(evaluator, videos):
-    from benchmarks.runner import evaluate_record
+    from benchmarks.run.runner import evaluate_record
 
     rows = []
     for video in videos:
@@ -223,7 +223,7 @@ def test_eval_runs_vbench_own_file_one_video_per_dimension(tmp_path, capsys):
 
 
 def test_only_a_dimension_whose_applicable_videos_failed_fails_the_run():
-    from benchmarks.runner import unscored_dimensions
+    from benchmarks.run.runner import unscored_dimensions
 
     rows = pd.DataFrame({"dimension": ["color", "color", "scene", "scene", "motion", "motion", "style"],
                          "status": ["declined", "declined", "failed", "ok", "failed", "declined", "failed"]})
@@ -232,7 +232,7 @@ def test_only_a_dimension_whose_applicable_videos_failed_fails_the_run():
 
 
 def test_an_evaluator_raising_anything_gives_a_failed_row_naming_it():
-    from benchmarks.runner import evaluate_record
+    from benchmarks.run.runner import evaluate_record
 
     class Broken:
         def evaluate_video(self, video):
@@ -246,7 +246,7 @@ def test_an_evaluator_raising_anything_gives_a_failed_row_naming_it():
 def test_the_first_batch_of_each_model_is_an_untimed_warm_up(tmp_path, monkeypatch):
     """A generator whose first call is slow (compilation, first calls): the slow call is the warm-up, the timed
     batches are the steady state, and seconds per video is their median with an interval."""
-    import benchmarks.measured_generation as measured
+    import benchmarks.compute.measured_generation as measured
 
     real, calls = measured.generate_measured, []
 

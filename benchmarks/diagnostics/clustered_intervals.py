@@ -104,7 +104,8 @@ def compare_interval_coverage(seed: int = SEEDS["compare_interval"], runs: int =
 
 def measure_run(run: Path) -> pd.DataFrame:
     """Per (model, metric) of a run: the summary's interval resampling videos and resampling prompts."""
-    from benchmarks.writers import _aggregate, _records, bootstrap_interval, spread, video_values
+    from benchmarks.reporting.aggregate import _aggregate, _records
+    from benchmarks.reporting.writers import bootstrap_interval, spread, video_values
 
     per_video = pd.read_csv(run / "per_video.csv", keep_default_na=False, dtype={"prompt": str})
     per_video["score"] = pd.to_numeric(per_video["score"], errors="coerce")
@@ -124,8 +125,8 @@ def measure_run(run: Path) -> pd.DataFrame:
 
 
 def main(argv=None) -> int:
-    from benchmarks.outputs import atomic_write_csv, atomic_write_json, atomic_write_text
-    from benchmarks.provenance import git_commit, provenance
+    from benchmarks.core.outputs import atomic_write_csv, atomic_write_json, atomic_write_text
+    from benchmarks.core.provenance import git_commit, provenance
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--run", type=Path, help="a run directory with several samples a prompt")

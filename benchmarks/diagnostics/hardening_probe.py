@@ -485,7 +485,7 @@ def class_4(fx: Fixtures) -> list[Case]:
 
 def reseal(path: Path, change) -> None:
     """Edit a cache entry's payload and write a valid checksum for it (only the schema check can catch it)."""
-    from benchmarks.cache import _digest
+    from benchmarks.run.cache import _digest
 
     data = json.loads(path.read_text())
     data.pop("sha256")
@@ -747,7 +747,7 @@ CLASSES = (class_1, class_2, class_3, class_4, class_5, class_6, class_7, class_
 # ---- running the probe -----------------------------------------------------------------------------------------------
 
 def run_case(case: Case, cwd: Path) -> tuple[Result, str, str]:
-    from benchmarks.outputs import OutputLock
+    from benchmarks.core.outputs import OutputLock
 
     with OutputLock(case.hold_lock) if case.hold_lock else contextlib.nullcontext():
         if case.runner is not None:
@@ -783,7 +783,7 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
     import pandas as pd
 
-    from benchmarks.provenance import git_commit, provenance
+    from benchmarks.core.provenance import git_commit, provenance
 
     commit = git_commit()
     out = Path(args.out)

@@ -31,8 +31,8 @@ import numpy as np
 import pandas as pd
 import torch
 
+from benchmarks.core.provenance import git_commit, provenance
 from benchmarks.generators.reconstruction import decoded, reconstruct_suite, true_latents, vae_frames_for  # noqa: F401
-from benchmarks.provenance import git_commit, provenance
 from m4v.sampling import denoise_frame, generate_latents, null_condition
 from m4v.scheduler import PyramidSchedule, pyramid_latents, stage_noise
 from m4v.text_to_video import TINY_GUIDANCE, TINY_STEPS, TextToVideo

@@ -13,12 +13,11 @@
 
 from __future__ import annotations
 
-from benchmarks.generators.base import (  # noqa: F401 - the protocol, re-exported
+from benchmarks.core.errors import GenerationFailed, GeneratorError  # noqa: F401 - the protocol, re-exported
+from benchmarks.generators.base import (  # noqa: F401
     Capabilities,
     Generation,
-    GenerationFailed,
     Generator,
-    GeneratorError,
     batch_seed,
     check_frames,
     per_video_seed,

@@ -21,18 +21,10 @@ from urllib.parse import parse_qsl
 
 import numpy as np
 
-from benchmarks.suites import SuiteError
+from benchmarks.core.errors import GenerationFailed, GeneratorError
 
 PER_VIDEO_SEED_STRIDE = 100000   # seed = suite.seed + 100000 * prompt index + sample (VBench's rule)
 BATCH_SEED_STRIDE = 1000         # shipped: seed = suite.seed + 1000 * sample + batch index
-
-
-class GeneratorError(SuiteError):
-    """A model spec that cannot run (bad spec, missing file, factory that raises): one line naming the spec."""
-
-
-class GenerationFailed(RuntimeError):
-    """One video (or one call) a generator could not make: a failed row naming the cause, the run goes on."""
 
 
 def per_video_seed(base_seed: int, prompt_index: int, sample: int) -> int:

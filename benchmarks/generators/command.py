@@ -12,8 +12,9 @@ import subprocess
 import tempfile
 from pathlib import Path
 
-from benchmarks.cache import file_sha256
-from benchmarks.generators.base import Capabilities, Generation, GenerationFailed, Generator, GeneratorError
+from benchmarks.core.errors import GenerationFailed, GeneratorError
+from benchmarks.core.hashing import file_sha256
+from benchmarks.generators.base import Capabilities, Generation, Generator
 
 PREFIX = "cmd:"
 FIELDS = ("prompt", "seed", "out", "frames", "height", "width", "fps", "steps", "guidance")

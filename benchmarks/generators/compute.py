@@ -1,4 +1,4 @@
-"""Compute for any generator, by the harness's timing rule (benchmarks/measure.py): one untimed warm-up call per
+"""Compute for any generator, by the harness's timing rule (benchmarks/compute/measure.py): one untimed warm-up call per
 model and process first, then each work item's calls timed together (CUDA synchronised) with their peak memory;
 seconds per video are the item's seconds / its videos, and summary.csv takes the median over items with its
 interval. FLOPs: FlopCounterMode around one real call, the warm-up (one video: the suite's first prompt with its
@@ -12,8 +12,9 @@ from __future__ import annotations
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
-from benchmarks.generators.base import GenerationFailed, Generator, finite_or_none
-from benchmarks.measure import measure
+from benchmarks.compute.measure import measure
+from benchmarks.core.errors import GenerationFailed
+from benchmarks.generators.base import Generator, finite_or_none
 
 NOT_TORCH = "FlopCounterMode counted no torch operation in one call (a generator outside torch cannot be counted)"
 

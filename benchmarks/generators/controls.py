@@ -11,7 +11,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from benchmarks.generators.base import Capabilities, Generation, Generator, GeneratorError
+from benchmarks.core.errors import GeneratorError
+from benchmarks.generators.base import Capabilities, Generation, Generator
 
 PREFIX = "control:"
 KINDS = ("static", "first-frame", "noise", "shuffled-prompts")

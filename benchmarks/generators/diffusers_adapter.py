@@ -15,15 +15,9 @@ from pathlib import Path
 
 import numpy as np
 
-from benchmarks.cache import tree_sha256
-from benchmarks.generators.base import (
-    Capabilities,
-    Generation,
-    GenerationFailed,
-    Generator,
-    GeneratorError,
-    split_query,
-)
+from benchmarks.core.errors import GenerationFailed, GeneratorError
+from benchmarks.core.hashing import tree_sha256
+from benchmarks.generators.base import Capabilities, Generation, Generator, split_query
 
 PREFIX = "diffusers:"
 INSTALL = "diffusers is not installed: pip install -e '.[diffusers]' (or pip install diffusers transformers)"

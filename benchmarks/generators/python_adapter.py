@@ -13,15 +13,9 @@ import importlib.util
 import sys
 from pathlib import Path
 
-from benchmarks.cache import file_sha256, key_of
-from benchmarks.generators.base import (
-    Capabilities,
-    Generation,
-    GenerationFailed,
-    Generator,
-    GeneratorError,
-    split_query,
-)
+from benchmarks.core.errors import GenerationFailed, GeneratorError
+from benchmarks.core.hashing import file_sha256, key_of
+from benchmarks.generators.base import Capabilities, Generation, Generator, split_query
 
 PREFIX = "python:"
 

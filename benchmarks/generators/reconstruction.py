@@ -11,8 +11,9 @@ from dataclasses import replace
 import numpy as np
 import torch
 
-from benchmarks.cache import file_sha256, tree_sha256
-from benchmarks.generators.base import Capabilities, Generation, Generator, GeneratorError
+from benchmarks.core.errors import GeneratorError
+from benchmarks.core.hashing import file_sha256, tree_sha256
+from benchmarks.generators.base import Capabilities, Generation, Generator
 
 PREFIX = "reconstruction:"
 

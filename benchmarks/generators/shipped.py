@@ -1,6 +1,6 @@
 """The shipped denoisers and any save_pretrained / `m4v-bench train` directory (config.json + model.safetensors)
 as a Generator: text-tiny + the denoiser + vae-tiny, through TextToVideo. They measure their own compute
-(benchmarks/measured_generation.py: FlopCounterMode per call layout with the mixer split, fvcore beside it) and
+(benchmarks/compute/measured_generation.py: FlopCounterMode per call layout with the mixer split, fvcore beside it) and
 keep their baselines' seed rule (one seed per batch: suite.seed + 1000 sample + batch) and cache keys.
 """
 
@@ -8,9 +8,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from benchmarks.cache import file_sha256, tree_sha256
-from benchmarks.generators.base import Capabilities, Generation, Generator, GeneratorError
-from benchmarks.outputs import SNAPSHOT_DIR
+from benchmarks.core.errors import GeneratorError
+from benchmarks.core.hashing import file_sha256, tree_sha256
+from benchmarks.core.outputs import SNAPSHOT_DIR
+from benchmarks.generators.base import Capabilities, Generation, Generator
 
 
 class CheckpointGenerator(Generator):
@@ -23,7 +24,7 @@ class CheckpointGenerator(Generator):
         super().__init__(spec, name)
         self.directory, self.vae_dir, self.text_dir = directory, vae_dir, text_dir
         self.pipe, self.warm_up_seconds = None, None
-        from benchmarks.runner import trained_steps
+        from benchmarks.core.training_record import trained_steps
 
         self.trained = trained_steps(directory)   # its training.json checked now, before any work
 
@@ -58,7 +59,7 @@ class CheckpointGenerator(Generator):
         return None
 
     def generate(self, prompts, seeds, sampling) -> Generation:
-        from benchmarks.measured_generation import generate_measured
+        from benchmarks.compute.measured_generation import generate_measured
         from m4v.text_to_video import TextToVideo
 
         s, seed = sampling, seeds[0]   # one seed per batch (the runner passes the batch's seed for every video)

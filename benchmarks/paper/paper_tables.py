@@ -1,7 +1,7 @@
 """The paper's Tables 3, 4 and 5 at toy scale: a row per paper row, our columns with 95% intervals beside the
 paper's numbers, and each row's paired difference from the table's reference row.
 
-A paper-table suite is an ordinary generation suite (benchmarks/suites.py) whose models fill the table's rows in
+A paper-table suite is an ordinary generation suite (benchmarks/run/suites.py) whose models fill the table's rows in
 order. This module only reads the run's tables (per_video.csv, summary.csv) and builds paper_tableN.{csv,md,json},
 which the run's writer puts beside them. A registered metric's value and interval are the run summary's own
 (its aggregate rule and bootstrap); paired differences are over the videos both models scored, with the paired
@@ -16,10 +16,11 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from benchmarks.outputs import markdown_row
+from benchmarks.core.errors import PaperTableError
+from benchmarks.core.outputs import markdown_row
 from benchmarks.paper.paper_numbers import TABLE3, TABLE4, TABLE5
+from benchmarks.reporting.aggregate import _aggregate, _records
 from benchmarks.stats import holm, mean_interval, paired_n, paired_summary, prompt_clusters
-from benchmarks.writers import _aggregate, _records
 
 FAST_METRICS = ("overall_consistency", "aesthetic_quality", "imaging_quality")  # the paper's fast protocol
 FAST_AVERAGE = "fast_average"  # per video: the mean of the fast-protocol metrics it has, in percent
@@ -108,10 +109,6 @@ TABLES = {
         note="vbench_*_present: VBench's weighting over the dimensions this run scores, with the shipped substitutes "
              "(not the official suite or backbones), in [0, 1]; the paper's are official VBench, in percent."),
 }
-
-
-class PaperTableError(ValueError):
-    """A paper-table suite run with the wrong models: one line naming --models and the rows."""
 
 
 def check_models(table_name: str, models: list, configs: list[dict] | None = None) -> None:

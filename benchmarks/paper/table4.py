@@ -12,8 +12,9 @@ from pathlib import Path
 import pandas as pd
 import torch
 
+from benchmarks.compute.flops import mixer_module_names, sum_module_flops
+from benchmarks.core.provenance import provenance
 from benchmarks.paper.paper_numbers import TABLE4, TABLE4_M4V_SAVING, TABLE4_SETTING
-from benchmarks.provenance import provenance
 from m4v.config import TABLE4_VARIANTS, TEMPORAL_VARIANTS, M4VConfig
 from m4v.ops import fvcore_flops, torch_flops
 from m4v.pyramid import N_LEVELS, latent_frames, stage_frames
@@ -22,7 +23,6 @@ from m4v.transformer import build_model
 # Which modules are "the mixer" (module path suffix patterns, see mixer_flops): the attention of the
 # MM-DiT blocks and the token mixer of the single-stream blocks (attention, MM-DiM incl. its temporal branch,
 # or both side by side). MLPs, adaLN, embedders and the output layer are not mixer.
-MIXER_MODULES = ("dual_blocks.{i}.attn", "single_blocks.{i}.attn", "single_blocks.{i}.mmdim")
 
 
 def stage_inputs(cfg: M4VConfig, height: int, width: int, video_frames: int, device: str = "meta", batch: int = 1):
@@ -36,23 +36,6 @@ def stage_inputs(cfg: M4VConfig, height: int, width: int, video_frames: int, dev
         pooled = torch.zeros(batch, cfg.pooled_text_dim)
         timestep = torch.full((batch,), 500.0)
     return frames, levels, text, mask, pooled, timestep
-
-
-def mixer_module_names(cfg: M4VConfig) -> list[str]:
-    names = [MIXER_MODULES[0].format(i=i) for i in range(cfg.num_dual_layers)]
-    for i in range(cfg.num_single_layers):
-        names += [p.format(i=i) for p in MIXER_MODULES[1:]]
-    return names
-
-
-def sum_module_flops(by_module: dict, names: list[str]) -> int:
-    """Sum FLOPs of the named modules; counter keys may carry a root prefix ("M4VTransformer.")."""
-    total = 0
-    for key, flops in by_module.items():
-        bare = key.split(".", 1)[1] if key.startswith("M4VTransformer.") else key
-        if bare in names:
-            total += flops
-    return total
 
 
 def attention_output_share(model) -> dict[str, float]:

@@ -1,7 +1,8 @@
 """`m4v-bench table4-time`: Table 4's inference column. One denoiser forward of each architecture is timed at
 every distinct frame layout of the autoregressive pyramid schedule (random weights; a warm-up call, then the
 timed repeats), then summed over the schedule with each layout's number of calls (median over repeats with its
-interval and min-max, benchmarks/measure.py), so the ratios can be set beside the paper's 812 / 858 / 570 / 613 s.
+interval and min-max, benchmarks/compute/measure.py), so the ratios can be set beside the paper's
+812 / 858 / 570 / 613 s.
 
 Paper size (768 x 1280, 241 frames, PyramidFlow's 20 / 10 steps per stage, CFG as a batch of 2, bf16) needs a
 GPU: one call at the last step attends over ~30 history frames plus the current one at 2.4 B parameters. On a
@@ -13,7 +14,7 @@ from __future__ import annotations
 import pandas as pd
 import torch
 
-from benchmarks.measure import Timing, describe_load, machine_load, median_interval, timed
+from benchmarks.compute.measure import Timing, describe_load, machine_load, median_interval, timed
 from benchmarks.paper.paper_numbers import TABLE4
 from m4v.config import TABLE4_VARIANTS, M4VConfig
 from m4v.pyramid import N_LEVELS, latent_frames, stage_frames

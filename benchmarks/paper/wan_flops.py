@@ -15,7 +15,7 @@ from pathlib import Path
 import pandas as pd
 import torch
 
-from benchmarks.provenance import provenance
+from benchmarks.core.provenance import provenance
 from m4v.ops import torch_flops
 from m4v.wan import WanConfig, build_wan
 

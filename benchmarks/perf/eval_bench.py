@@ -465,7 +465,7 @@ def _same_scores(a: dict, b: dict) -> bool:
 
 
 def _timing_columns(values: list[float], prefix: str) -> dict:
-    from benchmarks.measure import median_interval
+    from benchmarks.compute.measure import median_interval
 
     median, _, _ = median_interval(values)
     return {prefix: median, f"{prefix}_min": min(values), f"{prefix}_max": max(values)}
@@ -473,7 +473,7 @@ def _timing_columns(values: list[float], prefix: str) -> dict:
 
 def bench_eval(cfg: BenchConfig, log=print) -> dict:
     """Run the benchmark -> {"summary", "stages", "fidelity", "flips", "margins": DataFrames, "checks": dict}."""
-    from benchmarks.measure import machine_load
+    from benchmarks.compute.measure import machine_load
 
     modes = ["vbench", "shared"] + (["shared-bf16"] if cfg.precision == "bf16" else [])
     if cfg.precision == "bf16":
@@ -598,7 +598,7 @@ def report_markdown(result: dict, prov: dict) -> str:
 
 def write_outputs(result: dict, out_dir, prov: dict) -> list[Path]:
     """bench_eval_<table>.csv, bench_eval.md and bench_eval.json (every table and the provenance) under out_dir."""
-    from benchmarks.outputs import atomic_write_csv, atomic_write_json, atomic_write_text, prepare_output_dir
+    from benchmarks.core.outputs import atomic_write_csv, atomic_write_json, atomic_write_text, prepare_output_dir
 
     out = prepare_output_dir(out_dir)
     written = []
@@ -615,7 +615,7 @@ def write_outputs(result: dict, out_dir, prov: dict) -> list[Path]:
 
 def run_provenance(cfg: BenchConfig, commit: str) -> dict:
     """provenance() with the command line and the configuration."""
-    from benchmarks.provenance import provenance
+    from benchmarks.core.provenance import provenance
 
     command = "m4v-bench " + " ".join(sys.argv[1:]) if sys.argv and "m4v-bench" in sys.argv[0] else " ".join(
         sys.argv)

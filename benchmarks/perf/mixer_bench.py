@@ -10,9 +10,9 @@ from pathlib import Path
 import pandas as pd
 import torch
 
-from benchmarks.measure import describe_load, machine_load, timed
+from benchmarks.compute.measure import describe_load, machine_load, timed
+from benchmarks.core.provenance import provenance
 from benchmarks.paper.table4 import CURVE_RESOLUTIONS
-from benchmarks.provenance import provenance
 from m4v.blocks import SingleStreamBlock, build_stage_layout
 from m4v.config import M4VConfig
 from m4v.ops import torch_flops

@@ -11,8 +11,8 @@ from pathlib import Path
 import pandas as pd
 import torch
 
-from benchmarks.measure import Timing, describe_load, machine_load, timed
-from benchmarks.provenance import provenance
+from benchmarks.compute.measure import Timing, describe_load, machine_load, timed
+from benchmarks.core.provenance import provenance
 from m4v.ops import cuda_scan_available, selective_scan
 
 # (name, batch, channels D, length L, state N). "paper" is the reference size: one Mamba layer's

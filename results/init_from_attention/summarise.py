@@ -19,7 +19,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
-from benchmarks.provenance import provenance  # noqa: E402
+from benchmarks.core.provenance import provenance  # noqa: E402
 
 ARMS = ("seeded", "default", "scratch")
 WINDOWS = ((1, 300), (1, 2000), (1001, 2000), (1801, 2000))

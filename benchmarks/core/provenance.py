@@ -9,7 +9,7 @@ import platform
 import subprocess
 from pathlib import Path
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
+REPO_ROOT = Path(__file__).resolve().parents[2]
 TRACKED_PACKAGES = ("torch", "numpy", "numba", "fvcore", "open_clip_torch", "transformers", "pandas", "scipy",
                     "mamba-ssm", "causal-conv1d")
 

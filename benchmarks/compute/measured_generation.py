@@ -8,9 +8,9 @@ from __future__ import annotations
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
-from benchmarks.generators.base import GenerationFailed
-from benchmarks.measure import measure
-from benchmarks.paper.table4 import mixer_module_names, sum_module_flops
+from benchmarks.compute.flops import mixer_module_names, sum_module_flops
+from benchmarks.compute.measure import measure
+from benchmarks.core.errors import GenerationFailed
 from m4v.ops import fvcore_flops
 from m4v.sampling import GenerationConfig, TextCondition, generate_latents
 from m4v.world.dataset import to_uint8_frames

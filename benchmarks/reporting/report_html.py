@@ -103,7 +103,7 @@ def metric_groups(columns) -> list[tuple[str, list[tuple[str, str, bool]]]]:
 
 def video_scores(per_video: pd.DataFrame) -> pd.DataFrame:
     """A row per ok (model, prompt, seed, sample, dimension) with the video's own aggregate (the summary's scale)."""
-    from benchmarks.writers import _aggregate, _records
+    from benchmarks.reporting.aggregate import _aggregate, _records
 
     ok = per_video[per_video["status"] == "ok"]
     if not len(ok):
@@ -117,7 +117,7 @@ def prompt_kinds(suite: dict | None) -> dict[str, str]:
     suite = suite or {}
     try:
         if suite.get("prompts") == "world":
-            from benchmarks.suites import WORLD_SUITE_SEED
+            from benchmarks.run.suites import WORLD_SUITE_SEED
             from m4v.world.captions import prompt_suite
 
             entries = prompt_suite(int(suite.get("per_kind") or 1), seed=WORLD_SUITE_SEED,
@@ -318,9 +318,9 @@ def interval_charts(summary: pd.DataFrame) -> str:
 
 
 def precision_section(precision: pd.DataFrame) -> str:
-    """The 'how many prompts' table (benchmarks.writers.precision_table)."""
+    """The 'how many prompts' table (benchmarks.reporting.writers.precision_table)."""
+    from benchmarks.reporting.writers import clustered
     from benchmarks.stats import as_prompts
-    from benchmarks.writers import clustered
 
     if precision is None or not len(precision):
         return ""
@@ -426,7 +426,7 @@ def page(title: str, body: str, scripts: str = "") -> str:
 def report_html(out, per_video: pd.DataFrame, summary: pd.DataFrame, provenance: dict | None, suite_name: str,
                 primary: str | None, pareto: bytes | None = None, precision: pd.DataFrame | None = None) -> str:
     """report.html of a run directory `out` (previews written under out/previews as a side effect)."""
-    from benchmarks.writers import clustered, precision_table
+    from benchmarks.reporting.writers import clustered, precision_table
 
     out = Path(out)
     suite = (provenance or {}).get("suite") or {}
@@ -477,7 +477,7 @@ def paired_drops(base_rows: pd.DataFrame, new_rows: pd.DataFrame, dimension: str
 
 def compare_html(comparison, base, new, out) -> str:
     """compare.html: the metrics table and, per regressed metric, the largest paired drops side by side."""
-    from benchmarks.compare import load_run
+    from benchmarks.reporting.runs import load_run
     from benchmarks.stats import units
 
     def n_prompts(r) -> int:   # a compare.csv written before the column existed counted pairs
@@ -542,8 +542,8 @@ def compare_html(comparison, base, new, out) -> str:
 
 def rewrite_report(run) -> Path:
     """Write report.html (and previews) for an existing run directory from its files; COMPLETE lists it."""
-    from benchmarks.outputs import atomic_write_text, is_complete, mark_complete
-    from benchmarks.writers import primary_metric
+    from benchmarks.core.outputs import atomic_write_text, is_complete, mark_complete
+    from benchmarks.reporting.aggregate import primary_metric
 
     run = Path(run)
     needed = [run / "per_video.csv", run / "summary.csv"]

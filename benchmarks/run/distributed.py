@@ -17,12 +17,9 @@ from datetime import timedelta
 import torch
 import torch.distributed as dist
 
+from benchmarks.core.errors import RankFailed
+
 TIMEOUT = timedelta(minutes=60)  # a rank that died is noticed by the others within this
-
-
-class RankFailed(ConnectionError):
-    """Another rank died or could not be reached (a user-facing error: one line); the cache keeps what every
-    rank finished."""
 
 
 def init_from_env(device: str = "cpu") -> None:

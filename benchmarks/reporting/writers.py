@@ -1,6 +1,6 @@
 """One results layout for every run: the tidy per-video table, the per-model summary with intervals, provenance,
 a report a person would paste into a paper and the quality-vs-compute plot. Every file is written atomically
-and `COMPLETE` last (benchmarks/outputs.py).
+and `COMPLETE` last (benchmarks/core/outputs.py).
 
   per_video.csv    a row per (model, prompt, seed, dimension): score, status ok|failed|declined, reason, backbone,
                    faithful; only ok rows carry a number
@@ -16,7 +16,6 @@ and `COMPLETE` last (benchmarks/outputs.py).
 
 from __future__ import annotations
 
-import json
 import math
 from functools import partial
 
@@ -24,8 +23,8 @@ import numpy as np
 import pandas as pd
 
 from benchmarks import stats
-from benchmarks.measure import median_interval
-from benchmarks.outputs import (
+from benchmarks.compute.measure import median_interval
+from benchmarks.core.outputs import (
     atomic_write_bytes,
     atomic_write_csv,
     atomic_write_json,
@@ -34,19 +33,14 @@ from benchmarks.outputs import (
     markdown_cell,
     markdown_row,
 )
+from benchmarks.reporting.aggregate import _aggregate, _records
 from evaluators import EVALUATORS
 from evaluators.registry import Evaluator, Record
-from evaluators.vbench.scoring import NORMALIZATION, vbench_scores_missing_zero, vbench_scores_present
+from evaluators.vbench.scoring import vbench_scores_missing_zero, vbench_scores_present
 
 CI_LEVEL, N_RESAMPLES = stats.CONFIDENCE, stats.SUMMARY_RESAMPLES
 # wall clock and memory: measurements, not bit-reproducible
 MEASURED_COLUMNS = ("seconds_per_video", "seconds_per_video_ci_low", "seconds_per_video_ci_high", "peak_mb")
-
-
-def _aggregate(dimension: str, records: list[Record]) -> float:
-    """The dimension's own aggregate (frame- or video-weighted), read off its evaluator class."""
-    cls = EVALUATORS[dimension]
-    return cls.aggregate(object.__new__(cls), records)
 
 
 def bootstrap_interval(dimension: str, records: list[Record], seed: int = 0, clusters=None) -> tuple[float, float]:
@@ -56,11 +50,6 @@ def bootstrap_interval(dimension: str, records: list[Record], seed: int = 0, clu
         return stats.bootstrap_interval(records, None, clusters, seed, N_RESAMPLES, CI_LEVEL,
                                         scores=[r.score for r in records])
     return stats.bootstrap_interval(records, partial(_aggregate, dimension), clusters, seed, N_RESAMPLES, CI_LEVEL)
-
-
-def _records(part: pd.DataFrame) -> list[Record]:
-    return [Record(r.video, r.dimension, float(r.score), r.backbone, int(r.n_frames), json.loads(r.extra))
-            for r in part.itertuples()]
 
 
 PAIR_KEYS = ["prompt", "seed", "sample"]   # a video of a model: its prompt and which sample of it
@@ -214,21 +203,6 @@ def _fmt(value, low=None, high=None) -> str:
     return text
 
 
-def primary_metric(summary: pd.DataFrame, preferred: str | None) -> str | None:
-    """The quality axis: the suite's choice, else VBench Total (VBench's rule when all 16 dimensions are scored,
-    the present-dimensions reading when some are missing), else the first higher-is-better metric with a value."""
-    if preferred and preferred in summary:
-        return preferred
-    complete = "vbench_dimensions" in summary and (summary["vbench_dimensions"] == len(NORMALIZATION)).all()
-    total = "vbench_total" if complete else "vbench_total_present"
-    if total in summary and summary[total].notna().any() and summary["vbench_dimensions"].gt(0).all():
-        return total
-    for dim in EVALUATORS:
-        if dim in summary and EVALUATORS[dim].higher_is_better and summary[dim].notna().any():
-            return dim
-    return None
-
-
 def report_markdown(summary: pd.DataFrame, suite_name: str, primary: str | None,
                     precision: pd.DataFrame | None = None) -> str:
     """Tables a person would paste into a paper: one row per model, metrics with 95% intervals; `precision`
@@ -351,18 +325,18 @@ def write_results(out, per_video: pd.DataFrame, generation: pd.DataFrame, summar
                   provenance: dict, suite_name: str, primary: str | None, extra_files: dict | None = None,
                   roles: dict | None = None) -> list:
     """Every file of the layout, atomically, `COMPLETE` last; -> the file names. `roles` ({model: floor |
-    ceiling | model}) adds report.md's validity floors (benchmarks/floors.py)."""
+    ceiling | model}) adds report.md's validity floors (benchmarks/reporting/floors.py)."""
     files = {"per_video.csv": per_video, "summary.csv": summary}
     if len(generation):
         files["generation.csv"] = generation
     for name, df in files.items():
         atomic_write_csv(out / name, df)
     atomic_write_json(out / "results.json", {"provenance": provenance, "rows": summary.to_dict("records")})
-    from benchmarks.report_html import report_html
+    from benchmarks.reporting.report_html import report_html
 
     samples = int((provenance.get("suite") or {}).get("samples") or 1)
     precision = precision_table(per_video, summary, samples)
-    from benchmarks.floors import floors_markdown
+    from benchmarks.reporting.floors import floors_markdown
 
     atomic_write_text(out / "report.md", report_markdown(summary, suite_name, primary, precision)
                       + floors_markdown(summary, roles))

@@ -10,7 +10,7 @@ import math
 
 import pandas as pd
 
-from benchmarks.outputs import markdown_cell, markdown_row
+from benchmarks.core.outputs import markdown_cell, markdown_row
 from evaluators import EVALUATORS
 
 

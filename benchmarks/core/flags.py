@@ -14,6 +14,8 @@ import math
 import numbers
 import sys
 
+from benchmarks.core.errors import CompareError
+
 
 class Bound:
     """One named quantity's range: integers in [low, high], or finite numbers in [low, high] (either end open
@@ -192,3 +194,14 @@ def name_list(text: str) -> list[str]:
     if repeated:
         raise argparse.ArgumentTypeError(f"names {repeated} repeated in {text!r}")
     return names
+
+
+def parse_pairs(items) -> list[tuple[str, str]]:
+    """["BASE=NEW", ...] -> [(BASE, NEW), ...]."""
+    pairs = []
+    for item in items:
+        base, sep, new = item.partition("=")
+        if not sep or not base or not new:
+            raise CompareError(f"--pair {item!r}: expected BASE_MODEL=NEW_MODEL")
+        pairs.append((base, new))
+    return pairs

@@ -1,6 +1,6 @@
 """Run a suite: work items (model, sample, batch of prompts) -> generation (any checkpoint) -> `Video`s ->
 the evaluator registry -> records -> one tidy DataFrame -> the results writer. External videos enter at the
-same point as generated ones. Every finished sample is cached (benchmarks/cache.py), so a rerun of the same
+same point as generated ones. Every finished sample is cached (benchmarks/run/cache.py), so a rerun of the same
 command skips it; under torchrun the work items are split across ranks and rank 0 writes.
 """
 
@@ -16,13 +16,13 @@ import numpy as np
 import pandas as pd
 from tqdm import tqdm
 
-from benchmarks import distributed
-from benchmarks.cache import RECORD_FIELDS, SampleCache, backbone_fingerprint, file_sha256, key_of, tree_sha256
-from benchmarks.generators.base import GenerationFailed, batch_seed, check_frames, per_video_seed
-from benchmarks.measure import machine_load
-from benchmarks.outputs import json_safe
-from benchmarks.provenance import cpu_kernels, git_commit, provenance
-from benchmarks.suites import Suite, SuiteError, prompt_entries, samples_of
+from benchmarks.core.errors import GenerationFailed, SuiteError
+from benchmarks.core.hashing import file_sha256, key_of, tree_sha256
+from benchmarks.core.provenance import cpu_kernels
+from benchmarks.generators.base import batch_seed, check_frames, per_video_seed
+from benchmarks.run import distributed
+from benchmarks.run.cache import RECORD_FIELDS, SampleCache, backbone_fingerprint
+from benchmarks.run.suites import Suite, prompt_entries, samples_of
 from evaluators import EVALUATORS
 from evaluators.backbones import BACKBONE_USAGE, default_backbones, load_backbones, prefetch_features
 from evaluators.registry import Declined, build_evaluator, runnable
@@ -60,33 +60,6 @@ def video_stems(prompts: list[str]) -> dict:
             unique = len(group) == 1 or stem == prompt
             stems[prompt] = stem if unique else f"{stem[:MAX_NAME_BYTES - 9]}~{key_of(prompt)[:8]}"
     return stems
-
-
-def trained_steps(directory: Path) -> dict:
-    """How far the weights were trained, from their training.json: {"trained_steps": step reached,
-    "of_steps": the run's length} (a snapshot reached `step` of `of_steps`; a finished run its `steps`).
-    NaN without a record; a record that is not one (or holds counts out of bounds) is one line naming it."""
-    from benchmarks.train import read_record
-
-    path = directory / "training.json"
-    if not path.is_file():
-        return {"trained_steps": float("nan"), "of_steps": float("nan")}
-    record = read_record(path)
-    steps = record.get("steps")
-    trained, of = record.get("step", steps), record.get("of_steps", steps)
-    return {"trained_steps": float("nan") if trained is None else trained,
-            "of_steps": float("nan") if of is None else of}
-
-
-def _checkpoint_config(spec: str) -> dict:
-    """A paper-table row's config.json: its model must be a checkpoint (the row's architecture is read off it)."""
-    from benchmarks.generators import REGISTRY
-    from m4v.checkpoint import read_config, weights_path
-
-    if any(spec.startswith(prefix) for prefix in REGISTRY):
-        raise SuiteError(f"--models {spec}: a paper table's rows are checkpoints (a shipped name or a directory with "
-                         "config.json), whose architecture the row names")
-    return read_config(weights_path(spec) / "config.json")
 
 
 def build_evaluators(dims: list[str] | None, backbones: list[str], with_prompts: bool = False,
@@ -149,7 +122,7 @@ def score_video(video: Video, evaluators: dict, base: dict, sample_key: str, cac
             continue
         fingerprint = backbone_fingerprint(evaluator)
         cached = cache.load_record(sample_key, evaluator, fingerprint)
-        if cached is not None:   # verified on read (benchmarks/cache.py): sealed, in its schema
+        if cached is not None:   # verified on read (benchmarks/run/cache.py): sealed, in its schema
             computed = {k: cached[k] for k in RECORD_FIELDS}
         else:
             computed, cacheable = evaluate_record(video, name, evaluator)
@@ -321,10 +294,10 @@ def _failed_rows(video: Video, evaluators: dict, base: dict, exc: Exception) -> 
 
 
 def check_run_size(suite: Suite, n_models: int, entries: list[dict], where: str) -> str:
-    """The run's work and memory, estimated before any work against the bounds table (benchmarks/flags.py): more
+    """The run's work and memory, estimated before any work against the bounds table (benchmarks/core/flags.py): more
     videos than BOUNDS["videos"], or a batch whose working set cannot fit this machine, is refused with the
     estimate (one line naming the suite and its keys). -> the estimate, said in one line."""
-    from benchmarks.flags import BOUNDS, check_fits
+    from benchmarks.core.flags import BOUNDS, check_fits
 
     s = suite.sampling
     videos = n_models * sum(samples_of(suite, e) for e in entries)
@@ -407,8 +380,8 @@ def _video_path(generator, stem: str, sample: int) -> Path:
 def run_external(videos_dir, prompts_path, suite: Suite, cache: SampleCache, log=print):
     """Score a folder of videos made elsewhere (VBench naming `<prompt>-<i>.mp4` links a file to its prompt
     entry); an unreadable video is a failed row per evaluator, the rest are scored."""
-    from benchmarks.external import discover_videos, prompt_for, sample_index
-    from benchmarks.suites import load_full_info
+    from benchmarks.run.external import discover_videos, prompt_for, sample_index
+    from benchmarks.run.suites import load_full_info
     from evaluators.prompts import prompts_by_text
 
     prompts = None
@@ -464,157 +437,3 @@ def unscored_dimensions(per_video: pd.DataFrame) -> list[str]:
     return [d for d, s in status if (s == "failed").any() and not (s == "ok").any()]
 
 
-def default_pairs(baseline, models: list[str]) -> list[tuple[str, str]]:
-    """--check-against without --pair: each new model against the baseline model of its name, else against the
-    baseline's first model (the suite's reference, m4v-tiny for quality-vs-compute)."""
-    path = Path(baseline)
-    per_video = path / "per_video.csv" if path.is_dir() else path
-    try:
-        base_models = list(dict.fromkeys(pd.read_csv(per_video, usecols=["model"])["model"]))
-    except (OSError, ValueError) as exc:
-        raise SuiteError(f"--check-against {baseline}: no readable per_video.csv ({exc})") from exc
-    if not base_models:
-        raise SuiteError(f"--check-against {baseline}: the baseline holds no rows")
-    return [(m if m in base_models else base_models[0], m) for m in models]
-
-
-def run_suite(suite: Suite, out, *, videos=None, prompts=None, cache_dir=None, use_cache: bool = True,
-              check_against=None, pairs=(), command: str = "", device: str = "cpu", log=print,
-              overwrite: bool = False, source=None) -> int:
-    """Run the suite into OUT (locked while running, COMPLETE when every file is in place); -> exit code:
-    0 done, 1 when a dimension could score no video (or --check-against found a regression). OUT is the run's:
-    another suite's run or files no run wrote are refused unless `overwrite`; an earlier run's outputs are cleared.
-    `source`: the suite's TOML file, named in errors about its keys."""
-    from benchmarks.outputs import (
-        OutputLock,
-        claim_run_dir,
-        mark_complete,
-        mark_incomplete,
-        own_run_dir,
-        prepare_output_dir,
-    )
-    from benchmarks.paper import table4
-    from benchmarks.writers import primary_metric, summarize, write_results
-
-    commit = git_commit()  # the code that runs, before this run's outputs can dirty the tree
-    if device.startswith("cuda"):
-        import torch
-
-        if not torch.cuda.is_available():   # never a CPU run recorded under --device cuda
-            raise SuiteError("--device cuda: no CUDA device is visible to torch")
-    distributed.init_from_env(device)
-    out = claim_run_dir(out, suite.name, overwrite)
-    if check_against is not None and not Path(check_against).exists():
-        raise SuiteError(f"--check-against {check_against}: no such baseline directory")
-    if use_cache and cache_dir is not None:   # a file or a read-only folder fails now, not after the generation
-        prepare_output_dir(cache_dir, "--cache-dir")
-    lock = OutputLock(out) if distributed.is_main() else None
-    try:
-        if lock:
-            lock.__enter__()
-            mark_incomplete(out)
-        cache = SampleCache(Path(cache_dir) if cache_dir else out / "cache", enabled=use_cache)
-        load_at_start = machine_load()   # timings are read beside the load they were taken under
-        definition = suite.definition()
-        prov = {**provenance(config={"command": command}, seeds=[suite.seed], commit=commit),
-                "command": command, "suite": definition, "suite_hash": suite.hash()}
-        if suite.kind in ("table4", "flops-curve"):
-            if distributed.is_main():
-                df = table4.table4() if suite.kind == "table4" else table4.flops_curve()
-                own_run_dir(out, suite.name)
-                (table4.write_table4 if suite.kind == "table4" else table4.write_flops_curve)(df, out)
-                log(df.to_markdown(index=False, floatfmt=".4g"))
-                log(f"wrote {out}/")
-                mark_complete(out, [p.name for p in out.iterdir() if not p.name.startswith(".")])
-            return 0
-        if suite.kind == "wan-flops":
-            if distributed.is_main():
-                from benchmarks.paper import wan_flops
-
-                df = wan_flops.wan_flops()
-                own_run_dir(out, suite.name)
-                wan_flops.write_wan_flops(df, out)
-                log(df.to_markdown(index=False, floatfmt=".4g"))
-                log(f"wrote {out}/")
-                mark_complete(out, [p.name for p in out.iterdir() if not p.name.startswith(".")])
-            return 0
-        if suite.kind == "external":
-            if videos is None:
-                raise SuiteError("suite external needs --videos DIR")
-            per_video, generation, checkpoints = run_external(videos, prompts, suite, cache, log)
-            written = []   # an external run writes no video
-            models = ["external"]
-        else:
-            if suite.paper_table:  # before any generation: the models must fill the table's rows
-                from benchmarks.paper.paper_tables import check_models
-
-                check_models(suite.paper_table, list(suite.models))  # the count first, then each row's model
-                check_models(suite.paper_table, list(suite.models), [_checkpoint_config(m) for m in suite.models])
-            where = f"--suite {source}" if source else None
-            per_video, generation, checkpoints, written = run_generate(suite, out, cache, log, where)
-            models = list(checkpoints)
-        counts = distributed.gather_rows([(cache.hits, cache.misses)])   # every rank's work, not rank 0's alone
-        if not distributed.is_main():
-            return 0
-        hits, misses = ({k: sum(c[i][k] for c in counts) for k in ("videos", "records")} for i in (0, 1))
-        log(f"videos: {hits['videos']} from the cache, {misses['videos']} generated; records: "
-            f"{hits['records']} from the cache, {misses['records']} computed")
-        summary = summarize(per_video, generation, models, checkpoints)
-        prov["checkpoints"] = checkpoints
-        prov["machine_load"] = {"start": load_at_start, "end": machine_load()}
-        primary = primary_metric(summary, suite.primary_metric)
-        extra = {}
-        if suite.kind == "external":  # VBench's own results layout too, for its faithfully computed dimensions
-            from benchmarks.external import vbench_results_json
-
-            extra["m4v_eval_results.json"] = json.dumps(json_safe(vbench_results_json(
-                per_video, summary.iloc[0].to_dict())), indent=2, allow_nan=False) + "\n"
-        if suite.paper_table:
-            from benchmarks.paper.paper_tables import build_table, directions, markdown
-
-            # Table 4's compute column at paper size, counted now by FlopCounterMode (fvcore agrees: table4.csv)
-            paper_size = (table4.table4(counters=("torch",)).set_index("variant")
-                          if suite.paper_table == "table4" else None)
-            table = build_table(suite.paper_table, per_video, summary, models, paper_size)
-            signs = directions(suite.paper_table, per_video, models)
-            stem = f"paper_{suite.paper_table}"
-            extra.update({f"{stem}.csv": table.to_csv(index=False),
-                          f"{stem}.md": markdown(suite.paper_table, table, signs),
-                          f"{stem}.json": json.dumps(json_safe({"provenance": prov, "rows": table.to_dict("records"),
-                                                                "directions": signs.to_dict("records")}),
-                                                     indent=2, allow_nan=False) + "\n"})
-            if len(signs):
-                extra[f"{stem}_directions.csv"] = signs.to_csv(index=False)
-        roles = {name: info.get("role", "model") for name, info in checkpoints.items()}
-        # no earlier run's file beside these; a video a row names (an external one inside OUT) is never removed
-        own_run_dir(out, suite.name, keep=[*written, *per_video["video"].dropna()])
-        write_results(out, per_video, generation, summary, prov, suite.name, primary, extra, roles=roles)
-        log((out / "report.md").read_text())
-        if suite.paper_table:
-            log((out / f"paper_{suite.paper_table}.md").read_text())
-        log(f"wrote {out}/: per_video.csv, summary.csv, results.json, report.md, report.html" + (
-            ", generation.csv, pareto.png" if len(generation) else ""))
-        empty = unscored_dimensions(per_video)
-        if empty:
-            print(f"no score computed for any video on: {', '.join(empty)}", file=sys.stderr)
-        failed = per_video[per_video["reason"].fillna("").str.startswith(GENERATION_FAILED)]
-        for model, part in failed.groupby("model", sort=False):   # nothing lost: said, and the exit code says it
-            print(f"{model}: {part['video'].nunique()} video(s) not generated: {part['reason'].iloc[0]}",
-                  file=sys.stderr)
-        code = 1 if empty or len(failed) else 0
-        if check_against is not None:
-            from benchmarks.compare import CompareOptions, run_compare
-
-            pairs = list(pairs) or default_pairs(check_against, models)
-            # Same suite, same samples: a metric scored on one side only (e.g. color, where the new model never
-            # draws the object) is a difference between the models, not a bad input; compare says how many.
-            code = max(code, run_compare(check_against, out, CompareOptions(pairs=pairs, allow_unpaired=True),
-                                         out=out, prog="m4v-bench run --check-against", own=out))
-            # the comparison belongs to the run: COMPLETE lists its files too
-            listed = json.loads((out / "COMPLETE").read_text())["files"]
-            mark_complete(out, sorted(set(listed) | {p.name for p in out.glob("compare.*")}))
-        return code
-    finally:
-        if lock:
-            lock.__exit__(None, None, None)
-        distributed.shutdown()

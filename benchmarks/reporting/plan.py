@@ -22,6 +22,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from benchmarks.core.errors import PlanError
+from benchmarks.reporting.writers import spread, video_values
 from benchmarks.stats import (
     ALPHA,
     CONFIDENCE,
@@ -35,12 +37,6 @@ from benchmarks.stats import (
     unpaired_n,
     z,
 )
-from benchmarks.writers import spread, video_values
-
-
-class PlanError(ValueError):
-    """Input the planner cannot use: one line naming the file or flag."""
-
 
 # ---------------------------------------------------------------- the command
 
@@ -49,7 +45,8 @@ def plan_run(run, metric: str | None = None, detect: float | None = None, pairs=
     """A row per metric of a run directory: spreads, the within-prompt correlation, the current half-width and
     paired MDE, and the videos (prompts x `samples` a prompt, default the run's) needed for a half-width of
     `detect` (or 0.5x the current one) and to detect `detect` paired and unpaired."""
-    from benchmarks.compare import CompareError, read_per_video
+    from benchmarks.core.errors import CompareError
+    from benchmarks.reporting.runs import read_per_video
 
     run = Path(run)
     csv = run / "per_video.csv" if run.is_dir() else run
@@ -143,7 +140,7 @@ def plan_directions(path, alpha: float = ALPHA, power: float = POWER) -> pd.Data
 
 def plan_text(table: pd.DataFrame, alpha: float, power: float) -> str:
     """The planner's answer as a markdown table."""
-    from benchmarks.outputs import markdown_row
+    from benchmarks.core.outputs import markdown_row
 
     if "contrast" in table:
         lines = [f"paired, {power:.0%} power, two-sided α = {alpha} / {int(table['family'].iloc[0])} (Holm's first "
@@ -188,7 +185,8 @@ def plan_text(table: pd.DataFrame, alpha: float, power: float) -> str:
 
 def cmd_plan(args) -> int:
     """Prompts x samples a decision needs per metric, from a run's per-video spread (or a paper directions CSV)."""
-    from benchmarks.compare import CompareError, parse_pairs
+    from benchmarks.core.errors import CompareError
+    from benchmarks.core.flags import parse_pairs
 
     try:
         if not 0 < args.alpha < 1:

@@ -16,6 +16,8 @@ import os
 import tempfile
 from pathlib import Path
 
+from benchmarks.core.errors import OutputError
+
 LOCK_NAME, COMPLETE_NAME = ".lock", "COMPLETE"
 # `train`'s OUT/snapshots/step-NNNNNN: what the run would save at that step. Mid-schedule weights: the LR has not
 # decayed there as it would in a run of that many steps, so a snapshot is a point on one run's curve, not a shorter run.
@@ -25,13 +27,11 @@ SNAPSHOT_DIR = "snapshots"
 def snapshot_dir(run, step: int) -> Path:
     """RUN/snapshots/step-NNNNNN: where `train` saves the model of that step."""
     return Path(run) / SNAPSHOT_DIR / f"step-{step:06d}"
+
+
 _UMASK = os.umask(0)
 os.umask(_UMASK)
 FILE_MODE = 0o666 & ~_UMASK  # what open() would give: mkstemp's 0600 would hide results from other users
-
-
-class OutputError(RuntimeError):
-    """An output location that cannot be used; the message names it."""
 
 
 def _fsync_dir(directory: Path) -> None:

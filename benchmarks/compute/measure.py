@@ -73,7 +73,7 @@ def measure(fn, device: str = "cpu") -> tuple[object, Measurement]:
 
 def machine_load() -> dict:
     """Torch threads, CPUs, CPU model and kernel ISA, and the 1/5/15-minute load averages, now."""
-    from benchmarks.provenance import cpu_kernels, cpu_model
+    from benchmarks.core.provenance import cpu_kernels, cpu_model
 
     try:
         available = len(os.sched_getaffinity(0))  # what this process may use (a container's share), not the host's

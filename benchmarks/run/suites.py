@@ -1,5 +1,5 @@
 """Suites: small declarative definitions of a benchmark run (models x prompts x samples x sampling settings x
-evaluators), built in or loaded from a user's TOML file. The runner (benchmarks/runner.py) reads them and
+evaluators), built in or loaded from a user's TOML file. The runner (benchmarks/run/runner.py) reads them and
 knows nothing else.
 
 A TOML suite is the same fields as `Suite`, e.g.
@@ -24,13 +24,11 @@ import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from benchmarks.core.errors import SuiteError
+
 SUITE_KINDS = ("generate", "external", "table4", "flops-curve", "wan-flops")
 SHIPPED_DENOISERS = ["m4v-tiny", "m4v-tiny-reward", "dit-tiny"]
 WORLD_SUITE_SEED = 1  # the training data uses other seeds (m4v/recipes): the world suite is held out
-
-
-class SuiteError(ValueError):
-    """A suite definition that cannot run; the message names the file and key."""
 
 
 @dataclass(frozen=True)
@@ -147,7 +145,7 @@ def get_suite(name: str) -> Suite:
 _TYPES = {"name": str, "description": str, "kind": str, "prompts": str, "per_kind": int, "prompt_limit": int,
           "prompt_dimension": str, "samples": int, "seed": int, "batch": int, "vae": str, "text_encoder": str,
           "primary_metric": str}
-# numeric keys -> their entry of the one bounds table (benchmarks/flags.py), which the matching flags use too
+# numeric keys -> their entry of the one bounds table (benchmarks/core/flags.py), which the matching flags use too
 _BOUNDED = {"per_kind": "per_kind", "prompt_limit": "prompt_limit", "samples": "samples", "batch": "batch",
             "seed": "seed"}
 _SAMPLING_BOUNDS = {"frames": "frames", "height": "side", "width": "side", "fps": "fps"}
@@ -155,7 +153,7 @@ _SAMPLING_BOUNDS = {"frames": "frames", "height": "side", "width": "side", "fps"
 
 def _bounded(where: str, key: str, value, bound: str):
     """`value` of `key` checked against its entry of the bounds table: -> it, or a SuiteError with the bound."""
-    from benchmarks.flags import BOUNDS
+    from benchmarks.core.flags import BOUNDS
 
     try:
         return BOUNDS[bound].check(value, f"{where}: key '{key}'")

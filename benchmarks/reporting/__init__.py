@@ -1,0 +1,1 @@
+"""Reporting: summary tables with intervals, report.md / report.html, precision, floors, reading runs back."""

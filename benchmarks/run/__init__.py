@@ -1,0 +1,1 @@
+"""A run: suites, the runner (generate -> score -> rows), the sample cache, torchrun sharding, external videos."""
