@@ -11,7 +11,7 @@ from scipy import stats
 
 from benchmarks import cli
 from benchmarks.reporting.plan import plan_directions, plan_run
-from benchmarks.reporting.writers import precision_table
+from benchmarks.reporting.precision import precision_table
 from benchmarks.stats import halfwidth, holm, n_for_halfwidth, paired_mde, paired_n, paired_test
 
 MODELS = ("base", "new")

@@ -105,7 +105,8 @@ def compare_interval_coverage(seed: int = SEEDS["compare_interval"], runs: int =
 def measure_run(run: Path) -> pd.DataFrame:
     """Per (model, metric) of a run: the summary's interval resampling videos and resampling prompts."""
     from benchmarks.reporting.aggregate import _aggregate, _records
-    from benchmarks.reporting.writers import bootstrap_interval, spread, video_values
+    from benchmarks.reporting.precision import spread, video_values
+    from benchmarks.reporting.writers import bootstrap_interval
 
     per_video = pd.read_csv(run / "per_video.csv", keep_default_na=False, dtype={"prompt": str})
     per_video["score"] = pd.to_numeric(per_video["score"], errors="coerce")

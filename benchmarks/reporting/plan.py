@@ -23,7 +23,7 @@ import numpy as np
 import pandas as pd
 
 from benchmarks.core.errors import PlanError
-from benchmarks.reporting.writers import spread, video_values
+from benchmarks.reporting.precision import spread, video_values
 from benchmarks.stats import (
     ALPHA,
     CONFIDENCE,

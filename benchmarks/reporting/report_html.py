@@ -318,8 +318,8 @@ def interval_charts(summary: pd.DataFrame) -> str:
 
 
 def precision_section(precision: pd.DataFrame) -> str:
-    """The 'how many prompts' table (benchmarks.reporting.writers.precision_table)."""
-    from benchmarks.reporting.writers import clustered
+    """The 'how many prompts' table (benchmarks.reporting.precision.precision_table)."""
+    from benchmarks.reporting.precision import clustered
     from benchmarks.stats import as_prompts
 
     if precision is None or not len(precision):
@@ -426,7 +426,7 @@ def page(title: str, body: str, scripts: str = "") -> str:
 def report_html(out, per_video: pd.DataFrame, summary: pd.DataFrame, provenance: dict | None, suite_name: str,
                 primary: str | None, pareto: bytes | None = None, precision: pd.DataFrame | None = None) -> str:
     """report.html of a run directory `out` (previews written under out/previews as a side effect)."""
-    from benchmarks.reporting.writers import clustered, precision_table
+    from benchmarks.reporting.precision import clustered, precision_table
 
     out = Path(out)
     suite = (provenance or {}).get("suite") or {}
