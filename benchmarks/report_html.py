@@ -331,6 +331,17 @@ def interval_charts(summary: pd.DataFrame) -> str:
     return f'<div class="charts">{"".join(charts)}</div>'
 
 
+def protocol_section(card: dict) -> str:
+    """The run's protocol card and whether it is comparable with VBench's leaderboard (benchmarks/protocol_card.py)."""
+    from benchmarks.protocol_card import FPS_NOTE, card_rows, comparable_line
+
+    rows = "".join(f"<tr><th>{html.escape(k)}</th><td>{html.escape(v)}</td></tr>" for k, v in card_rows(card))
+    verdict = "ok" if card.get("vbench_comparable") else "regressed"
+    return (f'<h2 id="protocol">Protocol</h2><table>{rows}</table><p class="{verdict}" id="vbench-comparable">'
+            f"{html.escape(comparable_line(card))}</p><p class=\"note\">VBench's protocol: "
+            f"{html.escape(str(card.get('vbench_protocol', {}).get('source', '')))}. {html.escape(FPS_NOTE)}.</p>")
+
+
 def precision_section(precision: pd.DataFrame) -> str:
     """The 'how many prompts' table (benchmarks.plan.precision_table)."""
     from benchmarks.plan import as_prompts
@@ -449,6 +460,8 @@ def report_html(out, per_video: pd.DataFrame, summary: pd.DataFrame, provenance:
             + ("† a VBench dimension computed with a substitute backbone: not VBench's number. " if substitutes else "")
             + (f"Primary metric: <b>{html.escape(primary)}</b>." if primary else "") + "</p>",
             '<h2 id="summary-table">Summary</h2>', summary_table(summary)]
+    if prov.get("protocol"):
+        body.append(protocol_section(prov["protocol"]))
     if pareto:
         body.append('<h2 id="pareto">Quality against compute</h2><img alt="Pareto plot" '
                     f'src="data:image/png;base64,{base64.b64encode(pareto).decode()}">')

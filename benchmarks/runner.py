@@ -441,9 +441,11 @@ def run_external(videos_dir, prompts_path, suite: Suite, cache: SampleCache, log
             video = read_video(path, prompt=prompt, aux=entry)
         except VideoReadError as exc:
             log(f"failed: {exc}")
+            # a failed row for each dimension that would read this file (its prompt entry's, as a readable one)
+            placeholder = Video(np.zeros((1, 1, 1, 3), np.uint8), 8.0, prompt, str(path), entry)
             rows += [{**base, "dimension": n, "score": None, "status": "failed", "reason": str(exc),
                       "backbone": e.backbone, "faithful": e.faithful, "n_frames": 0, "extra": "{}",
-                      "_order": (index, dim_order[n])} for n, e in evaluators.items()]
+                      "_order": (index, dim_order[n])} for n, e in evaluators.items() if e.applies(placeholder)]
             continue
         # The name is part of what determines a record (VBench reads labels from it, e.g. human_action).
         key = key_of({"file": file_sha256(path) if path.is_file() else tree_sha256(path), "name": path.name,
@@ -565,6 +567,12 @@ def run_suite(suite: Suite, out, *, videos=None, prompts=None, cache_dir=None, u
         summary = summarize(per_video, generation, models, checkpoints)
         prov["checkpoints"] = checkpoints
         prov["machine_load"] = {"start": load_at_start, "end": machine_load()}
+        from benchmarks.protocol_card import protocol_card
+
+        scored = ([Path(v) for v in per_video["video"].dropna() if v] if suite.kind == "external"
+                  else [out / w for w in written])
+        prov["protocol"] = protocol_card(suite, per_video, scored, prompts if suite.kind == "external" else None,
+                                         [*default_backbones(), *suite.backbones], checkpoints)
         primary = primary_metric(summary, suite.primary_metric)
         extra = {}
         if suite.kind == "external":  # VBench's own results layout too, for its faithfully computed dimensions

@@ -205,3 +205,20 @@ def test_key_text_is_the_same_under_pandas_2_and_3():
     column = pd.Series([None, np.nan, 1.0, 2, "7", "a b"], dtype=object)
     assert key_text(column).tolist() == ["", "", "1", "2", "7", "a b"]
     assert key_text(pd.Series([0.0, np.nan])).tolist() == ["0", ""]
+
+
+def test_report_and_compare_read_the_folder_run_back(standard_run, tmp_path):
+    """`report` rebuilds report.html from the CSVs (the seed column reads back empty) and `compare` pairs the run
+    with itself by video file name: both whole, under this interpreter's pandas."""
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    out = standard_run.out
+    done = subprocess.run([sys.executable, "-m", "benchmarks.cli", "report", str(out)], cwd=REPO, env=env,
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "seed none, sample 24" in (out / "report.html").read_text(encoding="utf-8")
+    done = subprocess.run([sys.executable, "-m", "benchmarks.cli", "compare", str(out), str(out), "--out",
+                           str(tmp_path / "cmp")], cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    compared = pd.read_csv(tmp_path / "cmp" / "compare.csv").set_index("dimension")
+    assert compared.loc["dynamic_degree", "n_pairs"] == 5 * (1 + len(PLAIN))   # the files VBench reads, paired
+    assert compared.loc["frame_consistency", "n_pairs"] == len(standard_run.read)
