@@ -173,8 +173,11 @@ def protocol_card(suite, per_video: pd.DataFrame, videos: list[Path], prompts_pa
         else:
             path = vbench_full_info_path() if suite.prompts == "vbench" else Path(suite.prompts)
             prompt = {"kind": "full_info JSON", "path": str(path)}
-        seed_rule = (f"batch b of sample i: seed {suite.seed} + 1000 i + b (a different seed per video, recorded in "
-                     "per_video.csv)")
+        from benchmarks.generators.base import BATCH_SEED_STRIDE, PER_VIDEO_SEED_STRIDE
+
+        seed_rule = (f"sample i of prompt p: seed {suite.seed} + {PER_VIDEO_SEED_STRIDE} p + i (generators taking a "
+                     f"seed per video); batch b of sample i: {suite.seed} + {BATCH_SEED_STRIDE} i + b (the shipped "
+                     "denoisers); each in per_video.csv")
     if prompt.get("path"):
         prompt["sha256"] = file_sha256(prompt["path"])
     flicker = _tagged_prompts(suite, prompt.get("path"), "temporal_flickering")
