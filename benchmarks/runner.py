@@ -418,6 +418,10 @@ def run_external(videos_dir, prompts_path, suite: Suite, cache: SampleCache, log
     prompts = None
     if prompts_path is not None:
         prompts = prompts_by_text(load_full_info(prompts_path), prompts_path)
+    refused = [d for d in (suite.evaluators or ()) if d in CUSTOM_INPUT_UNSUPPORTED]
+    if prompts is None and refused:   # VBench.check_dimension_requires_extra_info asserts the same
+        raise SuiteError(f"--dims {refused[0]}: needs a prompt file's auxiliary_info (--prompts FULL_INFO.json); "
+                         "VBench refuses it in custom-input mode too")
     selection = select_videos(discover_videos(Path(videos_dir)), prompts)
     if not selection.videos:
         ignored = sum(len(names) for names in selection.ignored.values())

@@ -222,3 +222,11 @@ def test_report_and_compare_read_the_folder_run_back(standard_run, tmp_path):
     compared = pd.read_csv(tmp_path / "cmp" / "compare.csv").set_index("dimension")
     assert compared.loc["dynamic_degree", "n_pairs"] == 5 * (1 + len(PLAIN))   # the files VBench reads, paired
     assert compared.loc["frame_consistency", "n_pairs"] == len(standard_run.read)
+
+
+def test_custom_mode_refuses_the_dimensions_vbench_refuses(tmp_path):
+    write_folder(tmp_path / "v", ["a red car-0.mp4"])
+    done = eval_cli("--videos", str(tmp_path / "v"), "--dims", "frame_consistency,color", "--out",
+                    str(tmp_path / "out"))
+    assert done.returncode == 2 and "--dims color: needs a prompt file's auxiliary_info" in done.stderr
+    assert not (tmp_path / "out" / "per_video.csv").exists()
