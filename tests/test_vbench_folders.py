@@ -134,14 +134,16 @@ def test_ignored_files_are_one_line(standard_run):
     assert not {Path(v).name for v in per_video["video"]} & set(IGNORED)
 
 
-def test_a_folder_with_no_file_vbench_reads_is_one_line(tmp_path):
+def test_a_folder_with_no_file_vbench_reads_is_one_line(tmp_path, capsys):
+    from benchmarks.cli import main
+
     write_folder(tmp_path / "v", ["my own clip-0.mp4", f"{MOTION}-9.mp4"])
     prompts = tmp_path / "p.json"
     prompts.write_text(json.dumps(FULL_INFO), encoding="utf-8")
-    done = eval_cli("--videos", str(tmp_path / "v"), "--prompts", str(prompts), "--dims", "frame_consistency",
-                    "--out", str(tmp_path / "out"))
-    assert done.returncode == 2
-    assert len(done.stderr.strip().splitlines()) == 1 and "none of its 2 files" in done.stderr
+    assert main(["eval", "--videos", str(tmp_path / "v"), "--prompts", str(prompts), "--dims", "frame_consistency",
+                 "--out", str(tmp_path / "out")]) == 2
+    err = capsys.readouterr().err
+    assert len(err.strip().splitlines()) == 1 and "none of its 2 files" in err
 
 
 CUSTOM = [f"{MOTION}-0.mp4", f"{MOTION}-1.mp4", "plain name.mp4", "x-01.mp4", "emoji 🎈 ¿sí?-3.mp4",
@@ -224,9 +226,11 @@ def test_report_and_compare_read_the_folder_run_back(standard_run, tmp_path):
     assert compared.loc["frame_consistency", "n_pairs"] == len(standard_run.read)
 
 
-def test_custom_mode_refuses_the_dimensions_vbench_refuses(tmp_path):
+def test_custom_mode_refuses_the_dimensions_vbench_refuses(tmp_path, capsys):
+    from benchmarks.cli import main
+
     write_folder(tmp_path / "v", ["a red car-0.mp4"])
-    done = eval_cli("--videos", str(tmp_path / "v"), "--dims", "frame_consistency,color", "--out",
-                    str(tmp_path / "out"))
-    assert done.returncode == 2 and "--dims color: needs a prompt file's auxiliary_info" in done.stderr
+    assert main(["eval", "--videos", str(tmp_path / "v"), "--dims", "frame_consistency,color", "--out",
+                 str(tmp_path / "out")]) == 2
+    assert "--dims color: needs a prompt file's auxiliary_info" in capsys.readouterr().err
     assert not (tmp_path / "out" / "per_video.csv").exists()
