@@ -422,6 +422,10 @@ def run_external(videos_dir, prompts_path, suite: Suite, cache: SampleCache, log
     if prompts is None and refused:   # VBench.check_dimension_requires_extra_info asserts the same
         raise SuiteError(f"--dims {refused[0]}: needs a prompt file's auxiliary_info (--prompts FULL_INFO.json); "
                          "VBench refuses it in custom-input mode too")
+    # Custom input (no prompt file): VBench's dimensions read the prompt from the file name; none reads a suite's
+    # auxiliary_info. With a prompt file: every evaluator.
+    evaluators = build_evaluators(suite.evaluators, suite.backbones, with_prompts=True,
+                                  custom_input=prompts is None)
     selection = select_videos(discover_videos(Path(videos_dir)), prompts)
     if not selection.videos:
         ignored = sum(len(names) for names in selection.ignored.values())
@@ -431,10 +435,6 @@ def run_external(videos_dir, prompts_path, suite: Suite, cache: SampleCache, log
     line = selection.ignored_line(f"--videos {videos_dir}")
     if line and distributed.is_main():
         print(line, file=sys.stderr)
-    # Custom input (no prompt file): VBench's dimensions read the prompt from the file name; none reads a suite's
-    # auxiliary_info. With a prompt file: every evaluator.
-    evaluators = build_evaluators(suite.evaluators, suite.backbones, with_prompts=True,
-                                  custom_input=prompts is None)
     rows = []
     dim_order = {name: i for i, name in enumerate(evaluators)}
     paths = distributed.my_share(list(enumerate(selection.videos)))
