@@ -64,10 +64,13 @@ def _fmt_counts(counts: dict, unit: str = "", noun: str = "video") -> str:
     """{"8": 120, "24": 5} -> "8 fps: 120 videos, 24 fps: 5 videos"; one value -> "8 fps (all 125 videos)"."""
     if not counts:
         return "unknown"
+    def value(k: str) -> str:   # "1 sample", "5 samples"; "8 fps"
+        return f"{k}{unit}" + ("s" if unit in (" sample", " frame") and k != "1" else "")
+
     if len(counts) == 1:
-        value, n = next(iter(counts.items()))
-        return f"{value}{unit} (all {n} {noun}{'s' if n != 1 else ''})"
-    return ", ".join(f"{k}{unit}: {n} {noun}{'s' if n != 1 else ''}" for k, n in counts.items())
+        k, n = next(iter(counts.items()))
+        return f"{value(k)} (all {n} {noun}{'s' if n != 1 else ''})"
+    return ", ".join(f"{value(k)}: {n} {noun}{'s' if n != 1 else ''}" for k, n in counts.items())
 
 
 def samples_per_prompt(per_video: pd.DataFrame) -> dict:
@@ -231,9 +234,9 @@ def card_rows(card: dict) -> list[tuple[str, str]]:
     precision = f"evaluators {card.get('precision', {}).get('evaluators', '?')}" + (
         "; generation " + ", ".join(f"{m} {d}" for m, d in generation.items()) if generation else "")
     return [("videos", str(card.get("videos", 0))), ("fps", _fmt_counts(card.get("fps") or {}, " fps")),
-            ("frames", _fmt_counts(card.get("frames") or {}, " frames")),
+            ("frames", _fmt_counts(card.get("frames") or {}, " frame")),
             ("resolution (W×H)", _fmt_counts(card.get("resolution") or {})),
-            ("samples per prompt", _fmt_counts(card.get("samples_per_prompt") or {}, " samples", "prompt")),
+            ("samples per prompt", _fmt_counts(card.get("samples_per_prompt") or {}, " sample", "prompt")),
             ("seed rule", card.get("seed_rule", "?")), ("prompt file", prompt_text), ("precision", precision),
             ("backbones", backbones)]
 
