@@ -42,7 +42,11 @@ def write_folder(folder: Path, per_dimension: int = 2) -> list[str]:
             name = f"{entry['prompt_en']}-{i}.mp4"
             write_video(folder / name, moving_texture(len(names), "temporal_flickering" in key), fps=FPS)
             names.append(name)
-    for extra in ("my own clip-0.mp4", f"{entries[0]['prompt_en']}-7.mp4"):   # VBench reads neither
+    counts = {}
+    for n in names:
+        counts[n.rsplit("-", 1)[0]] = counts.get(n.rsplit("-", 1)[0], 0) + 1
+    five = next(p for p, n in counts.items() if n == 5)
+    for extra in ("my own clip-0.mp4", f"{five}-7.mp4"):   # VBench reads neither (-7 of a 5-sample prompt)
         write_video(folder / extra, moving_texture(len(names), False), fps=FPS)
     return names
 
