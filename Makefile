@@ -4,7 +4,7 @@ VENV := .venv
 STAMP := $(VENV)/.installed-stamp
 BENCH_OUT ?= runs/latest
 
-.PHONY: bench paper-rows publish-rows paper-tables test lint venv clean
+.PHONY: bench paper-rows publish-rows paper-tables test test-lowest lint venv clean
 
 venv: $(STAMP)
 
@@ -80,8 +80,18 @@ TEST_WORKERS ?= auto
 test: $(STAMP)
 	$(VENV)/bin/python -m pytest -q -n $(TEST_WORKERS) --dist loadfile --no-loadscope-reorder
 
+# The lowest pandas / numpy pyproject allows, over the venv's newest everything else, on the tests of what changed
+# between them (pandas 3 keeps NaN through astype(str)): installed into .lowest/, first on the path; the venv untouched.
+# `tox -e tests-lowest` resolves a whole environment at those pins instead.
+LOWEST := -r tests/lowest-constraints.txt python-dateutil pytz tzdata
+LOWEST_TESTS := tests/test_vbench_folders.py tests/test_report_html.py tests/test_compare.py tests/test_plan.py
+test-lowest: $(STAMP)
+	$(VENV)/bin/python -m pip install --quiet --no-deps --upgrade --target .lowest $(LOWEST)
+	PYTHONPATH=$(CURDIR)/.lowest $(VENV)/bin/python -c 'import pandas, numpy; print("pandas", pandas.__version__, "numpy", numpy.__version__)'
+	PYTHONPATH=$(CURDIR)/.lowest $(VENV)/bin/python -m pytest -q $(LOWEST_TESTS)
+
 lint: $(STAMP)
 	$(VENV)/bin/ruff check m4v evaluators benchmarks tests
 
 clean:
-	rm -rf $(VENV) runs .pytest_cache
+	rm -rf $(VENV) runs .pytest_cache .lowest

@@ -17,6 +17,7 @@ from benchmarks.run import distributed
 from benchmarks.run.cache import SampleCache
 from benchmarks.run.runner import GENERATION_FAILED, run_external, run_generate, unscored_dimensions
 from benchmarks.run.suites import Suite
+from evaluators.backbones import default_backbones
 
 
 def _checkpoint_config(spec: str) -> dict:
@@ -129,6 +130,12 @@ def run_suite(suite: Suite, out, *, videos=None, prompts=None, cache_dir=None, u
         summary = summarize(per_video, generation, models, checkpoints)
         prov["checkpoints"] = checkpoints
         prov["machine_load"] = {"start": load_at_start, "end": machine_load()}
+        from benchmarks.run.protocol_card import protocol_card
+
+        scored = ([Path(v) for v in per_video["video"].dropna() if v] if suite.kind == "external"
+                  else [out / w for w in written])
+        prov["protocol"] = protocol_card(suite, per_video, scored, prompts if suite.kind == "external" else None,
+                                         [*default_backbones(), *suite.backbones], checkpoints)
         primary = primary_metric(summary, suite.primary_metric)
         extra = {}
         if suite.kind == "external":  # VBench's own results layout too, for its faithfully computed dimensions

@@ -174,7 +174,8 @@ def test_eval_command_scores_folder_and_survives_a_broken_file(tmp_path, capsys)
     # Each dimension scores only the prompts tagged for it (VBench's load_dimension_info).
     suite.write_text(_json.dumps([
         {"prompt_en": "a still scene", "dimension": ["temporal_flickering", "dynamic_degree"]},
-        {"prompt_en": "a moving scene", "dimension": ["dynamic_degree", "motion_smoothness"]}]))
+        {"prompt_en": "a moving scene", "dimension": ["dynamic_degree", "motion_smoothness"]},
+        {"prompt_en": "broken", "dimension": ["dynamic_degree"]}]))
     out = tmp_path / "out"
     dims = "temporal_flickering,dynamic_degree,motion_smoothness"
     assert cli.main(["eval", "--videos", str(videos), "--prompts", str(suite), "--dims", dims, "--out", str(out)]) == 0

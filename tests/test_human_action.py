@@ -184,9 +184,10 @@ def test_eval_command_scores_human_action(tmp_path, monkeypatch):
                      f"umt=umt-test:{path}", "--out", str(out)]) == 0
     per_video = pd.read_csv(out / "per_video.csv").assign(name=lambda df: df["video"].str.split("/").str[-1])
     scores = dict(zip(per_video["name"], per_video["score"]))
-    assert scores == {"A person is running-0.mp4": 1.0, "A person is jumping-0.mp4": 0.0}   # the car: not applied
+    # custom input: every file, as VBench's (the car's label "a red car" is no action the classifier names)
+    assert scores == {"A person is running-0.mp4": 1.0, "A person is jumping-0.mp4": 0.0, "a red car-0.mp4": 0.0}
     summary = pd.read_csv(out / "summary.csv").iloc[0]
-    assert summary["human_action"] == 0.5 and not summary["human_action_faithful"]
+    assert summary["human_action"] == pytest.approx(1 / 3) and not summary["human_action_faithful"]
     assert set(per_video["backbone"]) == {"umt:umt-test@umt.pth"}
 
 

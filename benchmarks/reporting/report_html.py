@@ -112,6 +112,20 @@ def video_scores(per_video: pd.DataFrame) -> pd.DataFrame:
     return ok.assign(value=np.asarray(values, dtype=float))
 
 
+def key_text(column: pd.Series) -> pd.Series:
+    """A key column (prompt, seed, sample) as display text, the same under pandas 2 and 3: a missing value (an
+    external video's seed) is "" rather than NaN (pandas 3's `astype(str)` keeps NaN, and `groupby` drops NaN keys),
+    and a whole float read back from a CSV with gaps (1.0) is "1"."""
+    def text(value) -> str:
+        if value is None or (isinstance(value, float) and math.isnan(value)) or value is pd.NA:
+            return ""
+        if isinstance(value, (float, np.floating)) and float(value).is_integer():
+            return str(int(value))
+        return str(value)
+
+    return pd.Series([text(v) for v in column], index=column.index, dtype=object)
+
+
 def prompt_kinds(suite: dict | None) -> dict[str, str]:
     """{prompt: kind} of the suite's world prompts (their full_info's `world_kind`); {} when there are none."""
     suite = suite or {}
@@ -317,6 +331,17 @@ def interval_charts(summary: pd.DataFrame) -> str:
     return f'<div class="charts">{"".join(charts)}</div>'
 
 
+def protocol_section(card: dict) -> str:
+    """The run's protocol card and whether it is comparable with VBench's leaderboard (benchmarks/protocol_card.py)."""
+    from benchmarks.run.protocol_card import FPS_NOTE, card_rows, comparable_line
+
+    rows = "".join(f"<tr><th>{html.escape(k)}</th><td>{html.escape(v)}</td></tr>" for k, v in card_rows(card))
+    verdict = "ok" if card.get("vbench_comparable") else "regressed"
+    return (f'<h2 id="protocol">Protocol</h2><table>{rows}</table><p class="{verdict}" id="vbench-comparable">'
+            f"{html.escape(comparable_line(card))}</p><p class=\"note\">VBench's protocol: "
+            f"{html.escape(str(card.get('vbench_protocol', {}).get('source', '')))}. {html.escape(FPS_NOTE)}.</p>")
+
+
 def precision_section(precision: pd.DataFrame) -> str:
     """The 'how many prompts' table (benchmarks.reporting.precision.precision_table)."""
     from benchmarks.reporting.precision import clustered
@@ -360,10 +385,12 @@ def gallery(per_video: pd.DataFrame, previews: dict[str, str], kinds: dict[str, 
 
     scored = video_scores(per_video)
     keys = ["prompt", "seed", "sample"] if "sample" in per_video else ["prompt", "seed"]
-    entries = per_video.drop_duplicates(keys)[keys].astype(str).to_records(index=False).tolist()
+    per_video = per_video.assign(**{c: key_text(per_video[c]) for c in keys})
+    scored = scored.assign(**{c: key_text(scored[c]) for c in keys})
+    entries = per_video.drop_duplicates(keys)[keys].to_records(index=False).tolist()
     dims_all = [d for d in EVALUATORS if d in set(per_video["dimension"])]
-    by_key = {k: g for k, g in per_video.assign(**{c: per_video[c].astype(str) for c in keys}).groupby(keys)}
-    values = {k: g for k, g in scored.assign(**{c: scored[c].astype(str) for c in keys}).groupby(keys)}
+    by_key = {k: g for k, g in per_video.groupby(keys)}
+    values = {k: g for k, g in scored.groupby(keys)}
     multi = per_video.groupby("prompt")[keys[1:]].nunique().max().max() > 1 if len(per_video) else False
     rows_data, rows_html = [], []
     for i, key in enumerate(entries):
@@ -393,7 +420,7 @@ def gallery(per_video: pd.DataFrame, previews: dict[str, str], kinds: dict[str, 
         rows_data.append({"prompt": prompt, "kind": kind, "dims": dims, "scores": scores})
         label = html.escape(prompt) + (f'<br><span class="ci">{html.escape(kind)}</span>' if kind else "")
         if multi:
-            label += f'<br><span class="ci">seed {html.escape(key[1])}, sample {html.escape(key[-1])}</span>'
+            label += f'<br><span class="ci">seed {html.escape(key[1] or "none")}, sample {html.escape(key[-1])}</span>'
         rows_html.append(f'<tr data-i="{i}"><th>{label}</th>{"".join(cells)}</tr>')
     kind_options = [("", "all")] + [(k, k) for k in sorted({k for k in kinds.values() if k})]
     metric_default = primary if primary in dims_all else (dims_all[0] if dims_all else "")
@@ -448,6 +475,8 @@ def report_html(out, per_video: pd.DataFrame, summary: pd.DataFrame, provenance:
             + ("† a VBench dimension computed with a substitute backbone: not VBench's number. " if substitutes else "")
             + (f"Primary metric: <b>{html.escape(primary)}</b>." if primary else "") + "</p>",
             '<h2 id="summary-table">Summary</h2>', summary_table(summary)]
+    if prov.get("protocol"):
+        body.append(protocol_section(prov["protocol"]))
     if pareto:
         body.append('<h2 id="pareto">Quality against compute</h2><img alt="Pareto plot" '
                     f'src="data:image/png;base64,{base64.b64encode(pareto).decode()}">')

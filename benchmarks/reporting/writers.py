@@ -251,9 +251,11 @@ def write_results(out, per_video: pd.DataFrame, generation: pd.DataFrame, summar
     samples = int((provenance.get("suite") or {}).get("samples") or 1)
     precision = precision_table(per_video, summary, samples)
     from benchmarks.reporting.floors import floors_markdown
+    from benchmarks.run.protocol_card import card_markdown
 
+    card = provenance.get("protocol")
     atomic_write_text(out / "report.md", report_markdown(summary, suite_name, primary, precision)
-                      + floors_markdown(summary, roles))
+                      + floors_markdown(summary, roles) + (card_markdown(card) if card else ""))
     written = [*files, "results.json", "report.md"]
     png = pareto_png(summary, primary)
     if png is not None:

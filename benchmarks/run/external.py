@@ -5,14 +5,22 @@ from __future__ import annotations
 
 import os
 import re
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import pandas as pd
 
+from evaluators.vbench.protocol import (
+    SAMPLES_PER_DIMENSION,
+    SAMPLES_PER_PROMPT,
+    dimensions_reading,
+    prompt_from_filename,
+    samples_read,
+)
 from evaluators.vbench.scoring import NORMALIZATION
 from evaluators.video import IMAGE_SUFFIXES, VIDEO_SUFFIXES
 
-VBENCH_NAMING = re.compile(r"^(?P<prompt>.+)-(?P<index>\d+)$")  # VBench: "<prompt>-<index>.mp4"
+VBENCH_NAMING = re.compile(r"^(?P<prompt>.+)-(?P<index>[0-9]+)$", re.S)  # VBench: "<prompt>-<index>.mp4"
 
 
 def discover_videos(directory: Path) -> list[Path]:
@@ -47,18 +55,72 @@ def name_of(path: Path) -> str:
     return path.stem if path.is_file() else path.name
 
 
-def prompt_for(path: Path, prompts: dict | None) -> tuple[str, dict]:
-    """(prompt, entry) for a file named `<prompt>-<i>`; ("", {}) when no prompt file names it."""
-    if prompts is None:
-        return "", {}
-    match = VBENCH_NAMING.match(name_of(path))
-    name = match.group("prompt") if match else name_of(path)
-    return (name, prompts[name]) if name in prompts else ("", {})
+@dataclass
+class ExternalVideo:
+    """One file `eval` scores: its prompt and prompt entry (the `dimension` list narrowed to the dimensions that read
+    this index in standard mode; {} in custom-input mode) and its sample index (None when the name has none)."""
+
+    path: Path
+    prompt: str
+    entry: dict
+    sample: int | None
+
+
+@dataclass
+class Selection:
+    """The files VBench's mode reads, and the ones it ignores by reason (file names)."""
+
+    videos: list[ExternalVideo]
+    ignored: dict[str, list[str]] = field(default_factory=dict)
+
+    def ignored_line(self, flag: str) -> str | None:
+        """The one line that says what was left out, or None."""
+        total = sum(len(v) for v in self.ignored.values())
+        if not total:
+            return None
+        parts = "; ".join(f"{len(names)} {reason}" for reason, names in self.ignored.items() if names)
+        example = next(names[0] for names in self.ignored.values() if names)
+        return (f"{flag}: {total} of {total + len(self.videos)} files ignored, as VBench's standard mode ignores "
+                f"them ({parts}), e.g. {example!r}")
 
 
 def sample_index(path: Path) -> int | None:
     match = VBENCH_NAMING.match(name_of(path))
     return int(match.group("index")) if match else None
+
+
+def select_videos(paths: list[Path], prompts: dict | None) -> Selection:
+    """The files VBench reads. Standard mode (`prompts`, a full_info JSON by prompt): `<prompt>-<i><suffix>` for a
+    prompt of the JSON and i in range(5), range(25) for temporal_flickering's prompts, whose files past -4 serve
+    temporal_flickering alone (its static filter's input); every other name is ignored. Custom-input mode (None):
+    every file, the prompt from its name as VBench's get_prompt_from_filename."""
+    if prompts is None:
+        return Selection([ExternalVideo(p, prompt_from_filename(name_of(p)), {}, sample_index(p)) for p in paths])
+    chosen, seen = [], {}
+    ignored = {"not named <prompt>-<index> after a prompt of the JSON": [], "past the indices VBench reads of "
+               f"their prompt (-0..-{SAMPLES_PER_PROMPT - 1}; -0..-{SAMPLES_PER_DIMENSION['temporal_flickering'] - 1}"
+               " for temporal_flickering's)": [], "with the prompt and index of another file (VBench reads one "
+               "suffix)": []}
+    unnamed, past, repeated = ignored.values()
+    for path in paths:
+        prompt, dash, index = name_of(path).rpartition("-")   # VBench builds f"{prompt}-{i}{suffix}": no '-' in i
+        entry = prompts.get(prompt) if dash else None
+        if entry is None:
+            unnamed.append(path.name)
+            continue
+        dims = entry.get("dimension", [])
+        reads = max([samples_read(d) for d in dims] or [SAMPLES_PER_PROMPT])
+        if index not in {str(i) for i in range(reads)}:   # "-01", "-5" of a 5-sample prompt: never looked up
+            past.append(path.name)
+            continue
+        if (prompt, index) in seen:
+            repeated.append(path.name)
+            continue
+        seen[prompt, index] = path
+        sample = int(index)
+        narrowed = {**entry, "dimension": dimensions_reading(dims, sample)} if "dimension" in entry else entry
+        chosen.append(ExternalVideo(path, prompt, narrowed, sample))
+    return Selection(chosen, ignored)
 
 
 def vbench_results_json(per_video: pd.DataFrame, summary_row: dict) -> dict:

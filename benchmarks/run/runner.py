@@ -25,7 +25,7 @@ from benchmarks.run.cache import RECORD_FIELDS, SampleCache, backbone_fingerprin
 from benchmarks.run.suites import Suite, prompt_entries, samples_of
 from evaluators import EVALUATORS
 from evaluators.backbones import BACKBONE_USAGE, default_backbones, load_backbones, prefetch_features
-from evaluators.registry import Declined, build_evaluator, runnable
+from evaluators.registry import CUSTOM_INPUT_UNSUPPORTED, Declined, build_evaluator, runnable
 from evaluators.video import Video, VideoReadError, read_video, write_video
 
 ROW_COLUMNS = ["model", "prompt", "seed", "sample", "dimension", "score", "status", "reason", "backbone",
@@ -63,14 +63,18 @@ def video_stems(prompts: list[str]) -> dict:
 
 
 def build_evaluators(dims: list[str] | None, backbones: list[str], with_prompts: bool = False,
-                     defaults: bool = True) -> dict:
+                     defaults: bool = True, custom_input: bool = False) -> dict:
     """Evaluators for `dims` (default: every registered one whose backbones are at hand and, without a prompt
-    suite, that needs no prompt). Backbones given on the command line replace the shipped world-trained
-    defaults of their kind (defaults=False: none). Reads only the evaluators' own metadata."""
+    suite, that needs no prompt; in VBench's custom-input mode, whose prompts are file names, every one that needs
+    no prompt suite's auxiliary_info and that VBench runs in that mode). Backbones given on the command line
+    replace the shipped world-trained defaults of their kind (defaults=False: none). Reads only the evaluators' own
+    metadata."""
     loaded = load_backbones((default_backbones() if defaults else []) + list(backbones))
     if dims is None:
         dims = [name for name in runnable(loaded)
-                if with_prompts or not {"prompt", "prompt_info"} & set(EVALUATORS[name].needs)]
+                if (with_prompts or not {"prompt", "prompt_info"} & set(EVALUATORS[name].needs))
+                and not (custom_input and ("prompt_info" in EVALUATORS[name].needs
+                                           or name in CUSTOM_INPUT_UNSUPPORTED))]
     unknown = [d for d in dims if d not in EVALUATORS]
     if unknown:
         raise ValueError(f"--dims: unknown {unknown}; available: {sorted(EVALUATORS)}")
@@ -380,29 +384,45 @@ def _video_path(generator, stem: str, sample: int) -> Path:
 def run_external(videos_dir, prompts_path, suite: Suite, cache: SampleCache, log=print):
     """Score a folder of videos made elsewhere (VBench naming `<prompt>-<i>.mp4` links a file to its prompt
     entry); an unreadable video is a failed row per evaluator, the rest are scored."""
-    from benchmarks.run.external import discover_videos, prompt_for, sample_index
+    from benchmarks.run.external import discover_videos, select_videos
     from benchmarks.run.suites import load_full_info
     from evaluators.prompts import prompts_by_text
 
     prompts = None
     if prompts_path is not None:
         prompts = prompts_by_text(load_full_info(prompts_path), prompts_path)
-    # Without a prompt file there is nothing to score text or prompt-suite checks against.
-    evaluators = build_evaluators(suite.evaluators, suite.backbones, with_prompts=prompts is not None)
+    refused = [d for d in (suite.evaluators or ()) if d in CUSTOM_INPUT_UNSUPPORTED]
+    if prompts is None and refused:   # VBench.check_dimension_requires_extra_info asserts the same
+        raise SuiteError(f"--dims {refused[0]}: needs a prompt file's auxiliary_info (--prompts FULL_INFO.json); "
+                         "VBench refuses it in custom-input mode too")
+    # Custom input (no prompt file): VBench's dimensions read the prompt from the file name; none reads a suite's
+    # auxiliary_info. With a prompt file: every evaluator.
+    evaluators = build_evaluators(suite.evaluators, suite.backbones, with_prompts=True,
+                                  custom_input=prompts is None)
+    selection = select_videos(discover_videos(Path(videos_dir)), prompts)
+    if not selection.videos:
+        ignored = sum(len(names) for names in selection.ignored.values())
+        raise SuiteError(f"--videos {videos_dir}: none of its {ignored} files is named <prompt>-<index> after a "
+                         f"prompt of --prompts {prompts_path} with an index VBench reads; without --prompts every "
+                         "file is scored (prompt from its name)")
+    line = selection.ignored_line(f"--videos {videos_dir}")
+    if line and distributed.is_main():
+        print(line, file=sys.stderr)
     rows = []
     dim_order = {name: i for i, name in enumerate(evaluators)}
-    paths = distributed.my_share(list(enumerate(discover_videos(Path(videos_dir)))))
-    for index, path in tqdm(paths, desc="videos", unit="video", file=sys.stderr, disable=not distributed.is_main()):
-        prompt, entry = prompt_for(path, prompts)
-        sample = sample_index(path)
+    paths = distributed.my_share(list(enumerate(selection.videos)))
+    for index, chosen in tqdm(paths, desc="videos", unit="video", file=sys.stderr, disable=not distributed.is_main()):
+        path, prompt, entry, sample = chosen.path, chosen.prompt, chosen.entry, chosen.sample
         base = {"model": "external", "prompt": prompt, "seed": None, "sample": sample, "video": str(path)}
         try:
             video = read_video(path, prompt=prompt, aux=entry)
         except VideoReadError as exc:
             log(f"failed: {exc}")
+            # a failed row for each dimension that would read this file (its prompt entry's, as a readable one)
+            placeholder = Video(np.zeros((1, 1, 1, 3), np.uint8), 8.0, prompt, str(path), entry)
             rows += [{**base, "dimension": n, "score": None, "status": "failed", "reason": str(exc),
                       "backbone": e.backbone, "faithful": e.faithful, "n_frames": 0, "extra": "{}",
-                      "_order": (index, dim_order[n])} for n, e in evaluators.items()]
+                      "_order": (index, dim_order[n])} for n, e in evaluators.items() if e.applies(placeholder)]
             continue
         # The name is part of what determines a record (VBench reads labels from it, e.g. human_action).
         key = key_of({"file": file_sha256(path) if path.is_file() else tree_sha256(path), "name": path.name,

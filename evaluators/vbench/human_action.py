@@ -208,9 +208,10 @@ class HumanAction(Evaluator):
     faithful_backbone = "umt:vit_large_patch16_224@"
 
     def applies(self, video) -> bool:
-        """Prompts of a suite written for human_action; without a suite, files named "... person is ...-i"."""
+        """Prompts of a suite written for human_action; without a suite (VBench's custom input) every file, its
+        label read from the name as VBench does (a name with no Kinetics action scores 0)."""
         dims = video.aux.get("dimension") if video.aux else None
-        return "human_action" in dims if dims is not None else "person is " in Path(video.source).name.lower()
+        return "human_action" in dims if dims is not None else True
 
     def evaluate_video(self, video) -> Record:
         truth = label_from_filename(video.source)
