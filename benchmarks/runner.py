@@ -29,7 +29,7 @@ from evaluators.registry import Declined, build_evaluator, runnable
 from evaluators.video import Video, VideoReadError, read_video, write_video
 
 ROW_COLUMNS = ["model", "prompt", "seed", "sample", "dimension", "score", "status", "reason", "backbone",
-               "faithful", "n_frames", "video", "extra"]
+               "faithful", "weights", "n_frames", "video", "extra"]
 GENERATION_COLUMNS = ["model", "prompt", "seed", "sample", "video", "tflops", "mixer_tflops", "tflops_fvcore",
                       "seconds", "seconds_per_frame", "peak_mb", "forwards", "batch", "batch_index"]
 _UNSAFE = re.compile(r"[/\\\x00-\x1f]")
@@ -155,7 +155,8 @@ def score_video(video: Video, evaluators: dict, base: dict, sample_key: str, cac
             computed, cacheable = evaluate_record(video, name, evaluator)
             if cacheable:
                 cache.store_record(sample_key, evaluator, fingerprint, computed)
-        row = {**base, "dimension": name, "backbone": evaluator.backbone, "faithful": evaluator.faithful, **computed}
+        row = {**base, "dimension": name, "backbone": evaluator.backbone, "faithful": evaluator.faithful,
+               "weights": evaluator.weights, **computed}
         evaluator.observe(video, row)
         rows.append(row)
     return rows
@@ -315,7 +316,8 @@ class _Generation:
 
 def _failed_rows(video: Video, evaluators: dict, base: dict, exc: Exception) -> list[dict]:
     """A video that could not be made: a failed row naming the cause for every evaluator that would score it."""
-    return [{**base, "dimension": name, "backbone": e.backbone, "faithful": e.faithful, "score": None,
+    return [{**base, "dimension": name, "backbone": e.backbone, "faithful": e.faithful, "weights": e.weights,
+             "score": None,
              "status": "failed", "reason": f"{GENERATION_FAILED}: {exc}", "n_frames": 0, "extra": "{}"}
             for name, e in evaluators.items() if e.applies(video)]
 
@@ -428,7 +430,8 @@ def run_external(videos_dir, prompts_path, suite: Suite, cache: SampleCache, log
         except VideoReadError as exc:
             log(f"failed: {exc}")
             rows += [{**base, "dimension": n, "score": None, "status": "failed", "reason": str(exc),
-                      "backbone": e.backbone, "faithful": e.faithful, "n_frames": 0, "extra": "{}",
+                      "backbone": e.backbone, "faithful": e.faithful, "weights": e.weights, "n_frames": 0,
+                      "extra": "{}",
                       "_order": (index, dim_order[n])} for n, e in evaluators.items()]
             continue
         # The name is part of what determines a record (VBench reads labels from it, e.g. human_action).
@@ -558,6 +561,11 @@ def run_suite(suite: Suite, out, *, videos=None, prompts=None, cache_dir=None, u
 
             extra["m4v_eval_results.json"] = json.dumps(json_safe(vbench_results_json(
                 per_video, summary.iloc[0].to_dict())), indent=2, allow_nan=False) + "\n"
+            # VBench's algorithm and backbone on weights no published hash confirms: apart, never as VBench's
+            unverified = vbench_results_json(per_video, summary.iloc[0].to_dict(), weights="unverified")
+            if unverified:
+                extra["m4v_eval_results_weights_unverified.json"] = json.dumps(
+                    json_safe(unverified), indent=2, allow_nan=False) + "\n"
         if suite.paper_table:
             from benchmarks.paper.paper_tables import build_table, directions, markdown
 
