@@ -162,6 +162,21 @@ def score_video(video: Video, evaluators: dict, base: dict, sample_key: str, cac
     return rows
 
 
+def backbone_weights(specs) -> dict:
+    """{backbone label: {"sha256", "weights"}} of the backbones a run loads (the shipped defaults, then the
+    suite's / command line's, a later one of a kind replacing an earlier one): which files, checked against the
+    published hashes (evaluators/vbench_cache.py)."""
+    from evaluators.backbone_loading import parse_backbone
+    from evaluators.vbench_cache import verify_weights
+
+    by_kind = {}
+    for spec in (*default_backbones(), *specs):
+        parsed = parse_backbone(spec)
+        by_kind[parsed.kind] = parsed
+    return {spec.label: {"path": str(spec.weights), "sha256": check.sha256, "weights": check.status}
+            for spec, check in ((spec, verify_weights(spec.weights)) for spec in by_kind.values())}
+
+
 def _backbones_of(evaluators: dict) -> dict:
     """{kind: loaded backbone} the evaluators were built with (each loaded once, shared)."""
     return {kind: getattr(e, kind) for e in evaluators.values() for kind in e.backbones
@@ -554,6 +569,7 @@ def run_suite(suite: Suite, out, *, videos=None, prompts=None, cache_dir=None, u
         summary = summarize(per_video, generation, models, checkpoints)
         prov["checkpoints"] = checkpoints
         prov["machine_load"] = {"start": load_at_start, "end": machine_load()}
+        prov["backbone_weights"] = backbone_weights(suite.backbones)
         primary = primary_metric(summary, suite.primary_metric)
         extra = {}
         if suite.kind == "external":  # VBench's own results layout too, for its faithfully computed dimensions

@@ -129,7 +129,7 @@ def cache_backbones(cache_dir: Path, dims, kinds, strict: bool, note=None) -> li
     if missing and strict:
         raise FileNotFoundError(f"VBench cache {cache_dir}: missing " + "; ".join(missing))
     for line in missing if note else ():
-        note(f"VBench cache {cache_dir}: missing {line}: that dimension keeps its substitute")
+        note(f"VBench cache {cache_dir}: missing {line}: without it those dimensions run on a substitute, or not")
     return specs
 
 

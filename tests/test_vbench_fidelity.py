@@ -103,6 +103,14 @@ def mp4s(tmp_path_factory):
     return paths
 
 
+def assert_informative(scores, spread=1e-5):
+    """Compared scores are finite, not all equal and not the trivial 1.0 (or 0): an equality on them can fail."""
+    scores = np.asarray(scores, dtype=float)
+    assert np.isfinite(scores).all(), scores
+    assert scores.max() - scores.min() > spread, scores
+    assert ((scores != 0) & (scores != 1)).any(), scores
+
+
 def bare(name):
     """An evaluator instance without backbones: enough for `applies`, which reads only metadata and the video."""
     return EVALUATORS[name].__new__(EVALUATORS[name])
@@ -319,6 +327,7 @@ def test_subject_consistency_equals_vbench_on_its_loader(vbench_loader, mp4s, tm
     total, per_video = subject.subject_consistency(DinoReference(vit), paths, "cpu", False)
     evaluator = get_evaluator("subject_consistency", dino=dino)
     records = [evaluator.evaluate_video(read_video(p)) for p in paths]
+    assert_informative([r["video_results"] for r in per_video])
     for record, expected in zip(records, per_video):
         assert record.score == pytest.approx(expected["video_results"], abs=1e-6), expected["video_path"]
     assert evaluator.aggregate(records) == pytest.approx(total, abs=1e-6)
@@ -481,6 +490,7 @@ def test_background_consistency_equals_vbench_on_its_loader(vbench_loader, mp4s,
     total, per_video = background.background_consistency(clip224.model, None, paths, "cpu", False)
     evaluator = get_evaluator("background_consistency", clip=clip224)
     records = [evaluator.evaluate_video(read_video(p)) for p in paths]
+    assert_informative([r["video_results"] for r in per_video])
     for record, expected in zip(records, per_video):
         assert record.score == pytest.approx(expected["video_results"], abs=1e-6), expected["video_path"]
         assert record.extra["cnt_per_video"] == expected["cnt_per_video"]
@@ -509,6 +519,7 @@ def test_aesthetic_quality_equals_vbench_laion_aesthetic_on_its_loader(vbench_lo
     total, per_video = aesthetic.laion_aesthetic(head, clip224.model, paths, "cpu")
     evaluator = get_evaluator("aesthetic_quality", aesthetic=loaded, aesthetic_clip=clip224)
     records = [evaluator.evaluate_video(read_video(p)) for p in paths]
+    assert_informative([r["video_results"] for r in per_video])
     for record, expected in zip(records, per_video):
         assert record.score == pytest.approx(expected["video_results"], abs=1e-6), expected["video_path"]
     assert evaluator.aggregate(records) == pytest.approx(total, abs=1e-6)
@@ -528,6 +539,7 @@ def test_appearance_style_equals_vbench_on_its_loader(vbench_loader, mp4s, clip2
     evaluator = get_evaluator("appearance_style", clip=clip224)
     aux = {"auxiliary_info": {"appearance_style": {"appearance_style": style}}}   # a full_info entry's layout
     records = [evaluator.evaluate_video(read_video(p, aux=aux)) for p in paths]
+    assert_informative([r["video_results"] for r in per_video], spread=1e-7)
     for record, expected in zip(records, per_video):
         assert record.score == pytest.approx(expected["video_results"], abs=1e-6), expected["video_path"]
         assert record.extra["frame_results"] == pytest.approx(expected["frame_results"], abs=1e-6)
