@@ -146,7 +146,8 @@ def _suite_from_args(args):
             changes[field] = tuple(value) if isinstance(value, list) else value
     if getattr(args, "dims", None) is not None:
         changes["evaluators"] = tuple(args.dims)
-    cached = _vbench_cache_backbones(args, changes.get("evaluators", suite.evaluators), suite.backbones)
+    cached = (_vbench_cache_backbones(args, changes.get("evaluators", suite.evaluators), suite.backbones)
+              if suite.kind in ("generate", "external") else [])   # the suites that score videos
     if getattr(args, "backbone", None) or cached:
         changes["backbones"] = tuple(suite.backbones) + tuple(cached) + tuple(getattr(args, "backbone", None) or ())
     if getattr(args, "prompts", None) and suite.kind == "generate":
