@@ -330,3 +330,21 @@ def test_every_dimension_the_cache_can_make_exact_is_named(tmp_path):
     notes = []
     assert vbench_cache.cache_backbones(empty, None, BACKBONE_KINDS, strict=False, note=notes.append) == []
     assert len(notes) == len([e for e in vbench_cache.VBENCH_FILES if e.kind in BACKBONE_KINDS])
+
+
+def test_a_backbone_flag_replaces_the_cache_file_of_its_kind(tmp_path):
+    """`--backbone raft=...` beside `--vbench-cache`: the cache is not asked for a RAFT file (nor refused for
+    lacking one); the other kinds the dimensions need still come from it."""
+    import argparse
+
+    from benchmarks.cli import _vbench_cache_backbones
+
+    cache = tmp_path / "cache"
+    (cache / "amt_model").mkdir(parents=True)
+    (cache / "amt_model" / "amt-s.pth").write_bytes(b"x")
+    args = argparse.Namespace(vbench_cache=str(cache), backbone=["raft=raft_large:/my/raft.pth"])
+    assert _vbench_cache_backbones(args, ["dynamic_degree", "motion_smoothness"], ()) == [
+        f"amt=AMT-S:{cache / 'amt_model' / 'amt-s.pth'}"]
+    args.backbone = []
+    with pytest.raises(FileNotFoundError, match="raft-things.pth"):
+        _vbench_cache_backbones(args, ["dynamic_degree", "motion_smoothness"], ())
