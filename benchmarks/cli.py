@@ -166,11 +166,29 @@ def _suite_from_args(args):
             changes[field] = tuple(value) if isinstance(value, list) else value
     if getattr(args, "dims", None) is not None:
         changes["evaluators"] = tuple(args.dims)
-    if getattr(args, "backbone", None):
-        changes["backbones"] = tuple(suite.backbones) + tuple(args.backbone)
+    cached = (_vbench_cache_backbones(args, changes.get("evaluators", suite.evaluators), suite.backbones)
+              if suite.kind in ("generate", "external") else [])   # the suites that score videos
+    if getattr(args, "backbone", None) or cached:
+        changes["backbones"] = tuple(suite.backbones) + tuple(cached) + tuple(getattr(args, "backbone", None) or ())
     if getattr(args, "prompts", None) and suite.kind == "generate":
         changes["prompts"] = args.prompts
     return suite.with_overrides(**changes) if changes else suite
+
+
+def _vbench_cache_backbones(args, dims, suite_backbones) -> list[str]:
+    """`--backbone` specs for VBench's weight cache (--vbench-cache, else $VBENCH_CACHE_DIR, else ~/.cache/vbench
+    when it exists), for the backbone kinds the dimensions need that no --backbone names."""
+    if not hasattr(args, "vbench_cache"):
+        return []
+    from evaluators.backbone_loading import BACKBONE_KINDS
+    from evaluators.vbench_cache import cache_backbones, resolve_cache_dir
+
+    cache_dir, strict = resolve_cache_dir(args.vbench_cache)
+    if cache_dir is None:
+        return []
+    given = {spec.partition("=")[0] for spec in (*suite_backbones, *(getattr(args, "backbone", None) or ()))}
+    kinds = [k for k in BACKBONE_KINDS if k not in given]
+    return cache_backbones(cache_dir, dims, kinds, strict, note=lambda line: print(line, file=sys.stderr))
 
 
 def cmd_run(args) -> int:
@@ -402,6 +420,12 @@ def _add_scoring_arguments(p) -> None:
     p.add_argument("--backbone", action="append", default=[],
                    help="KIND=MODEL:PATH, local weights, repeatable; KIND one of clip, aesthetic_clip, dino, "
                         "aesthetic, fidelity, umt, raft, amt (eval --help lists the faithful ones)")
+    p.add_argument("--vbench-cache", metavar="DIR",
+                   help="VBench's weight cache, as VBench lays it out (clip_model/, dino_model/, raft_model/, "
+                        "amt_model/, umt_model/, aesthetic_model/; ~/.cache/clip and torch hub as fallbacks): every "
+                        "backbone a dimension needs from it, so every exact dimension is VBench's; a missing file "
+                        "is an error naming it (default $VBENCH_CACHE_DIR, else ~/.cache/vbench when it exists; "
+                        "'none': not used)")
     p.add_argument("--out", required=True, help="output directory (locked while the run writes; a rerun of the same "
                                                 "suite resumes from OUT/cache and replaces the earlier outputs)")
     p.add_argument("--overwrite", action="store_true",

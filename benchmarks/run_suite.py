@@ -15,7 +15,7 @@ from benchmarks.core.outputs import json_safe
 from benchmarks.core.provenance import git_commit, provenance
 from benchmarks.run import distributed
 from benchmarks.run.cache import SampleCache
-from benchmarks.run.runner import GENERATION_FAILED, run_external, run_generate, unscored_dimensions
+from benchmarks.run.runner import GENERATION_FAILED, backbone_weights, run_external, run_generate, unscored_dimensions
 from benchmarks.run.suites import Suite
 from evaluators.backbones import default_backbones
 
@@ -130,6 +130,7 @@ def run_suite(suite: Suite, out, *, videos=None, prompts=None, cache_dir=None, u
         summary = summarize(per_video, generation, models, checkpoints)
         prov["checkpoints"] = checkpoints
         prov["machine_load"] = {"start": load_at_start, "end": machine_load()}
+        prov["backbone_weights"] = backbone_weights(suite.backbones)
         from benchmarks.run.protocol_card import protocol_card
 
         scored = ([Path(v) for v in per_video["video"].dropna() if v] if suite.kind == "external"
@@ -143,6 +144,11 @@ def run_suite(suite: Suite, out, *, videos=None, prompts=None, cache_dir=None, u
 
             extra["m4v_eval_results.json"] = json.dumps(json_safe(vbench_results_json(
                 per_video, summary.iloc[0].to_dict())), indent=2, allow_nan=False) + "\n"
+            # VBench's algorithm and backbone on weights no published hash confirms: apart, never as VBench's
+            unverified = vbench_results_json(per_video, summary.iloc[0].to_dict(), weights="unverified")
+            if unverified:
+                extra["m4v_eval_results_weights_unverified.json"] = json.dumps(
+                    json_safe(unverified), indent=2, allow_nan=False) + "\n"
         if suite.paper_table:
             from benchmarks.paper.paper_tables import build_table, directions, markdown
 

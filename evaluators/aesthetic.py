@@ -55,6 +55,9 @@ class AestheticQuality(Evaluator):
         clip_label = self.encoder.spec.label.replace(f"{self.encoder.spec.kind}:", "clip:", 1)
         self.backbone = f"{clip_label}+{aesthetic.spec.label}"
 
+    def used_backbones(self) -> list:
+        return [self.encoder, self.aesthetic]   # clip= is unused when aesthetic_clip= is given
+
     @torch.no_grad()
     def evaluate_video(self, video) -> Record:
         per_frame = (self.aesthetic.head(self.encoder.encode_frames(video.frames)).squeeze(-1) / 10).tolist()

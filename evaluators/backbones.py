@@ -13,9 +13,10 @@ make a VBench dimension faithful (docs/vbench-fidelity.md has the table):
                                                     temporal_flickering): the original checkpoint or torchvision's
   amt=AMT-S:/models/amt-s.pth                       AMT-S (motion_smoothness), VBench's own AMT code
   umt=vit_large_patch16_224:/models/l16_ptk710_ftk710_ftk400_f16_res224.pth  VBench's human_action classifier
-                                                    (UMT ViT-L/16, Kinetics-400 label list in the same folder)
+                                                    (UMT ViT-L/16; Kinetics-400 labels from the vbench package)
   musiq=musiq-spaq:/models/musiq_spaq_ckpt-358bb6af.pth   pyiqa's MUSIQ-SPAQ (imaging_quality)
   viclip=ViCLIP-L-14:/models/ViClip-InternVid-10M-FLT.pth   ViCLIP (temporal_style, overall_consistency)
+`--vbench-cache DIR` gives all of these from VBench's own cache layout (evaluators/vbench_cache.py).
 Others: clip=m4v-tiny-clip:m4v/weights/clip-tiny/open_clip_model.safetensors (the CLIP trained on the world),
 fidelity=fidelity-tiny:m4v/weights/reward-tiny/model.safetensors (the world-trained image-quality model).
 Without --backbone, `m4v-bench eval` uses the shipped world-trained models (default_backbones()).
@@ -402,13 +403,13 @@ FAITHFUL_BACKBONES = {
     "subject_consistency": "dino=dino_vitb16:dino_vitbase16_pretrain.pth",
     "background_consistency": "clip=ViT-B-32-quickgelu:ViT-B-32.pt (OpenAI's file, as VBench caches it)",
     "temporal_flickering": "raft=raft_large:raft-things.pth (its static filter; the score is weight-free)",
-    "motion_smoothness": "amt=AMT-S:amt-s.pth (VBench's own AMT code: the vbench package must import)",
+    "motion_smoothness": "amt=AMT-S:amt-s.pth (VBench's own AMT code, from the installed vbench package)",
     "dynamic_degree": "raft=raft_large:raft-things.pth",
     "aesthetic_quality": "aesthetic_clip=ViT-L-14-quickgelu:ViT-L-14.pt + aesthetic=linear:sa_0_4_vit_l_14_linear.pth",
     "imaging_quality": "musiq=musiq-spaq:musiq_spaq_ckpt-358bb6af.pth (pyiqa's MUSIQ; else the fidelity substitute)",
     "object_class": "substitute: the world oracle (GRiT needs detectron2, not on PyPI)",
     "multiple_objects": "substitute: the world oracle (GRiT)",
-    "human_action": "umt=vit_large_patch16_224:l16_ptk710_ftk710_ftk400_f16_res224.pth (+ kinetics_400_categroies.txt)",
+    "human_action": "umt=vit_large_patch16_224:l16_ptk710_ftk710_ftk400_f16_res224.pth (labels: the vbench package's)",
     "color": "substitute: the world oracle (GRiT)",
     "spatial_relationship": "substitute: the world oracle (GRiT), VBench's rule on its boxes",
     "scene": "substitute: the world oracle (Tag2Text's text model comes only from a model hub), VBench's word rule",
@@ -430,7 +431,12 @@ def faithful_help() -> str:
     import textwrap
 
     width = max(map(len, FAITHFUL_BACKBONES))
-    lines = ["VBench-faithful with (per dimension):"]
+    lines = ["--vbench-cache DIR (default $VBENCH_CACHE_DIR, else ~/.cache/vbench) gives every file below from "
+             "VBench's cache.",
+             "Faithful also needs the published weights: a file is checked against the published sha256 where one is",
+             "known (OpenAI's CLIP files); otherwise the row says `weights unverified`, the dimension is not",
+             "faithful, and m4v_eval_results_weights_unverified.json holds it apart.",
+             "", "VBench-faithful with (per dimension):"]
     lines += [f"  {dim:<{width}}  {what}" for dim, what in FAITHFUL_BACKBONES.items()]
     lines += ["Substitutes (their rows name the stand-in and are not faithful):"]
     lines += [textwrap.fill(why, 116, initial_indent="  ", subsequent_indent="    ") for why in SUBSTITUTE_REASONS]

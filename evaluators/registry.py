@@ -67,11 +67,47 @@ class Evaluator:
         if labels:
             self.backbone = "+".join(labels)
 
+    @classmethod
+    def exact_with(cls, backbone_label: str) -> bool:
+        """Whether a row with this backbone label ran VBench's algorithm with VBench's backbone architecture
+        (whatever its weights)."""
+        prefix = cls.faithful_backbone
+        return prefix is not None and (prefix == "none" or str(backbone_label).startswith(prefix))
+
+    @property
+    def algorithm_faithful(self) -> bool:
+        """Whether this instance runs VBench's algorithm with VBench's backbone architecture (whatever its
+        weights)."""
+        return self.exact_with(self.backbone)
+
+    def used_backbones(self) -> list:
+        """The loaded backbones this instance computes with (an evaluator choosing among several overrides it)."""
+        return [b for b in (getattr(self, kind, None) for kind in self.backbones + self.optional_backbones)
+                if b is not None]
+
+    @property
+    def weights(self) -> str:
+        """What its backbones' weight files are (evaluators/vbench_cache.py verify_weights): "none" (weight-free),
+        "verified" (every file is the published checkpoint, by its hash), else the worst of "mismatch" (a
+        published name with another hash), "random-init" (no file) and "unverified" (no published hash to check)."""
+        from evaluators.vbench_cache import verify_weights
+
+        specs = [s for s in (getattr(b, "spec", None) for b in self.used_backbones()) if s is not None]
+        statuses = {verify_weights(s.weights).status if s.weights else "random-init" for s in specs}
+        if not statuses:
+            return "none"
+        for worst in ("mismatch", "random-init", "unverified"):
+            if worst in statuses:
+                return worst
+        return "verified"
+
     @property
     def faithful(self) -> bool:
-        """Whether this instance computes VBench's own number (its algorithm with VBench's backbone)."""
-        prefix = self.faithful_backbone
-        return prefix is not None and (prefix == "none" or self.backbone.startswith(prefix))
+        """Whether this instance computes VBench's own number: its algorithm and backbone, and the published
+        weights (verified by hash; random or unverifiable weights are never faithful)."""
+        if not self.algorithm_faithful:
+            return False
+        return self.faithful_backbone == "none" or self.weights == "verified"
 
     def applies(self, video) -> bool:
         """Whether this video is scored on this dimension: it carries what `needs` lists, and, where the

@@ -129,7 +129,11 @@ def test_preprocessing_crop_and_normalisation_by_hand():
     assert y.shape == (3, 3, 224, 224) and torch.allclose(y[2], torch.tensor((200 / 255 - 0.406) / 0.225))
 
 
-def write_checkpoint(tmp_path, model, labels, name="umt.pth"):
+def write_checkpoint(tmp_path, model, labels, name="umt.pth", monkeypatch=None):
+    """A tiny UMT and its label list beside it (VBench's layout before January 2024): the installed vbench
+    package's 400 labels are set aside (monkeypatch), since they come first."""
+    if monkeypatch is not None:
+        monkeypatch.setattr(ha, "PACKAGE_LABEL_FILE", "third_party/umt/no-such-file.txt")
     torch.save(model.state_dict(), tmp_path / name)
     (tmp_path / "kinetics_400_categroies.txt").write_text("".join(f"{n}\t{i}\n" for i, n in enumerate(labels)))
     return tmp_path / name
@@ -141,7 +145,7 @@ def test_load_from_a_local_checkpoint(tmp_path, monkeypatch):
     monkeypatch.setitem(ha.UMT_CONFIGS, "umt-test", TINY)
     torch.manual_seed(1)
     model = ha.UMTVideoClassifier(TINY).eval()
-    path = write_checkpoint(tmp_path, model, ["Running", "b", "c", "d", "e", "f"])
+    path = write_checkpoint(tmp_path, model, ["Running", "b", "c", "d", "e", "f"], monkeypatch=monkeypatch)
     loaded, labels = ha.load_umt(BackboneSpec("umt", "umt-test", str(path)))
     x = torch.randn(1, 3, 16, 32, 32)
     with torch.no_grad():
@@ -174,7 +178,7 @@ def test_eval_command_scores_human_action(tmp_path, monkeypatch):
     with torch.no_grad():  # a classifier that always says "running" (sigmoid(6) = 0.9975), nothing else
         model.head.weight.zero_()
         model.head.bias.copy_(torch.tensor([6.0, -6, -6, -6, -6, -6]))
-    path = write_checkpoint(tmp_path, model, ["running", "jumping", "c", "d", "e", "f"])
+    path = write_checkpoint(tmp_path, model, ["running", "jumping", "c", "d", "e", "f"], monkeypatch=monkeypatch)
     videos = tmp_path / "videos"
     frames = np.random.default_rng(0).integers(0, 255, (8, 48, 64, 3), dtype=np.uint8)
     for name in ("A person is running-0.mp4", "A person is jumping-0.mp4", "a red car-0.mp4"):

@@ -76,6 +76,8 @@ def test_sigkill_then_rerun_loses_and_recomputes_nothing(tmp_path, reference):
     assert (cached_videos, generated) == (done, 8 - done)          # nothing finished is generated again
     assert cached_records == records                               # nor scored again
     assert (out / "per_video.csv").read_bytes() == (reference / "per_video.csv").read_bytes()
+    scores = pd.read_csv(out / "per_video.csv").query("status == 'ok'")["score"]   # real, varied numbers compared
+    assert len(scores) > 0 and scores.notna().all() and scores.nunique() > 1
     measured = list(MEASURED_COLUMNS)
     pd.testing.assert_frame_equal(pd.read_csv(out / "summary.csv").drop(columns=measured),
                                   pd.read_csv(reference / "summary.csv").drop(columns=measured))

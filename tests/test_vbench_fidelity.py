@@ -114,6 +114,14 @@ def mp4s(tmp_path_factory):
     return paths
 
 
+def assert_informative(scores, spread=1e-5):
+    """Compared scores are finite, not all equal and not the trivial 1.0 (or 0): an equality on them can fail."""
+    scores = np.asarray(scores, dtype=float)
+    assert np.isfinite(scores).all(), scores
+    assert scores.max() - scores.min() > spread, scores
+    assert ((scores != 0) & (scores != 1)).any(), scores
+
+
 def bare(name):
     """An evaluator instance without backbones: enough for `applies`, which reads only metadata and the video."""
     return EVALUATORS[name].__new__(EVALUATORS[name])
@@ -193,14 +201,15 @@ def test_only_the_quickgelu_configs_are_faithful():
     for name in ("background_consistency", "appearance_style"):
         evaluator = bare(name)
         evaluator.backbone = "clip:ViT-B-32-quickgelu@ViT-B-32.safetensors"
-        assert evaluator.faithful, name
+        assert evaluator.algorithm_faithful, name
+        assert not evaluator.faithful, name       # no weight file checked: never faithful on the label alone
         evaluator.backbone = "clip:ViT-B-32@ViT-B-32.safetensors"
-        assert not evaluator.faithful, name
+        assert not evaluator.algorithm_faithful, name
     aesthetic = bare("aesthetic_quality")
     aesthetic.backbone = "clip:ViT-L-14@ViT-L-14.safetensors+aesthetic:linear@head.pth"
-    assert not aesthetic.faithful
+    assert not aesthetic.algorithm_faithful
     aesthetic.backbone = "clip:ViT-L-14-quickgelu@ViT-L-14.safetensors+aesthetic:linear@head.pth"
-    assert aesthetic.faithful
+    assert aesthetic.algorithm_faithful
 
 
 # ---- VBench's preprocessing on the tensors of its own load_video ------------------------------------------------
@@ -293,6 +302,9 @@ def tiny_dino(tmp_path):
     torch.manual_seed(0)
     vit = timm.create_model("vit_tiny_patch16_224", num_classes=0).eval()
     torch.nn.init.normal_(vit.pos_embed, std=1.0)                  # a table whose interpolation matters
+    # and patches that matter as much: with timm's small init the table alone sets the features, every frame
+    # looks alike and subject_consistency is 1 - 1e-5 whatever the frames (an equality that proves little)
+    torch.nn.init.normal_(vit.patch_embed.proj.weight, std=0.2)
     weights = tmp_path / "dino.safetensors"
     save_file({k: v.contiguous() for k, v in vit.state_dict().items()}, str(weights))
     return vit, DinoBackbone(parse_backbone(f"dino=vit_tiny_patch16_224:{weights}"))
@@ -329,6 +341,7 @@ def test_subject_consistency_equals_vbench_on_its_loader(vbench_loader, mp4s, tm
     total, per_video = subject.subject_consistency(DinoReference(vit), paths, "cpu", False)
     evaluator = get_evaluator("subject_consistency", dino=dino)
     records = [evaluator.evaluate_video(read_video(p)) for p in paths]
+    assert_informative([r["video_results"] for r in per_video])
     for record, expected in zip(records, per_video):
         assert record.score == pytest.approx(expected["video_results"], abs=1e-6), expected["video_path"]
     assert evaluator.aggregate(records) == pytest.approx(total, abs=1e-6)
@@ -491,6 +504,7 @@ def test_background_consistency_equals_vbench_on_its_loader(vbench_loader, mp4s,
     total, per_video = background.background_consistency(clip224.model, None, paths, "cpu", False)
     evaluator = get_evaluator("background_consistency", clip=clip224)
     records = [evaluator.evaluate_video(read_video(p)) for p in paths]
+    assert_informative([r["video_results"] for r in per_video])
     for record, expected in zip(records, per_video):
         assert record.score == pytest.approx(expected["video_results"], abs=1e-6), expected["video_path"]
         assert record.extra["cnt_per_video"] == expected["cnt_per_video"]
@@ -519,6 +533,7 @@ def test_aesthetic_quality_equals_vbench_laion_aesthetic_on_its_loader(vbench_lo
     total, per_video = aesthetic.laion_aesthetic(head, clip224.model, paths, "cpu")
     evaluator = get_evaluator("aesthetic_quality", aesthetic=loaded, aesthetic_clip=clip224)
     records = [evaluator.evaluate_video(read_video(p)) for p in paths]
+    assert_informative([r["video_results"] for r in per_video])
     for record, expected in zip(records, per_video):
         assert record.score == pytest.approx(expected["video_results"], abs=1e-6), expected["video_path"]
     assert evaluator.aggregate(records) == pytest.approx(total, abs=1e-6)
@@ -538,6 +553,7 @@ def test_appearance_style_equals_vbench_on_its_loader(vbench_loader, mp4s, clip2
     evaluator = get_evaluator("appearance_style", clip=clip224)
     aux = {"auxiliary_info": {"appearance_style": {"appearance_style": style}}}   # a full_info entry's layout
     records = [evaluator.evaluate_video(read_video(p, aux=aux)) for p in paths]
+    assert_informative([r["video_results"] for r in per_video], spread=1e-7)
     for record, expected in zip(records, per_video):
         assert record.score == pytest.approx(expected["video_results"], abs=1e-6), expected["video_path"]
         assert record.extra["frame_results"] == pytest.approx(expected["frame_results"], abs=1e-6)
@@ -586,10 +602,65 @@ def test_torchvision_raft_with_converted_weights_equals_vbench_raft(tmp_path):
         _, expected = original(image1, image2, iters=20, test_mode=True)
     ours = raft.flow(frame1, frame2)
     assert ours.shape == expected.shape[1:] == (2, 136, 176)
+    assert torch.isfinite(expected).all() and expected.abs().mean() > 0.1     # a real flow, not NaN or zeros
     assert torch.allclose(ours, expected[0], atol=1e-3)
     vbench_score = dynamic.DynamicDegree.get_score(None, image1, expected)
     assert top_fraction_mean(raft.magnitude(frame1, frame2), TOP_FRACTION) == pytest.approx(vbench_score, rel=1e-4)
-    assert get_evaluator("dynamic_degree", raft=raft).faithful
+    evaluator = get_evaluator("dynamic_degree", raft=raft)
+    # VBench's algorithm and backbone, but random weights no published hash confirms: never faithful
+    assert evaluator.algorithm_faithful and evaluator.weights == "unverified" and not evaluator.faithful
+
+
+def test_raft_under_128_px_runs_as_vbench_raft(tmp_path):
+    """torchvision's raft_large refuses frames under 128 px; VBench's RAFT runs them: from 64 px its flow is NaN
+    (a one-pixel pyramid level divides by zero) and DynamicDegree reads every pair as still; under 64 px it
+    fails. Ours does the same on the same random weights, through VBench's own DynamicDegree.infer on a frame
+    folder; at 128 px the same clip moves for both, so the decision is not a constant (finite flows at 128 px and
+    above: test_torchvision_raft_with_converted_weights_equals_vbench_raft)."""
+    import argparse
+
+    from PIL import Image
+
+    raft_module = vbench_module("vbench.third_party.RAFT.core.raft")
+    padder_module = vbench_module("vbench.third_party.RAFT.core.utils_core.utils")
+    dynamic = vbench_module("vbench.dynamic_degree")
+    from evaluators.backbones import parse_backbone
+    from evaluators.vbench.flow import RaftFlow
+
+    torch.manual_seed(0)
+    original = raft_module.RAFT(argparse.Namespace(small=False, mixed_precision=False, alternate_corr=False)).eval()
+    weights = tmp_path / "raft-things.pth"
+    torch.save({f"module.{k}": v for k, v in original.state_dict().items()}, weights)
+    raft = RaftFlow(parse_backbone(f"raft=raft_large:{weights}"))
+    reference = dynamic.DynamicDegree.__new__(dynamic.DynamicDegree)
+    reference.device, reference.model = "cpu", original
+    decisions = {}
+    for height, width in ((64, 72), (128, 128)):
+        base = textured(height, width, seed=height)
+        frames = np.stack([np.roll(base, 6 * i, axis=1) for i in range(3)])
+        folder = tmp_path / f"{height}x{width}"
+        folder.mkdir()
+        for i, frame in enumerate(frames):
+            Image.fromarray(frame).save(folder / f"{i:03d}.png")
+        if height < 128:   # VBench's RAFT: NaN everywhere; ours too (not refused, not a finite stand-in)
+            image1, image2 = (torch.from_numpy(f).permute(2, 0, 1).float()[None] for f in frames[:2])
+            image1, image2 = padder_module.InputPadder(image1.shape).pad(image1, image2)
+            with torch.no_grad():
+                _, expected = original(image1, image2, iters=20, test_mode=True)
+            ours = raft.flow(frames[0], frames[1])
+            assert ours.shape == expected.shape[1:] and torch.isnan(expected).all() and torch.isnan(ours).all()
+        with torch.no_grad():
+            vbench_moves = reference.infer(str(folder))
+        score = get_evaluator("dynamic_degree", raft=raft).evaluate_video(Video(frames, 8, source="v")).score
+        assert score == float(vbench_moves)
+        decisions[height] = vbench_moves
+    assert decisions == {64: False, 128: True}
+    small = textured(56, 80)
+    with pytest.raises(RuntimeError, match="Output size is too small"):   # as VBench's RAFT under 64 px
+        raft.flow(small, np.roll(small, 2, axis=1))
+    image = padder_module.InputPadder((1, 3, 56, 80)).pad(torch.from_numpy(small).permute(2, 0, 1).float()[None])[0]
+    with pytest.raises(RuntimeError, match="Output size is too small"), torch.no_grad():
+        original(image, image, iters=20, test_mode=True)
 
 
 def test_the_faithful_backbone_table_names_what_each_evaluator_accepts():
@@ -663,13 +734,15 @@ def test_amt_motion_smoothness_equals_vbench_motion_score(tmp_path):
     import importlib
 
     from evaluators.backbones import parse_backbone
-    from evaluators.vbench.motion_smoothness import AMT_S_PARAMS, AmtInterpolator
+    from evaluators.vbench.motion_smoothness import AMT_S_PARAMS, AmtInterpolator, motion_smoothness_score
 
     torch.manual_seed(0)
     network = importlib.import_module("vbench.third_party.amt.networks.AMT-S").Model(**AMT_S_PARAMS).eval()
     weights = tmp_path / "amt-s.pth"
     torch.save({"state_dict": network.state_dict()}, weights)
-    base = textured(60, 90)                                  # not a multiple of 16: the padding matters
+    # Not a multiple of 16 (the padding matters), and large enough that random-init AMT-S gives finite outputs:
+    # at 60x90 it gives NaN, which both sides cast to 0, and the comparison would prove nothing.
+    base = textured(120, 180)
     frames = np.stack([np.roll(base, 2 * i, axis=1) for i in range(7)])
     folder = tmp_path / "frames"
     folder.mkdir()
@@ -679,11 +752,24 @@ def test_amt_motion_smoothness_equals_vbench_motion_score(tmp_path):
     reference.device, reference.niters, reference.model = "cpu", 1, network
     reference.initialization()
     expected = reference.motion_score(str(folder))
-    evaluator = get_evaluator("motion_smoothness", amt=AmtInterpolator(parse_backbone(f"amt=AMT-S:{weights}")))
+    interpolator = AmtInterpolator(parse_backbone(f"amt=AMT-S:{weights}"))
+    evaluator = get_evaluator("motion_smoothness", amt=interpolator)
     record = evaluator.evaluate_video(Video(frames, 8, source="v"))
     assert record.score == pytest.approx(expected, abs=1e-6)
+    # the network's own output is finite and varied, and the score is not what a blank interpolation gives
+    pair = [torch.from_numpy(f).permute(2, 0, 1)[None].float().div(255.0) for f in (frames[0], frames[2])]
+    pair = [F.pad(x, [6, 6, 4, 4], mode="replicate") for x in pair]            # 120x180 -> 128x192
+    with torch.no_grad():
+        raw = network(pair[0], pair[1], interpolator.embt, scale_factor=1.0, eval=True)["imgt_pred"]
+    assert torch.isfinite(raw).all() and raw.std() > 0.01
+    middle = interpolator(frames[0], frames[2])
+    assert middle.std() > 1.0 and not np.array_equal(middle, frames[1])
+    blank = motion_smoothness_score(frames, lambda a, b: np.zeros_like(a))
+    assert abs(expected - blank) > 0.01
     assert 0.0 < expected < 0.999                            # random weights: a real, imperfect interpolation
-    assert evaluator.faithful and record.backbone == "amt:AMT-S@amt-s.pth"
+    assert record.backbone == "amt:AMT-S@amt-s.pth"
+    # VBench's network and algorithm, random weights no published hash confirms: never faithful
+    assert evaluator.algorithm_faithful and evaluator.weights == "unverified" and not evaluator.faithful
 
 
 # ---- shared features ---------------------------------------------------------------------------------------------

@@ -111,7 +111,8 @@ def prepare_output_dir(path, flag: str = "--out") -> Path:
 # valid for any run, and what makes a rerun resume.
 RUN_MARKER = ".m4v-run.json"
 RUN_OUTPUTS = ("COMPLETE", "per_video.csv", "summary.csv", "generation.csv", "results.json", "report.md",
-               "report.html", "pareto.png", "m4v_eval_results.json", "compare.csv", "compare.json", "compare.html",
+               "report.html", "pareto.png", "m4v_eval_results.json", "m4v_eval_results_weights_unverified.json",
+               "compare.csv", "compare.json", "compare.html",
                "table4.csv", "table4.json", "flops_curve.csv", "flops_curve.json", "flops_curve.png", "videos",
                "previews")
 RUN_KEPT = ("cache",)

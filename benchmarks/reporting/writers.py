@@ -3,7 +3,8 @@ a report a person would paste into a paper and the quality-vs-compute plot. Ever
 and `COMPLETE` last (benchmarks/core/outputs.py).
 
   per_video.csv    a row per (model, prompt, seed, dimension): score, status ok|failed|declined, reason, backbone,
-                   faithful; only ok rows carry a number
+                   faithful, weights (verified | unverified | mismatch | random-init | none: the backbone files
+                   against the published hashes); only ok rows carry a number
   generation.csv   a row per generated video: TFLOPs (FlopCounterMode, fvcore), mixer TFLOPs, seconds, peak MB
   summary.csv      a row per model: every metric aggregated with its own weighting, its 95% interval and the
                    number of videos it rests on; VBench Quality / Semantic / Total by VBench's rule (missing = 0)
@@ -82,7 +83,10 @@ def summarize(per_video: pd.DataFrame, generation: pd.DataFrame, model_order: li
             row.update({dim: value, f"{dim}_ci_low": low, f"{dim}_ci_high": high, f"{dim}_n": len(records),
                         f"{dim}_failed": int((part["status"] == "failed").sum()),
                         f"{dim}_declined": int((part["status"] == "declined").sum()),
-                        f"{dim}_faithful": bool(len(ok)) and bool(ok["faithful"].all())})
+                        f"{dim}_faithful": bool(len(ok)) and bool(ok["faithful"].all()),
+                        f"{dim}_weights": weights_of(ok),
+                        f"{dim}_algorithm_faithful": bool(len(ok)) and all(
+                            EVALUATORS[dim].exact_with(b) for b in ok["backbone"])})
             if EVALUATORS[dim].group == "vbench" and records:
                 raw[dim] = value
                 faithful[dim] = row[f"{dim}_faithful"]
@@ -155,11 +159,31 @@ def report_markdown(summary: pd.DataFrame, suite_name: str, primary: str | None,
         n = "/".join(str(int(r[f"{dim}_n"])) for r in records)
         arrow = "↑" if EVALUATORS[dim].higher_is_better else "↓"
         faithful = ("–" if EVALUATORS[dim].group != "vbench"  # only VBench dimensions have a faithful backbone
-                    else "yes" if all(r[f"{dim}_faithful"] for r in records) else "no")
+                    else "yes" if all(r[f"{dim}_faithful"] for r in records)
+                    else _weights_cell(dim, records))
         lines.append(markdown_row([f"{dim} {arrow}", *cells, n, faithful]))
     if precision is not None and len(precision):
         lines += ["", precision_markdown(precision).rstrip("\n")]
     return "\n".join(lines) + "\n"
+
+
+WEIGHTS_ORDER = ("mismatch", "random-init", "unverified", "verified", "none")   # worst first
+
+
+def weights_of(rows: pd.DataFrame) -> str:
+    """The worst weights status of a dimension's rows (evaluators.registry Evaluator.weights); "" without any
+    (a per_video.csv written before the column existed)."""
+    present = set(rows["weights"].dropna()) if "weights" in rows else set()
+    return next((w for w in WEIGHTS_ORDER if w in present), "")
+
+
+def _weights_cell(dim: str, records: list[dict]) -> str:
+    """report.md's faithful cell of a VBench dimension that is not faithful: "no", or, where VBench's algorithm
+    and backbone ran with weights not shown to be the published ones, what the weights are."""
+    statuses = {r.get(f"{dim}_weights", "") for r in records}
+    bad = next((w for w in WEIGHTS_ORDER[:3] if w in statuses), None)
+    exact = all(r.get(f"{dim}_algorithm_faithful") for r in records)
+    return f"no (weights {bad})" if bad and exact else "no"
 
 
 def label_box(annotation, renderer):

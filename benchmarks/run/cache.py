@@ -37,14 +37,16 @@ GENERATION_NUMBERS = ("flops", "mixer_flops", "flops_fvcore", "seconds", "second
 
 
 def backbone_fingerprint(evaluator) -> str:
-    """Hash of the weight files of an evaluator's backbones, optional ones included ("none" for weight-free ones):
-    a dimension scored with its substitute and then with VBench's model (e.g. `--backbone musiq=...`) must not
-    read the substitute's cached number."""
+    """Hash of the weight files of an evaluator's backbones, required and optional ("none" for weight-free
+    ones): an optional backbone at hand (RAFT, AMT) and its substitute (OpenCV DIS) never share a record."""
     files = []
     for kind in evaluator.backbones + evaluator.optional_backbones:
-        spec = getattr(getattr(evaluator, kind, None), "spec", None)
+        backbone = getattr(evaluator, kind, None)
+        spec = getattr(backbone, "spec", None)
         if spec is not None and spec.weights:
             files.append(f"{kind}:{spec.model}:{file_sha256(spec.weights)}")
+        elif kind in evaluator.optional_backbones:
+            files.append(f"{kind}:{'random-init' if backbone is not None else 'substitute'}")
     return key_of(files)[:16] if files else "none"
 
 

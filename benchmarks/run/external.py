@@ -123,14 +123,24 @@ def select_videos(paths: list[Path], prompts: dict | None) -> Selection:
     return Selection(chosen, ignored)
 
 
-def vbench_results_json(per_video: pd.DataFrame, summary_row: dict) -> dict:
-    """VBench's `<name>_eval_results.json` layout, for the dimensions computed faithfully only (the others are
-    not VBench numbers): {dimension: [aggregate, [{video_path, video_results}, ...]]}."""
+def vbench_results_json(per_video: pd.DataFrame, summary_row: dict, weights: str = "verified") -> dict:
+    """VBench's `<name>_eval_results.json` layout: {dimension: [aggregate, [{video_path, video_results}, ...]]}.
+    weights="verified": the faithfully computed dimensions only (VBench's algorithm, backbone and published
+    weights; the others are not VBench numbers); "unverified": those computed with VBench's algorithm and
+    backbone on weight files no published hash could confirm (written apart, never mixed with the first)."""
+    from evaluators import EVALUATORS
+
     results = {}
     for dim in NORMALIZATION:
-        if not summary_row.get(f"{dim}_faithful"):
+        if weights == "verified" and not summary_row.get(f"{dim}_faithful"):
+            continue
+        if weights == "unverified" and (summary_row.get(f"{dim}_faithful")
+                                        or not summary_row.get(f"{dim}_algorithm_faithful")
+                                        or summary_row.get(f"{dim}_weights") != "unverified"):
             continue
         part = per_video[(per_video["dimension"] == dim) & (per_video["status"] == "ok")]
+        if weights == "unverified" and not all(EVALUATORS[dim].exact_with(b) for b in part["backbone"]):
+            continue
         results[dim] = [summary_row[dim], [{"video_path": v, "video_results": s}
                                            for v, s in zip(part["video"], part["score"])]]
     return results

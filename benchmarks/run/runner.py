@@ -29,7 +29,7 @@ from evaluators.registry import CUSTOM_INPUT_UNSUPPORTED, Declined, build_evalua
 from evaluators.video import Video, VideoReadError, read_video, write_video
 
 ROW_COLUMNS = ["model", "prompt", "seed", "sample", "dimension", "score", "status", "reason", "backbone",
-               "faithful", "n_frames", "video", "extra"]
+               "faithful", "weights", "n_frames", "video", "extra"]
 GENERATION_COLUMNS = ["model", "prompt", "seed", "sample", "video", "tflops", "mixer_tflops", "tflops_fvcore",
                       "seconds", "seconds_per_frame", "peak_mb", "forwards", "batch", "batch_index"]
 _UNSAFE = re.compile(r"[/\\\x00-\x1f]")
@@ -132,10 +132,26 @@ def score_video(video: Video, evaluators: dict, base: dict, sample_key: str, cac
             computed, cacheable = evaluate_record(video, name, evaluator)
             if cacheable:
                 cache.store_record(sample_key, evaluator, fingerprint, computed)
-        row = {**base, "dimension": name, "backbone": evaluator.backbone, "faithful": evaluator.faithful, **computed}
+        row = {**base, "dimension": name, "backbone": evaluator.backbone, "faithful": evaluator.faithful,
+               "weights": evaluator.weights, **computed}
         evaluator.observe(video, row)
         rows.append(row)
     return rows
+
+
+def backbone_weights(specs) -> dict:
+    """{backbone label: {"sha256", "weights"}} of the backbones a run loads (the shipped defaults, then the
+    suite's / command line's, a later one of a kind replacing an earlier one): which files, checked against the
+    published hashes (evaluators/vbench_cache.py)."""
+    from evaluators.backbone_loading import parse_backbone
+    from evaluators.vbench_cache import verify_weights
+
+    by_kind = {}
+    for spec in (*default_backbones(), *specs):
+        parsed = parse_backbone(spec)
+        by_kind[parsed.kind] = parsed
+    return {spec.label: {"path": str(spec.weights), "sha256": check.sha256, "weights": check.status}
+            for spec, check in ((spec, verify_weights(spec.weights)) for spec in by_kind.values())}
 
 
 def _backbones_of(evaluators: dict) -> dict:
@@ -292,7 +308,8 @@ class _Generation:
 
 def _failed_rows(video: Video, evaluators: dict, base: dict, exc: Exception) -> list[dict]:
     """A video that could not be made: a failed row naming the cause for every evaluator that would score it."""
-    return [{**base, "dimension": name, "backbone": e.backbone, "faithful": e.faithful, "score": None,
+    return [{**base, "dimension": name, "backbone": e.backbone, "faithful": e.faithful, "weights": e.weights,
+             "score": None,
              "status": "failed", "reason": f"{GENERATION_FAILED}: {exc}", "n_frames": 0, "extra": "{}"}
             for name, e in evaluators.items() if e.applies(video)]
 
@@ -421,8 +438,9 @@ def run_external(videos_dir, prompts_path, suite: Suite, cache: SampleCache, log
             # a failed row for each dimension that would read this file (its prompt entry's, as a readable one)
             placeholder = Video(np.zeros((1, 1, 1, 3), np.uint8), 8.0, prompt, str(path), entry)
             rows += [{**base, "dimension": n, "score": None, "status": "failed", "reason": str(exc),
-                      "backbone": e.backbone, "faithful": e.faithful, "n_frames": 0, "extra": "{}",
-                      "_order": (index, dim_order[n])} for n, e in evaluators.items() if e.applies(placeholder)]
+                      "backbone": e.backbone, "faithful": e.faithful, "weights": e.weights, "n_frames": 0,
+                      "extra": "{}", "_order": (index, dim_order[n])}
+                     for n, e in evaluators.items() if e.applies(placeholder)]
             continue
         # The name is part of what determines a record (VBench reads labels from it, e.g. human_action).
         key = key_of({"file": file_sha256(path) if path.is_file() else tree_sha256(path), "name": path.name,

@@ -9,7 +9,8 @@ the flow of a frame pair, so the static filter and dynamic_degree share it.
 With the memo on, RAFT also reuses a frame's feature-encoder output across its two pairs ((i-1, i) and (i, i+1))
 and upsamples only the last of the 20 iterations (the one VBench scores); the flow is bit-identical to
 torchvision's forward (tests/test_eval_bench.py). With the memo off it runs torchvision's forward, as VBench runs
-its RAFT.
+its RAFT. Frames under 128 px, which torchvision's RAFT refuses, run as RAFT's own code runs them
+(build_pyramid_as_raft).
 """
 
 from __future__ import annotations
@@ -131,6 +132,22 @@ def raft_to_torchvision(state: dict) -> dict:
     return out
 
 
+def build_pyramid_as_raft(corr_block, fmap1: torch.Tensor, fmap2: torch.Tensor) -> None:
+    """torchvision's CorrBlock.build_pyramid without its size check, which refuses feature maps under 16 px
+    (frames under 128 px). RAFT's own CorrBlock (VBench's vbench/third_party/RAFT/core/corr.py) has no check and
+    runs: from 64 to 127 px a pyramid level is one pixel wide, RAFT's coordinate normalisation divides by zero
+    and the flow is NaN (VBench then reads every pair as still); under 64 px avg_pool2d fails, in both. torchvision
+    has no switch for the check, so its body (all-pairs volume / sqrt(C), num_levels - 1 2x2 average pools) is
+    repeated here."""
+    corr_volume = corr_block._compute_corr_volume(fmap1, fmap2)                  # (B, h, w, 1, h, w)
+    batch_size, h, w, num_channels, _, _ = corr_volume.shape
+    corr_volume = corr_volume.reshape(batch_size * h * w, num_channels, h, w)
+    corr_block.corr_pyramid = [corr_volume]
+    for _ in range(corr_block.num_levels - 1):
+        corr_volume = F.avg_pool2d(corr_volume, kernel_size=2, stride=2)
+        corr_block.corr_pyramid.append(corr_volume)
+
+
 class RaftFlow(_PairMemo):
     """RAFT-large (torchvision's module) run as VBench runs RAFT: float RGB in 0..255 scaled to [-1, 1] (what
     RAFT's forward does), sintel replicate padding to a multiple of 8, 20 iterations, the padded flow's norm."""
@@ -150,6 +167,8 @@ class RaftFlow(_PairMemo):
             except RuntimeError as exc:
                 raise ValueError(f"{spec.weights}: not a RAFT-large checkpoint ({str(exc).splitlines()[0]})") from exc
         self.model.to(device).eval()
+        corr_block = self.model.corr_block   # frames under 128 px run as RAFT's own code runs them
+        corr_block.build_pyramid = lambda fmap1, fmap2: build_pyramid_as_raft(corr_block, fmap1, fmap2)
         self.label = spec.label
         self.features = OrderedDict()   # frame key -> {"fmap": feature encoder output, "context": ...}
         self.features_computed = 0      # feature-encoder frames run on the reuse path, for benchmarks

@@ -31,7 +31,9 @@ from evaluators.video import middle_frame_indices
 TOP_K = 5
 THRESHOLD = 0.85
 RESIZE, CROP = 256, 224
-# VBench reads the label list from its model folder under this (misspelt) name; the UMT repo spells it right.
+# VBench 0.1.5 reads the label list from its own package (vbench/human_action.py build_dict); before January 2024
+# it read it from the model folder, under this (misspelt) name; the UMT repo spells it right.
+PACKAGE_LABEL_FILE = "third_party/umt/kinetics_400_categories.txt"
 LABEL_FILES = ("kinetics_400_categroies.txt", "kinetics_400_categories.txt")
 
 
@@ -127,16 +129,28 @@ def read_labels(path: Path) -> dict[int, str]:
     return labels
 
 
+def label_file(weights: Path) -> Path:
+    """The Kinetics-400 label list: the installed vbench package's (VBench 0.1.5), else one beside the weights
+    (VBench's layout before January 2024); a clear error naming both places otherwise."""
+    from evaluators.vbench_cache import vbench_package_file
+
+    packaged = vbench_package_file(PACKAGE_LABEL_FILE)
+    if packaged is not None:
+        return packaged
+    beside = next((weights.parent / n for n in LABEL_FILES if (weights.parent / n).is_file()), None)
+    if beside is None:
+        raise FileNotFoundError(f"--backbone umt: the Kinetics-400 label list is neither in the vbench package "
+                                f"(vbench/{PACKAGE_LABEL_FILE}: pip install --no-deps vbench==0.1.5) nor beside "
+                                f"{weights} ({' or '.join(LABEL_FILES)})")
+    return beside
+
+
 def load_umt(spec: BackboneSpec, device: str = "cpu") -> tuple[UMTVideoClassifier, dict[int, str]]:
     """The classifier with the checkpoint's weights and the label list found beside it; clear errors otherwise."""
     if spec.model not in UMT_CONFIGS:
         raise ValueError(f"--backbone umt={spec.model}: unknown UMT model; known: {sorted(UMT_CONFIGS)}")
     weights = Path(spec.weights)
-    label_file = next((weights.parent / n for n in LABEL_FILES if (weights.parent / n).is_file()), None)
-    if label_file is None:
-        raise FileNotFoundError(f"--backbone umt: no {' or '.join(LABEL_FILES)} beside {weights} (VBench keeps "
-                                "the Kinetics-400 label list in the model folder)")
-    labels = read_labels(label_file)
+    labels = read_labels(label_file(weights))
     model = UMTVideoClassifier(UMT_CONFIGS[spec.model])
     state = load_state_file(weights)
     if isinstance(state, dict):  # training checkpoints wrap the weights

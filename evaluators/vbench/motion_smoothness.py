@@ -1,11 +1,16 @@
 """VBench motion_smoothness: interpolate every odd frame from its even neighbours, compare with the real one.
 
 VBench interpolates with AMT-S. With `--backbone amt=AMT-S:amt-s.pth` the same network runs, built from VBench's
-own copy of AMT (`vbench.third_party.amt`, so the vbench package must import); without it, OpenCV DIS optical
-flow stands in (warp both neighbours half-way and average), recorded as "opencv-dis-interp", never as VBench's.
+own copy of AMT (`vbench.third_party.amt`, read from the installed vbench package without running the package's
+__init__, whose decord import this path never needs); without it, OpenCV DIS optical flow stands in (warp both
+neighbours half-way and average), recorded as "opencv-dis-interp", never as VBench's.
 """
 
 from __future__ import annotations
+
+import importlib
+import sys
+import types
 
 import cv2
 import numpy as np
@@ -19,6 +24,33 @@ BACKBONE = "opencv-dis-interp"
 AMT_S_PARAMS = {"corr_radius": 3, "corr_lvls": 4, "num_flows": 3}   # vbench/third_party/amt/cfgs/AMT-S.yaml
 # VBench's MotionSmoothness.initialization: the scale that fits a frame in GPU memory (1 on CPU)
 ANCHOR_RESOLUTION, ANCHOR_MEMORY, ANCHOR_MEMORY_BIAS = 1024 * 512, 1500 * 1024**2, 2500 * 1024**2
+
+
+AMT_MODULE = "vbench.third_party.amt.networks.AMT-S"
+
+
+def import_vbench_amt():
+    """VBench's AMT-S module from the installed vbench package. Where vbench is not imported yet, its package
+    and third_party folders are entered as bare namespace modules for this import only (so vbench/__init__.py,
+    which imports decord, does not run: AMT's files import torch, numpy and PIL alone), then taken out of
+    sys.modules again, so a later `import vbench` runs its own __init__ as usual."""
+    if "vbench" in sys.modules:
+        return importlib.import_module(AMT_MODULE)
+    from evaluators.vbench_cache import vbench_package_dir
+
+    root = vbench_package_dir()
+    if root is None or not (root / "third_party" / "amt" / "networks" / "AMT-S.py").is_file():
+        raise ValueError("--backbone amt=...: AMT-S runs VBench's own AMT code, from the vbench package, which is "
+                         "not installed (pip install --no-deps vbench==0.1.5)")
+    before = set(sys.modules)
+    for name, path in (("vbench", root), ("vbench.third_party", root / "third_party")):
+        sys.modules[name] = types.ModuleType(name)
+        sys.modules[name].__path__ = [str(path)]
+    try:
+        return importlib.import_module(AMT_MODULE)
+    finally:
+        for name in [n for n in sys.modules if n not in before and (n == "vbench" or n.startswith("vbench."))]:
+            del sys.modules[name]
 
 
 def amt_scale(height: int, width: int, device: str) -> float:
@@ -36,14 +68,12 @@ class AmtInterpolator:
     RGB / 255, replicate padding to a multiple of 16 / scale, embt = 0.5, one pass, x255 truncated to uint8."""
 
     def __init__(self, spec, device: str = "cpu"):
-        import importlib
-
         from evaluators.backbone_loading import load_state_file
 
         try:
-            network = importlib.import_module("vbench.third_party.amt.networks.AMT-S")
+            network = import_vbench_amt()
         except ImportError as exc:
-            raise ValueError(f"--backbone amt=...: AMT-S runs VBench's own AMT code; `import vbench` failed "
+            raise ValueError(f"--backbone amt=...: AMT-S runs VBench's own AMT code; importing it failed "
                              f"({exc})") from exc
         self.spec, self.device, self.label = spec, device, spec.label
         self.model = network.Model(**AMT_S_PARAMS)
