@@ -6,6 +6,8 @@ import argparse
 import sys
 from pathlib import Path
 
+from benchmarks.outputs import Terminated  # SIGTERM as an exception (stdlib-only module: --help stays fast)
+
 
 def cmd_info(args) -> int:
     """Versions, scan backends usable here, CPU/GPU; with --config, parameter counts per variant."""
@@ -768,10 +770,6 @@ def main(argv=None) -> int:
         _restore_terminate(previous)
         if created is not None and rc != 0:
             _remove_if_empty(created)
-
-
-class Terminated(BaseException):
-    """SIGTERM, raised where the process is (a BaseException: no `except Exception` swallows it)."""
 
 
 def _terminate_as_exception():

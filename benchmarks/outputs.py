@@ -34,6 +34,10 @@ class OutputError(RuntimeError):
     """An output location that cannot be used; the message names it."""
 
 
+class Terminated(BaseException):
+    """SIGTERM, raised where the process is (a BaseException: no `except Exception` swallows it)."""
+
+
 def _fsync_dir(directory: Path) -> None:
     fd = os.open(directory, os.O_RDONLY)
     try:

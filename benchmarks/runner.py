@@ -18,7 +18,14 @@ from tqdm import tqdm
 
 from benchmarks import distributed
 from benchmarks.cache import RECORD_FIELDS, SampleCache, backbone_fingerprint, file_sha256, key_of, tree_sha256
-from benchmarks.generators.base import GenerationFailed, batch_seed, check_frames, per_video_seed
+from benchmarks.generators.base import (
+    GenerationFailed,
+    batch_seed,
+    check_frames,
+    is_interruption,
+    per_video_seed,
+    user_failure,
+)
 from benchmarks.measure import machine_load
 from benchmarks.outputs import json_safe
 from benchmarks.provenance import cpu_kernels, git_commit, provenance
@@ -278,8 +285,10 @@ class _Generation:
                     first = self.entries[0]["prompt_en"]
                     self.costs[id(generator)] = warm_up(generator, first, per_video_seed(self.suite.seed, 0, 0), s)
                 videos, records = measured_generate(generator, prompts, seeds, s, self.costs[id(generator)])
-        except Exception as exc:  # noqa: BLE001 - a generator's failure fails its videos, the run goes on
-            return [(GenerationFailed(f"{type(exc).__name__}: {exc}"), None)] * len(prompts)
+        except BaseException as exc:  # noqa: BLE001 - a generator's failure (sys.exit too) fails its videos
+            if is_interruption(exc):
+                raise
+            return [(GenerationFailed(user_failure(exc)), None)] * len(prompts)
         out = []
         for video, record in zip(videos, records):
             try:

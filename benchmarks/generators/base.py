@@ -35,6 +35,22 @@ class GenerationFailed(RuntimeError):
     """One video (or one call) a generator could not make: a failed row naming the cause, the run goes on."""
 
 
+def is_interruption(exc: BaseException) -> bool:
+    """Ctrl-C, SIGTERM or a generator being closed: the process is being stopped, not a user's code failing (these
+    end the run with 130 / 143, never 0 and never a failed row)."""
+    from benchmarks.outputs import Terminated
+
+    return isinstance(exc, (KeyboardInterrupt, GeneratorExit, Terminated))
+
+
+def user_failure(exc: BaseException) -> str:
+    """One line for what a user's code raised: `sys.exit()` and any other BaseException included."""
+    if isinstance(exc, SystemExit):
+        return f"called sys.exit({exc.code!r})"
+    text = " ".join(str(exc).split())
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+
+
 def per_video_seed(base_seed: int, prompt_index: int, sample: int) -> int:
     """The seed of prompt `prompt_index`'s sample `sample` for generators that honour per-video seeds."""
     return base_seed + PER_VIDEO_SEED_STRIDE * prompt_index + sample
@@ -137,8 +153,11 @@ def parse_value(text: str):
 def check_frames(frames, where: str) -> np.ndarray:
     """A generator's video as uint8 (T, H, W, 3): uint8 as is, floats in [0, 1] scaled and rounded; anything
     else (another shape or dtype, NaN, out of range) is a GenerationFailed naming `where` and the problem."""
-    if hasattr(frames, "detach"):   # a torch tensor
-        frames = frames.detach().float().cpu().numpy() if frames.is_floating_point() else frames.cpu().numpy()
+    try:   # a user's tensor may live on the meta device, or be a subclass whose conversion raises
+        if hasattr(frames, "detach"):   # a torch tensor
+            frames = frames.detach().float().cpu().numpy() if frames.is_floating_point() else frames.cpu().numpy()
+    except Exception as exc:  # noqa: BLE001 - whatever the tensor raises is this video's failure
+        raise GenerationFailed(f"{where}: cannot read the frames ({user_failure(exc)})") from None
     if not isinstance(frames, np.ndarray):
         raise GenerationFailed(f"{where}: returned {type(frames).__name__}, not an array of frames")
     if frames.ndim != 4 or frames.shape[-1] != 3 or min(frames.shape[:3]) < 1:

@@ -12,7 +12,7 @@ from __future__ import annotations
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
-from benchmarks.generators.base import GenerationFailed, Generator, finite_or_none
+from benchmarks.generators.base import GenerationFailed, Generator, finite_or_none, is_interruption, user_failure
 from benchmarks.measure import measure
 
 NOT_TORCH = "FlopCounterMode counted no torch operation in one call (a generator outside torch cannot be counted)"
@@ -59,8 +59,10 @@ def measured_generate(generator: Generator, prompts: list[str], seeds: list[int]
             try:
                 videos += list(generator.generate(prompts[start:start + step], seeds[start:start + step],
                                                   sampling).videos)
-            except Exception as exc:  # noqa: BLE001 - the generator's bug fails its videos, the run goes on
-                videos += [GenerationFailed(f"{type(exc).__name__}: {exc}")] * len(prompts[start:start + step])
+            except BaseException as exc:  # noqa: BLE001 - the generator's bug (sys.exit too) fails its videos
+                if is_interruption(exc):
+                    raise
+                videos += [GenerationFailed(user_failure(exc))] * len(prompts[start:start + step])
         return videos
 
     with torch.no_grad():

@@ -8,8 +8,11 @@ FLOPs are counted by FlopCounterMode around one real call (torch code); seconds 
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import importlib.util
+import io
+import json
 import sys
 from pathlib import Path
 
@@ -20,7 +23,9 @@ from benchmarks.generators.base import (
     GenerationFailed,
     Generator,
     GeneratorError,
+    is_interruption,
     split_query,
+    user_failure,
 )
 
 PREFIX = "python:"
@@ -31,18 +36,22 @@ class PythonGenerator(Generator):
 
     kind = "python"
 
-    def __init__(self, spec: str, name: str, target: str, options: dict, made, source: Path | None):
+    def __init__(self, spec: str, name: str, target: str, options: dict, made, source: Path | None,
+                 capabilities: Capabilities):
         super().__init__(spec, name)
         self.target, self.options, self.made, self.source = target, options, made, source
         self.batched = callable(getattr(made, "generate", None))
-        self.capabilities = Capabilities(max_batch=int(getattr(made, "max_batch", 0) or 0) or None
-                                         if self.batched else 1, fps=getattr(made, "fps", None))
+        self.capabilities = capabilities
+        self._fingerprint = None
 
     def fingerprint(self) -> dict:
-        own = getattr(self.made, "fingerprint", None)
-        return {"python": self.target, "options": self.options,
-                "source": file_sha256(self.source) if self.source and self.source.is_file() else None,
-                "object": own() if callable(own) else None}
+        # computed once, when the spec is resolved (python_generator): the object's own fingerprint() is user code
+        if self._fingerprint is None:
+            own = getattr(self.made, "fingerprint", None)
+            self._fingerprint = {"python": self.target, "options": self.options,
+                                 "source": file_sha256(self.source) if self.source and self.source.is_file() else None,
+                                 "object": own() if callable(own) else None}
+        return self._fingerprint
 
     def generate(self, prompts, seeds, sampling) -> Generation:
         if self.batched:
@@ -55,8 +64,10 @@ class PythonGenerator(Generator):
         for prompt, seed in zip(prompts, seeds):
             try:
                 videos.append(self.made(prompt, seed, sampling))
-            except Exception as exc:  # noqa: BLE001 - one video's failure is its failed row
-                videos.append(GenerationFailed(f"{type(exc).__name__}: {exc}"))
+            except BaseException as exc:  # noqa: BLE001 - one video's failure (sys.exit too) is its failed row
+                if is_interruption(exc):
+                    raise
+                videos.append(GenerationFailed(user_failure(exc)))
         return Generation(videos)
 
 
@@ -78,8 +89,29 @@ def _import(target: str, spec: str):
         return importlib.import_module(target)
     except GeneratorError:
         raise
-    except Exception as exc:  # noqa: BLE001 - any import error is the spec's: one line naming it
-        raise GeneratorError(f"--models {spec}: cannot import {target} ({type(exc).__name__}: {exc})") from exc
+    except BaseException as exc:  # noqa: BLE001 - any import error (sys.exit too) is the spec's: one line naming it
+        if is_interruption(exc):
+            raise
+        raise GeneratorError(f"--models {spec}: cannot import {target} ({user_failure(exc)})") from None
+
+
+@contextlib.contextmanager
+def _user_code(spec: str, what: str):
+    """Run a user's code before any work: whatever it raises (sys.exit and argparse's exit included) is one line
+    naming the spec, with the last line it wrote to stderr (argparse's error), exit 2; Ctrl-C / SIGTERM pass."""
+    captured = io.StringIO()
+    try:
+        with contextlib.redirect_stderr(captured):
+            yield
+    except GeneratorError:
+        raise
+    except BaseException as exc:  # noqa: BLE001 - the user's code failing is the spec's problem, never exit 0 or 3
+        if is_interruption(exc):
+            raise
+        said = (captured.getvalue().strip().splitlines() or [""])[-1].strip()
+        raise GeneratorError(f"--models {spec}: {what} raised {user_failure(exc)}"
+                             + (f" (it wrote: {said[:200]})" if said else "")) from None
+    sys.stderr.write(captured.getvalue())   # on success what it wrote is shown as it was
 
 
 def python_generator(spec: str) -> PythonGenerator:
@@ -89,18 +121,42 @@ def python_generator(spec: str) -> PythonGenerator:
     if not sep or not target or not factory_name.isidentifier():
         raise GeneratorError(f"--models {spec}: expected python:MODULE:FACTORY[?k=v&...] (MODULE dotted or a .py "
                              "file)")
-    module = _import(target, spec)
+    with _user_code(spec, f"importing {target}"):
+        module = _import(target, spec)
     factory = getattr(module, factory_name, None)
     if not callable(factory):
         raise GeneratorError(f"--models {spec}: {target} has no callable {factory_name!r}")
-    try:
+    with _user_code(spec, f"{factory_name}({', '.join(f'{k}={v!r}' for k, v in options.items())})"):
         made = factory(**options)
-    except Exception as exc:  # noqa: BLE001 - the factory's failure is the spec's: exit 2 before any work
-        raise GeneratorError(f"--models {spec}: {factory_name}({', '.join(f'{k}={v!r}' for k, v in options.items())}) "
-                             f"raised {type(exc).__name__}: {exc}") from exc
-    if not callable(getattr(made, "generate", None)) and not callable(made):
-        raise GeneratorError(f"--models {spec}: {factory_name} returned {type(made).__name__}, which has no "
-                             "generate(prompts, seeds, sampling) and is not a callable (prompt, seed, sampling)")
+    with _user_code(spec, f"the object {factory_name} returned"):
+        batched = callable(getattr(made, "generate", None))
+        if not batched and not callable(made):
+            raise GeneratorError(f"--models {spec}: {factory_name} returned {type(made).__name__}, which has no "
+                                 "generate(prompts, seeds, sampling) and is not a callable (prompt, seed, sampling)")
+        capabilities = _capabilities(spec, made, batched)
     source = Path(module.__file__) if getattr(module, "__file__", None) else None
     name = rest if not options else spec[len(PREFIX):]
-    return PythonGenerator(spec, f"python:{name}", rest, options, made, source)
+    generator = PythonGenerator(spec, f"python:{name}", rest, options, made, source, capabilities)
+    with _user_code(spec, "fingerprint()"):
+        fingerprint = generator.fingerprint()
+        try:   # it keys the cache: JSON, finite, as written
+            json.dumps(fingerprint, sort_keys=True, allow_nan=False)
+        except (TypeError, ValueError) as exc:
+            raise GeneratorError(f"--models {spec}: fingerprint() must return JSON (text, finite numbers, lists, "
+                                 f"objects): {exc}") from None
+    return generator
+
+
+def _capabilities(spec: str, made, batched: bool) -> Capabilities:
+    """The object's `max_batch` and `fps`, checked against the bounds table (a refusal names the spec)."""
+    from benchmarks.flags import BOUNDS
+
+    max_batch, fps = getattr(made, "max_batch", None), getattr(made, "fps", None)
+    try:
+        if max_batch is not None:
+            BOUNDS["batch"].check(max_batch, f"--models {spec}: max_batch")
+        if fps is not None:
+            fps = BOUNDS["fps"].check(fps, f"--models {spec}: fps")
+    except ValueError as exc:
+        raise GeneratorError(str(exc)) from None
+    return Capabilities(max_batch=(max_batch or None) if batched else 1, fps=fps)

@@ -1,0 +1,183 @@
+"""Hardening 3 (issue 40): what a user's own generator, a tampered file or a hostile prompt can still do. One test
+per class through the CLI (`benchmarks.cli.main`, or `python -m benchmarks.cli` where the process' own exit code is
+the point). Kept cheap: validity floors and tiny python: generators at 9 frames of 32x32 (no weights to load)."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from benchmarks.cli import main
+
+REPO = Path(__file__).resolve().parent.parent
+SUITE = """name = "h3"
+models = {models}
+per_kind = 1
+prompt_limit = 2
+batch = 4
+evaluators = {evaluators}
+[sampling]
+frames = 9
+height = 32
+width = 32
+steps = [1, 1, 1]
+"""
+
+GENERATORS = '''
+import sys
+
+import numpy as np
+
+
+def grey(level=128):
+    def call(prompt, seed, sampling):
+        return np.full((sampling.frames, sampling.height, sampling.width, 3), level, np.uint8)
+    return call
+
+
+def exits_in_factory():
+    sys.exit(0)
+
+
+def exits_in_call():
+    def call(prompt, seed, sampling):
+        raise SystemExit(0)
+    return call
+
+
+class Odd(BaseException):
+    pass
+
+
+def base_exception_in_call():
+    def call(prompt, seed, sampling):
+        raise Odd("not an Exception")
+    return call
+
+
+def argparse_factory():
+    import argparse
+
+    p = argparse.ArgumentParser(prog="theirs")
+    p.add_argument("--weights", required=True)
+    p.parse_args([])
+
+
+class BadPrint:
+    def fingerprint(self):
+        raise RuntimeError("no fingerprint today")
+
+    def generate(self, prompts, seeds, sampling):
+        return []
+
+
+def bad_fingerprint():
+    return BadPrint()
+
+
+def meta_tensor():
+    import torch
+
+    def call(prompt, seed, sampling):
+        return torch.empty((sampling.frames, sampling.height, sampling.width, 3), device="meta")
+    return call
+
+
+class Batch:
+    def __init__(self, max_batch, fps=None):
+        self.max_batch, self.fps = max_batch, fps
+
+    def generate(self, prompts, seeds, sampling):
+        return [np.zeros((sampling.frames, sampling.height, sampling.width, 3), np.uint8) for _ in prompts]
+
+
+def batch(max_batch=1, fps=None):
+    return Batch(max_batch, fps)
+
+
+def sized(frames=0, side=0):
+    def call(prompt, seed, sampling):
+        shape = (frames or sampling.frames, side or sampling.height, side or sampling.width, 3)
+        return np.random.default_rng(seed).integers(0, 256, shape, dtype=np.uint8)
+    return call
+
+
+def colour(c="x"):
+    level = sum(map(ord, c)) % 256
+
+    def call(prompt, seed, sampling):
+        return np.full((sampling.frames, sampling.height, sampling.width, 3), level, np.uint8)
+    return call
+'''
+
+
+@pytest.fixture
+def gens(tmp_path):
+    path = tmp_path / "gens.py"
+    path.write_text(GENERATORS)
+    return path
+
+
+def write_suite(tmp_path, models, evaluators=("frame_consistency",), name="suite.toml") -> Path:
+    path = tmp_path / name
+    path.write_text(SUITE.format(models=json.dumps(list(models)), evaluators=json.dumps(list(evaluators))))
+    return path
+
+
+def run(tmp_path, out, models, *extra, evaluators=("frame_consistency",)):
+    """`run --suite S --models ... --out OUT`: -> the exit code."""
+    suite = write_suite(tmp_path, ["control:static"], evaluators)
+    return main(["run", "--suite", str(suite), "--models", *models, "--out", str(out), *extra])
+
+
+def cli(*args, env=None, cwd=REPO):
+    return subprocess.run([sys.executable, "-m", "benchmarks.cli", *args], cwd=cwd, capture_output=True, text=True,
+                          env={**os.environ, "OMP_NUM_THREADS": "1", **(env or {})}, timeout=300)
+
+
+def one_line(err: str) -> str:
+    lines = [line for line in err.splitlines() if line.strip() and "%|" not in line]
+    assert len(lines) == 1, err[-2000:]
+    return lines[0]
+
+
+# ---------------------------------------------------------------- 1: user code never ends the run as a success
+
+def test_sys_exit_in_a_factory_is_a_bad_spec_not_a_success(tmp_path, gens):
+    """The process' own exit code: SystemExit(0) in the factory was exit 0 with no tables."""
+    spec = f"python:{gens}:exits_in_factory"
+    done = cli("run", "--models", spec, "--out", str(tmp_path / "o"), "--prompt-limit", "1", "--per-kind", "1")
+    assert done.returncode == 2, done.stderr[-2000:]
+    line = one_line(done.stderr)
+    assert spec in line and "sys.exit(0)" in line
+
+
+@pytest.mark.parametrize("factory, reason", [("exits_in_call", "sys.exit(0)"), ("base_exception_in_call", "Odd"),
+                                             ("meta_tensor", "cannot read the frames")])
+def test_user_code_failing_during_generation_is_a_failed_row_naming_the_generator(tmp_path, gens, capsys, factory,
+                                                                                  reason):
+    spec = f"python:{gens}:{factory}"
+    assert run(tmp_path, tmp_path / "o", [spec, "control:static"]) == 1
+    err = capsys.readouterr().err
+    assert spec.removeprefix("python:") in err and reason in err and "internal error" not in err
+    rows = pd.read_csv(tmp_path / "o" / "per_video.csv")
+    mine = rows[rows["model"] == f"python:{gens}:{factory}"]
+    assert set(mine["status"]) == {"failed"} and mine["reason"].str.contains(reason, regex=False).all()
+    assert set(rows[rows["model"] == "control:static"]["status"]) == {"ok"}   # the rest is scored
+
+
+@pytest.mark.parametrize("factory, said", [("argparse_factory", "the following arguments are required: --weights"),
+                                           ("bad_fingerprint", "no fingerprint today")])
+def test_a_factory_calling_argparse_or_a_failing_fingerprint_is_one_line_exit_2(tmp_path, gens, capsys, factory, said):
+    spec = f"python:{gens}:{factory}"
+    assert run(tmp_path, tmp_path / "o", [spec]) == 2
+    line = one_line(capsys.readouterr().err)
+    assert spec in line and said in line and "internal error" not in line
+    assert not (tmp_path / "o").exists()
