@@ -206,13 +206,14 @@ def cmd_train(args) -> int:
     import torch
 
     from benchmarks.outputs import snapshot_dir
-    from benchmarks.train import parse_arch_overrides, parse_recipe_options, train
+    from benchmarks.train import check_arch_size, parse_arch_overrides, parse_recipe_options, train
 
     if args.threads:
         torch.set_num_threads(args.threads)
     if args.device == "cuda" and not torch.cuda.is_available():
         raise ValueError("--device cuda but no CUDA device is visible")
     arch = parse_arch_overrides(args.mixer, args.set)  # checked against the config before anything runs
+    check_arch_size(args.model, arch)                   # and against this machine's memory
     options = {k: v for k, v in (("batch", args.batch), ("lr", args.lr), ("stage_weights", args.stage_weights),
                                  ("dataset_size", args.dataset_size), ("arch", arch or None),
                                  ("device", None if args.device == "cpu" else args.device),

@@ -181,3 +181,57 @@ def test_a_factory_calling_argparse_or_a_failing_fingerprint_is_one_line_exit_2(
     line = one_line(capsys.readouterr().err)
     assert spec in line and said in line and "internal error" not in line
     assert not (tmp_path / "o").exists()
+
+
+# ---------------------------------------------------------------- 8: names from the spec alone; clear refusals
+
+VIDEO_SCRIPT = '''
+import sys
+
+import av
+import numpy as np
+
+args = dict(a.split("=", 1) for a in sys.argv[1:])
+level = int(args.get("--level", "0"))
+with av.open(args["--out"], mode="w") as container:
+    stream = container.add_stream("libx264", rate=8)
+    stream.width = stream.height = 32
+    stream.pix_fmt, stream.options = "yuv444p", {"crf": "0"}
+    for _ in range(9):
+        frame = np.full((32, 32, 3), level, np.uint8)
+        container.mux(stream.encode(av.VideoFrame.from_ndarray(frame, format="rgb24")))
+    container.mux(stream.encode())
+'''
+
+
+def test_two_commands_of_one_script_keep_their_names_when_their_order_swaps(tmp_path):
+    script = tmp_path / "vid.py"
+    script.write_text(VIDEO_SCRIPT)
+    dark, light = (f"cmd:{sys.executable} {script} --out={{out}} --level={level}" for level in (20, 220))
+    means = []
+    for order, out in (((dark, light), tmp_path / "a"), ((light, dark), tmp_path / "b")):
+        assert run(tmp_path, out, list(order), "--prompt-limit", "1") == 0
+        rows = pd.read_csv(out / "per_video.csv")
+        assert rows["model"].nunique() == 2 and all(m.startswith("cmd:vid.py#") for m in rows["model"])
+        videos = {m: v for m, v in zip(rows["model"], rows["video"])}
+        from evaluators.video import read_video
+
+        means.append({m: float(read_video(out / v).frames.mean()) for m, v in videos.items()})
+    assert means[0].keys() == means[1].keys()
+    for model in means[0]:   # the same name is the same command's video in both runs
+        assert abs(means[0][model] - means[1][model]) < 3, (model, means)
+
+
+def test_plan_train_and_torchrun_environment_refuse_absurd_values_in_one_line(tmp_path, capsys, monkeypatch):
+    out = tmp_path / "o"
+    assert run(tmp_path, out, ["control:noise", "control:static"]) == 0
+    capsys.readouterr()
+    assert main(["plan", "--from", str(out), "--detect", "1e-300"]) == 2
+    assert "--detect 1e-300" in one_line(capsys.readouterr().err)
+    assert main(["train", "--model", "m4v-tiny", "--steps", "1", "--set", "heads=4000", "--set", "hidden_size=120000",
+                 "--out", str(tmp_path / "t")]) == 2
+    line = one_line(capsys.readouterr().err)
+    assert "--set" in line and "parameters" in line and not (tmp_path / "t").exists()
+    monkeypatch.setenv("WORLD_SIZE", "abc")
+    assert run(tmp_path, tmp_path / "w", ["control:static"]) == 2
+    assert "WORLD_SIZE='abc'" in one_line(capsys.readouterr().err)
