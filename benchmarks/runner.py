@@ -408,9 +408,17 @@ def run_generate(suite: Suite, out: Path, cache: SampleCache, log=print,
     return (*_gather(rows, generation_rows, checkpoints, evaluators), videos)
 
 
+def model_folder(name: str) -> str:
+    """A model's videos/ folder: its name where that is a safe file name; where sanitising changes it (a `/` in a
+    python: spec's path or option), the sanitised name + `~` + a short hash of the whole name, so two models (whose
+    names differ: generators.resolve_generators) never share a folder."""
+    safe = safe_name(name)
+    return safe if safe == name else f"{safe[:MAX_NAME_BYTES - 9]}~{key_of(name)[:8]}"
+
+
 def _video_path(generator, stem: str, sample: int) -> Path:
     """Where a generated video is written, relative to OUT (VBench naming under the model's folder)."""
-    return Path("videos") / safe_name(generator.name) / f"{stem}-{sample}.mp4"
+    return Path("videos") / model_folder(generator.name) / f"{stem}-{sample}.mp4"
 
 
 def run_external(videos_dir, prompts_path, suite: Suite, cache: SampleCache, log=print):

@@ -235,3 +235,22 @@ def test_plan_train_and_torchrun_environment_refuse_absurd_values_in_one_line(tm
     monkeypatch.setenv("WORLD_SIZE", "abc")
     assert run(tmp_path, tmp_path / "w", ["control:static"]) == 2
     assert "WORLD_SIZE='abc'" in one_line(capsys.readouterr().err)
+
+
+# ---------------------------------------------------------------- 9: two models, two folders
+
+def test_two_specs_that_sanitise_alike_never_share_a_videos_folder(tmp_path, gens, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "g").mkdir()
+    (tmp_path / "g" / "gens.py").write_text(GENERATORS)
+    specs = ["python:g/gens.py:colour?c=a/b", "python:g/gens.py:colour?c=a_b"]
+    assert run(tmp_path, tmp_path / "o", specs) == 0
+    rows = pd.read_csv(tmp_path / "o" / "per_video.csv")
+    folders = {m: {Path(v).parent for v in part["video"]} for m, part in rows.groupby("model")}
+    assert len(folders) == 2 and not set.intersection(*folders.values())
+    from evaluators.video import read_video
+
+    for spec in specs:   # each row points at its own model's video (the level its option sets)
+        level = sum(map(ord, spec.rpartition("c=")[2])) % 256
+        video = rows[rows["model"] == spec]["video"].iloc[0]
+        assert abs(float(read_video(tmp_path / "o" / video).frames.mean()) - level) < 2
