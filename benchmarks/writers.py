@@ -104,6 +104,14 @@ def summarize(per_video: pd.DataFrame, generation: pd.DataFrame, model_order: li
                 raw[dim] = value
                 faithful[dim] = row[f"{dim}_faithful"]
         present, vbench_rule = vbench_scores_present(raw), vbench_scores_missing_zero(raw)
+        # a total of nothing is no number: VBench's rule counts a missing dimension as 0, which over no scored
+        # dimension would show -0.572 as a headline; blank where nothing its group sums was scored
+        groups = {NORMALIZATION[d][-1] for d in raw if d in NORMALIZATION}
+        for group in ("quality", "semantic"):
+            if group not in groups:
+                vbench_rule[group] = present[group] = float("nan")
+        if not raw:
+            vbench_rule["total"] = present["total"] = float("nan")
         row.update({"vbench_quality": vbench_rule["quality"], "vbench_semantic": vbench_rule["semantic"],
                     "vbench_total": vbench_rule["total"], "vbench_quality_present": present["quality"],
                     "vbench_semantic_present": present["semantic"], "vbench_total_present": present["total"],

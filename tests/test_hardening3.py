@@ -254,3 +254,18 @@ def test_two_specs_that_sanitise_alike_never_share_a_videos_folder(tmp_path, gen
         level = sum(map(ord, spec.rpartition("c=")[2])) % 256
         video = rows[rows["model"] == spec]["video"].iloc[0]
         assert abs(float(read_video(tmp_path / "o" / video).frames.mean()) - level) < 2
+
+
+# ---------------------------------------------------------------- 6: no number where nothing was scored
+
+def test_vbench_totals_are_blank_when_no_vbench_dimension_was_scored(tmp_path):
+    out = tmp_path / "o"
+    assert run(tmp_path, out, ["control:noise"]) == 0
+    summary = pd.read_csv(out / "summary.csv")
+    assert summary["frame_consistency"].notna().all()          # something was scored
+    for total in ("vbench_total", "vbench_quality", "vbench_semantic", "vbench_total_present"):
+        assert summary[total].isna().all(), total
+    header, _, first = (out / "report.md").read_text().splitlines()[4:7]
+    cells = dict(zip([c.strip() for c in header.split("|")], [c.strip() for c in first.split("|")]))
+    assert cells["VBench total"] == "–" and "-0.572" not in (out / "report.md").read_text()
+    assert "-0.572" not in (out / "report.html").read_text()
