@@ -226,9 +226,11 @@ def is_complete(directory) -> bool:
 
 
 def markdown_cell(value) -> str:
-    """`value` as one markdown table cell: `|` escaped, line breaks as spaces."""
-    # An unescaped `|` splits the cell in two and shifts every later column; a newline ends the row.
-    return " ".join(str(value).splitlines()).replace("|", "\\|")
+    """`value` as one markdown table cell: `|` escaped, line breaks as spaces, HTML's `&` `<` `>` as entities."""
+    # An unescaped `|` splits the cell in two and shifts every later column; a newline ends the row; markdown renders
+    # raw HTML, so a model name or prompt holding a tag would become one (entities render as the characters)
+    text = " ".join(str(value).splitlines()).replace("|", "\\|")
+    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
 
 
 def markdown_row(cells) -> str:

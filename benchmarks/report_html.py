@@ -147,9 +147,17 @@ def _fmt(value, digits: int = 3) -> str:
     return f"{value:.{digits}g}" if abs(value) >= 1000 or (value and abs(value) < 0.001) else f"{value:.{digits}f}"
 
 
+# JSON inside <script>: `<` `>` `&` and the JS line separators as \\uXXXX (the same string to JSON.parse), so no
+# text (a prompt holding `<!--`, `</script` or `<script`) can end the element or switch the HTML tokenizer into its
+# escaped-script states, which would swallow the page's own script
+_SCRIPT_ESCAPES = {"<": "\\u003c", ">": "\\u003e", "&": "\\u0026", "\u2028": "\\u2028", "\u2029": "\\u2029"}
+
+
 def _json_script(element_id: str, data) -> str:
-    """Data for the page's script, safe inside <script> (no `</` can close it)."""
-    text = json.dumps(data, allow_nan=False).replace("</", "<\\/")
+    """Data for the page's script, inert inside <script> whatever its strings hold."""
+    text = json.dumps(data, allow_nan=False)
+    for char, escaped in _SCRIPT_ESCAPES.items():
+        text = text.replace(char, escaped)
     return f'<script type="application/json" id="{element_id}">{text}</script>'
 
 

@@ -269,3 +269,64 @@ def test_vbench_totals_are_blank_when_no_vbench_dimension_was_scored(tmp_path):
     cells = dict(zip([c.strip() for c in header.split("|")], [c.strip() for c in first.split("|")]))
     assert cells["VBench total"] == "–" and "-0.572" not in (out / "report.md").read_text()
     assert "-0.572" not in (out / "report.html").read_text()
+
+
+# ---------------------------------------------------------------- 5: no prompt or name changes report.html's structure
+
+HOSTILE = ["a <!-- red square", "<script>document.title='owned'", "<b>bold & <i>x", "line\u2028separator <script",
+           "plain prompt"]   # a prompt holds no `/` (no video file could be named by it); a model name can
+
+
+class PageStructure(__import__("html.parser").parser.HTMLParser):
+    """What a browser would build from report.html: script elements and their text, gallery body rows, tags seen."""
+
+    def __init__(self):
+        super().__init__()
+        self.scripts, self.rows, self.tags, self.stack = [], 0, [], []
+
+    def handle_starttag(self, tag, attrs):
+        attrs = dict(attrs)
+        self.tags.append((tag, attrs.get("src", "")))
+        if tag == "script":
+            self.scripts.append([attrs.get("id"), ""])
+        if tag == "table":
+            self.stack.append(attrs.get("id"))
+        if tag == "tr" and self.stack and self.stack[-1] == "gallery" and "data-i" in attrs:
+            self.rows += 1
+
+    def handle_endtag(self, tag):
+        if tag == "table" and self.stack:
+            self.stack.pop()
+
+    def handle_data(self, data):
+        if self.lasttag == "script" and self.scripts:
+            self.scripts[-1][1] += data
+
+
+def page_structure(text: str) -> PageStructure:
+    """Parsed, with the checks that hold for any prompt: two scripts (the gallery's data, the page's code), whose
+    text holds nothing that ends a script element or switches the tokenizer into its escaped states, and no tag a
+    prompt or name could have brought in."""
+    page = PageStructure()
+    page.feed(text)
+    assert [s[0] for s in page.scripts] == ["gallery-data", None], page.scripts
+    for _, body in page.scripts:
+        assert not any(bad in body.lower() for bad in ("<!--", "<script", "</script")), body[:300]
+    assert not [t for t in page.tags if t[0] == "i" or (t[0] == "img" and not t[1].startswith("data:image/png"))]
+    return page
+
+
+def test_hostile_prompts_and_names_leave_report_html_and_report_md_whole(tmp_path, gens):
+    prompts = tmp_path / "prompts.json"
+    prompts.write_text(json.dumps([{"prompt_en": p, "dimension": ["temporal_flickering"]} for p in HOSTILE]))
+    spec = f"python:{gens}:colour?c=</script><img src=x onerror=alert(1)>"
+    out = tmp_path / "o"
+    assert run(tmp_path, out, [spec, "control:static"], "--prompts", str(prompts), "--prompt-limit", "5",
+               evaluators=("temporal_flickering",)) == 0
+    text = (out / "report.html").read_text()
+    page = page_structure(text)
+    assert page.rows == len(HOSTILE)
+    data = json.loads(json.loads(json.dumps(page.scripts[0][1])))   # what JSON.parse reads: the prompts, intact
+    assert [r["prompt"] for r in data["rows"]] == HOSTILE and spec.removeprefix("python:") in data["models"][0]
+    md = (out / "report.md").read_text()
+    assert "<img" not in md and "&lt;img src=x onerror=alert(1)&gt;" in md
