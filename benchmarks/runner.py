@@ -24,6 +24,7 @@ from benchmarks.generators.base import (
     check_frames,
     is_interruption,
     per_video_seed,
+    size_note,
     user_failure,
 )
 from benchmarks.measure import machine_load
@@ -396,7 +397,9 @@ def run_generate(suite: Suite, out: Path, cache: SampleCache, log=print,
             write_video(out / relative, frames, fps=fps)  # VBench naming, whole or not at all
             aux = {**entry, "generation": generation} if generation else dict(entry)
             video = Video(frames, float(fps), entry["prompt_en"], str(relative), aux)
-            rows += [{**r, "_order": (*order, dim_order[r["dimension"]])}
+            note = size_note(frames, suite.sampling)   # scored as made, said in every row of the video
+            rows += [{**r, "_order": (*order, dim_order[r["dimension"]]),
+                      **({"reason": "; ".join(x for x in (r["reason"], note) if x)} if note else {})}
                      for r in score_video(video, evaluators, base, key, cache)]
             if generation:
                 generation_rows.append({**_generation_row(base, generation, b), "_order": order})

@@ -174,12 +174,12 @@ def test_shipped_models_keep_their_seed_rule_and_cache_keys(tmp_path):
 
 
 def test_check_frames_accepts_uint8_and_unit_floats_and_names_every_other_problem():
-    frames = np.random.default_rng(0).random((3, 4, 5, 3))
+    frames = np.random.default_rng(0).random((3, 16, 17, 3))
     assert (check_frames(frames, "x") == np.round(frames * 255).astype(np.uint8)).all()
-    assert check_frames(np.zeros((1, 2, 2, 3), np.uint8), "x").dtype == np.uint8
-    for bad, problem in [(np.zeros((2, 2, 3)), "shape"), (np.zeros((1, 2, 2, 3), np.int64), "dtype"),
-                         (np.full((1, 2, 2, 3), np.nan), "NaN"), (np.full((1, 2, 2, 3), 2.0), r"expected \[0, 1\]"),
-                         ("frames", "not an array")]:
+    assert check_frames(np.zeros((1, 16, 16, 3), np.uint8), "x").dtype == np.uint8
+    for bad, problem in [(np.zeros((2, 2, 3)), "shape"), (np.zeros((1, 16, 16, 3), np.int64), "dtype"),
+                         (np.full((1, 16, 16, 3), np.nan), "NaN"), (np.full((1, 16, 16, 3), 2.0), r"expected \[0, 1\]"),
+                         (np.zeros((1, 15, 16, 3), np.uint8), "under the 16 px"), ("frames", "not an array")]:
         with pytest.raises(Exception, match=problem) as info:
             check_frames(bad, "python:m:f")
         assert "python:m:f" in str(info.value)

@@ -185,7 +185,7 @@ def test_a_factory_calling_argparse_or_a_failing_fingerprint_is_one_line_exit_2(
 
 # ---------------------------------------------------------------- 8: names from the spec alone; clear refusals
 
-VIDEO_SCRIPT = '''
+VIDEO_SCRIPT = r'''
 import sys
 
 import av
@@ -193,6 +193,14 @@ import numpy as np
 
 args = dict(a.split("=", 1) for a in sys.argv[1:])
 level = int(args.get("--level", "0"))
+if "--junk" in args:   # bytes that are not UTF-8, on both streams
+    sys.stdout.buffer.write(b"\xff\xfe progress \x80\n")
+    sys.stderr.buffer.write(b"\xff\xfe\n")
+if "--linger" in args:   # a background child holding stdout and stderr open, long after this process exits
+    import subprocess
+
+    child = subprocess.Popen(["sleep", "300"])
+    open(args["--linger"], "w").write(str(child.pid))
 with av.open(args["--out"], mode="w") as container:
     stream = container.add_stream("libx264", rate=8)
     stream.width = stream.height = 32
@@ -330,3 +338,45 @@ def test_hostile_prompts_and_names_leave_report_html_and_report_md_whole(tmp_pat
     assert [r["prompt"] for r in data["rows"]] == HOSTILE and spec.removeprefix("python:") in data["models"][0]
     md = (out / "report.md").read_text()
     assert "<img" not in md and "&lt;img src=x onerror=alert(1)&gt;" in md
+
+
+# ---------------------------------------------------------------- 4: adapter output checked as eval checks a file
+
+def test_generated_videos_meet_evals_rules_and_a_size_other_than_the_suites_is_stated(tmp_path, gens):
+    tiny, short = f"python:{gens}:sized?side=8", f"python:{gens}:sized?frames=4"
+    assert run(tmp_path, tmp_path / "o", [tiny, short]) == 1
+    rows = pd.read_csv(tmp_path / "o" / "per_video.csv", keep_default_na=False)
+    mine = rows[rows["model"] == tiny]
+    assert set(mine["status"]) == {"failed"} and mine["reason"].str.contains("8x8, under the 16 px").all()
+    mine = rows[rows["model"] == short]
+    assert set(mine["status"]) == {"ok"}
+    assert mine["reason"].str.contains("made 4 frames at 32x32; the suite asks 9 at 32x32").all()
+
+
+def test_a_command_printing_bytes_and_leaving_a_child_behind_is_scored_and_reaped(tmp_path):
+    import time
+
+    script = tmp_path / "vid.py"
+    script.write_text(VIDEO_SCRIPT)
+    pid_file = tmp_path / "child.pid"
+    spec = f"cmd:{sys.executable} {script} --out={{out}} --junk=1 --linger={pid_file}"
+    start = time.monotonic()
+    assert run(tmp_path, tmp_path / "o", [spec], "--prompt-limit", "1") == 0
+    assert time.monotonic() - start < 60   # the sleeping child holds no pipe the run waits on
+    rows = pd.read_csv(tmp_path / "o" / "per_video.csv")
+    assert set(rows["status"]) == {"ok"}
+    pid = int(pid_file.read_text())
+    time.sleep(0.2)   # killed with its process group: gone, or a zombie where no init reaps it
+    stat = Path(f"/proc/{pid}/stat")
+    assert not stat.exists() or stat.read_text().rpartition(")")[2].split()[0] in ("Z", "X")
+
+
+@pytest.mark.parametrize("options, said", [("max_batch=abc", "max_batch must be an integer"),
+                                           ("max_batch=0", "max_batch must be an integer in [1, 65536]"),
+                                           ("fps=abc", "fps must be a finite number"),
+                                           ("fps=-3", "fps must be a finite number")])
+def test_an_adapters_numbers_are_typed_and_bounded_before_any_work(tmp_path, gens, capsys, options, said):
+    spec = f"python:{gens}:batch?{options}"
+    assert run(tmp_path, tmp_path / "o", [spec]) == 2
+    line = one_line(capsys.readouterr().err)
+    assert spec in line and said in line and not (tmp_path / "o").exists()

@@ -162,6 +162,11 @@ def check_frames(frames, where: str) -> np.ndarray:
         raise GenerationFailed(f"{where}: returned {type(frames).__name__}, not an array of frames")
     if frames.ndim != 4 or frames.shape[-1] != 3 or min(frames.shape[:3]) < 1:
         raise GenerationFailed(f"{where}: frames of shape {tuple(frames.shape)}, expected (T, H, W, 3)")
+    from evaluators.video import MIN_SIDE  # eval's own rule for a file: a generated video meets the same
+
+    if min(frames.shape[1:3]) < MIN_SIDE:
+        raise GenerationFailed(f"{where}: frames are {frames.shape[2]}x{frames.shape[1]}, under the {MIN_SIDE} px per "
+                               "side the evaluators need")
     if frames.dtype == np.uint8:
         return np.ascontiguousarray(frames)
     if not np.issubdtype(frames.dtype, np.floating):
@@ -172,6 +177,15 @@ def check_frames(frames, where: str) -> np.ndarray:
     if low < 0 or high > 1:
         raise GenerationFailed(f"{where}: float frames in [{low:.3g}, {high:.3g}], expected [0, 1]")
     return np.round(frames.astype(np.float64) * 255).astype(np.uint8)
+
+
+def size_note(frames: np.ndarray, sampling) -> str:
+    """'' when a video has the suite's frame count and size; else the note its rows carry (scored as made)."""
+    t, h, w = frames.shape[:3]
+    if (t, h, w) == (sampling.frames, sampling.height, sampling.width):
+        return ""
+    return (f"note: the generator made {t} frames at {w}x{h}; the suite asks {sampling.frames} at "
+            f"{sampling.width}x{sampling.height}")
 
 
 def finite_or_none(value):

@@ -6,8 +6,11 @@ measured around the process; FLOPs and memory are declined (they happen in anoth
 
 from __future__ import annotations
 
+import contextlib
+import os
 import shlex
 import shutil
+import signal
 import subprocess
 import tempfile
 from pathlib import Path
@@ -49,10 +52,10 @@ class CommandGenerator(Generator):
                           "height": sampling.height, "width": sampling.width, "fps": sampling.fps,
                           "steps": ",".join(map(str, sampling.steps)), "guidance": sampling.guidance}
                 args = [a.format_map(fields) for a in self.template]
-                done = subprocess.run(args, capture_output=True, text=True)
-                if done.returncode != 0:
-                    last = (done.stderr.strip().splitlines() or ["(no stderr)"])[-1]
-                    videos.append(GenerationFailed(f"command exited {done.returncode}: {last}"))
+                code, stderr = run_reaped(args, Path(tmp))
+                if code != 0:
+                    last = (stderr.strip().splitlines() or ["(no stderr)"])[-1]
+                    videos.append(GenerationFailed(f"command exited {code}: {last[:300]}"))
                 elif not out.is_file():
                     videos.append(GenerationFailed(f"command exited 0 but wrote no video at {out}"))
                 else:
@@ -61,6 +64,22 @@ class CommandGenerator(Generator):
                     except VideoReadError as exc:
                         videos.append(GenerationFailed(f"unreadable video: {exc}"))
         return Generation(videos)
+
+
+def run_reaped(args: list[str], folder: Path) -> tuple[int, str]:
+    """Run one command in its own session, its output to files in `folder` (never a pipe: a background child that
+    keeps it open cannot hang the run), then kill whatever it left running in its process group; -> (exit code,
+    its stderr decoded as UTF-8 with replacement: bytes that are not text never fail a good video)."""
+    with open(folder / ".stdout", "wb") as stdout, open(folder / ".stderr", "wb") as stderr:
+        process = subprocess.Popen(args, stdin=subprocess.DEVNULL, stdout=stdout, stderr=stderr,
+                                   start_new_session=True)
+        try:
+            code = process.wait()
+        finally:   # its children too (and the command itself when this process is interrupted)
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(process.pid, signal.SIGKILL)
+            process.wait()
+    return code, (folder / ".stderr").read_bytes()[-65536:].decode("utf-8", errors="replace")
 
 
 def command_generator(spec: str) -> CommandGenerator:

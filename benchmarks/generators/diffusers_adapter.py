@@ -98,9 +98,16 @@ def diffusers_generator(spec: str) -> DiffusersGenerator:
                              "diffusers pipeline's save_pretrained)")
     if str(options.get("dtype", "fp32")) not in DTYPES:
         raise GeneratorError(f"--models {spec}: dtype {options['dtype']!r}; one of {', '.join(DTYPES)}")
-    batch = options.get("batch")
-    if batch is not None and (not isinstance(batch, int) or isinstance(batch, bool) or batch < 1):
-        raise GeneratorError(f"--models {spec}: batch must be a positive integer, got {batch!r}")
+    from benchmarks.flags import ADAPTER_OPTION_BOUNDS, BOUNDS
+
+    for key, bound in ADAPTER_OPTION_BOUNDS.items():   # typed and bounded before the pipeline is loaded
+        if key in options:
+            try:
+                options[key] = BOUNDS[bound].check(options[key], f"--models {spec}: option {key!r}")
+            except ValueError as exc:
+                raise GeneratorError(str(exc)) from None
+    if str(options.get("device", "cpu")).split(":")[0] not in ("cpu", "cuda", "mps"):
+        raise GeneratorError(f"--models {spec}: device {options['device']!r}; one of cpu, cuda, cuda:N, mps")
     try:
         import torch
         from diffusers import DiffusionPipeline

@@ -149,14 +149,14 @@ def python_generator(spec: str) -> PythonGenerator:
 
 def _capabilities(spec: str, made, batched: bool) -> Capabilities:
     """The object's `max_batch` and `fps`, checked against the bounds table (a refusal names the spec)."""
-    from benchmarks.flags import BOUNDS
+    from benchmarks.flags import ADAPTER_OPTION_BOUNDS, BOUNDS
 
     max_batch, fps = getattr(made, "max_batch", None), getattr(made, "fps", None)
     try:
         if max_batch is not None:
-            BOUNDS["batch"].check(max_batch, f"--models {spec}: max_batch")
+            BOUNDS[ADAPTER_OPTION_BOUNDS["max_batch"]].check(max_batch, f"--models {spec}: max_batch")
         if fps is not None:
-            fps = BOUNDS["fps"].check(fps, f"--models {spec}: fps")
+            fps = BOUNDS[ADAPTER_OPTION_BOUNDS["fps"]].check(fps, f"--models {spec}: fps")
     except ValueError as exc:
         raise GeneratorError(str(exc)) from None
     return Capabilities(max_batch=(max_batch or None) if batched else 1, fps=fps)
