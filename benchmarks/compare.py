@@ -117,6 +117,12 @@ def read_per_video(path: Path) -> pd.DataFrame:
     bad = (df["status"] == "ok") & ~np.isfinite(df["score"])
     if bad.any():
         raise CompareError(f"{path}: line {int(bad.idxmax()) + 2} has status ok but no finite score")
+    from evaluators.registry import score_problem
+
+    for index, dimension, score in df.loc[df["status"] == "ok", ["dimension", "score"]].itertuples():
+        problem = score_problem(dimension, float(score))   # each evaluator's declared range
+        if problem:
+            raise CompareError(f"{path}: line {int(index) + 2}: {problem}")
     duplicated = df.duplicated(["model", *SAMPLE_KEY])
     if duplicated.any():
         row = df[duplicated].iloc[0]
@@ -146,19 +152,26 @@ def _locked(directory: Path) -> bool:
         os.close(fd)
 
 
-def check_readable_run(directory: Path, own: bool = False) -> None:
+def check_readable_run(directory: Path, own: bool = False, require_complete: bool = True) -> None:
     """A directory no run is writing (a running run holds its lock: its files are being replaced) and, when
     `run` / `eval` made it (it holds one of RUN_MARKERS), complete: a killed or failed run never wrote COMPLETE.
     `own`: the caller's own run, which holds the lock itself. A bare per_video.csv made elsewhere is read as is."""
     from benchmarks.outputs import COMPLETE_NAME
 
     if not own and _locked(directory):
-        raise CompareError(f"{directory}: a run is writing there (locked); compare it when that run has finished")
+        raise CompareError(f"{directory}: a run is writing there (locked); read it when that run has finished")
     if not any((directory / name).exists() for name in RUN_MARKERS):
         return
     if not (directory / COMPLETE_NAME).is_file():
+        if not require_complete:   # `plan`: a pilot's table is read as it is, but never while it is written
+            return
         raise CompareError(f"{directory}: an incomplete run (no {COMPLETE_NAME}: it was killed, failed or is being "
                            "rerun); run it to completion first")
+    from benchmarks.outputs import completion_problem
+
+    problem = completion_problem(directory)
+    if problem:
+        raise CompareError(f"{problem}; rerun it to score it again")
 
 
 def _provenance_of(results: Path) -> dict | None:
@@ -173,7 +186,7 @@ def _provenance_of(results: Path) -> dict | None:
     provenance = data.get("provenance")
     if provenance is not None and not isinstance(provenance, dict):
         raise CompareError(f"{results}: key 'provenance' must be a JSON object, got {type(provenance).__name__}")
-    for key in ("suite", "device", "versions", "checkpoints"):
+    for key in ("suite", "device", "versions", "checkpoints", "evaluators"):
         value = (provenance or {}).get(key)
         if value is not None and not isinstance(value, dict):
             raise CompareError(f"{results}: key 'provenance.{key}' must be a JSON object, got {type(value).__name__}")
@@ -234,12 +247,28 @@ def check_settings(base: RunResults, new: RunResults) -> list[str]:
     difference = first_difference(*suites, skip=SUITE_KEYS_ALLOWED_TO_DIFFER + added_unset)
     if difference:
         raise CompareError(f"different suites or settings: suite.{difference}")
-    notes = []
+    notes = evaluator_versions(base, new)
     for key in ("device", "versions"):
         found = first_difference(base.provenance.get(key) or {}, new.provenance.get(key) or {}, key)
         if found:
             notes.append(f"note: {found} (scores may move with it)")
     return notes
+
+
+def evaluator_versions(base: RunResults, new: RunResults) -> list[str]:
+    """Refuse a dimension both runs scored with different evaluator versions (another algorithm: another metric);
+    a note where a side's results.json predates the record."""
+    versions = [(run.provenance or {}).get("evaluators") for run in (base, new)]
+    if any(not isinstance(v, dict) for v in versions):
+        missing = [str(run.path) for run, v in zip((base, new), versions) if not isinstance(v, dict)]
+        return [f"note: evaluator versions not checked (none recorded beside {', '.join(missing)})"]
+    for dimension in sorted(set(versions[0]) & set(versions[1])):
+        sides = [(v.get(dimension) or {}).get("version") if isinstance(v.get(dimension), dict) else None
+                 for v in versions]
+        if sides[0] != sides[1]:
+            raise CompareError(f"{dimension}: scored by evaluator version {sides[0]!r} in base, {sides[1]!r} in new "
+                               "(other code: not comparable); rescore one side with the other's version")
+    return []
 
 
 def pair_models(base_models: list[str], new_models: list[str], pairs: list[tuple[str, str]]):
@@ -446,8 +475,12 @@ def compare_runs(base: RunResults, new: RunResults, options: CompareOptions | No
         if unpaired.sum():
             notes.append(f"{label}: compared the paired samples only ({int(unpaired.sum())} unpaired left out)")
         for dimension, part in samples.groupby("dimension", sort=True):
-            row = metric_row(part["base"].to_numpy(float), part["new"].to_numpy(float), directions[dimension],
-                             options)
+            try:   # an unbounded metric's huge scores: one line, never numpy's warnings and a verdict
+                with np.errstate(over="raise"):
+                    row = metric_row(part["base"].to_numpy(float), part["new"].to_numpy(float),
+                                     directions[dimension], options)
+            except FloatingPointError as exc:
+                raise CompareError(f"{label} {dimension}: scores too large to compare ({exc})") from None
             rows.append({"model_base": model_base, "model_new": model_new, "dimension": dimension,
                          **row, "n_unpaired": int(unpaired.get(dimension, 0))})
     if not rows:

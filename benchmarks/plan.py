@@ -315,8 +315,8 @@ def cmd_plan(args) -> int:
             table = plan_directions(source, args.alpha, args.power)
         else:
             run_dir = source if source.is_dir() else source.parent
-            if run_dir.is_dir():   # a run being written (its lock held) or incomplete is not read (as compare)
-                check_readable_run(run_dir)
+            if run_dir.is_dir():   # a run being written (its lock held) or changed after it completed is not read
+                check_readable_run(run_dir, require_complete=False)
             table = plan_run(source, args.metric, args.detect, parse_pairs(args.pair), args.alpha, args.power)
     except OverflowError:   # (z s / d)^2 beyond a float: the difference is too small for any number of videos
         print(f"m4v-bench plan: --detect {args.detect:g}: too small a difference for this run's spread (the videos it "

@@ -529,16 +529,33 @@ def compare_html(comparison, base, new, out) -> str:
 # ---------------------------------------------------------------- `m4v-bench report`
 
 def rewrite_report(run) -> Path:
-    """Write report.html (and previews) for an existing run directory from its files; COMPLETE lists it."""
-    from benchmarks.outputs import atomic_write_text, is_complete, mark_complete
-    from benchmarks.writers import primary_metric
+    """Write report.html (and previews) for an existing run directory from its files, under the run's lock; COMPLETE
+    lists it. A run another process is writing, or whose files changed after it completed, is refused."""
+    from benchmarks.outputs import OutputLock, completion_problem, is_complete
 
     run = Path(run)
     needed = [run / "per_video.csv", run / "summary.csv"]
     missing = [str(p) for p in needed if not p.is_file()]
     if missing:
         raise ValueError(f"{missing[0]}: not found (expected a result directory of `m4v-bench run`)")
+    with OutputLock(run, flag="report"):   # a run writing RUN holds its lock: one line, nothing rewritten
+        return _rewrite_locked(run, completion_problem(run) if is_complete(run) else None)
+
+
+def _rewrite_locked(run: Path, changed: str | None) -> Path:
+    """rewrite_report under RUN's lock; `changed`: a file changed after the run completed (refused: rewriting
+    COMPLETE would launder it)."""
+    from benchmarks.outputs import atomic_write_text, is_complete, mark_complete
+    from benchmarks.writers import primary_metric
+    from evaluators.registry import score_problem
+
+    if changed:
+        raise ValueError(f"{changed}; report refuses it (rerun the run to score it again)")
     per_video = pd.read_csv(run / "per_video.csv", keep_default_na=False, na_values={"score": [""]})
+    for index, dimension, status, score in per_video[["dimension", "status", "score"]].itertuples():
+        problem = score_problem(dimension, score) if status == "ok" else None
+        if problem:
+            raise ValueError(f"{run / 'per_video.csv'}: line {int(index) + 2}: {problem}")
     per_video["extra"] = per_video["extra"].replace("", "{}")
     summary = pd.read_csv(run / "summary.csv")
     try:

@@ -33,7 +33,7 @@ from benchmarks.provenance import cpu_kernels, git_commit, provenance
 from benchmarks.suites import Suite, SuiteError, prompt_entries, samples_of
 from evaluators import EVALUATORS
 from evaluators.backbones import BACKBONE_USAGE, default_backbones, load_backbones, prefetch_features
-from evaluators.registry import Declined, build_evaluator, runnable
+from evaluators.registry import Declined, build_evaluator, runnable, score_problem
 from evaluators.video import Video, VideoReadError, read_video, write_video
 
 ROW_COLUMNS = ["model", "prompt", "seed", "sample", "dimension", "score", "status", "reason", "backbone",
@@ -132,6 +132,9 @@ def evaluate_record(video: Video, name: str, evaluator) -> tuple[dict, bool]:
         score = float(record.score)
         if not math.isfinite(score):
             raise ValueError(f"{name} gave {score} (nothing to score on)")
+        problem = score_problem(name, score)
+        if problem:   # outside the evaluator's declared range: a bug, never an ok row
+            raise ValueError(f"{name} gave a {problem}")
         computed = {"score": score, "status": "ok", "reason": "", "n_frames": record.n_frames,
                     "extra": json.dumps(record.extra, sort_keys=True, default=float)}
         cacheable = True
@@ -570,6 +573,9 @@ def run_suite(suite: Suite, out, *, videos=None, prompts=None, cache_dir=None, u
             f"{hits['records']} from the cache, {misses['records']} computed")
         summary = summarize(per_video, generation, models, checkpoints)
         prov["checkpoints"] = checkpoints
+        # the code that scored each dimension: compare refuses two runs scored by different evaluator versions
+        prov["evaluators"] = {d: {"version": EVALUATORS[d].version, "score_range": list(EVALUATORS[d].score_range)}
+                              for d in EVALUATORS if d in set(per_video["dimension"])}
         prov["machine_load"] = {"start": load_at_start, "end": machine_load()}
         primary = primary_metric(summary, suite.primary_metric)
         extra = {}

@@ -307,5 +307,6 @@ def write_results(out, per_video: pd.DataFrame, generation: pd.DataFrame, summar
     for name, content in (extra_files or {}).items():
         atomic_write_text(out / name, content)
         written.append(name)
-    mark_complete(out, written)
+    # the scored videos are outputs too: COMPLETE records their digests (videos/ is not in the returned names)
+    mark_complete(out, written + (["videos"] if (out / "videos").is_dir() else []))
     return written

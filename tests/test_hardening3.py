@@ -109,6 +109,14 @@ def sized(frames=0, side=0):
     return call
 
 
+def from_file(path):
+    level = int(open(path).read())
+
+    def call(prompt, seed, sampling):
+        return np.full((sampling.frames, sampling.height, sampling.width, 3), level, np.uint8)
+    return call
+
+
 def colour(c="x"):
     level = sum(map(ord, c)) % 256
 
@@ -380,3 +388,168 @@ def test_an_adapters_numbers_are_typed_and_bounded_before_any_work(tmp_path, gen
     assert run(tmp_path, tmp_path / "o", [spec]) == 2
     line = one_line(capsys.readouterr().err)
     assert spec in line and said in line and not (tmp_path / "o").exists()
+
+
+# ---------------------------------------------------------------- 3: tampering seen; scores in their range
+
+@pytest.fixture(scope="module")
+def finished(tmp_path_factory):
+    """A completed tiny run (two floors, frame_consistency) with its cache: copied by each test that damages it."""
+    root = tmp_path_factory.mktemp("finished")
+    suite = write_suite(root, ["control:noise", "control:static"])
+    assert main(["run", "--suite", str(suite), "--out", str(root / "run")]) == 0
+    return root
+
+
+def copy_run(finished, tmp_path, name="run") -> Path:
+    import shutil
+
+    shutil.copytree(finished / "run", tmp_path / name)
+    return tmp_path / name
+
+
+def test_every_evaluator_declares_its_score_range():
+    from evaluators import EVALUATORS
+    from evaluators.registry import Evaluator
+
+    for name, cls in EVALUATORS.items():
+        assert any("score_range" in vars(k) for k in cls.__mro__ if k is not Evaluator), name
+        low, high = cls.score_range
+        assert low < high, name
+
+
+def test_a_completed_runs_file_edited_afterwards_is_refused_by_compare_and_report(finished, tmp_path, capsys):
+    base, new = copy_run(finished, tmp_path, "base"), copy_run(finished, tmp_path, "new")
+    assert main(["compare", str(base), str(new), "--out", str(tmp_path / "c")]) == 0
+    rows = pd.read_csv(new / "per_video.csv")
+    rows.loc[rows["status"] == "ok", "score"] = 1.0        # a regression hidden by hand
+    rows.to_csv(new / "per_video.csv", index=False)
+    capsys.readouterr()
+    assert main(["compare", str(base), str(new), "--out", str(tmp_path / "c")]) == 2
+    line = one_line(capsys.readouterr().err)
+    assert str(new / "per_video.csv") in line and "changed after the run completed" in line
+    assert main(["report", str(new)]) == 2
+    assert "changed after the run completed" in one_line(capsys.readouterr().err)
+    video = next((base / "videos").rglob("*.mp4"))
+    video.write_bytes(video.read_bytes()[:-10])              # a scored video changed: COMPLETE holds its digest too
+    fresh = copy_run(finished, tmp_path, "fresh")
+    assert main(["compare", str(fresh), str(base), "--out", str(tmp_path / "c")]) == 2
+    assert str(video) in one_line(capsys.readouterr().err)
+
+
+def test_scores_outside_their_range_and_other_evaluator_versions_are_refused_by_compare(finished, tmp_path, capsys):
+    from benchmarks.outputs import mark_complete
+
+    base, new = copy_run(finished, tmp_path, "base"), tmp_path / "bare"
+    new.mkdir()
+    rows = pd.read_csv(base / "per_video.csv")
+    rows.loc[rows.index[0], "score"] = 1e308                # a cosine of 1e308
+    rows.to_csv(new / "per_video.csv", index=False)        # a bare per_video.csv: read as it is
+    assert main(["compare", str(base), str(new / "per_video.csv"), "--out", str(tmp_path / "c")]) == 2
+    line = one_line(capsys.readouterr().err)
+    assert "line 2" in line and "outside frame_consistency's range [-1, 1]" in line
+    other = copy_run(finished, tmp_path, "other")            # scored by other evaluator code, completed as such
+    results = json.loads((other / "results.json").read_text())
+    results["provenance"]["evaluators"]["frame_consistency"]["version"] = "999"
+    (other / "results.json").write_text(json.dumps(results))
+    mark_complete(other, json.loads((other / "COMPLETE").read_text())["files"])
+    assert main(["compare", str(base), str(other), "--out", str(tmp_path / "c")]) == 2
+    assert "frame_consistency: scored by evaluator version '2' in base, '999' in new" in one_line(
+        capsys.readouterr().err)
+
+
+def reseal(path: Path, **changes) -> None:
+    from benchmarks.cache import _sealed
+
+    payload = json.loads(path.read_text())
+    payload.pop("sha256")
+    path.write_text(json.dumps(_sealed({**payload, **changes})))
+
+
+def test_a_keyed_cache_recomputes_an_entry_resealed_without_its_key(finished, tmp_path, capsys, monkeypatch):
+    suite = finished / "suite.toml"
+    monkeypatch.setenv("M4V_CACHE_KEY", "a shared secret")
+    out = tmp_path / "keyed"
+    assert main(["run", "--suite", str(suite), "--out", str(out)]) == 0
+    reference = (out / "per_video.csv").read_bytes()
+    record = sorted((out / "cache" / "records-v2").rglob("*.json"))[0]
+    monkeypatch.delenv("M4V_CACHE_KEY")
+    reseal(record, score=1.0)                               # a valid plain seal over a forged score
+    monkeypatch.setenv("M4V_CACHE_KEY", "a shared secret")
+    capsys.readouterr()
+    assert main(["run", "--suite", str(suite), "--out", str(out)]) == 0
+    warning = [line for line in capsys.readouterr().err.splitlines() if "cache entry" in line]
+    assert len(warning) == 1 and str(record) in warning[0] and "M4V_CACHE_KEY" in warning[0]
+    assert (out / "per_video.csv").read_bytes() == reference   # recomputed: the forged 1.0 never reached the table
+
+
+def test_a_cached_score_outside_its_range_is_recomputed(finished, tmp_path, capsys):
+    out = copy_run(finished, tmp_path)
+    reference = (out / "per_video.csv").read_bytes()
+    record = sorted((out / "cache" / "records-v2").rglob("frame_consistency@*.json"))[0]
+    reseal(record, score=1e308)
+    assert main(["run", "--suite", str(finished / "suite.toml"), "--out", str(out)]) == 0
+    assert "outside frame_consistency's range" in capsys.readouterr().err
+    assert (out / "per_video.csv").read_bytes() == reference
+
+
+# ---------------------------------------------------------------- 8: every command that reads a run respects its lock
+
+def test_report_and_plan_refuse_a_run_that_is_being_written(finished, tmp_path, capsys):
+    from benchmarks.outputs import OutputLock
+
+    run_dir = copy_run(finished, tmp_path)
+    before = (run_dir / "report.html").read_bytes()
+    with OutputLock(run_dir):    # a rerun holds it
+        assert main(["report", str(run_dir)]) == 2
+        assert "locked" in one_line(capsys.readouterr().err)
+        assert main(["plan", "--from", str(run_dir)]) == 2
+        assert "locked" in one_line(capsys.readouterr().err)
+    assert (run_dir / "report.html").read_bytes() == before
+    assert main(["report", str(run_dir)]) == 0 and main(["plan", "--from", str(run_dir)]) == 0
+
+
+# ---------------------------------------------------------------- 2: the cache follows what a generator loads
+
+def test_an_edited_helper_module_or_option_file_is_generated_again_not_served_from_the_cache(tmp_path, monkeypatch,
+                                                                                            capsys):
+    package = tmp_path / "mypkg"
+    (package / "parts").mkdir(parents=True)
+    (package / "__init__.py").write_text("")
+    (package / "parts" / "__init__.py").write_text("")
+    (package / "parts" / "helper.py").write_text("LEVEL = 40\n")
+    (package / "gen.py").write_text("import numpy as np\n\nfrom mypkg.parts import helper\n\n\ndef make(path):\n"
+                                    "    extra = int(open(path).read())\n\n"
+                                    "    def call(prompt, seed, sampling):\n"
+                                    "        shape = (sampling.frames, sampling.height, sampling.width, 3)\n"
+                                    "        return np.full(shape, helper.LEVEL + extra, np.uint8)\n    return call\n")
+    (tmp_path / "extra.txt").write_text("0")
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    suite = write_suite(tmp_path, ["control:static"], evaluators=("world_count",))   # no backbone to load
+
+    def rerun() -> tuple[str, float]:
+        """A fresh process' view: mypkg imported anew (what a second `m4v-bench run` does)."""
+        import importlib
+
+        from evaluators.video import read_video
+
+        for name in [m for m in sys.modules if m == "mypkg" or m.startswith("mypkg.")]:
+            del sys.modules[name]
+        importlib.invalidate_caches()
+        assert main(["run", "--suite", str(suite), "--models", "python:mypkg.gen:make?path=extra.txt", "--out", "o",
+                     "--prompt-limit", "1"]) == 0
+        rows = pd.read_csv(tmp_path / "o" / "per_video.csv")
+        counts = next(line for line in capsys.readouterr().out.splitlines() if line.startswith("videos:"))
+        return counts, float(read_video(tmp_path / "o" / rows["video"].iloc[0]).frames.mean())
+
+    counts, level = rerun()
+    assert abs(level - 40) < 2
+    (package / "parts" / "helper.py").write_text("LEVEL = 120\n")   # a helper edited
+    counts, level = rerun()
+    assert counts.startswith("videos: 0 from the cache") and abs(level - 120) < 2, counts
+    (tmp_path / "extra.txt").write_text("60")                          # the file an option names, overwritten
+    counts, level = rerun()
+    assert counts.startswith("videos: 0 from the cache") and abs(level - 180) < 2, counts
+    counts, level = rerun()                                            # nothing changed: all from the cache
+    assert counts.startswith("videos: 1 from the cache") and abs(level - 180) < 2, counts

@@ -35,7 +35,9 @@ class CommandGenerator(Generator):
 
     def fingerprint(self) -> dict:
         # the command line and the files it names (the script): an edited script makes other videos
-        files = {a: file_sha256(a) for a in self.template if "{" not in a and Path(a).is_file()}
+        named = [a for a in self.template if "{" not in a]
+        named += [a.partition("=")[2] for a in named if a.startswith("-") and "=" in a]   # --ckpt=FILE
+        files = {a: file_sha256(a) for a in named if a and Path(a).is_file()}
         program = shutil.which(self.template[0])
         if program and self.template[0] not in files and Path(program).is_file():
             files[self.template[0]] = file_sha256(program)

@@ -42,7 +42,7 @@ class PythonGenerator(Generator):
         self.target, self.options, self.made, self.source = target, options, made, source
         self.batched = callable(getattr(made, "generate", None))
         self.capabilities = capabilities
-        self._fingerprint = None
+        self.module, self._fingerprint = None, None
 
     def fingerprint(self) -> dict:
         # computed once, when the spec is resolved (python_generator): the object's own fingerprint() is user code
@@ -50,6 +50,8 @@ class PythonGenerator(Generator):
             own = getattr(self.made, "fingerprint", None)
             self._fingerprint = {"python": self.target, "options": self.options,
                                  "source": file_sha256(self.source) if self.source and self.source.is_file() else None,
+                                 "sources": package_sources(self.module) if self.module else {},
+                                 "option_files": option_files(self.options, self.spec),
                                  "object": own() if callable(own) else None}
         return self._fingerprint
 
@@ -69,6 +71,67 @@ class PythonGenerator(Generator):
                     raise
                 videos.append(GenerationFailed(user_failure(exc)))
         return Generation(videos)
+
+
+MAX_OPTION_TREE_FILES = 2000   # an option naming a folder larger than this is refused, not hashed for minutes
+
+
+def _install_locations() -> set[Path]:
+    """Where the interpreter's own and installed packages live (their modules are not the user's package)."""
+    import sysconfig
+
+    paths = sysconfig.get_paths()
+    return {Path(paths[k]).resolve() for k in ("stdlib", "platstdlib", "purelib", "platlib") if k in paths}
+
+
+def package_sources(module) -> dict:
+    """{path: SHA-256} of the source files local to a generator's module, so an edited helper changes the cache key:
+    a package's every .py file (recursively); a loose module's folder's .py files and every module imported from
+    under that folder. A module installed with the interpreter (stdlib, site-packages) is its own file only."""
+    file = getattr(module, "__file__", None)
+    if not file:
+        return {}
+    file = Path(file).resolve()
+    package = getattr(module, "__package__", None) or ""
+    top = sys.modules.get(package.split(".")[0]) if package else None
+    if top is not None and getattr(top, "__path__", None) and getattr(top, "__file__", None):
+        root, files = Path(top.__file__).resolve().parent, set(Path(top.__file__).resolve().parent.rglob("*.py"))
+    else:
+        root, files = file.parent, set(file.parent.glob("*.py"))
+    if root in _install_locations():
+        return {str(file): file_sha256(file)}
+    harness = [Path(__file__).resolve().parents[2] / name for name in ("benchmarks", "evaluators")]
+    for loaded in list(sys.modules.values()):   # helpers imported from under the root, in subfolders too
+        path = getattr(loaded, "__file__", None)
+        if path and path.endswith(".py") and Path(path).resolve().is_relative_to(root) \
+                and not any(Path(path).resolve().is_relative_to(h) for h in harness):   # the harness is not theirs
+            files.add(Path(path).resolve())
+    return {str(f.relative_to(root)): file_sha256(f) for f in sorted(f.resolve() for f in files) if f.is_file()}
+
+
+def option_files(options: dict, spec: str) -> dict:
+    """{option: SHA-256} of the content of every option naming an existing file (a whole folder's tree), so a
+    checkpoint overwritten in place changes the cache key."""
+    from benchmarks.cache import tree_sha256
+
+    found = {}
+    for key, value in options.items():
+        if not isinstance(value, str) or not value:
+            continue
+        path = Path(value)
+        try:
+            if path.is_file():
+                found[key] = file_sha256(path)
+            elif path.is_dir():
+                n = sum(1 for p in path.rglob("*") if p.is_file())
+                if n > MAX_OPTION_TREE_FILES:
+                    raise GeneratorError(f"--models {spec}: option {key}={value} names a folder of {n} files, too "
+                                         f"many to fingerprint (over {MAX_OPTION_TREE_FILES}); name the file it loads")
+                found[key] = tree_sha256(path)
+        except OSError as exc:
+            raise GeneratorError(f"--models {spec}: option {key}={value}: cannot read ({exc.strerror or exc})") \
+                from None
+    return found
 
 
 def _import(target: str, spec: str):
@@ -137,6 +200,7 @@ def python_generator(spec: str) -> PythonGenerator:
     source = Path(module.__file__) if getattr(module, "__file__", None) else None
     name = rest if not options else spec[len(PREFIX):]
     generator = PythonGenerator(spec, f"python:{name}", rest, options, made, source, capabilities)
+    generator.module = module
     with _user_code(spec, "fingerprint()"):
         fingerprint = generator.fingerprint()
         try:   # it keys the cache: JSON, finite, as written

@@ -57,6 +57,7 @@ class ImagingQuality(Evaluator):
     """Per video: mean frame quality (0-100); aggregate: mean over videos / 100."""
 
     name = "imaging_quality"
+    score_range = (0.0, 100.0)   # 100 sigmoid per frame
     version = "1"
     backbones = ("fidelity",)
 
