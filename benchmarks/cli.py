@@ -140,6 +140,8 @@ def _suite_from_args(args):
         getattr(args, "suite", None) or suites.DEFAULT_SUITE)
     if getattr(args, "full", False):
         suite = suite.with_overrides(**suite.full)
+    if getattr(args, "suite_file", None) and getattr(args, "models", None) is None:
+        _check_suite_code(args.suite_file, suite.models, getattr(args, "trust_suite_code", False))
     changes = {}
     for flag, field in (("models", "models"), ("per_kind", "per_kind"), ("samples", "samples"),
                         ("prompt_limit", "prompt_limit"), ("seed", "seed"), ("controls", "controls")):
@@ -153,6 +155,20 @@ def _suite_from_args(args):
     if getattr(args, "prompts", None) and suite.kind == "generate":
         changes["prompts"] = args.prompts
     return suite.with_overrides(**changes) if changes else suite
+
+
+def _check_suite_code(path, models, trusted: bool) -> None:
+    """A suite file is data unless the user says otherwise: its python: / cmd: specs (a control's `of=` too) run
+    code, so they run only with --trust-suite-code, checked before any spec is imported or called."""
+    import re
+    from urllib.parse import unquote_plus
+
+    from benchmarks.suites import SuiteError
+
+    code = [m for m in models if re.search(r"(^|[?&]of=)(python|cmd):", unquote_plus(m))]
+    if code and not trusted:
+        raise SuiteError(f"--suite {path}: key 'models': {code[0]!r} runs code the suite file names (python: / "
+                         "cmd:); read the file, then pass --trust-suite-code to run it (or give it with --models)")
 
 
 def cmd_run(args) -> int:
@@ -434,11 +450,14 @@ def _add_run(sub) -> None:
     p.add_argument("--suite", dest="suite_file", metavar="FILE.toml", help="a suite defined in a TOML file")
     p.add_argument("--models", nargs="+", help="generator specs, replacing the suite's: shipped names, save_pretrained "
                    "directories, reconstruction:VAE, control:KIND, python:MODULE:FACTORY, diffusers:PATH, "
-                   "'cmd:SCRIPT {prompt} {seed} {out}' (docs/generators.md)")
+                   "'cmd:SCRIPT --prompt={prompt} --seed={seed} --out={out}' (docs/generators.md)")
     p.add_argument("--controls", nargs="?", const=list(CONTROL_KINDS), type=flags.name_list, metavar="KIND,...",
                    help="add validity floors (default all: " + ", ".join(CONTROL_KINDS) + "); report.md flags "
                         "metrics on which a model is not separated from them")
     p.add_argument("--full", action="store_true", help="the suite's full size (committed results)")
+    p.add_argument("--trust-suite-code", action="store_true",
+                   help="run the python: / cmd: specs a --suite file names (its code runs as you; without the flag "
+                        "such a suite is refused before anything is imported)")
     p.add_argument("--per-kind", type=flags.BOUNDS["per_kind"], help="world prompts per kind (8 kinds)")
     p.add_argument("--samples", type=flags.BOUNDS["samples"], help="videos per prompt (VBench: 5)")
     p.add_argument("--prompt-limit", type=flags.BOUNDS["prompt_limit"], help="only the first N prompts")

@@ -144,7 +144,7 @@ def digest(frames) -> str:
 
 
 def run(tmp_path, suite, out, *extra, code=0):
-    assert main(["run", "--suite", str(suite), "--out", str(out), *extra]) == code
+    assert main(["run", "--suite", str(suite), "--out", str(out), "--trust-suite-code", *extra]) == code
     return pd.read_csv(out / "per_video.csv")
 
 
@@ -234,8 +234,8 @@ def test_bad_outputs_are_failed_rows_naming_the_cause_and_nothing_else_is_lost(t
 # ---------------------------------------------------------------- cache, resume, torchrun with an adapter
 
 def run_cli(*args):
-    return subprocess.run([sys.executable, "-m", "benchmarks.cli", *args], cwd=REPO, capture_output=True, text=True,
-                          env={**os.environ, "OMP_NUM_THREADS": "1"})
+    return subprocess.run([sys.executable, "-m", "benchmarks.cli", *args, "--trust-suite-code"], cwd=REPO,
+                          capture_output=True, text=True, env={**os.environ, "OMP_NUM_THREADS": "1"})
 
 
 def test_an_adapter_cached_uncached_resumed_and_under_torchrun_gives_one_table(tmp_path, module):
@@ -254,7 +254,7 @@ def test_an_adapter_cached_uncached_resumed_and_under_torchrun_gives_one_table(t
     assert resumed.returncode == 0 and (tmp_path / "c" / "per_video.csv").read_bytes() == reference
     two = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port",
                           "29533", "-m", "benchmarks.cli", "run", "--suite", str(path), "--out", str(tmp_path / "two"),
-                          "--no-cache"], cwd=REPO, capture_output=True, text=True,
+                          "--no-cache", "--trust-suite-code"], cwd=REPO, capture_output=True, text=True,
                          env={**os.environ, "OMP_NUM_THREADS": "1"})
     assert two.returncode == 0, two.stderr[-2000:]
     assert (tmp_path / "two" / "per_video.csv").read_bytes() == reference
@@ -304,7 +304,7 @@ def test_a_command_through_the_cli_is_timed_and_its_flops_declined(tmp_path):
 def test_a_bad_spec_is_one_line_naming_it_and_exit_2_before_any_work(tmp_path, module, capsys, spec, problem):
     spec = spec.format(module=module, tmp=tmp_path)
     out = tmp_path / "o"
-    assert main(["run", "--suite", str(write_suite(tmp_path, [spec])), "--out", str(out)]) == 2
+    assert main(["run", "--suite", str(write_suite(tmp_path, [spec])), "--out", str(out), "--trust-suite-code"]) == 2
     err = capsys.readouterr().err.strip()
     assert "\n" not in err and spec in err and problem.format() in err, err
     assert not out.exists()   # nothing was done

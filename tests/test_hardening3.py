@@ -553,3 +553,19 @@ def test_an_edited_helper_module_or_option_file_is_generated_again_not_served_fr
     assert counts.startswith("videos: 0 from the cache") and abs(level - 180) < 2, counts
     counts, level = rerun()                                            # nothing changed: all from the cache
     assert counts.startswith("videos: 1 from the cache") and abs(level - 180) < 2, counts
+
+
+# ---------------------------------------------------------------- 10: a suite file runs code only when the user says so
+
+@pytest.mark.parametrize("spec", ["python:subprocess:getoutput?cmd=touch {marker}", "cmd:touch {marker} {{out}}",
+                                  "control:first-frame?of=python%3Asubprocess%3Agetoutput%3Fcmd%3Dtouch+{marker}"])
+def test_a_suite_files_code_runs_only_with_trust_suite_code(tmp_path, capsys, spec):
+    marker = tmp_path / "ran"
+    suite = write_suite(tmp_path, [spec.format(marker=marker), "control:static"])
+    assert main(["run", "--suite", str(suite), "--out", str(tmp_path / "o")]) == 2
+    line = one_line(capsys.readouterr().err)
+    assert str(suite) in line and "--trust-suite-code" in line
+    assert not marker.exists() and not (tmp_path / "o").exists()   # nothing imported, called or written
+    if spec.startswith("python:"):   # trusted: the user's own choice, and the spec is then resolved as any other
+        assert main(["run", "--suite", str(suite), "--out", str(tmp_path / "o"), "--trust-suite-code"]) == 2
+        assert marker.exists() and "is not a callable" in one_line(capsys.readouterr().err)

@@ -1,6 +1,7 @@
 """`cmd:TEMPLATE`: a command that writes one video per call, as a Generator. TEMPLATE is split like a shell
 line (no shell runs: a prompt cannot inject one) and each argument filled from {prompt}, {seed}, {out} (the mp4
-to write), {frames}, {height}, {width}, {fps}, {steps}, {guidance}; `{{` is a literal brace. Seconds are
+to write), {frames}, {height}, {width}, {fps}, {steps}, {guidance}; `{{` is a literal brace. Fuse a value to
+its option (`--prompt={prompt}`) so a prompt beginning with `-` is never read as an option. Seconds are
 measured around the process; FLOPs and memory are declined (they happen in another process).
 """
 
