@@ -757,6 +757,9 @@ def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
     args.argv = argv  # recorded in run's provenance
     debug = getattr(args, "debug", False) or os.environ.get("M4V_DEBUG") == "1"
+    previous_debug = os.environ.get("M4V_DEBUG")
+    if debug:   # adapters read it: third-party warnings and progress bars are shown only then
+        os.environ["M4V_DEBUG"] = "1"
     out = getattr(args, "out", None)
     created = _created_root(Path(out)) if out else None
     rc = 2
@@ -788,6 +791,8 @@ def main(argv=None) -> int:
         return rc
     finally:
         _restore_terminate(previous)
+        if previous_debug is None:
+            os.environ.pop("M4V_DEBUG", None)
         if created is not None and rc != 0:
             _remove_if_empty(created)
 

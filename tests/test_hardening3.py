@@ -569,3 +569,22 @@ def test_a_suite_files_code_runs_only_with_trust_suite_code(tmp_path, capsys, sp
     if spec.startswith("python:"):   # trusted: the user's own choice, and the spec is then resolved as any other
         assert main(["run", "--suite", str(suite), "--out", str(tmp_path / "o"), "--trust-suite-code"]) == 2
         assert marker.exists() and "is not a callable" in one_line(capsys.readouterr().err)
+
+
+# ---------------------------------------------------------------- 11: no library noise before the one message
+
+def test_bad_diffusers_input_is_one_line_without_library_warnings_or_progress_bars(tmp_path, capsys):
+    import warnings
+
+    pytest.importorskip("diffusers")
+    pipe = tmp_path / "pipe"
+    pipe.mkdir()
+    (pipe / "model_index.json").write_text(json.dumps({"_class_name": "TextToVideoSDPipeline",
+                                                       "scheduler": ["diffusers", "DDIMScheduler"]}))
+    with warnings.catch_warnings(record=True) as seen:   # what would reach stderr (pytest keeps warnings to itself)
+        warnings.simplefilter("always")
+        assert run(tmp_path, tmp_path / "o", [f"diffusers:{pipe}"]) == 2
+    assert not [w for w in seen if w.category is FutureWarning], [str(w.message) for w in seen]
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith("m4v-bench run: --models diffusers:"), err   # no progress bar
+    assert "cannot load the pipeline" in err

@@ -14,6 +14,7 @@ with seed = suite.seed + 1000 i + b, and the key holds the batch.
 
 from __future__ import annotations
 
+import contextlib
 import math
 import re
 from dataclasses import dataclass, field
@@ -49,6 +50,27 @@ def user_failure(exc: BaseException) -> str:
         return f"called sys.exit({exc.code!r})"
     text = " ".join(str(exc).split())
     return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+
+
+def debug_enabled() -> bool:
+    """--debug (main sets M4V_DEBUG=1 for the command) or M4V_DEBUG=1: library noise is shown, tracebacks kept."""
+    import os
+
+    return os.environ.get("M4V_DEBUG") == "1"
+
+
+@contextlib.contextmanager
+def quiet_libraries():
+    """Third-party warnings (diffusers' FutureWarnings) and progress bars off stderr unless --debug: a refusal is
+    the one line that names the spec, with nothing before it."""
+    if debug_enabled():
+        yield
+        return
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        yield
 
 
 def per_video_seed(base_seed: int, prompt_index: int, sample: int) -> int:

@@ -22,6 +22,8 @@ from benchmarks.generators.base import (
     GenerationFailed,
     Generator,
     GeneratorError,
+    debug_enabled,
+    quiet_libraries,
     split_query,
 )
 
@@ -70,7 +72,8 @@ class DiffusersGenerator(Generator):
 
         call = self.last_call = self.call_arguments(sampling)
         generators = [torch.Generator(self.device).manual_seed(int(s)) for s in seeds]
-        output = self.pipe(prompt=list(prompts), generator=generators, **call)
+        with quiet_libraries():
+            output = self.pipe(prompt=list(prompts), generator=generators, **call)
         return Generation(videos_of(output, len(prompts)), call=call)
 
 
@@ -109,16 +112,24 @@ def diffusers_generator(spec: str) -> DiffusersGenerator:
     if str(options.get("device", "cpu")).split(":")[0] not in ("cpu", "cuda", "mps"):
         raise GeneratorError(f"--models {spec}: device {options['device']!r}; one of cpu, cuda, cuda:N, mps")
     try:
-        import torch
-        from diffusers import DiffusionPipeline
+        with quiet_libraries():
+            import torch
+            from diffusers import DiffusionPipeline
     except ImportError as exc:
         raise GeneratorError(f"--models {spec}: {INSTALL}") from exc
+    if not debug_enabled():   # its progress bars and log lines: only with --debug
+        import diffusers
+
+        diffusers.utils.logging.disable_progress_bar()
+        diffusers.utils.logging.set_verbosity_error()
     try:
-        pipe = DiffusionPipeline.from_pretrained(str(path), local_files_only=True,
-                                                 torch_dtype=getattr(torch, DTYPES[str(options.get('dtype', 'fp32'))]))
-        pipe = pipe.to(str(options.get("device", "cpu")))
+        dtype = getattr(torch, DTYPES[str(options.get("dtype", "fp32"))])
+        with quiet_libraries():
+            pipe = DiffusionPipeline.from_pretrained(str(path), local_files_only=True, torch_dtype=dtype)
+            pipe = pipe.to(str(options.get("device", "cpu")))
     except Exception as exc:  # noqa: BLE001 - a pipeline that cannot load is the spec's: exit 2 before any work
-        raise GeneratorError(f"--models {spec}: cannot load the pipeline ({type(exc).__name__}: {exc})") from exc
+        raise GeneratorError(f"--models {spec}: cannot load the pipeline ({type(exc).__name__}: "
+                             f"{' '.join(str(exc).split())})") from None
     pipe.set_progress_bar_config(disable=True)
     generator = DiffusersGenerator(spec, f"diffusers:{path.resolve().name}" + (
         "?" + spec.partition("?")[2] if options else ""), path, options, pipe)
