@@ -10,7 +10,6 @@ import subprocess
 import sys
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 import pytest
 
@@ -33,7 +32,6 @@ steps = [1, 1, 1]
 GENERATORS = '''
 import sys
 
-import numpy as np
 
 
 def grey(level=128):
@@ -197,7 +195,6 @@ VIDEO_SCRIPT = r'''
 import sys
 
 import av
-import numpy as np
 
 args = dict(a.split("=", 1) for a in sys.argv[1:])
 level = int(args.get("--level", "0"))
