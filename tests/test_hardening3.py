@@ -32,7 +32,7 @@ steps = [1, 1, 1]
 GENERATORS = '''
 import sys
 
-
+import numpy as np
 
 def grey(level=128):
     def call(prompt, seed, sampling):
@@ -195,6 +195,7 @@ VIDEO_SCRIPT = r'''
 import sys
 
 import av
+import numpy as np
 
 args = dict(a.split("=", 1) for a in sys.argv[1:])
 level = int(args.get("--level", "0"))
