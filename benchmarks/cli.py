@@ -6,6 +6,8 @@ import argparse
 import sys
 from pathlib import Path
 
+from benchmarks.core.errors import Terminated  # SIGTERM as an exception (stdlib-only module: --help stays fast)
+
 
 def cmd_info(args) -> int:
     """Versions, scan backends usable here, CPU/GPU; with --config, parameter counts per variant."""
@@ -158,6 +160,8 @@ def _suite_from_args(args):
         getattr(args, "suite", None) or suites.DEFAULT_SUITE)
     if getattr(args, "full", False):
         suite = suite.with_overrides(**suite.full)
+    if getattr(args, "suite_file", None) and getattr(args, "models", None) is None:
+        _check_suite_code(args.suite_file, suite.models, getattr(args, "trust_suite_code", False))
     changes = {}
     for flag, field in (("models", "models"), ("per_kind", "per_kind"), ("samples", "samples"),
                         ("prompt_limit", "prompt_limit"), ("seed", "seed"), ("controls", "controls")):
@@ -189,6 +193,20 @@ def _vbench_cache_backbones(args, dims, suite_backbones) -> list[str]:
     given = {spec.partition("=")[0] for spec in (*suite_backbones, *(getattr(args, "backbone", None) or ()))}
     kinds = [k for k in BACKBONE_KINDS if k not in given]
     return cache_backbones(cache_dir, dims, kinds, strict, note=lambda line: print(line, file=sys.stderr))
+
+
+def _check_suite_code(path, models, trusted: bool) -> None:
+    """A suite file is data unless the user says otherwise: its python: / cmd: specs (a control's `of=` too) run
+    code, so they run only with --trust-suite-code, checked before any spec is imported or called."""
+    import re
+    from urllib.parse import unquote_plus
+
+    from benchmarks.core.errors import SuiteError
+
+    code = [m for m in models if re.search(r"(^|[?&]of=)(python|cmd):", unquote_plus(m))]
+    if code and not trusted:
+        raise SuiteError(f"--suite {path}: key 'models': {code[0]!r} runs code the suite file names (python: / "
+                         "cmd:); read the file, then pass --trust-suite-code to run it (or give it with --models)")
 
 
 def cmd_run(args) -> int:
@@ -242,13 +260,14 @@ def cmd_train(args) -> int:
     import torch
 
     from benchmarks.core.outputs import snapshot_dir
-    from benchmarks.train import parse_arch_overrides, parse_recipe_options, train
+    from benchmarks.train import check_arch_size, parse_arch_overrides, parse_recipe_options, train
 
     if args.threads:
         torch.set_num_threads(args.threads)
     if args.device == "cuda" and not torch.cuda.is_available():
         raise ValueError("--device cuda but no CUDA device is visible")
     arch = parse_arch_overrides(args.mixer, args.set)  # checked against the config before anything runs
+    check_arch_size(args.model, arch)                   # and against this machine's memory
     options = {k: v for k, v in (("batch", args.batch), ("lr", args.lr), ("stage_weights", args.stage_weights),
                                  ("dataset_size", args.dataset_size), ("arch", arch or None),
                                  ("device", None if args.device == "cpu" else args.device),
@@ -477,11 +496,14 @@ def _add_run(sub) -> None:
     p.add_argument("--suite", dest="suite_file", metavar="FILE.toml", help="a suite defined in a TOML file")
     p.add_argument("--models", nargs="+", help="generator specs, replacing the suite's: shipped names, save_pretrained "
                    "directories, reconstruction:VAE, control:KIND, python:MODULE:FACTORY, diffusers:PATH, "
-                   "'cmd:SCRIPT {prompt} {seed} {out}' (docs/generators.md)")
+                   "'cmd:SCRIPT --prompt={prompt} --seed={seed} --out={out}' (docs/generators.md)")
     p.add_argument("--controls", nargs="?", const=list(CONTROL_KINDS), type=flags.name_list, metavar="KIND,...",
                    help="add validity floors (default all: " + ", ".join(CONTROL_KINDS) + "); report.md flags "
                         "metrics on which a model is not separated from them")
     p.add_argument("--full", action="store_true", help="the suite's full size (committed results)")
+    p.add_argument("--trust-suite-code", action="store_true",
+                   help="run the python: / cmd: specs a --suite file names (its code runs as you; without the flag "
+                        "such a suite is refused before anything is imported)")
     p.add_argument("--per-kind", type=flags.BOUNDS["per_kind"], help="world prompts per kind (8 kinds)")
     p.add_argument("--samples", type=flags.BOUNDS["samples"], help="videos per prompt (VBench: 5)")
     p.add_argument("--prompt-limit", type=flags.BOUNDS["prompt_limit"], help="only the first N prompts")
@@ -800,6 +822,9 @@ def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
     args.argv = argv  # recorded in run's provenance
     debug = getattr(args, "debug", False) or os.environ.get("M4V_DEBUG") == "1"
+    previous_debug = os.environ.get("M4V_DEBUG")
+    if debug:   # adapters read it: third-party warnings and progress bars are shown only then
+        os.environ["M4V_DEBUG"] = "1"
     out = getattr(args, "out", None)
     created = _created_root(Path(out)) if out else None
     rc = 2
@@ -831,12 +856,10 @@ def main(argv=None) -> int:
         return rc
     finally:
         _restore_terminate(previous)
+        if previous_debug is None:
+            os.environ.pop("M4V_DEBUG", None)
         if created is not None and rc != 0:
             _remove_if_empty(created)
-
-
-class Terminated(BaseException):
-    """SIGTERM, raised where the process is (a BaseException: no `except Exception` swallows it)."""
 
 
 def _terminate_as_exception():

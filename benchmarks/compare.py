@@ -116,12 +116,28 @@ def check_settings(base: RunResults, new: RunResults) -> list[str]:
     difference = first_difference(*suites, skip=SUITE_KEYS_ALLOWED_TO_DIFFER + added_unset)
     if difference:
         raise CompareError(f"different suites or settings: suite.{difference}")
-    notes = []
+    notes = evaluator_versions(base, new)
     for key in ("device", "versions"):
         found = first_difference(base.provenance.get(key) or {}, new.provenance.get(key) or {}, key)
         if found:
             notes.append(f"note: {found} (scores may move with it)")
     return notes
+
+
+def evaluator_versions(base: RunResults, new: RunResults) -> list[str]:
+    """Refuse a dimension both runs scored with different evaluator versions (another algorithm: another metric);
+    a note where a side's results.json predates the record."""
+    versions = [(run.provenance or {}).get("evaluators") for run in (base, new)]
+    if any(not isinstance(v, dict) for v in versions):
+        missing = [str(run.path) for run, v in zip((base, new), versions) if not isinstance(v, dict)]
+        return [f"note: evaluator versions not checked (none recorded beside {', '.join(missing)})"]
+    for dimension in sorted(set(versions[0]) & set(versions[1])):
+        sides = [(v.get(dimension) or {}).get("version") if isinstance(v.get(dimension), dict) else None
+                 for v in versions]
+        if sides[0] != sides[1]:
+            raise CompareError(f"{dimension}: scored by evaluator version {sides[0]!r} in base, {sides[1]!r} in new "
+                               "(other code: not comparable); rescore one side with the other's version")
+    return []
 
 
 def pair_models(base_models: list[str], new_models: list[str], pairs: list[tuple[str, str]]):
@@ -266,8 +282,13 @@ def compare_runs(base: RunResults, new: RunResults, options: CompareOptions | No
         if unpaired.sum():
             notes.append(f"{label}: compared the paired samples only ({int(unpaired.sum())} unpaired left out)")
         for dimension, part in samples.groupby("dimension", sort=True):
-            row = metric_row(part["base"].to_numpy(float), part["new"].to_numpy(float), directions[dimension],
-                             options, prompt_clusters(part["prompt"], part["sample_id"]))
+            try:   # an unbounded metric's huge scores: one line, never numpy's warnings and a verdict
+                with np.errstate(over="raise"):
+                    row = metric_row(part["base"].to_numpy(float), part["new"].to_numpy(float),
+                                     directions[dimension], options, prompt_clusters(part["prompt"],
+                                                                                     part["sample_id"]))
+            except FloatingPointError as exc:
+                raise CompareError(f"{label} {dimension}: scores too large to compare ({exc})") from None
             rows.append({"model_base": model_base, "model_new": model_new, "dimension": dimension,
                          **row, "n_unpaired": int(unpaired.get(dimension, 0))})
     if not rows:

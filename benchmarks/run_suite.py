@@ -17,6 +17,7 @@ from benchmarks.run import distributed
 from benchmarks.run.cache import SampleCache
 from benchmarks.run.runner import GENERATION_FAILED, backbone_weights, run_external, run_generate, unscored_dimensions
 from benchmarks.run.suites import Suite
+from evaluators import EVALUATORS
 from evaluators.backbones import default_backbones
 
 
@@ -129,6 +130,9 @@ def run_suite(suite: Suite, out, *, videos=None, prompts=None, cache_dir=None, u
             f"{hits['records']} from the cache, {misses['records']} computed")
         summary = summarize(per_video, generation, models, checkpoints)
         prov["checkpoints"] = checkpoints
+        # the code that scored each dimension: compare refuses two runs scored by different evaluator versions
+        prov["evaluators"] = {d: {"version": EVALUATORS[d].version, "score_range": list(EVALUATORS[d].score_range)}
+                              for d in EVALUATORS if d in set(per_video["dimension"])}
         prov["machine_load"] = {"start": load_at_start, "end": machine_load()}
         prov["backbone_weights"] = backbone_weights(suite.backbones)
         from benchmarks.run.protocol_card import protocol_card

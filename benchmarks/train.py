@@ -77,6 +77,31 @@ def parse_arch_overrides(mixer: str | None, settings: list[str]) -> dict:
     return overrides
 
 
+# weights, gradients and Adam's two moments: four fp32 copies of every parameter while training
+TRAIN_BYTES_PER_PARAMETER = 16
+
+
+def check_arch_size(model: str, arch: dict) -> None:
+    """An ablation variant (--set) whose parameters cannot be held while training on this machine is refused
+    before anything is built, with the count and the estimate (the model is built on the meta device: no memory)."""
+    from benchmarks.core.flags import BASE_BYTES, machine_memory
+    from m4v.recipes.denoiser import MIXER, tiny_config
+    from m4v.transformer import build_model, count_parameters
+
+    if not arch or model not in MIXER:
+        return
+    shown = " ".join(f"{k}={v}" for k, v in arch.items())
+    try:
+        config = tiny_config(model, **arch)
+    except (TypeError, ValueError, ZeroDivisionError) as exc:
+        raise ValueError(f"--set {shown}: {' '.join(str(exc).split())}") from None
+    n = count_parameters(build_model(config, device="meta"))
+    need, have = BASE_BYTES + n * TRAIN_BYTES_PER_PARAMETER, machine_memory()
+    if have is not None and need > have:
+        raise ValueError(f"--set {shown}: a model of {n:,} parameters needs about {need / 2**30:.1f} GiB to train "
+                         f"(weights, gradients, Adam), more than this machine's {have / 2**30:.1f} GiB")
+
+
 ZERO_MEANS_AUTO = ("dt_rank",)  # int fields where 0 is a setting (ceil(width / 16)); every other size is >= 1
 FIELD_EXPECTED = {"bool": "true or false", "int": "an integer >= 1", "float": "a finite number > 0",
                   "tuple": "comma-separated integers >= 1", "str": "a non-empty value"}

@@ -13,7 +13,7 @@ from pathlib import Path
 import torch
 
 from evaluators.backbone_loading import load_state_file
-from evaluators.registry import Evaluator, Record, register
+from evaluators.registry import ANY_FINITE, Evaluator, Record, register
 
 
 class AestheticHead:
@@ -41,6 +41,7 @@ class AestheticQuality(Evaluator):
     """Per video the mean over frames of head(e) / 10; aggregate = mean over videos (VBench)."""
 
     name = "aesthetic_quality"
+    score_range = ANY_FINITE   # a linear head on CLIP features / 10: not bounded
     version = "2"   # 2: CLIP frames resized on float32, as VBench's load_video hands them to clip_transform
     backbones = ("aesthetic",)
     # its own CLIP (VBench: ViT-L/14) when given as aesthetic_clip, so clip= can stay ViT-B/32 for the others

@@ -16,6 +16,7 @@ class ClipScore(Evaluator):
     """Per video max(mean over frames of 100 * cos(image, text), 0) (torchmetrics); aggregate = mean over videos."""
 
     name = "clip_score"
+    score_range = (0.0, 100.0)   # max(100 cos, 0)
     version = "3"   # 3: CLIP frames resized on float32 (the shared clip_transform path, issue 29)
     needs = ("frames", "prompt")
     backbones = ("clip",)

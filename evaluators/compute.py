@@ -6,6 +6,8 @@ have none and are not scored on this dimension.
 
 from __future__ import annotations
 
+import math
+
 from evaluators.registry import Declined, Evaluator, Record, register
 
 REL_TOLERANCE = 0.01  # fvcore and FlopCounterMode must agree within 1%
@@ -16,6 +18,7 @@ class Compute(Evaluator):
     """Score = the generation's transformer TFLOPs (FlopCounterMode); extras: fvcore's count, mixer TFLOPs."""
 
     name = "compute"
+    score_range = (0.0, math.inf)   # TFLOPs per video
     version = "1"
     needs = ("generation",)
     backbone = "flop-counters"

@@ -53,6 +53,7 @@ class BackgroundConsistency(_VBenchConsistency):
     """VBench background_consistency: CLIP image features of all frames."""
 
     name = "background_consistency"
+    score_range = (-1.0, 1.0)   # cosines
     backbones = ("clip",)
     faithful_backbone = "clip:ViT-B-32-quickgelu@"   # OpenAI's weights: QuickGELU (plain ViT-B-32 is GELU)
 
@@ -66,6 +67,7 @@ class SubjectConsistency(_VBenchConsistency):
     interpolation)."""
 
     name = "subject_consistency"
+    score_range = (-1.0, 1.0)   # cosines
     backbones = ("dino",)
     faithful_backbone = "dino:dino_vitb16@"
 
@@ -78,6 +80,7 @@ class FrameConsistency(Evaluator):
     """Per-video mean cosine to the previous frame; extras: minimum, cosine to the first frame, drift slope."""
 
     name = "frame_consistency"
+    score_range = (-1.0, 1.0)   # cosines
     version = "2"   # 2: CLIP frames resized on float32 (VBench's clip_transform path)
     backbones = ("clip",)
     group = "clip"

@@ -8,6 +8,7 @@ which evaluator takes which backbone.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -18,6 +19,26 @@ VIDEO_INPUTS = ("frames", "prompt", "prompt_info", "generation")
 # (vbench/__init__.py, VBench.check_dimension_requires_extra_info): they need a prompt suite's auxiliary_info.
 CUSTOM_INPUT_UNSUPPORTED = frozenset({"object_class", "multiple_objects", "scene", "appearance_style", "color",
                                       "spatial_relationship"})
+
+
+# A per-video score's range (`Evaluator.score_range`): a score outside it is a damaged or tampered number, refused
+# wherever scores are read (the cache, compare, report). ANY_FINITE: the metric has no bound (a learned head).
+ANY_FINITE = (-math.inf, math.inf)
+RANGE_SLACK = 1e-6   # float rounding: a cosine of 1.0000000002 is 1
+
+
+def score_problem(dimension: str, score) -> str | None:
+    """Why `score` cannot be a per-video score of `dimension` (not a finite number, or outside its evaluator's
+    declared range), or None; an unknown dimension is only checked for being finite."""
+    if isinstance(score, bool) or not isinstance(score, (int, float, np.floating, np.integer)) \
+            or not math.isfinite(score):
+        return f"score {score!r:.40} is not a finite number"
+    cls = EVALUATORS.get(dimension)
+    low, high = cls.score_range if cls is not None else ANY_FINITE
+    slack = RANGE_SLACK * max(1.0, abs(low) if math.isfinite(low) else 1.0, abs(high) if math.isfinite(high) else 1.0)
+    if score < low - slack or score > high + slack:
+        return f"score {score:.6g} is outside {dimension}'s range [{low:g}, {high:g}]"
+    return None
 
 
 @dataclass
@@ -52,6 +73,7 @@ class Evaluator:
     backbones: tuple = ()             # backbone kinds passed to __init__ as keyword arguments, e.g. ("clip",)
     optional_backbones: tuple = ()    # kinds used when at hand (e.g. "raft"), else a substitute inside
     higher_is_better: bool = True
+    score_range: tuple = ANY_FINITE   # (low, high) of a per-video score; subclasses declare theirs
     # VBench-faithful when weight-free ("none"), or when the backbone label starts with this prefix; None: never.
     faithful_backbone: str | None = None
     group: str = "vbench"             # vbench | world | clip | compute: how reports group the columns

@@ -93,6 +93,7 @@ class ObjectClass(WorldOracleEvaluator):
     """A frame succeeds if the prompt's object class is among the detected shapes."""
 
     name = "object_class"
+    score_range = (0.0, 1.0)
 
     def frame_score(self, reading, info) -> float:
         return float(info["object"] in _things(reading))
@@ -103,6 +104,7 @@ class MultipleObjects(WorldOracleEvaluator):
     """"A and B": a frame succeeds only if both are detected."""
 
     name = "multiple_objects"
+    score_range = (0.0, 1.0)
 
     def frame_score(self, reading, info) -> float:
         return float(all(name in _things(reading) for name in info["object"].split(" and ")))
@@ -114,6 +116,7 @@ class Color(WorldOracleEvaluator):
     it is never found are dropped from the aggregate (VBench)."""
 
     name = "color"
+    score_range = (0.0, 1.0)
     version = "2"
 
     def evaluate_video(self, video) -> Record:
@@ -175,6 +178,7 @@ class SpatialRelationship(WorldOracleEvaluator):
     overlap (IoU < 0.1) else 0.1 / IoU; max over pairs. Like VBench, the direction itself is not checked."""
 
     name = "spatial_relationship"
+    score_range = (0.0, 1.0)
     version = "2"
 
     def frame_score(self, reading, info) -> float:
@@ -211,6 +215,7 @@ class SceneDimension(WorldOracleEvaluator):
     """A frame succeeds if every word of the scene name is in the caption of the oracle's reading (VBench)."""
 
     name = "scene"
+    score_range = (0.0, 1.0)
     version = "2"
 
     def frame_score(self, reading, info) -> float:
@@ -223,6 +228,7 @@ class AppearanceStyle(WorldOracleEvaluator):
     clip_transform_Image) with the style phrase; per video the mean; aggregate the mean over all frames."""
 
     name = "appearance_style"
+    score_range = (-1.0, 1.0)   # a raw cosine
     version = "2"
     backbones = ("clip",)
     faithful_backbone = "clip:ViT-B-32-quickgelu@"

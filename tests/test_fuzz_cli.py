@@ -269,3 +269,90 @@ def test_a_damaged_cache_entry_is_never_trusted(data, cached_run, tmp_path, caps
     assert all(str(path) in w for w in warnings), warnings
     if kind != "resealed":   # a validly sealed entry inside the schema is the cache's to trust, by design
         assert (out / "per_video.csv").read_bytes() == (root / "run" / "per_video.csv").read_bytes()
+
+
+# ---- adapter specs and options (issue 40) ---------------------------------------------------------------------
+
+def _generators_module() -> str:
+    from test_hardening3 import GENERATORS  # the tiny factories of the hardening-3 tests (tests/ is on sys.path)
+
+    return GENERATORS
+
+
+FACTORIES = st.sampled_from(["grey", "batch", "sized", "colour", "from_file", "exits_in_call", "argparse_factory",
+                             "bad_fingerprint", "base_exception_in_call", "no_such_factory", "Batch"])
+OPTION_VALUE = st.one_of(st.integers(-3, 40), st.sampled_from(["abc", "-3", "nan", "inf", "1e400", "", "0.5", "true",
+                                                                "gens.py", ".", "a/b", "<b>&"]), st.text(max_size=6))
+OPTIONS = st.dictionaries(st.sampled_from(["max_batch", "fps", "level", "side", "frames", "c", "path", "bogus"]),
+                          OPTION_VALUE, max_size=2)
+TEMPLATES = st.sampled_from(["cmd:true {out}", "cmd:false {out}", "cmd:echo {prompt} {out}", "cmd:sh -c 'exit 3' {out}",
+                             "cmd:no-such-program {out}", "cmd:echo {nope} {out}", "cmd:echo {{ {out}", "cmd:",
+                             "cmd:echo 'unclosed {out}", "diffusers:no/such/pipe", "diffusers:.?dtype=fp64",
+                             "control:first-frame?of=control:static", "control:noise?of=x"])
+
+
+@st.composite
+def adapter_specs(draw) -> list[str]:
+    """One or two model specs: a python: factory of gens.py with drawn options, a cmd: / diffusers: / control: spec."""
+    from urllib.parse import quote
+
+    specs = []
+    for _ in range(draw(st.integers(1, 2))):
+        if draw(st.booleans()):
+            options = draw(OPTIONS)
+            if "side" in options and isinstance(options["side"], int):   # keep a drawn video cheap
+                options["side"] = max(0, min(options["side"], 48))
+            query = "&".join(f"{k}={quote(str(v), safe='')}" for k, v in options.items())
+            specs.append(f"python:gens.py:{draw(FACTORIES)}" + (f"?{query}" if query else ""))
+        else:
+            specs.append(draw(TEMPLATES))
+    return specs
+
+
+@settings(max_examples=15, deadline=None, derandomize=True,
+          suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
+@given(specs=adapter_specs())
+def test_any_adapter_spec_is_run_or_refused_in_one_line(specs, workdir, capsys):
+    (workdir / "gens.py").write_text(_generators_module())
+    suite = workdir / "suite.toml"
+    suite.write_text(toml_text({**BASE, "prompt_limit": 1, "evaluators": ["world_count"],
+                                "sampling": {"frames": 9, "height": 32, "width": 32, "steps": [1, 1, 1]}}))
+    out = workdir / "out"
+    shutil.rmtree(out, ignore_errors=True)
+    before = listing(workdir, out)
+    rc, _ = run_cli(["run", "--suite", str(suite), "--models", *specs, "--out", str(out)], capsys, workdir, out)
+    if rc == 0:
+        rows = pd.read_csv(out / "per_video.csv", keep_default_na=False)
+        assert rows["model"].nunique() == len(set(specs)) or len(specs) != len(set(specs))
+        folders = rows.groupby("model")["video"].apply(lambda v: {Path(x).parent for x in v})
+        assert len(set.union(*folders)) == len(folders)   # one folder per model
+    assert listing(workdir, out) == before
+
+
+# ---- prompt text in report.html (issue 40): no prompt changes the page's structure ----------------------------
+
+HTML_PROMPT = st.lists(st.sampled_from(list("ab <>&!-\"'=;\u2028\u2029\\") + ["<!--", "<script", "-->", "<b>"]),
+                       min_size=1, max_size=8).map("".join).filter(lambda p: p.strip() != "")
+
+
+@settings(max_examples=8, deadline=None, derandomize=True,
+          suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
+@given(prompts=st.lists(HTML_PROMPT, min_size=1, max_size=3, unique=True))
+def test_no_prompt_text_changes_report_html_structure(prompts, workdir, capsys):
+    """Parsed the way a browser tokenizes it (Chromium is not installed here: html.parser, with the checks of
+    test_hardening3.page_structure): two scripts, nothing inside them that ends or escapes them, one gallery row
+    per prompt, and the prompts intact in the embedded JSON."""
+    from test_hardening3 import page_structure
+
+    path = workdir / "full_info.json"
+    path.write_text(json.dumps([{"prompt_en": p, "dimension": ["temporal_flickering"]} for p in prompts]))
+    suite = workdir / "suite.toml"
+    suite.write_text(toml_text({**BASE, "evaluators": ["temporal_flickering"]}))
+    out = workdir / "out"
+    shutil.rmtree(out, ignore_errors=True)
+    rc, _ = run_cli(["run", "--suite", str(suite), "--prompts", str(path), "--out", str(out)], capsys, workdir, out)
+    if rc == 2:
+        return   # a prompt the loader refuses (e.g. text only `-->`-free whitespace): said in one line
+    page = page_structure((out / "report.html").read_text())
+    data = json.loads(page.scripts[0][1])
+    assert [r["prompt"] for r in data["rows"]] == prompts and page.rows == len(prompts)

@@ -144,7 +144,7 @@ def digest(frames) -> str:
 
 
 def run(tmp_path, suite, out, *extra, code=0):
-    assert main(["run", "--suite", str(suite), "--out", str(out), *extra]) == code
+    assert main(["run", "--suite", str(suite), "--out", str(out), "--trust-suite-code", *extra]) == code
     return pd.read_csv(out / "per_video.csv")
 
 
@@ -174,12 +174,12 @@ def test_shipped_models_keep_their_seed_rule_and_cache_keys(tmp_path):
 
 
 def test_check_frames_accepts_uint8_and_unit_floats_and_names_every_other_problem():
-    frames = np.random.default_rng(0).random((3, 4, 5, 3))
+    frames = np.random.default_rng(0).random((3, 16, 17, 3))
     assert (check_frames(frames, "x") == np.round(frames * 255).astype(np.uint8)).all()
-    assert check_frames(np.zeros((1, 2, 2, 3), np.uint8), "x").dtype == np.uint8
-    for bad, problem in [(np.zeros((2, 2, 3)), "shape"), (np.zeros((1, 2, 2, 3), np.int64), "dtype"),
-                         (np.full((1, 2, 2, 3), np.nan), "NaN"), (np.full((1, 2, 2, 3), 2.0), r"expected \[0, 1\]"),
-                         ("frames", "not an array")]:
+    assert check_frames(np.zeros((1, 16, 16, 3), np.uint8), "x").dtype == np.uint8
+    for bad, problem in [(np.zeros((2, 2, 3)), "shape"), (np.zeros((1, 16, 16, 3), np.int64), "dtype"),
+                         (np.full((1, 16, 16, 3), np.nan), "NaN"), (np.full((1, 16, 16, 3), 2.0), r"expected \[0, 1\]"),
+                         (np.zeros((1, 15, 16, 3), np.uint8), "under the 16 px"), ("frames", "not an array")]:
         with pytest.raises(Exception, match=problem) as info:
             check_frames(bad, "python:m:f")
         assert "python:m:f" in str(info.value)
@@ -234,8 +234,8 @@ def test_bad_outputs_are_failed_rows_naming_the_cause_and_nothing_else_is_lost(t
 # ---------------------------------------------------------------- cache, resume, torchrun with an adapter
 
 def run_cli(*args):
-    return subprocess.run([sys.executable, "-m", "benchmarks.cli", *args], cwd=REPO, capture_output=True, text=True,
-                          env={**os.environ, "OMP_NUM_THREADS": "1"})
+    return subprocess.run([sys.executable, "-m", "benchmarks.cli", *args, "--trust-suite-code"], cwd=REPO,
+                          capture_output=True, text=True, env={**os.environ, "OMP_NUM_THREADS": "1"})
 
 
 def test_an_adapter_cached_uncached_resumed_and_under_torchrun_gives_one_table(tmp_path, module, master_port):
@@ -254,7 +254,8 @@ def test_an_adapter_cached_uncached_resumed_and_under_torchrun_gives_one_table(t
     assert resumed.returncode == 0 and (tmp_path / "c" / "per_video.csv").read_bytes() == reference
     two = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port",
                           str(master_port), "-m", "benchmarks.cli", "run", "--suite", str(path), "--out",
-                          str(tmp_path / "two"), "--no-cache"], cwd=REPO, capture_output=True, text=True,
+                          str(tmp_path / "two"), "--no-cache", "--trust-suite-code"], cwd=REPO, capture_output=True,
+                         text=True,
                          env={**os.environ, "OMP_NUM_THREADS": "1"})
     assert two.returncode == 0, two.stderr[-2000:]
     assert (tmp_path / "two" / "per_video.csv").read_bytes() == reference
@@ -304,7 +305,7 @@ def test_a_command_through_the_cli_is_timed_and_its_flops_declined(tmp_path):
 def test_a_bad_spec_is_one_line_naming_it_and_exit_2_before_any_work(tmp_path, module, capsys, spec, problem):
     spec = spec.format(module=module, tmp=tmp_path)
     out = tmp_path / "o"
-    assert main(["run", "--suite", str(write_suite(tmp_path, [spec])), "--out", str(out)]) == 2
+    assert main(["run", "--suite", str(write_suite(tmp_path, [spec])), "--out", str(out), "--trust-suite-code"]) == 2
     err = capsys.readouterr().err.strip()
     assert "\n" not in err and spec in err and problem.format() in err, err
     assert not out.exists()   # nothing was done

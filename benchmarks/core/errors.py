@@ -32,3 +32,7 @@ class PaperTableError(ValueError):
 class RankFailed(ConnectionError):
     """Another rank died or could not be reached (a user-facing error: one line); the cache keeps what every
     rank finished."""
+
+
+class Terminated(BaseException):
+    """SIGTERM, raised where the process is (a BaseException: no `except Exception` swallows it)."""

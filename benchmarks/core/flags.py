@@ -128,6 +128,11 @@ RECIPE_OPTION_BOUNDS = {
     "video_lr_scale": "weight", "reward_weight": "weight",
 }
 
+# a generator adapter's numeric options and attributes (benchmarks/generators/): `diffusers:PATH?batch=..&fps=..`,
+# a python: object's `max_batch` / `fps`; each is checked against its entry when the spec is resolved
+ADAPTER_OPTION_BOUNDS = {"batch": "batch", "max_batch": "batch", "fps": "fps", "steps": "sampling_steps",
+                         "guidance": "guidance", "frames": "frames", "height": "side", "width": "side"}
+
 # the argparse types by their old names (every command's flags use these)
 positive_int = int_in(1)
 nonnegative_int = int_in(0)

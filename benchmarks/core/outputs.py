@@ -213,9 +213,58 @@ def mark_incomplete(directory) -> None:
     (Path(directory) / COMPLETE_NAME).unlink(missing_ok=True)
 
 
+def _output_files(directory: Path, names) -> list[Path]:
+    """The files a run lists as its outputs: each listed file, and every file under a listed folder (videos/)."""
+    found = []
+    for name in names:
+        path = directory / name
+        if path.is_file():
+            found.append(path)
+        elif path.is_dir():
+            found += sorted(p for p in path.rglob("*") if p.is_file() and not p.name.startswith("."))
+    return found
+
+
+def _sha256(path: Path) -> str:
+    import hashlib
+
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
 def mark_complete(directory, files: list[str]) -> None:
-    """Written last: the run's files are all in place."""
-    atomic_write_json(Path(directory) / COMPLETE_NAME, {"files": sorted(files)})
+    """Written last: the run's files are all in place; each one's SHA-256 (files under a listed folder too), so a
+    reader can tell a file changed after the run completed (`completion_problem`)."""
+    directory = Path(directory)
+    digests = {str(p.relative_to(directory)): _sha256(p) for p in _output_files(directory, files)}
+    atomic_write_json(directory / COMPLETE_NAME, {"files": sorted(files), "sha256": digests})
+
+
+def completion_problem(directory, needed=("per_video.csv", "summary.csv", "results.json")) -> str | None:
+    """Why a completed run's outputs are not what it wrote, or None: a file COMPLETE lists that changed, or one of
+    `needed` that is gone (a run committed without its videos is still read; its tables never). A COMPLETE written
+    before digests existed is taken as it is (there is nothing to check it against)."""
+    directory = Path(directory)
+    try:
+        digests = json.loads((directory / COMPLETE_NAME).read_text()).get("sha256")
+    except (OSError, ValueError, AttributeError):
+        return f"{directory / COMPLETE_NAME}: not a readable completion record"
+    if digests is None:
+        return None
+    if not isinstance(digests, dict):
+        return f"{directory / COMPLETE_NAME}: key 'sha256' is not an object"
+    for name, digest in sorted(digests.items()):
+        path = directory / name
+        if not path.is_file():
+            if name in needed:
+                return f"{path}: listed in {COMPLETE_NAME} but gone (the run's files changed after it completed)"
+            continue
+        if _sha256(path) != digest:
+            return f"{path}: changed after the run completed (its SHA-256 is not the one {COMPLETE_NAME} recorded)"
+    return None
 
 
 def is_complete(directory) -> bool:
@@ -223,9 +272,11 @@ def is_complete(directory) -> bool:
 
 
 def markdown_cell(value) -> str:
-    """`value` as one markdown table cell: `|` escaped, line breaks as spaces."""
-    # An unescaped `|` splits the cell in two and shifts every later column; a newline ends the row.
-    return " ".join(str(value).splitlines()).replace("|", "\\|")
+    """`value` as one markdown table cell: `|` escaped, line breaks as spaces, HTML's `&` `<` `>` as entities."""
+    # An unescaped `|` splits the cell in two and shifts every later column; a newline ends the row; markdown renders
+    # raw HTML, so a model name or prompt holding a tag would become one (entities render as the characters)
+    text = " ".join(str(value).splitlines()).replace("|", "\\|")
+    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
 
 
 def markdown_row(cells) -> str:

@@ -95,19 +95,32 @@ def resolve_generator(spec: str, vae: str = "vae-tiny", text_encoder: str = "tex
 def resolve_generators(specs, vae: str = "vae-tiny", text_encoder: str = "text-tiny",
                        controls=()) -> list[Generator]:
     """The run's models (and `control:KIND` for each of `controls`) -> Generators with unique names; a spec
-    given twice is one generator under two names. Every spec is checked before any work."""
+    given twice is one generator under two names. Every spec is checked before any work.
+
+    A name is a function of the spec, never of its position: where two different specs would share one name (two
+    `cmd:` specs of one script, two directories of one name) each of them gains `#` and a short hash of its spec,
+    so swapping the order of the models between two runs never swaps their names (compare pairs by name)."""
+    import copy
+
+    from benchmarks.core.hashing import key_of
+
     specs = list(specs) + [f"control:{c}" for c in controls if f"control:{c}" not in specs]
     unknown = [c for c in controls if c not in CONTROL_KINDS]
     if unknown:
         raise GeneratorError(f"--controls {unknown[0]}: unknown control; one of {', '.join(CONTROL_KINDS)}")
-    memo, generators, names = {}, [], set()
-    for spec in specs:
-        generator = resolve_generator(spec, vae, text_encoder, specs, memo)
-        if generator.name in names or any(g is generator for g in generators):
-            import copy
-
-            generator = copy.copy(generator)   # the same weights under another name (rows are per name)
-            generator.name = f"{generator.name}#{len(names)}"
-        names.add(generator.name)
+    memo = {}
+    resolved = [(spec, resolve_generator(spec, vae, text_encoder, specs, memo)) for spec in specs]
+    sharing: dict = {}
+    for spec, generator in resolved:
+        sharing.setdefault(generator.name, set()).add(spec)
+    generators, given = [], {}
+    for spec, generator in resolved:
+        name = generator.name if len(sharing[generator.name]) == 1 else f"{generator.name}#{key_of(spec)[:8]}"
+        given[spec] = given.get(spec, 0) + 1
+        if given[spec] > 1:   # the same spec again: the same weights under another name (rows are per name)
+            name = f"{name}#{given[spec]}"
+        if name != generator.name:
+            generator = copy.copy(generator)
+            generator.name = name
         generators.append(generator)
     return generators

@@ -14,6 +14,7 @@ with seed = suite.seed + 1000 i + b, and the key holds the batch.
 
 from __future__ import annotations
 
+import contextlib
 import math
 import re
 from dataclasses import dataclass, field
@@ -25,6 +26,43 @@ from benchmarks.core.errors import GenerationFailed, GeneratorError
 
 PER_VIDEO_SEED_STRIDE = 100000   # seed = suite.seed + 100000 * prompt index + sample (VBench's rule)
 BATCH_SEED_STRIDE = 1000         # shipped: seed = suite.seed + 1000 * sample + batch index
+
+
+def is_interruption(exc: BaseException) -> bool:
+    """Ctrl-C, SIGTERM or a generator being closed: the process is being stopped, not a user's code failing (these
+    end the run with 130 / 143, never 0 and never a failed row)."""
+    from benchmarks.core.errors import Terminated
+
+    return isinstance(exc, (KeyboardInterrupt, GeneratorExit, Terminated))
+
+
+def user_failure(exc: BaseException) -> str:
+    """One line for what a user's code raised: `sys.exit()` and any other BaseException included."""
+    if isinstance(exc, SystemExit):
+        return f"called sys.exit({exc.code!r})"
+    text = " ".join(str(exc).split())
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+
+
+def debug_enabled() -> bool:
+    """--debug (main sets M4V_DEBUG=1 for the command) or M4V_DEBUG=1: library noise is shown, tracebacks kept."""
+    import os
+
+    return os.environ.get("M4V_DEBUG") == "1"
+
+
+@contextlib.contextmanager
+def quiet_libraries():
+    """Third-party warnings (diffusers' FutureWarnings) and progress bars off stderr unless --debug: a refusal is
+    the one line that names the spec, with nothing before it."""
+    if debug_enabled():
+        yield
+        return
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        yield
 
 
 def per_video_seed(base_seed: int, prompt_index: int, sample: int) -> int:
@@ -129,12 +167,20 @@ def parse_value(text: str):
 def check_frames(frames, where: str) -> np.ndarray:
     """A generator's video as uint8 (T, H, W, 3): uint8 as is, floats in [0, 1] scaled and rounded; anything
     else (another shape or dtype, NaN, out of range) is a GenerationFailed naming `where` and the problem."""
-    if hasattr(frames, "detach"):   # a torch tensor
-        frames = frames.detach().float().cpu().numpy() if frames.is_floating_point() else frames.cpu().numpy()
+    try:   # a user's tensor may live on the meta device, or be a subclass whose conversion raises
+        if hasattr(frames, "detach"):   # a torch tensor
+            frames = frames.detach().float().cpu().numpy() if frames.is_floating_point() else frames.cpu().numpy()
+    except Exception as exc:  # noqa: BLE001 - whatever the tensor raises is this video's failure
+        raise GenerationFailed(f"{where}: cannot read the frames ({user_failure(exc)})") from None
     if not isinstance(frames, np.ndarray):
         raise GenerationFailed(f"{where}: returned {type(frames).__name__}, not an array of frames")
     if frames.ndim != 4 or frames.shape[-1] != 3 or min(frames.shape[:3]) < 1:
         raise GenerationFailed(f"{where}: frames of shape {tuple(frames.shape)}, expected (T, H, W, 3)")
+    from evaluators.video import MIN_SIDE  # eval's own rule for a file: a generated video meets the same
+
+    if min(frames.shape[1:3]) < MIN_SIDE:
+        raise GenerationFailed(f"{where}: frames are {frames.shape[2]}x{frames.shape[1]}, under the {MIN_SIDE} px per "
+                               "side the evaluators need")
     if frames.dtype == np.uint8:
         return np.ascontiguousarray(frames)
     if not np.issubdtype(frames.dtype, np.floating):
@@ -145,6 +191,15 @@ def check_frames(frames, where: str) -> np.ndarray:
     if low < 0 or high > 1:
         raise GenerationFailed(f"{where}: float frames in [{low:.3g}, {high:.3g}], expected [0, 1]")
     return np.round(frames.astype(np.float64) * 255).astype(np.uint8)
+
+
+def size_note(frames: np.ndarray, sampling) -> str:
+    """'' when a video has the suite's frame count and size; else the note its rows carry (scored as made)."""
+    t, h, w = frames.shape[:3]
+    if (t, h, w) == (sampling.frames, sampling.height, sampling.width):
+        return ""
+    return (f"note: the generator made {t} frames at {w}x{h}; the suite asks {sampling.frames} at "
+            f"{sampling.width}x{sampling.height}")
 
 
 def finite_or_none(value):

@@ -14,7 +14,7 @@ from torch.utils.flop_counter import FlopCounterMode
 
 from benchmarks.compute.measure import measure
 from benchmarks.core.errors import GenerationFailed
-from benchmarks.generators.base import Generator, finite_or_none
+from benchmarks.generators.base import Generator, finite_or_none, is_interruption, user_failure
 
 NOT_TORCH = "FlopCounterMode counted no torch operation in one call (a generator outside torch cannot be counted)"
 
@@ -60,8 +60,10 @@ def measured_generate(generator: Generator, prompts: list[str], seeds: list[int]
             try:
                 videos += list(generator.generate(prompts[start:start + step], seeds[start:start + step],
                                                   sampling).videos)
-            except Exception as exc:  # noqa: BLE001 - the generator's bug fails its videos, the run goes on
-                videos += [GenerationFailed(f"{type(exc).__name__}: {exc}")] * len(prompts[start:start + step])
+            except BaseException as exc:  # noqa: BLE001 - the generator's bug (sys.exit too) fails its videos
+                if is_interruption(exc):
+                    raise
+                videos += [GenerationFailed(user_failure(exc))] * len(prompts[start:start + step])
         return videos
 
     with torch.no_grad():

@@ -17,7 +17,14 @@ import numpy as np
 
 from benchmarks.core.errors import GenerationFailed, GeneratorError
 from benchmarks.core.hashing import tree_sha256
-from benchmarks.generators.base import Capabilities, Generation, Generator, split_query
+from benchmarks.generators.base import (
+    Capabilities,
+    Generation,
+    Generator,
+    debug_enabled,
+    quiet_libraries,
+    split_query,
+)
 
 PREFIX = "diffusers:"
 INSTALL = "diffusers is not installed: pip install -e '.[diffusers]' (or pip install diffusers transformers)"
@@ -64,7 +71,8 @@ class DiffusersGenerator(Generator):
 
         call = self.last_call = self.call_arguments(sampling)
         generators = [torch.Generator(self.device).manual_seed(int(s)) for s in seeds]
-        output = self.pipe(prompt=list(prompts), generator=generators, **call)
+        with quiet_libraries():
+            output = self.pipe(prompt=list(prompts), generator=generators, **call)
         return Generation(videos_of(output, len(prompts)), call=call)
 
 
@@ -104,21 +112,36 @@ def diffusers_generator(spec: str) -> DiffusersGenerator:
                              "diffusers pipeline's save_pretrained)")
     if str(options.get("dtype", "fp32")) not in DTYPES:
         raise GeneratorError(f"--models {spec}: dtype {options['dtype']!r}; one of {', '.join(DTYPES)}")
-    batch = options.get("batch")
-    if batch is not None and (not isinstance(batch, int) or isinstance(batch, bool) or batch < 1):
-        raise GeneratorError(f"--models {spec}: batch must be a positive integer, got {batch!r}")
+    from benchmarks.core.flags import ADAPTER_OPTION_BOUNDS, BOUNDS
+
+    for key, bound in ADAPTER_OPTION_BOUNDS.items():   # typed and bounded before the pipeline is loaded
+        if key in options:
+            try:
+                options[key] = BOUNDS[bound].check(options[key], f"--models {spec}: option {key!r}")
+            except ValueError as exc:
+                raise GeneratorError(str(exc)) from None
+    if str(options.get("device", "cpu")).split(":")[0] not in ("cpu", "cuda", "mps"):
+        raise GeneratorError(f"--models {spec}: device {options['device']!r}; one of cpu, cuda, cuda:N, mps")
     try:
-        import torch
-        from diffusers import DiffusionPipeline
+        with quiet_libraries():
+            import torch
+            from diffusers import DiffusionPipeline
     except ImportError as exc:
         raise GeneratorError(f"--models {spec}: {INSTALL}") from exc
+    if not debug_enabled():   # its progress bars and log lines: only with --debug
+        import diffusers
+
+        diffusers.utils.logging.disable_progress_bar()
+        diffusers.utils.logging.set_verbosity_error()
     try:
         import_own_components(path)
-        pipe = DiffusionPipeline.from_pretrained(str(path), local_files_only=True,
-                                                 torch_dtype=getattr(torch, DTYPES[str(options.get('dtype', 'fp32'))]))
-        pipe = pipe.to(str(options.get("device", "cpu")))
+        dtype = getattr(torch, DTYPES[str(options.get("dtype", "fp32"))])
+        with quiet_libraries():
+            pipe = DiffusionPipeline.from_pretrained(str(path), local_files_only=True, torch_dtype=dtype)
+            pipe = pipe.to(str(options.get("device", "cpu")))
     except Exception as exc:  # noqa: BLE001 - a pipeline that cannot load is the spec's: exit 2 before any work
-        raise GeneratorError(f"--models {spec}: cannot load the pipeline ({type(exc).__name__}: {exc})") from exc
+        raise GeneratorError(f"--models {spec}: cannot load the pipeline ({type(exc).__name__}: "
+                             f"{' '.join(str(exc).split())})") from None
     pipe.set_progress_bar_config(disable=True)
     generator = DiffusersGenerator(spec, f"diffusers:{path.resolve().name}" + (
         "?" + spec.partition("?")[2] if options else ""), path, options, pipe)

@@ -187,6 +187,7 @@ def cmd_plan(args) -> int:
     """Prompts x samples a decision needs per metric, from a run's per-video spread (or a paper directions CSV)."""
     from benchmarks.core.errors import CompareError
     from benchmarks.core.flags import parse_pairs
+    from benchmarks.reporting.runs import check_readable_run
 
     try:
         if not 0 < args.alpha < 1:
@@ -199,8 +200,15 @@ def cmd_plan(args) -> int:
         if source.suffix == ".csv" and source.name != "per_video.csv":
             table = plan_directions(source, args.alpha, args.power)
         else:
+            run_dir = source if source.is_dir() else source.parent
+            if run_dir.is_dir():   # a run being written (its lock held) or changed after it completed is not read
+                check_readable_run(run_dir, require_complete=False)
             table = plan_run(source, args.metric, args.detect, parse_pairs(args.pair), args.alpha, args.power,
                              getattr(args, "samples", None))
+    except OverflowError:   # (z s / d)^2 beyond a float: the difference is too small for any number of videos
+        print(f"m4v-bench plan: --detect {args.detect:g}: too small a difference for this run's spread (the videos it "
+              "needs overflow a float); give a larger one", file=sys.stderr)
+        return 2
     except (PlanError, CompareError) as exc:
         print(f"m4v-bench plan: {exc}", file=sys.stderr)
         return 2

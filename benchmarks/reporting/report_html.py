@@ -161,9 +161,17 @@ def _fmt(value, digits: int = 3) -> str:
     return f"{value:.{digits}g}" if abs(value) >= 1000 or (value and abs(value) < 0.001) else f"{value:.{digits}f}"
 
 
+# JSON inside <script>: `<` `>` `&` and the JS line separators as \\uXXXX (the same string to JSON.parse), so no
+# text (a prompt holding `<!--`, `</script` or `<script`) can end the element or switch the HTML tokenizer into its
+# escaped-script states, which would swallow the page's own script
+_SCRIPT_ESCAPES = {"<": "\\u003c", ">": "\\u003e", "&": "\\u0026", "\u2028": "\\u2028", "\u2029": "\\u2029"}
+
+
 def _json_script(element_id: str, data) -> str:
-    """Data for the page's script, safe inside <script> (no `</` can close it)."""
-    text = json.dumps(data, allow_nan=False).replace("</", "<\\/")
+    """Data for the page's script, inert inside <script> whatever its strings hold."""
+    text = json.dumps(data, allow_nan=False)
+    for char, escaped in _SCRIPT_ESCAPES.items():
+        text = text.replace(char, escaped)
     return f'<script type="application/json" id="{element_id}">{text}</script>'
 
 
@@ -570,16 +578,33 @@ def compare_html(comparison, base, new, out) -> str:
 # ---------------------------------------------------------------- `m4v-bench report`
 
 def rewrite_report(run) -> Path:
-    """Write report.html (and previews) for an existing run directory from its files; COMPLETE lists it."""
-    from benchmarks.core.outputs import atomic_write_text, is_complete, mark_complete
-    from benchmarks.reporting.aggregate import primary_metric
+    """Write report.html (and previews) for an existing run directory from its files, under the run's lock; COMPLETE
+    lists it. A run another process is writing, or whose files changed after it completed, is refused."""
+    from benchmarks.core.outputs import OutputLock, completion_problem, is_complete
 
     run = Path(run)
     needed = [run / "per_video.csv", run / "summary.csv"]
     missing = [str(p) for p in needed if not p.is_file()]
     if missing:
         raise ValueError(f"{missing[0]}: not found (expected a result directory of `m4v-bench run`)")
+    with OutputLock(run, flag="report"):   # a run writing RUN holds its lock: one line, nothing rewritten
+        return _rewrite_locked(run, completion_problem(run) if is_complete(run) else None)
+
+
+def _rewrite_locked(run: Path, changed: str | None) -> Path:
+    """rewrite_report under RUN's lock; `changed`: a file changed after the run completed (refused: rewriting
+    COMPLETE would launder it)."""
+    from benchmarks.core.outputs import atomic_write_text, is_complete, mark_complete
+    from benchmarks.reporting.aggregate import primary_metric
+    from evaluators.registry import score_problem
+
+    if changed:
+        raise ValueError(f"{changed}; report refuses it (rerun the run to score it again)")
     per_video = pd.read_csv(run / "per_video.csv", keep_default_na=False, na_values={"score": [""]})
+    for index, dimension, status, score in per_video[["dimension", "status", "score"]].itertuples():
+        problem = score_problem(dimension, score) if status == "ok" else None
+        if problem:
+            raise ValueError(f"{run / 'per_video.csv'}: line {int(index) + 2}: {problem}")
     per_video["extra"] = per_video["extra"].replace("", "{}")
     summary = pd.read_csv(run / "summary.csv")
     try:

@@ -63,6 +63,12 @@ def read_per_video(path: Path) -> pd.DataFrame:
     bad = (df["status"] == "ok") & ~np.isfinite(df["score"])
     if bad.any():
         raise CompareError(f"{path}: line {int(bad.idxmax()) + 2} has status ok but no finite score")
+    from evaluators.registry import score_problem
+
+    for index, dimension, score in df.loc[df["status"] == "ok", ["dimension", "score"]].itertuples():
+        problem = score_problem(dimension, float(score))   # each evaluator's declared range
+        if problem:
+            raise CompareError(f"{path}: line {int(index) + 2}: {problem}")
     duplicated = df.duplicated(["model", *SAMPLE_KEY])
     if duplicated.any():
         row = df[duplicated].iloc[0]
@@ -72,7 +78,7 @@ def read_per_video(path: Path) -> pd.DataFrame:
 
 
 def _locked(directory: Path) -> bool:
-    """A run holds `directory`'s lock now (benchmarks/core/outputs.OutputLock): it is being written."""
+    """A run holds `directory`'s lock now (benchmarks/outputs.OutputLock): it is being written."""
     import fcntl
     import os
 
@@ -92,19 +98,26 @@ def _locked(directory: Path) -> bool:
         os.close(fd)
 
 
-def check_readable_run(directory: Path, own: bool = False) -> None:
+def check_readable_run(directory: Path, own: bool = False, require_complete: bool = True) -> None:
     """A directory no run is writing (a running run holds its lock: its files are being replaced) and, when
     `run` / `eval` made it (it holds one of RUN_MARKERS), complete: a killed or failed run never wrote COMPLETE.
     `own`: the caller's own run, which holds the lock itself. A bare per_video.csv made elsewhere is read as is."""
     from benchmarks.core.outputs import COMPLETE_NAME
 
     if not own and _locked(directory):
-        raise CompareError(f"{directory}: a run is writing there (locked); compare it when that run has finished")
+        raise CompareError(f"{directory}: a run is writing there (locked); read it when that run has finished")
     if not any((directory / name).exists() for name in RUN_MARKERS):
         return
     if not (directory / COMPLETE_NAME).is_file():
+        if not require_complete:   # `plan`: a pilot's table is read as it is, but never while it is written
+            return
         raise CompareError(f"{directory}: an incomplete run (no {COMPLETE_NAME}: it was killed, failed or is being "
                            "rerun); run it to completion first")
+    from benchmarks.core.outputs import completion_problem
+
+    problem = completion_problem(directory)
+    if problem:
+        raise CompareError(f"{problem}; rerun it to score it again")
 
 
 def _provenance_of(results: Path) -> dict | None:
@@ -119,7 +132,7 @@ def _provenance_of(results: Path) -> dict | None:
     provenance = data.get("provenance")
     if provenance is not None and not isinstance(provenance, dict):
         raise CompareError(f"{results}: key 'provenance' must be a JSON object, got {type(provenance).__name__}")
-    for key in ("suite", "device", "versions", "checkpoints"):
+    for key in ("suite", "device", "versions", "checkpoints", "evaluators"):
         value = (provenance or {}).get(key)
         if value is not None and not isinstance(value, dict):
             raise CompareError(f"{results}: key 'provenance.{key}' must be a JSON object, got {type(value).__name__}")
@@ -135,5 +148,3 @@ def load_run(path, own: bool = False, check: bool = True) -> RunResults:
     results = csv.parent / RESULTS
     provenance = _provenance_of(results) if results.is_file() else None
     return RunResults(Path(path), read_per_video(csv), provenance)
-
-

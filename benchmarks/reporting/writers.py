@@ -38,7 +38,7 @@ from benchmarks.reporting.aggregate import _aggregate, _records
 from benchmarks.reporting.precision import clustered, precision_markdown, precision_table
 from evaluators import EVALUATORS
 from evaluators.registry import Evaluator, Record
-from evaluators.vbench.scoring import vbench_scores_missing_zero, vbench_scores_present
+from evaluators.vbench.scoring import NORMALIZATION, vbench_scores_missing_zero, vbench_scores_present
 
 CI_LEVEL, N_RESAMPLES = stats.CONFIDENCE, stats.SUMMARY_RESAMPLES
 # wall clock and memory: measurements, not bit-reproducible
@@ -91,6 +91,14 @@ def summarize(per_video: pd.DataFrame, generation: pd.DataFrame, model_order: li
                 raw[dim] = value
                 faithful[dim] = row[f"{dim}_faithful"]
         present, vbench_rule = vbench_scores_present(raw), vbench_scores_missing_zero(raw)
+        # a total of nothing is no number: VBench's rule counts a missing dimension as 0, which over no scored
+        # dimension would show -0.572 as a headline; blank where nothing its group sums was scored
+        groups = {NORMALIZATION[d][-1] for d in raw if d in NORMALIZATION}
+        for group in ("quality", "semantic"):
+            if group not in groups:
+                vbench_rule[group] = present[group] = float("nan")
+        if not raw:
+            vbench_rule["total"] = present["total"] = float("nan")
         row.update({"vbench_quality": vbench_rule["quality"], "vbench_semantic": vbench_rule["semantic"],
                     "vbench_total": vbench_rule["total"], "vbench_quality_present": present["quality"],
                     "vbench_semantic_present": present["semantic"], "vbench_total_present": present["total"],
@@ -292,5 +300,6 @@ def write_results(out, per_video: pd.DataFrame, generation: pd.DataFrame, summar
     for name, content in (extra_files or {}).items():
         atomic_write_text(out / name, content)
         written.append(name)
-    mark_complete(out, written)
+    # the scored videos are outputs too: COMPLETE records their digests (videos/ is not in the returned names)
+    mark_complete(out, written + (["videos"] if (out / "videos").is_dir() else []))
     return written

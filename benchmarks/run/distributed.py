@@ -22,13 +22,27 @@ from benchmarks.core.errors import RankFailed
 TIMEOUT = timedelta(minutes=60)  # a rank that died is noticed by the others within this
 
 
+def env_count(name: str, default: int, low: int) -> int:
+    """An integer torchrun's environment gives (WORLD_SIZE, RANK, LOCAL_RANK): ValueError naming the variable when
+    it is not one (`WORLD_SIZE=abc` is one line, not Python's int() message)."""
+    text = os.environ.get(name, str(default))
+    try:
+        value = int(text.strip(), 10)
+    except ValueError:
+        value = None
+    if value is None or value < low or value > 65536:
+        raise ValueError(f"environment variable {name}={text!r}: must be an integer in [{low}, 65536] (set by "
+                         "torchrun; unset it for a single process)")
+    return value
+
+
 def init_from_env(device: str = "cpu") -> None:
     """Join the process group torchrun describes (WORLD_SIZE, RANK, MASTER_ADDR...); no-op without it."""
-    if dist.is_initialized() or int(os.environ.get("WORLD_SIZE", "1")) <= 1:
+    if dist.is_initialized() or env_count("WORLD_SIZE", 1, 1) <= 1:
         return
     backend = "nccl" if device.startswith("cuda") and torch.cuda.is_available() else "gloo"
     if backend == "nccl":
-        torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", "0")))
+        torch.cuda.set_device(env_count("LOCAL_RANK", 0, 0))
     dist.init_process_group(backend, timeout=TIMEOUT)
 
 

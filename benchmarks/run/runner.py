@@ -19,13 +19,20 @@ from tqdm import tqdm
 from benchmarks.core.errors import GenerationFailed, SuiteError
 from benchmarks.core.hashing import file_sha256, key_of, tree_sha256
 from benchmarks.core.provenance import cpu_kernels
-from benchmarks.generators.base import batch_seed, check_frames, per_video_seed
+from benchmarks.generators.base import (
+    batch_seed,
+    check_frames,
+    is_interruption,
+    per_video_seed,
+    size_note,
+    user_failure,
+)
 from benchmarks.run import distributed
 from benchmarks.run.cache import RECORD_FIELDS, SampleCache, backbone_fingerprint
 from benchmarks.run.suites import Suite, prompt_entries, samples_of
 from evaluators import EVALUATORS
 from evaluators.backbones import BACKBONE_USAGE, default_backbones, load_backbones, prefetch_features
-from evaluators.registry import CUSTOM_INPUT_UNSUPPORTED, Declined, build_evaluator, runnable
+from evaluators.registry import CUSTOM_INPUT_UNSUPPORTED, Declined, build_evaluator, runnable, score_problem
 from evaluators.video import Video, VideoReadError, read_video, write_video
 
 ROW_COLUMNS = ["model", "prompt", "seed", "sample", "dimension", "score", "status", "reason", "backbone",
@@ -101,6 +108,9 @@ def evaluate_record(video: Video, name: str, evaluator) -> tuple[dict, bool]:
         score = float(record.score)
         if not math.isfinite(score):
             raise ValueError(f"{name} gave {score} (nothing to score on)")
+        problem = score_problem(name, score)
+        if problem:   # outside the evaluator's declared range: a bug, never an ok row
+            raise ValueError(f"{name} gave a {problem}")
         computed = {"score": score, "status": "ok", "reason": "", "n_frames": record.n_frames,
                     "extra": json.dumps(record.extra, sort_keys=True, default=float)}
         cacheable = True
@@ -271,8 +281,10 @@ class _Generation:
                     first = self.entries[0]["prompt_en"]
                     self.costs[id(generator)] = warm_up(generator, first, per_video_seed(self.suite.seed, 0, 0), s)
                 videos, records = measured_generate(generator, prompts, seeds, s, self.costs[id(generator)])
-        except Exception as exc:  # noqa: BLE001 - a generator's failure fails its videos, the run goes on
-            return [(GenerationFailed(f"{type(exc).__name__}: {exc}"), None)] * len(prompts)
+        except BaseException as exc:  # noqa: BLE001 - a generator's failure (sys.exit too) fails its videos
+            if is_interruption(exc):
+                raise
+            return [(GenerationFailed(user_failure(exc)), None)] * len(prompts)
         out = []
         for video, record in zip(videos, records):
             try:
@@ -381,7 +393,9 @@ def run_generate(suite: Suite, out: Path, cache: SampleCache, log=print,
             write_video(out / relative, frames, fps=fps)  # VBench naming, whole or not at all
             aux = {**entry, "generation": generation} if generation else dict(entry)
             video = Video(frames, float(fps), entry["prompt_en"], str(relative), aux)
-            rows += [{**r, "_order": (*order, dim_order[r["dimension"]])}
+            note = size_note(frames, suite.sampling)   # scored as made, said in every row of the video
+            rows += [{**r, "_order": (*order, dim_order[r["dimension"]]),
+                      **({"reason": "; ".join(x for x in (r["reason"], note) if x)} if note else {})}
                      for r in score_video(video, evaluators, base, key, cache)]
             if generation:
                 generation_rows.append({**_generation_row(base, generation, b), "_order": order})
@@ -393,9 +407,17 @@ def run_generate(suite: Suite, out: Path, cache: SampleCache, log=print,
     return (*_gather(rows, generation_rows, checkpoints, evaluators), videos)
 
 
+def model_folder(name: str) -> str:
+    """A model's videos/ folder: its name where that is a safe file name; where sanitising changes it (a `/` in a
+    python: spec's path or option), the sanitised name + `~` + a short hash of the whole name, so two models (whose
+    names differ: generators.resolve_generators) never share a folder."""
+    safe = safe_name(name)
+    return safe if safe == name else f"{safe[:MAX_NAME_BYTES - 9]}~{key_of(name)[:8]}"
+
+
 def _video_path(generator, stem: str, sample: int) -> Path:
     """Where a generated video is written, relative to OUT (VBench naming under the model's folder)."""
-    return Path("videos") / safe_name(generator.name) / f"{stem}-{sample}.mp4"
+    return Path("videos") / model_folder(generator.name) / f"{stem}-{sample}.mp4"
 
 
 def run_external(videos_dir, prompts_path, suite: Suite, cache: SampleCache, log=print):

@@ -63,6 +63,7 @@ class DynamicDegree(Evaluator):
     else OpenCV DIS (substitute)."""
 
     name = "dynamic_degree"
+    score_range = (0.0, 1.0)
     version = "3"   # 3: a video leaving one frame sampled to 8 fps is declined (VBench scores it static)
     optional_backbones = ("raft",)
     faithful_backbone = "raft:raft_large@"   # with RAFT-things weights (VBench's raft-things.pth)

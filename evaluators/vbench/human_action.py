@@ -217,6 +217,7 @@ class HumanAction(Evaluator):
     """Per video a bool (the labelled action among the confident top 5); aggregate = accuracy (VBench)."""
 
     name = "human_action"
+    score_range = (0.0, 1.0)
     version = "1"
     backbones = ("umt",)
     faithful_backbone = "umt:vit_large_patch16_224@"

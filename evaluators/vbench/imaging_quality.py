@@ -109,6 +109,7 @@ class ImagingQuality(Evaluator):
     fidelity substitute."""
 
     name = "imaging_quality"
+    score_range = (0.0, 100.0)   # 100 sigmoid per frame
     version = "2"   # 2: per-video mean as VBench sums it (Python floats), MUSIQ as an optional backbone
     backbones = ("fidelity",)
     optional_backbones = ("musiq",)

@@ -125,6 +125,7 @@ class MotionSmoothness(Evaluator):
     """Per video the score above; aggregate = mean over videos (VBench). AMT-S when given, else DIS."""
 
     name = "motion_smoothness"
+    score_range = (0.0, 1.0)   # (255 - mean abs error) / 255
     version = "2"
     optional_backbones = ("amt",)
     faithful_backbone = "amt:AMT-S@"

@@ -8,3 +8,4 @@ from evaluators.vbench.video_text import VideoTextSimilarity
 @register
 class OverallConsistency(VideoTextSimilarity):
     name = "overall_consistency"
+    score_range = (-1.0, 1.0)   # a cosine

@@ -48,6 +48,7 @@ class TemporalFlickering(Evaluator):
     scored unfiltered, as VBench's custom-input mode does."""
 
     name = "temporal_flickering"
+    score_range = (0.0, 1.0)   # (255 - mean abs error) / 255
     version = "3"
     optional_backbones = ("raft",)
     faithful_backbone = "static-filter:raft:raft_large@"   # the filter's flow is RAFT-things, as VBench's

@@ -7,3 +7,4 @@ from evaluators.vbench.video_text import VideoTextSimilarity
 @register
 class TemporalStyle(VideoTextSimilarity):
     name = "temporal_style"
+    score_range = (-1.0, 1.0)   # a cosine

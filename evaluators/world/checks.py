@@ -63,6 +63,7 @@ class WorldColourShape(WorldCheck):
     """Frames with the prompt's first object found with its colour and shape (prompts that name a colour)."""
 
     name = "world_colour_shape"
+    score_range = (0.0, 1.0)   # a fraction of frames (or 0/1)
     kinds = ("multiple_objects", "color", "spatial_relationship", "scene", "dynamic", "static", "style")
 
     def frame_score(self, reading, scene, kind) -> float:
@@ -74,6 +75,7 @@ class WorldShape(WorldCheck):
     """Frames with an object of the first object's shape."""
 
     name = "world_shape"
+    score_range = (0.0, 1.0)   # a fraction of frames (or 0/1)
 
     def frame_score(self, reading, scene, kind) -> float:
         return float(any(d.shape == scene.objects[0].shape for d in reading.objects))
@@ -84,6 +86,7 @@ class WorldColour(WorldCheck):
     """Frames with an object of the first object's colour (prompts that name a colour)."""
 
     name = "world_colour"
+    score_range = (0.0, 1.0)   # a fraction of frames (or 0/1)
     kinds = WorldColourShape.kinds
 
     def frame_score(self, reading, scene, kind) -> float:
@@ -95,6 +98,7 @@ class WorldCount(WorldCheck):
     """Frames with exactly the prompted number of objects."""
 
     name = "world_count"
+    score_range = (0.0, 1.0)   # a fraction of frames (or 0/1)
 
     def frame_score(self, reading, scene, kind) -> float:
         return float(len(reading.objects) == len(scene.objects))
@@ -105,6 +109,7 @@ class WorldBothObjects(WorldCheck):
     """Two-object prompts: frames with both objects found (colour and shape)."""
 
     name = "world_both_objects"
+    score_range = (0.0, 1.0)   # a fraction of frames (or 0/1)
     kinds = ("multiple_objects", "spatial_relationship")
 
     def frame_score(self, reading, scene, kind) -> float:
@@ -116,6 +121,7 @@ class WorldRelation(WorldCheck):
     """Relation prompts: frames with both objects found and the first where the prompt puts it."""
 
     name = "world_relation"
+    score_range = (0.0, 1.0)   # a fraction of frames (or 0/1)
     kinds = ("spatial_relationship",)
 
     def frame_score(self, reading, scene, kind) -> float:
@@ -128,6 +134,7 @@ class WorldBackground(WorldCheck):
     """Scene prompts: frames whose background reads as the prompt's."""
 
     name = "world_background"
+    score_range = (0.0, 1.0)   # a fraction of frames (or 0/1)
     kinds = ("scene",)
 
     def frame_score(self, reading, scene, kind) -> float:
@@ -139,6 +146,7 @@ class WorldStyle(WorldCheck):
     """Style prompts: frames whose rendering style reads as the prompt's."""
 
     name = "world_style"
+    score_range = (0.0, 1.0)   # a fraction of frames (or 0/1)
     kinds = ("style",)
 
     def frame_score(self, reading, scene, kind) -> float:
@@ -161,6 +169,7 @@ class WorldMotion(_MotionCheck):
     """Moving prompts: the direction read from the video is the prompted one (0/1)."""
 
     name = "world_motion"
+    score_range = (0.0, 1.0)   # a fraction of frames (or 0/1)
     kinds = ("dynamic",)
 
 
@@ -169,4 +178,5 @@ class WorldStill(_MotionCheck):
     """Still prompts: the object reads as still (0/1)."""
 
     name = "world_still"
+    score_range = (0.0, 1.0)   # a fraction of frames (or 0/1)
     kinds = ("static",)
