@@ -776,17 +776,14 @@ def markdown_table(rows: list[dict]) -> str:
     return "\n".join(lines)
 
 
-def main(argv=None) -> int:
+def main(argv=None, classes=None) -> int:
+    """The probe over `classes` (default: issue 33's; hardening_probe_40.main passes issue 40's)."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--out", required=True, help="directory for probe.csv, probe.md and probe.json")
     parser.add_argument("--only", type=int, nargs="*", help="only these classes (1-13; issue 40: 1-11)")
-    parser.add_argument("--issue", type=int, choices=(33, 40), default=33,
-                        help="whose cases: issue 33 (Hardening 2, default) or issue 40 (Hardening 3: "
-                             "benchmarks/diagnostics/hardening_probe_40.py)")
     args = parser.parse_args(argv)
-    classes = CLASSES
-    if args.issue == 40:
-        from benchmarks.diagnostics.hardening_probe_40 import CLASSES as classes
+    issue, module = (33, "hardening_probe") if classes is None else (40, "hardening_probe_40")
+    classes = CLASSES if classes is None else classes
     import pandas as pd
 
     from benchmarks.core.provenance import git_commit, provenance
@@ -824,8 +821,8 @@ def main(argv=None) -> int:
     pd.DataFrame(rows).to_csv(out / "probe.csv", index=False)
     table = markdown_table(rows)
     total = pd.Series([r["verdict"] for r in rows]).value_counts().to_dict()
-    text = [f"# Hardening probe (issue {args.issue}): the issue's classes re-run with counts per verdict", "",
-            f"`python -m benchmarks.diagnostics.hardening_probe --issue {args.issue} --out {args.out}`: {len(rows)} "
+    text = [f"# Hardening probe (issue {issue}): the issue's classes re-run with counts per verdict", "",
+            f"`python -m benchmarks.diagnostics.{module} --out {args.out}`: {len(rows)} "
             "cases, one per concrete "
             "example the issue lists, each through `python -m benchmarks.cli` in a subprocess (verdicts: the module's "
             "docstring; each case's command, exit code, first stderr line and seconds: probe.csv). A message line is "
@@ -838,7 +835,7 @@ def main(argv=None) -> int:
                                                for r in off] + [""]
     text.append(f"Commit: {commit}; {time.monotonic() - started:.0f} s in all.")
     (out / "probe.md").write_text("\n".join(text) + "\n")
-    record = {"provenance": provenance({"out": args.out, "only": args.only, "issue": args.issue,
+    record = {"provenance": provenance({"out": args.out, "only": args.only, "issue": issue,
                                         "timeout_s": TIMEOUT_S}, commit=commit),
               "counts": total, "cases": len(rows)}
     (out / "probe.json").write_text(json.dumps(record, indent=2) + "\n")

@@ -1,6 +1,6 @@
 """Issue 40 ("Hardening 3")'s cases for the hardening probe: one per concrete example the issue lists, each through
 `python -m benchmarks.cli` in a subprocess and classified by benchmarks/diagnostics/hardening_probe.py's rules.
-`python -m benchmarks.diagnostics.hardening_probe --issue 40 --out results/hardening_probe/issue40`.
+`python -m benchmarks.diagnostics.hardening_probe_40 --out results/hardening_probe/issue40`.
 Kept cheap: python: generators of grey frames at 9 frames of 32x32, world_count (no backbone)."""
 
 from __future__ import annotations
@@ -10,6 +10,7 @@ import shutil
 import sys
 from pathlib import Path
 
+from benchmarks.diagnostics import hardening_probe
 from benchmarks.diagnostics.hardening_probe import Case, Fixtures, Result, cli_command, execute
 
 SUITE = """name = "probe40"
@@ -422,3 +423,12 @@ def class_11(fx: Fixtures) -> list[Case]:
 
 
 CLASSES = (class_1, class_2, class_3, class_4, class_5, class_6, class_7, class_8, class_9, class_10, class_11)
+
+
+def main(argv=None) -> int:
+    """The probe over issue 40's classes (benchmarks/diagnostics/hardening_probe.main)."""
+    return hardening_probe.main(argv, CLASSES)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
