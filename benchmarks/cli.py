@@ -164,10 +164,20 @@ def cmd_run(args) -> int:
     pairs = [tuple(p.split("=", 1)) for p in args.pair]
     if any(len(p) != 2 or not all(p) for p in pairs):
         raise ValueError(f"--pair {args.pair}: expected BASE_MODEL=NEW_MODEL")
+    if args.shard is not None:   # every flag that would be ignored or lose the work: refused before any work
+        if not args.cache_dir or args.no_cache:
+            raise ValueError(f"--shard {args.shard} needs --cache-dir DIR (the cache every shard and the assembling "
+                             "run share), without --no-cache")
+        if args.assemble_only or args.check_against:
+            raise ValueError(f"--shard writes no table: --{'assemble-only' if args.assemble_only else 'check-against'}"
+                             " belongs to the assembling run (the same command without --shard)")
+    if args.assemble_only and args.no_cache:
+        raise ValueError("--assemble-only reads the cache: not with --no-cache")
     command = "m4v-bench " + " ".join(shlex.quote(a) for a in args.argv)
     return run_suite(suite, args.out, videos=args.videos, prompts=args.prompts, cache_dir=args.cache_dir,
                      use_cache=not args.no_cache, check_against=args.check_against, pairs=pairs, command=command,
-                     device=args.device, overwrite=args.overwrite, source=getattr(args, "suite_file", None))
+                     device=args.device, overwrite=args.overwrite, source=getattr(args, "suite_file", None),
+                     shard=args.shard, assemble_only=args.assemble_only)
 
 
 def cmd_eval(args) -> int:
@@ -372,6 +382,7 @@ def _faithful_help() -> str:
 def _add_scoring_arguments(p) -> None:
     """Flags shared by run and eval: what is scored, with which backbones, where results and cache go."""
     from benchmarks import flags
+    from benchmarks.shards import parse_shard  # numpy, no torch
 
     p.add_argument("--prompts", help="VBench full_info JSON: the prompts to generate (run), or the entries of "
                                      "videos named <prompt>-<index>.mp4 (eval, run external)")
@@ -387,6 +398,10 @@ def _add_scoring_arguments(p) -> None:
     p.add_argument("--cache-dir", help="per-sample cache (default OUT/cache)")
     p.add_argument("--no-cache", action="store_true", help="neither read nor write the cache")
     p.add_argument("--device", default="cpu", choices=["cpu", "cuda"], help="torch device")
+    p.add_argument("--shard", type=parse_shard, metavar="I/N",
+                   help="only shard I of N (from 0) of the work, into --cache-dir; no table (docs/distributed.md)")
+    p.add_argument("--assemble-only", action="store_true",
+                   help="the table from the cache the shards filled; refuse, naming what is missing, if incomplete")
 
 
 def _add_info(sub) -> None:
