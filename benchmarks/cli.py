@@ -356,7 +356,12 @@ def cmd_report(args) -> int:
 
 class _Parser(argparse.ArgumentParser):
     """An ArgumentParser whose epilog may be a function: called only when the help is shown (`eval --help` lists
-    the faithful backbones, which needs the evaluators imported)."""
+    the faithful backbones, which needs the evaluators imported); no flag abbreviations (`train --data` must never
+    be read as --dataset-size), for the top level and every command."""
+
+    def __init__(self, *args, **kwargs):
+        kwargs.setdefault("allow_abbrev", False)
+        super().__init__(*args, **kwargs)
 
     def format_help(self) -> str:
         if callable(self.epilog):
