@@ -224,7 +224,7 @@ def cmd_train(args) -> int:
     options = {k: v for k, v in (("batch", args.batch), ("lr", args.lr), ("stage_weights", args.stage_weights),
                                  ("dataset_size", args.dataset_size), ("arch", arch or None),
                                  ("device", None if args.device == "cpu" else args.device),
-                                 ("init_from", args.init_from)) if v is not None}
+                                 ("init_from", args.init_from), ("data", args.data)) if v is not None}
     # KEY=VALUE recipe options, typed and checked against the bounds table before anything runs
     options.update(parse_recipe_options(args.model, args.option))
     record = train(args.model, args.out, args.steps, args.seed, args.weights, args.checkpoint_every,
@@ -539,6 +539,9 @@ def _add_train(sub) -> None:
                    help="m4v-tiny / dit-tiny: an M4VConfig field of the trained architecture, repeatable, e.g. "
                         "text_recomposition=false, registers=false, zigzag=false, width=240 (alias of "
                         "hidden_size), rope_axes=6,12,12; recorded in training.json")
+    p.add_argument("--data", metavar="CAPTIONS", help="train on your videos: a CSV or JSONL with path, text (optional "
+                   "fps), paths relative to it (m4v-tiny, dit-tiny, m4v-tiny-reward; docs/distributed.md); "
+                   "default: the world")
     p.add_argument("--dataset-size", type=flags.BOUNDS["dataset_size"],
                    help="m4v-tiny / dit-tiny: world clips encoded once and sampled from (default: the recipe's)")
     p.add_argument("--checkpoint-every", type=flags.steps_int, default=200)
