@@ -229,7 +229,9 @@ def cmd_train(args) -> int:
     options.update(parse_recipe_options(args.model, args.option))
     record = train(args.model, args.out, args.steps, args.seed, args.weights, args.checkpoint_every,
                    progress=not args.quiet, snapshot_every=args.snapshot_every, overwrite=args.overwrite,
-                   stop_after=args.stop_after, **options)
+                   stop_after=args.stop_after, bf16=args.bf16, grad_checkpoint=args.grad_checkpoint, **options)
+    if record is None:   # a torchrun rank other than 0: rank 0 says what was trained
+        return 0
     if "of_steps" in record:  # --stop-after: the snapshot of that step, the schedule not finished
         print(f"stopped {record['model']} at step {record['step']} of {record['of_steps']} after "
               f"{record['train_seconds']} s: {record['metrics']} -> {snapshot_dir(args.out, record['step'])}")
@@ -539,6 +541,9 @@ def _add_train(sub) -> None:
                    help="m4v-tiny / dit-tiny: an M4VConfig field of the trained architecture, repeatable, e.g. "
                         "text_recomposition=false, registers=false, zigzag=false, width=240 (alias of "
                         "hidden_size), rope_axes=6,12,12; recorded in training.json")
+    p.add_argument("--bf16", action="store_true", help="bfloat16 autocast of the forward (--device cuda only)")
+    p.add_argument("--grad-checkpoint", action="store_true",
+                   help="m4v-tiny / dit-tiny / m4v-tiny-reward: recompute each block in the backward (less memory)")
     p.add_argument("--data", metavar="CAPTIONS", help="train on your videos: a CSV or JSONL with path, text (optional "
                    "fps), paths relative to it (m4v-tiny, dit-tiny, m4v-tiny-reward; docs/distributed.md); "
                    "default: the world")

@@ -244,8 +244,12 @@ class Recipe(BaseRecipe):
         self.set_lr(i)
         noise = dict(corrupt_ratio=self.corrupt_ratio(i), history_noise=self.settings["history_noise"])
         if self.settings["sampler"] == "all_stages":
-            loss, samples = flow_matching_loss_all_stages(self.model, latents, text, self.schedule, generator,
-                                                          **noise)
+            if self.world_size > 1:
+                raise ValueError("--option sampler=all_stages: not under torchrun yet (its stage columns would split "
+                                 "unevenly across ranks); use the default one_stage sampler")
+            with self.autocast():
+                loss, samples = flow_matching_loss_all_stages(self.model, latents, text, self.schedule, generator,
+                                                              **noise)
             self.optimise(loss, i)
             return {"loss": loss.item(), "unit_low": samples[0].unit, "unit_high": samples[-1].unit}
         stage = None  # uniform, drawn inside flow_matching_loss (the shipped runs' random stream)
@@ -254,7 +258,9 @@ class Recipe(BaseRecipe):
             # lifts the stage-2 start but, at 10 prompts per kind, not full generation beyond noise (README,
             # "Where generation fails"). An option, off by default.
             stage = int(torch.multinomial(torch.tensor(self.options["stage_weights"]), 1, generator=generator))
-        sample = flow_matching_loss(self.model, latents, text, self.schedule, generator, stage=stage, **noise)
+        with self.autocast():
+            sample = flow_matching_loss(self.model, latents, text, self.schedule, generator, stage=stage,
+                                        rows=self.my_rows(len(latents)), **noise)
         self.optimise(sample.loss, i)
         return {"loss": sample.loss.item(), "unit": sample.unit, "stage": sample.stage}
 
@@ -268,6 +274,7 @@ class Recipe(BaseRecipe):
         """One AdamW step with gradient clipping (1.0), then the EMA update."""
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
+        self.sync_gradients(self.model)
         torch.nn.utils.clip_grad_norm_(self.model.parameters(), 1.0, foreach=True)
         self.optimizer.step()
         update_ema(self.ema, self.model, i)

@@ -71,13 +71,17 @@ class Recipe(BaseRecipe):
         latents, text, captions = self.dataset.batch(generator, self.options["batch"])   # (B, C, T, h, w)
         self.model.train()
         self.set_lr(i)
-        sample = flow_matching_loss(self.model, latents, text, self.schedule, generator, stage=FINAL_STAGE)
-        clean = one_step_clean_estimate(sample, self.schedule)                            # (B, C, h, w)
-        frames = decode_current_frame(self.encoders.vae, latents[:, :, :sample.unit], clean)
-        reward = combined_reward(frames, captions, self.clip, self.fidelity).mean()
+        rows = self.my_rows(len(latents)) or slice(None)   # this rank's rows of the batch (torchrun)
+        with self.autocast():
+            sample = flow_matching_loss(self.model, latents, text, self.schedule, generator, stage=FINAL_STAGE,
+                                        rows=self.my_rows(len(latents)))
+            clean = one_step_clean_estimate(sample, self.schedule)                        # (b, C, h, w)
+            frames = decode_current_frame(self.encoders.vae, latents[rows, :, :sample.unit], clean)
+            reward = combined_reward(frames, captions[rows], self.clip, self.fidelity).mean()
         loss = sample.loss + self.options["reward_weight"] * -reward
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
+        self.sync_gradients(self.model)
         torch.nn.utils.clip_grad_norm_(self.model.parameters(), 1.0)
         self.optimizer.step()
         return {"loss": loss.item(), "fm_loss": sample.loss.item(), "reward": reward.item(), "unit": sample.unit}

@@ -87,11 +87,16 @@ class Recipe(BaseRecipe):
                 self.start_video_phase()
             video, _, _ = world_batch(self.seed, i, o["batch"], n_frames=o["frames"], kinds=video_kinds(o["dynamic"]))
             self.set_lr(i - o["image_steps"], total=self.total_steps - o["image_steps"], scale=o["video_lr_scale"])
-        video = video.to(self.device)
+        rows = self.my_rows(len(video)) or slice(None)   # this rank's rows of the batch (torchrun)
+        whole = len(video)
+        video = video[rows].to(self.device)
         self.vae.train()
-        mean, logvar = self.vae.encode(video)
-        noise = torch.randn(mean.shape, generator=step_generator(self.seed, i)).to(self.device)
-        recon = self.vae.decode(mean + noise * torch.exp(0.5 * logvar))
+        with self.autocast():
+            mean, logvar = self.vae.encode(video)
+            # drawn for the whole batch, as one process draws it, then the rank's rows
+            noise = torch.randn((whole, *mean.shape[1:]), generator=step_generator(self.seed, i))[rows]
+            recon = self.vae.decode(mean + noise.to(self.device) * torch.exp(0.5 * logvar))
+        recon, mean, logvar = recon.float(), mean.float(), logvar.float()
         weight = object_weight(video)
         rec = (weight * ((recon - video).abs() + (recon - video).pow(2))).mean()
         edge = edge_loss(recon, video, weight)
@@ -100,6 +105,7 @@ class Recipe(BaseRecipe):
         loss = rec + o["edge"] * edge + o["motion"] * motion.to(rec) + o["kl"] * kl
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
+        self.sync_gradients(self.vae)
         torch.nn.utils.clip_grad_norm_(self.vae.parameters(), 1.0)
         self.optimizer.step()
         return {"loss": loss.item(), "recon": rec.item(), "edge": edge.item(), "motion": motion.item(),
