@@ -79,6 +79,19 @@ class BaseRecipe:
         for grad, synced in zip(grads, torch._utils._unflatten_dense_tensors(flat, grads)):
             grad.copy_(synced)
 
+    def rank_zero_first(self, build):
+        """build() on rank 0, then on the other ranks (a shared cache is filled once, then read)."""
+        if self.world_size == 1:
+            return build()
+        import torch.distributed as dist
+
+        if self.rank == 0:
+            built = build()
+            dist.barrier()
+            return built
+        dist.barrier()
+        return build()
+
     def autocast(self):
         """The forward's precision: bfloat16 autocast with --bf16 (CUDA), else as built."""
         return torch.autocast("cuda", dtype=torch.bfloat16) if self.bf16 else contextlib.nullcontext()

@@ -231,8 +231,8 @@ class Recipe(BaseRecipe):
 
     def step(self, i: int) -> dict:
         if self.dataset is None:
-            self.dataset = training_latents(self.encoders, self.seed, self.options["dataset_size"], self.out.parent,
-                                            self.clips)
+            self.dataset = self.rank_zero_first(lambda: training_latents(
+                self.encoders, self.seed, self.options["dataset_size"], self.out.parent, self.clips))
         generator = step_generator(self.seed, i)
         latents, text, _ = self.dataset.batch(generator, self.options["batch"])
         null = None if self.null is None else TextCondition(
