@@ -4,6 +4,8 @@
            script writes, each repeat into a fresh latent cache
   train    dit-tiny steps/s and samples/s at a global batch, at 1 and 2 ranks (torchrun, gloo on CPU): each timed
            step between barriers, after untimed warm-up steps
+  curves   (--curves) the loss curves of `m4v-bench train` in 1 process and on 2 torchrun ranks at the same global
+           batch, for vae-tiny, dit-tiny and m4v-tiny-reward, and their largest relative difference
 
     python -m benchmarks.perf.distributed_bench --out results/distributed
 
@@ -133,6 +135,41 @@ def bench_train(ranks: int, batch: int, repeats: int, warmup: int, device: str, 
             "load_start": data["load_start"]["load_avg_1m"], "load_end": data["load_end"]["load_avg_1m"]}
 
 
+CURVES = {   # recipe -> its tiny `train` arguments (global batch split 2 ways)
+    "vae-tiny": ["--batch", "2", "--option", "image_batch=4"],
+    "dit-tiny": ["--batch", "4", "--dataset-size", "8"],
+    "m4v-tiny-reward": ["--batch", "2", "--dataset-size", "4"],
+}
+
+
+def bench_curves(tmp: Path, steps: int = 3) -> tuple[list, list]:
+    """-> (every logged step of 1 process and of 2 ranks, per recipe the largest relative loss difference)."""
+    import pandas as pd
+
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    rows, summary = [], []
+    for recipe, extra in CURVES.items():
+        train = ["-m", "benchmarks.cli", "train", "--model", recipe, "--steps", str(steps), "--quiet", *extra]
+        curves = {}
+        for ranks in (1, 2):
+            out = tmp / f"{recipe}-{ranks}"
+            with socket.socket() as s:
+                s.bind(("127.0.0.1", 0))
+                port = s.getsockname()[1]
+            torchrun = ["-m", "torch.distributed.run", "--nproc-per-node", "2", "--master-port", str(port)]
+            launch = [sys.executable, *(torchrun if ranks == 2 else [])]
+            done = subprocess.run([*launch, *train, "--out", str(out), *(["--threads", "1"] if ranks == 1 else [])],
+                                  cwd=REPO, env=env, capture_output=True, text=True)
+            if done.returncode:
+                raise SystemExit(f"distributed_bench: {recipe} on {ranks} rank(s) failed: {done.stderr[-2000:]}")
+            curves[ranks] = pd.read_csv(out / "loss.csv").drop(columns=["seconds"])
+            rows += [{"recipe": recipe, "ranks": ranks, **r} for r in curves[ranks].to_dict("records")]
+        one, two = curves[1]["loss"].to_numpy(), curves[2]["loss"].to_numpy()
+        summary.append({"recipe": recipe, "steps": steps, "max_rel_loss_diff": float(np.max(np.abs(two - one) /
+                                                                                          np.abs(one)))})
+    return rows, summary
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="distributed_bench", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command")
@@ -146,7 +183,8 @@ def main(argv=None) -> int:
     parser.add_argument("--warmup", type=int, default=2)
     parser.add_argument("--ranks", type=int, nargs="+", default=[1, 2])
     parser.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
-    parser.add_argument("--out", help="directory for distributed_bench.csv / .json")
+    parser.add_argument("--curves", action="store_true", help="also the 1- vs 2-rank loss curves of three recipes")
+    parser.add_argument("--out", help="directory for distributed_bench.csv / .json (and curves.csv)")
     args = parser.parse_args(argv)
     if args.command == "worker":
         worker(args)
@@ -164,8 +202,11 @@ def main(argv=None) -> int:
     rows = [bench_encode(args.videos, args.repeats, args.warmup)]
     with tempfile.TemporaryDirectory() as tmp:
         rows += [bench_train(r, args.batch, args.repeats, args.warmup, args.device, Path(tmp)) for r in args.ranks]
+        curves, agreement = bench_curves(Path(tmp)) if args.curves else ([], [])
     table = pd.DataFrame(rows)
     print(table.to_markdown(index=False, floatfmt=".4g"))
+    if agreement:
+        print(pd.DataFrame(agreement).to_markdown(index=False, floatfmt=".3g"))
     if args.out:
         out = Path(args.out)
         out.mkdir(parents=True, exist_ok=True)
@@ -173,7 +214,10 @@ def main(argv=None) -> int:
         given = argv if argv is not None else sys.argv[1:]
         command = "python -m benchmarks.perf.distributed_bench " + shlex.join(given)
         record = {"provenance": {**provenance(config=vars(args), seeds=[0], commit=commit), "command": command},
-                  "machine_load": {"start": load_start, "end": machine_load()}, "rows": table.to_dict("records")}
+                  "machine_load": {"start": load_start, "end": machine_load()}, "rows": table.to_dict("records"),
+                  "curves_agreement": agreement}
+        if curves:
+            pd.DataFrame(curves).to_csv(out / "curves.csv", index=False)
         (out / "distributed_bench.json").write_text(json.dumps(record, indent=2, default=str) + "\n")
         print(f"wrote {out}/distributed_bench.csv, distributed_bench.json", file=sys.stderr)
     return 0
