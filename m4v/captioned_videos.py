@@ -127,6 +127,26 @@ def file_digest(path: Path) -> str:
     return digest.hexdigest()
 
 
+def decoded_clips(clips: list[Clip], frames: int, size: int, fps: float = TRAIN_FPS, log=None,
+                  progress: bool = True) -> np.ndarray:
+    """(N, frames, size, size, 3) uint8 of the readable clips, for a recipe that trains on pixels (the VAE);
+    an unreadable clip is one line naming it, and none readable is refused."""
+    log = log or (lambda m: tqdm.write(m, file=sys.stderr))
+    out, unreadable, start = [], 0, time.perf_counter()
+    for clip in tqdm(clips, desc="decode videos", unit="video", disable=not progress, file=sys.stderr):
+        try:
+            out.append(decode_clip(clip, frames, size, fps))
+        except ClipError as exc:
+            unreadable += 1
+            log(f"--data {clip.where}: {exc}; skipped")
+    if not out:
+        raise ValueError(f"--data: none of the {len(clips)} clips could be read ({unreadable} unreadable, named above)")
+    seconds = time.perf_counter() - start
+    log(f"--data: {len(out)} clips decoded in {seconds:.1f} s ({len(out) / max(seconds, 1e-9):.2f} videos/s), "
+        f"{unreadable} unreadable")
+    return np.stack(out)
+
+
 class EncodedVideos:
     """The clips encoded by `encode(videos (B, 3, T, H, W) in [-1, 1], captions) -> (latents, TextCondition)`,
     each clip cached under CACHE/<key>.safetensors, its key hashing the video file's bytes, the caption, the

@@ -79,6 +79,22 @@ def test_an_empty_dataset_is_refused_before_any_work_and_data_is_no_abbreviation
     (tmp_path / "bad.csv").write_text("file,caption\na.mp4,x\n")
     with pytest.raises(ValueError, match="columns path and text"):
         read_captions(tmp_path / "bad.csv")
-    assert main(["train", "--model", "vae-tiny", "--data", str(tmp_path / "empty.csv"), "--out",
+    assert main(["train", "--model", "clip-tiny", "--data", str(tmp_path / "empty.csv"), "--out",
                  str(tmp_path / "run")]) == 2
-    assert "vae-tiny takes no --data" in capsys.readouterr().err
+    assert "clip-tiny takes no --data" in capsys.readouterr().err
+
+
+def test_the_vae_trains_on_windows_of_your_clips(tmp_path, capsys):
+    write_mp4(tmp_path / "a.mp4", counting_clip(60), fps=24)
+    (tmp_path / "captions.csv").write_text("path,text\na.mp4,grey levels\nmissing.mp4,gone\n")
+    # step 1 on single frames, step 2 on 9-frame windows (the video phase), then the latent statistics
+    assert main(["train", "--model", "vae-tiny", "--data", str(tmp_path / "captions.csv"), "--steps", "2",
+                 "--option", "image_steps=1", "--option", "image_batch=2", "--batch", "1", "--quiet",
+                 "--out", str(tmp_path / "vae")]) == 0
+    err = capsys.readouterr().err
+    assert "missing.mp4: not a readable video" in err and "1 clips decoded" in err and "1 unreadable" in err, err
+    import json
+
+    config = json.loads((tmp_path / "vae" / "config.json").read_text())
+    assert config["image_scale"] != 1.0   # measured on the clips
+    assert json.loads((tmp_path / "vae" / "training.json").read_text())["config"]["data"].endswith("captions.csv")
