@@ -146,16 +146,18 @@ class LatentDataset:
         return self.latents[index], text, [self.captions[i] for i in index.tolist()]
 
 
-def training_latents(encoders: FrozenWorldEncoders, seed: int, dataset_size: int, cache_root: Path, clips=None):
+def training_latents(encoders: FrozenWorldEncoders, seed: int, dataset_size: int, cache_root: Path, clips=None,
+                     quiet: bool = False):
     """The denoisers' data: `dataset_size` world clips, or the user's captioned clips (`--data`), encoded once by
-    the frozen encoders into a cache under `cache_root` (beside the run directory)."""
+    the frozen encoders into a cache under `cache_root` (beside the run directory). `quiet`: no progress or lines
+    (torchrun ranks but 0, which read what rank 0 encoded and said)."""
     if clips is None:
         return LatentDataset(encoders, seed, dataset_size, cache_root)
     from m4v.captioned_videos import EncodedVideos
     from m4v.world.dataset import TRAIN_FRAMES, TRAIN_SIZE
 
     return EncodedVideos(clips, encoders.encode, encoders.fingerprint(), Path(cache_root) / "video_latents",
-                         TRAIN_FRAMES, TRAIN_SIZE)
+                         TRAIN_FRAMES, TRAIN_SIZE, log=(lambda m: None) if quiet else None, progress=not quiet)
 
 
 @torch.no_grad()
@@ -232,7 +234,7 @@ class Recipe(BaseRecipe):
     def step(self, i: int) -> dict:
         if self.dataset is None:
             self.dataset = self.rank_zero_first(lambda: training_latents(
-                self.encoders, self.seed, self.options["dataset_size"], self.out.parent, self.clips))
+                self.encoders, self.seed, self.options["dataset_size"], self.out.parent, self.clips, self.rank > 0))
         generator = step_generator(self.seed, i)
         latents, text, _ = self.dataset.batch(generator, self.options["batch"])
         null = None if self.null is None else TextCondition(

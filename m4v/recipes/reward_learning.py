@@ -66,7 +66,7 @@ class Recipe(BaseRecipe):
         if self.dataset is None:
             # The base model's latent cache when the run directories sit side by side (same seed and size).
             self.dataset = self.rank_zero_first(lambda: training_latents(
-                self.encoders, self.seed, self.options["dataset_size"], self.out.parent, self.clips))
+                self.encoders, self.seed, self.options["dataset_size"], self.out.parent, self.clips, self.rank > 0))
         generator = step_generator(self.seed, i)
         latents, text, captions = self.dataset.batch(generator, self.options["batch"])   # (B, C, T, h, w)
         self.model.train()

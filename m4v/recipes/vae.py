@@ -97,7 +97,9 @@ class Recipe(BaseRecipe):
         if self.pixels is None:
             from m4v.captioned_videos import decoded_clips
 
-            self.pixels = decoded_clips(self.clips, TRAIN_FRAMES, TRAIN_SIZE)            # (N, 17, 64, 64, 3)
+            quiet = self.rank > 0   # under torchrun rank 0 alone says what it decoded
+            self.pixels = decoded_clips(self.clips, TRAIN_FRAMES, TRAIN_SIZE, log=(lambda m: None) if quiet else None,
+                                        progress=not quiet)                              # (N, 17, 64, 64, 3)
         rng = np.random.default_rng([seed, step])
         index = rng.integers(len(self.pixels), size=batch)
         start = rng.integers(TRAIN_FRAMES - n_frames + 1, size=batch)
