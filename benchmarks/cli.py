@@ -220,10 +220,20 @@ def cmd_run(args) -> int:
     pairs = [tuple(p.split("=", 1)) for p in args.pair]
     if any(len(p) != 2 or not all(p) for p in pairs):
         raise ValueError(f"--pair {args.pair}: expected BASE_MODEL=NEW_MODEL")
+    if args.shard is not None:   # every flag that would be ignored or lose the work: refused before any work
+        if not args.cache_dir or args.no_cache:
+            raise ValueError(f"--shard {args.shard} needs --cache-dir DIR (the cache every shard and the assembling "
+                             "run share), without --no-cache")
+        if args.assemble_only or args.check_against:
+            raise ValueError(f"--shard writes no table: --{'assemble-only' if args.assemble_only else 'check-against'}"
+                             " belongs to the assembling run (the same command without --shard)")
+    if args.assemble_only and args.no_cache:
+        raise ValueError("--assemble-only reads the cache: not with --no-cache")
     command = "m4v-bench " + " ".join(shlex.quote(a) for a in args.argv)
     return run_suite(suite, args.out, videos=args.videos, prompts=args.prompts, cache_dir=args.cache_dir,
                      use_cache=not args.no_cache, check_against=args.check_against, pairs=pairs, command=command,
-                     device=args.device, overwrite=args.overwrite, source=getattr(args, "suite_file", None))
+                     device=args.device, overwrite=args.overwrite, source=getattr(args, "suite_file", None),
+                     shard=args.shard, assemble_only=args.assemble_only)
 
 
 def cmd_eval(args) -> int:
@@ -271,12 +281,14 @@ def cmd_train(args) -> int:
     options = {k: v for k, v in (("batch", args.batch), ("lr", args.lr), ("stage_weights", args.stage_weights),
                                  ("dataset_size", args.dataset_size), ("arch", arch or None),
                                  ("device", None if args.device == "cpu" else args.device),
-                                 ("init_from", args.init_from)) if v is not None}
+                                 ("init_from", args.init_from), ("data", args.data)) if v is not None}
     # KEY=VALUE recipe options, typed and checked against the bounds table before anything runs
     options.update(parse_recipe_options(args.model, args.option))
     record = train(args.model, args.out, args.steps, args.seed, args.weights, args.checkpoint_every,
                    progress=not args.quiet, snapshot_every=args.snapshot_every, overwrite=args.overwrite,
-                   stop_after=args.stop_after, **options)
+                   stop_after=args.stop_after, bf16=args.bf16, grad_checkpoint=args.grad_checkpoint, **options)
+    if record is None:   # a torchrun rank other than 0: rank 0 says what was trained
+        return 0
     if "of_steps" in record:  # --stop-after: the snapshot of that step, the schedule not finished
         print(f"stopped {record['model']} at step {record['step']} of {record['of_steps']} after "
               f"{record['train_seconds']} s: {record['metrics']} -> {snapshot_dir(args.out, record['step'])}")
@@ -405,7 +417,12 @@ def cmd_report(args) -> int:
 
 class _Parser(argparse.ArgumentParser):
     """An ArgumentParser whose epilog may be a function: called only when the help is shown (`eval --help` lists
-    the faithful backbones, which needs the evaluators imported)."""
+    the faithful backbones, which needs the evaluators imported); no flag abbreviations (`train --data` must never
+    be read as --dataset-size), for the top level and every command."""
+
+    def __init__(self, *args, **kwargs):
+        kwargs.setdefault("allow_abbrev", False)
+        super().__init__(*args, **kwargs)
 
     def format_help(self) -> str:
         if callable(self.epilog):
@@ -431,6 +448,7 @@ def _faithful_help() -> str:
 def _add_scoring_arguments(p) -> None:
     """Flags shared by run and eval: what is scored, with which backbones, where results and cache go."""
     from benchmarks.core import flags
+    from benchmarks.run.shards import parse_shard  # numpy, no torch
 
     p.add_argument("--prompts", help="VBench full_info JSON: the prompts to generate (run), or the entries of "
                                      "videos named <prompt>-<index>.mp4 (eval, run external)")
@@ -452,6 +470,10 @@ def _add_scoring_arguments(p) -> None:
     p.add_argument("--cache-dir", help="per-sample cache (default OUT/cache)")
     p.add_argument("--no-cache", action="store_true", help="neither read nor write the cache")
     p.add_argument("--device", default="cpu", choices=["cpu", "cuda"], help="torch device")
+    p.add_argument("--shard", type=parse_shard, metavar="I/N",
+                   help="only shard I of N (from 0) of the work, into --cache-dir; no table (docs/distributed.md)")
+    p.add_argument("--assemble-only", action="store_true",
+                   help="the table from the cache the shards filled; refuse, naming what is missing, if incomplete")
 
 
 def _add_info(sub) -> None:
@@ -587,6 +609,12 @@ def _add_train(sub) -> None:
                    help="m4v-tiny / dit-tiny: an M4VConfig field of the trained architecture, repeatable, e.g. "
                         "text_recomposition=false, registers=false, zigzag=false, width=240 (alias of "
                         "hidden_size), rope_axes=6,12,12; recorded in training.json")
+    p.add_argument("--bf16", action="store_true", help="bfloat16 autocast of the forward (--device cuda only)")
+    p.add_argument("--grad-checkpoint", action="store_true",
+                   help="m4v-tiny / dit-tiny / m4v-tiny-reward: recompute each block in the backward (less memory)")
+    p.add_argument("--data", metavar="CAPTIONS", help="train on your videos: a CSV or JSONL with path, text (optional "
+                   "fps), paths relative to it (vae-tiny, m4v-tiny, dit-tiny, m4v-tiny-reward; docs/distributed.md); "
+                   "default: the world")
     p.add_argument("--dataset-size", type=flags.BOUNDS["dataset_size"],
                    help="m4v-tiny / dit-tiny: world clips encoded once and sampled from (default: the recipe's)")
     p.add_argument("--checkpoint-every", type=flags.steps_int, default=200)

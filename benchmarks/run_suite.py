@@ -15,7 +15,15 @@ from benchmarks.core.outputs import json_safe
 from benchmarks.core.provenance import git_commit, provenance
 from benchmarks.run import distributed
 from benchmarks.run.cache import SampleCache
-from benchmarks.run.runner import GENERATION_FAILED, backbone_weights, run_external, run_generate, unscored_dimensions
+from benchmarks.run.runner import (
+    GENERATION_FAILED,
+    _check_shards_finished,
+    backbone_weights,
+    run_external,
+    run_generate,
+    run_shard,
+    unscored_dimensions,
+)
 from benchmarks.run.suites import Suite
 from evaluators import EVALUATORS
 from evaluators.backbones import default_backbones
@@ -48,11 +56,12 @@ def default_pairs(baseline, models: list[str]) -> list[tuple[str, str]]:
 
 def run_suite(suite: Suite, out, *, videos=None, prompts=None, cache_dir=None, use_cache: bool = True,
               check_against=None, pairs=(), command: str = "", device: str = "cpu", log=print,
-              overwrite: bool = False, source=None) -> int:
+              overwrite: bool = False, source=None, shard=None, assemble_only: bool = False) -> int:
     """Run the suite into OUT (locked while running, COMPLETE when every file is in place); -> exit code:
     0 done, 1 when a dimension could score no video (or --check-against found a regression). OUT is the run's:
     another suite's run or files no run wrote are refused unless `overwrite`; an earlier run's outputs are cleared.
-    `source`: the suite's TOML file, named in errors about its keys."""
+    `source`: the suite's TOML file, named in errors about its keys. `shard` (benchmarks/run/shards.py): only that
+    shard's work into the cache, OUT untouched; `assemble_only`: the table from the cache alone."""
     from benchmarks.core.outputs import (
         OutputLock,
         claim_run_dir,
@@ -72,6 +81,8 @@ def run_suite(suite: Suite, out, *, videos=None, prompts=None, cache_dir=None, u
         if not torch.cuda.is_available():   # never a CPU run recorded under --device cuda
             raise SuiteError("--device cuda: no CUDA device is visible to torch")
     distributed.init_from_env(device)
+    if shard is not None:
+        return run_shard(suite, shard, videos, prompts, cache_dir, command, log, source)
     out = claim_run_dir(out, suite.name, overwrite)
     if check_against is not None and not Path(check_against).exists():
         raise SuiteError(f"--check-against {check_against}: no such baseline directory")
@@ -110,6 +121,8 @@ def run_suite(suite: Suite, out, *, videos=None, prompts=None, cache_dir=None, u
         if suite.kind == "external":
             if videos is None:
                 raise SuiteError("suite external needs --videos DIR")
+            if assemble_only:
+                _check_shards_finished(cache.root, suite)
             per_video, generation, checkpoints = run_external(videos, prompts, suite, cache, log)
             written = []   # an external run writes no video
             models = ["external"]
@@ -120,7 +133,8 @@ def run_suite(suite: Suite, out, *, videos=None, prompts=None, cache_dir=None, u
                 check_models(suite.paper_table, list(suite.models))  # the count first, then each row's model
                 check_models(suite.paper_table, list(suite.models), [_checkpoint_config(m) for m in suite.models])
             where = f"--suite {source}" if source else None
-            per_video, generation, checkpoints, written = run_generate(suite, out, cache, log, where)
+            per_video, generation, checkpoints, written = run_generate(suite, out, cache, log, where,
+                                                                       assemble_only=assemble_only)
             models = list(checkpoints)
         counts = distributed.gather_rows([(cache.hits, cache.misses)])   # every rank's work, not rank 0's alone
         if not distributed.is_main():

@@ -1,5 +1,9 @@
 """`m4v-bench train`: the training loop shared by every recipe (m4v/recipes/).
 
+Under torchrun (docs/distributed.md) every rank runs this loop on its rows of each global batch (`--batch` split
+evenly), gradients averaged across ranks; rank 0 alone checks and writes OUT (state.pt, loss.csv with the ranks'
+mean metrics, the model, training.json). The state is the one process's, so a run resumes at any world size.
+
 Resumable: OUT/state.pt holds the step, the models and the optimiser (loaded with weights_only=True); a rerun
 with the same command continues where it stopped. Every step's metrics go to OUT/loss.csv; OUT/training.json
 records the exact command, seed, steps, config, git commit and library versions next to the final weights.
@@ -41,6 +45,7 @@ from benchmarks.core.outputs import (
 )
 from benchmarks.core.provenance import git_commit, provenance
 from benchmarks.core.training_record import read_record
+from benchmarks.run import distributed
 from m4v.recipes import WEIGHTS_DIR, get_recipe
 
 STATE_FILE, LOG_FILE, RECORD_FILE = "state.pt", "loss.csv", "training.json"
@@ -135,7 +140,8 @@ def _parse_field(setting: str, key: str, kind, text: str):
 
 def train(name: str, out, steps: int | None = None, seed: int = 0, weights_root=None, checkpoint_every: int = 200,
           command: str | None = None, progress: bool = True, snapshot_every: int | None = None,
-          overwrite: bool = False, stop_after: int | None = None, **options) -> dict:
+          overwrite: bool = False, stop_after: int | None = None, bf16: bool = False,
+          grad_checkpoint: bool = False, **options) -> dict | None:
     """Train `name` into OUT; returns the training record. `snapshot_every` also saves the model as shipped
     (EMA weights for the denoisers) every that many steps under OUT/snapshots/, so one run gives a
     quality-against-training-steps curve (`m4v-bench run --models DIR...`). `stop_after` stops the `steps`
@@ -143,7 +149,9 @@ def train(name: str, out, steps: int | None = None, seed: int = 0, weights_root=
 
     Nothing is lost: OUT holding a trained model is refused unless its own state.pt resumes or `overwrite`;
     OUT is locked for the run; record files are written atomically, the model is published file by file with
-    renames, and OUT/COMPLETE appears last."""
+    renames, and OUT/COMPLETE appears last. Under torchrun: -> the record on rank 0, None on the others.
+    `bf16`: bfloat16 autocast of the forward (CUDA only); `grad_checkpoint`: recompute the transformer's blocks in
+    the backward instead of keeping their activations."""
     # every number against the one bounds table (benchmarks/core/flags.py), before anything is read or written
     # (steps 0 would save the untrained initialisation as a trained model)
     for flag, value, bound in (("--steps", steps, "steps"), ("--seed", seed, "seed"),
@@ -167,7 +175,10 @@ def train(name: str, out, steps: int | None = None, seed: int = 0, weights_root=
     out = Path(out)
     if out.exists() and not out.is_dir():
         raise OutputError(f"--out {out}: exists and is not a directory")
+    if bf16 and not str(options.get("device", "cpu")).startswith("cuda"):
+        raise ValueError("--bf16: bfloat16 autocast runs on CUDA only (--device cuda); a CPU run is float32")
     commit = git_commit()  # the code that runs, before this run's outputs dirty the tree
+    distributed.init_from_env(options.get("device", "cpu"))   # before the models: each rank's GPU is set
     try:
         recipe = recipe_class(name, seed=seed, weights_root=weights_root, **options)
     except SafetensorError as exc:  # a frozen model it builds on, loaded by transformers / open_clip
@@ -182,6 +193,61 @@ def train(name: str, out, steps: int | None = None, seed: int = 0, weights_root=
         raise ValueError(f"--stop-after must be between 1 and --steps {steps}, got {stop_after}")
     recipe.total_steps, recipe.out = steps, out
     stop = steps if stop_after is None else stop_after
+    _set_precision_and_memory(recipe, name, bf16, grad_checkpoint)
+    try:
+        recipe.rank, recipe.world_size = distributed.world()
+        if recipe.world_size > 1:
+            _check_data_parallel(recipe, name)
+        if not distributed.is_main():   # rank 0 checks and prepares OUT; the others start from what it found
+            verdict = distributed.share(None)
+            if verdict[0] == "error":
+                raise ValueError(verdict[1])
+            if verdict[1] is not None:
+                return None   # finished already
+            state = _load_state(out / STATE_FILE) if (out / STATE_FILE).exists() else None
+            if state is not None:
+                recipe.load_state_dict(state["recipe"])
+            return _run(recipe, out, name, seed, steps, state, commit, command, checkpoint_every, snapshot_every,
+                        False, stop, writes=False)
+        told = []   # rank 0 told the others how the checks went: after that, an error is its own
+        try:
+            return _train_main(recipe, out, name, seed, steps, stop, stop_after, overwrite, commit, command,
+                               checkpoint_every, snapshot_every, progress, told)
+        except BaseException as exc:
+            if recipe.world_size > 1 and not told:
+                distributed.share(("error", " ".join(str(exc).split()) or type(exc).__name__))
+            raise
+    finally:
+        distributed.shutdown()
+
+
+def _set_precision_and_memory(recipe, name: str, bf16: bool, grad_checkpoint: bool) -> None:
+    """--bf16 (bfloat16 autocast, CUDA only: checked before) and --grad-checkpoint (the modules that can)."""
+    recipe.bf16 = bf16
+    if grad_checkpoint:
+        able = [m for m in recipe.modules.values() if hasattr(m, "gradient_checkpointing")]
+        if not able:
+            raise ValueError(f"--grad-checkpoint: {name} has no blocks to checkpoint (the denoisers have)")
+        for module in able:
+            module.gradient_checkpointing = True
+
+
+def _check_data_parallel(recipe, name: str) -> None:
+    """Under torchrun: a recipe that splits by rows, and a global batch that splits evenly across the ranks."""
+    if not recipe.data_parallel:
+        raise ValueError(f"{name}: not trainable under torchrun yet (its loss does not split by rows); run it in one "
+                         "process")
+    for key in ("batch", "image_batch"):
+        value = recipe.options.get(key)
+        if value is not None and value % recipe.world_size:
+            flag = "--batch" if key == "batch" else f"--option {key}"
+            raise ValueError(f"{flag} {value}: the global batch must split evenly across {recipe.world_size} ranks")
+
+
+def _train_main(recipe, out: Path, name: str, seed: int, steps: int, stop: int, stop_after, overwrite: bool,
+                commit: str, command, checkpoint_every: int, snapshot_every, progress: bool, told: list) -> dict:
+    """Rank 0 (or the one process): check and lock OUT, resume or start, run the loop, write."""
+    shared = recipe.world_size > 1
     if not overwrite:  # everything OUT holds is checked before anything is written (the lock file included) ...
         _check_existing(out, name, seed, steps, recipe, stop, stop_after)
     prepare_output_dir(out)
@@ -191,6 +257,9 @@ def train(name: str, out, steps: int | None = None, seed: int = 0, weights_root=
         # ... and again under the lock (another run may have written meanwhile)
         state = _resumable_state(out, name, seed, steps, recipe, overwrite)
         finished = _check_existing(out, name, seed, steps, recipe, stop, stop_after, state) if state else None
+        if shared:   # the other ranks learn the outcome: go on (from state.pt, if any) or stop
+            distributed.share(("ok", finished))
+            told.append(True)
         if finished is not None:
             return finished  # finished: its record names the run that made it
         mark_incomplete(out)
@@ -340,10 +409,15 @@ def _load_state(path: Path) -> dict:
 
 
 def _run(recipe, out: Path, name: str, seed: int, steps: int, state: dict | None, commit: str, command,
-         checkpoint_every: int, snapshot_every: int | None, progress: bool, stop: int) -> dict:
+         checkpoint_every: int, snapshot_every: int | None, progress: bool, stop: int, writes: bool = True):
     """The loop: steps start..stop of the `steps` schedule, the log, checkpoints, snapshots; then the model, its
-    record, COMPLETE (stop < steps: the snapshot of step `stop` and its record, OUT left resumable)."""
+    record, COMPLETE (stop < steps: the snapshot of step `stop` and its record, OUT left resumable). `writes`
+    False (torchrun ranks but 0): the steps alone, -> None."""
     start, seconds = (int(state["step"]), float(state["seconds"])) if state else (0, 0.0)
+    if not writes:
+        for i in range(start, stop):
+            _check_finite(i, _mean_over_ranks(recipe.step(i), recipe.world_size), state_path=out / STATE_FILE)
+        return None
     state_path, log_path = out / STATE_FILE, out / LOG_FILE
     _truncate_log(log_path, start)
     last: dict = {}
@@ -353,10 +427,8 @@ def _run(recipe, out: Path, name: str, seed: int, steps: int, state: dict | None
         bar = tqdm(range(start, stop), desc=f"train {name}", initial=start, total=steps, disable=not progress)
         t0 = time.perf_counter()
         for i in bar:
-            last = {k: float(v) for k, v in recipe.step(i).items()}
-            if not all(math.isfinite(v) for v in last.values()):  # a diverged run is not a trained model
-                raise ValueError(f"step {i + 1}: non-finite training metrics {last}; the last "
-                                         f"checkpoint in {state_path} is kept")
+            last = _mean_over_ranks(recipe.step(i), recipe.world_size)
+            _check_finite(i, last, state_path)
             if writer is None:
                 writer_file = open(log_path, "a", newline="", buffering=1)  # line-buffered: survives a kill
                 writer = csv.DictWriter(writer_file, fieldnames=["step", *last, "seconds"])
@@ -387,6 +459,26 @@ def _run(recipe, out: Path, name: str, seed: int, steps: int, state: dict | None
                            train_seconds=round(seconds, 1), final_metrics=last or _last_logged(log_path))
     mark_complete(out, [*files, RECORD_FILE, LOG_FILE, STATE_FILE])
     return record
+
+
+def _check_finite(i: int, metrics: dict, state_path: Path) -> None:
+    """A diverged run is not a trained model (every rank sees the same mean metrics, so every rank stops)."""
+    if not all(math.isfinite(v) for v in metrics.values()):
+        raise ValueError(f"step {i + 1}: non-finite training metrics {metrics}; the last checkpoint in {state_path} "
+                         "is kept")
+
+
+def _mean_over_ranks(metrics: dict, world_size: int) -> dict:
+    """A step's metrics as floats; under torchrun the ranks' mean (each rank's loss is its rows' mean, the rows
+    equal in number: the mean is the global batch's)."""
+    values = {k: float(v) for k, v in metrics.items()}
+    if world_size == 1:
+        return values
+    import torch.distributed as dist
+
+    total = torch.tensor(list(values.values()), dtype=torch.float64)
+    dist.all_reduce(total)
+    return dict(zip(values, (total / world_size).tolist()))
 
 
 def _publish_snapshot(recipe, out: Path, commit: str, command, name: str, seed: int, step: int, steps: int,
@@ -421,7 +513,11 @@ def _publish_model(recipe, out: Path) -> list[str]:
 
 def _write_record(out: Path, recipe, commit: str, command: str | None, **fields) -> dict:
     """OUT/training.json: `fields`, the command that trains it and the provenance (code, config, versions)."""
-    record = {**fields, "command": command or "m4v-bench " + shlex.join(sys.argv[1:]),
+    how = {k: v for k, v in (("world_size", recipe.world_size), ("bf16", recipe.bf16),
+                              ("grad_checkpoint", any(getattr(m, "gradient_checkpointing", False)
+                                                      for m in recipe.modules.values())))
+           if v not in (1, False)}   # how it ran, where not one float32 process
+    record = {**fields, **how, "command": command or "m4v-bench " + shlex.join(sys.argv[1:]),
               **provenance(config=recipe.config(), seeds=[fields["seed"]], commit=commit)}
     atomic_write_json(out / RECORD_FILE, record)
     return json_safe(record)

@@ -60,9 +60,12 @@ def corrupt_history(clean: list, generator: torch.Generator, device, corrupt_rat
 
 def flow_matching_loss(model, latents: torch.Tensor, text: TextCondition, schedule: PyramidSchedule,
                        generator: torch.Generator, unit: int | None = None, stage: int | None = None,
-                       corrupt_ratio: float = CORRUPT_RATIO, history_noise: str = "per_frame") -> TrainingSample:
+                       corrupt_ratio: float = CORRUPT_RATIO, history_noise: str = "per_frame",
+                       rows: slice | None = None) -> TrainingSample:
     """latents (B, C, T, H, W), normalised; one AR position and stage for the whole batch. Random draws come from
-    the (CPU) generator and move to the latents' device, so a run's random stream is the same on any device."""
+    the (CPU) generator and move to the latents' device, so a run's random stream is the same on any device.
+    `rows`: this data-parallel rank's rows of the (global) batch: every draw is made for the whole batch, as one
+    process makes it, and only the model's forward and the loss run on the rank's rows (the sample holds them)."""
     B, _, T, _, _ = latents.shape
     draw = lambda sample: sample.to(latents.device)  # noqa: E731
     n_stages = schedule.n_stages
@@ -77,6 +80,10 @@ def flow_matching_loss(model, latents: torch.Tensor, text: TextCondition, schedu
     ratio = draw(torch.rand(B, generator=generator))
     x, target, timestep = schedule.training_pair(stage, current[stage], current[stage - 1] if stage else None,
                                                  noise, ratio)
+    if rows is not None:   # (B, ...) -> (b, ...): the rank's rows
+        history, x, target, timestep, ratio, noise = ([h[rows] for h in history], x[rows], target[rows],
+                                                      timestep[rows], ratio[rows], noise[rows])
+        text = TextCondition(text.tokens[rows], text.mask[rows], text.pooled[rows])
     prediction = model(history + [x], levels + [stage], text.tokens, text.mask, text.pooled, timestep.float())
     return TrainingSample(unit, stage, F.mse_loss(prediction.float(), target.float()), x, prediction, ratio, noise,
                           target, history)

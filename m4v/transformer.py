@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+from functools import partial
 from pathlib import Path
 
 import torch
 import torch.nn as nn
 from torch import Tensor
+from torch.utils.checkpoint import checkpoint
 
 from m4v.blocks import DualStreamBlock, SingleStreamBlock, build_stage_layout
 from m4v.checkpoint import load_weights, save_weights
@@ -35,6 +37,7 @@ class M4VTransformer(nn.Module):
     def __init__(self, cfg: M4VConfig):
         super().__init__()
         self.cfg = cfg
+        self.gradient_checkpointing = False   # a way to train (train --grad-checkpoint), not part of the model
         D = cfg.hidden_size
         self.x_embedder = nn.Linear(cfg.patch_channels, D)
         self.context_embedder = nn.Linear(cfg.text_dim, D)
@@ -88,11 +91,14 @@ class M4VTransformer(nn.Module):
         temb = self.condition(timestep, pooled)                                # (B, D)
         layout = build_stage_layout(self.cfg, frame_sizes, frame_levels, text_mask.bool())
 
+        # --grad-checkpoint: each block's activations recomputed in the backward rather than kept
+        run = (partial(checkpoint, use_reentrant=False) if self.gradient_checkpointing and self.training
+               else lambda block, *args: block(*args))
         for block in self.dual_blocks:
-            video, text_tokens = block(video, text_tokens, temb, layout)
+            video, text_tokens = run(block, video, text_tokens, temb, layout)
         x = torch.cat([text_tokens, video], dim=1)                              # (B, L, D)
         for block in self.single_blocks:
-            x = block(x, temb, layout, self.registers)
+            x = run(block, x, temb, layout, self.registers)
 
         cur_h, cur_w = frame_sizes[-1]
         current = x[:, x.shape[1] - cur_h * cur_w:]  # (B, h w, D); positive start: JIT tracing mis-slices -n

@@ -183,6 +183,10 @@ class SampleCache:
     def _record_path(self, key: str, evaluator, fingerprint: str) -> Path:
         return self.root / "records-v2" / key / f"{evaluator.name}@{evaluator.version}-{fingerprint}.json"
 
+    def has_video(self, key: str) -> bool:
+        """Whether a sample entry is there (not yet verified: `load_video` does that)."""
+        return self.enabled and (self._sample_dir(key) / "generation.json").is_file()
+
     def load_video(self, key: str):
         """-> (frames, generation record), or None: no entry, or a bad one (one warning naming it)."""
         d = self._sample_dir(key)

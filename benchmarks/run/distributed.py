@@ -75,6 +75,15 @@ def gather_rows(rows: list) -> list | None:
     return [row for part in gathered for row in part] if rank == 0 else None
 
 
+def share(obj):
+    """Rank 0's `obj` on every rank (the others pass anything); `obj` itself outside torchrun."""
+    if not dist.is_initialized():
+        return obj
+    box = [obj]
+    dist.broadcast_object_list(box, src=0)
+    return box[0]
+
+
 def barrier() -> None:
     if dist.is_initialized():
         dist.barrier()

@@ -214,6 +214,7 @@ class _Generation:
         # the kernel ISA joins every key: another ISA's rounding gives another sample
         self.kernels = cpu_kernels()
         self.fingerprints, self.costs, self.memo, self.loaded = {}, {}, {}, None
+        self.may_generate = True   # False when assembling only: a missing video is refused, never made
         # where each (prompt, sample) sits in the work items of any one model: a derived control finds its base's
         self.place = {(e["prompt_en"], sample): (b, j, batch)
                       for _, sample, b, batch in generation_items(suite, [None], entries)
@@ -236,6 +237,17 @@ class _Generation:
         return [key_of({**shared, "prompt": p, "batch": prompts, "position": j, "seed": s})
                 for j, (p, s) in enumerate(zip(prompts, seeds))]
 
+    def cached(self, generator, sample: int, b: int, batch: list[dict]) -> bool:
+        """Whether every video of one item is in the cache (a derived control: its base's), read nothing."""
+        from benchmarks.generators.controls import DERIVED
+
+        if getattr(generator, "control", None) in DERIVED:
+            bases = [self.place[(generator.source_prompt(e["prompt_en"]), sample)] for e in batch]
+            return all(self.cached(generator.base, sample, base_b, base_batch) for base_b, _, base_batch in bases)
+        prompts = [e["prompt_en"] for e in batch]
+        return all(self.cache.has_video(k) for k in self.keys(generator, prompts,
+                                                              self.seeds(generator, sample, b, prompts)))
+
     def item(self, generator, sample: int, b: int, batch: list[dict]) -> list[tuple]:
         """[(frames or the exception that failed it, generation record or None, sample key, seed)] of one item."""
         from benchmarks.generators.controls import DERIVED
@@ -251,6 +263,9 @@ class _Generation:
         todo = [j for j, c in enumerate(results) if c is None]
         if todo and not generator.capabilities.per_video_seeds:
             todo = list(range(len(prompts)))
+        if todo and not self.may_generate:
+            raise SuiteError(f"--assemble-only: {generator.name}'s sample {sample} of {len(prompts)} prompt(s) is "
+                             f"missing or damaged in the cache {self.cache.root}; rerun the shard that made it")
         if todo:
             if self.loaded is not None and self.loaded is not generator:
                 self.loaded.close()   # one model's weights in memory at a time
@@ -346,13 +361,15 @@ def check_run_size(suite: Suite, n_models: int, entries: list[dict], where: str)
             f"({videos * s.frames * s.height * s.width:.3g} pixel-frames), about {need / 2**30:.1f} GiB at once")
 
 
-def run_generate(suite: Suite, out: Path, cache: SampleCache, log=print,
-                 where: str | None = None) -> tuple[pd.DataFrame, pd.DataFrame, dict, list]:
+def run_generate(suite: Suite, out: Path | None, cache: SampleCache, log=print, where: str | None = None,
+                 shard=None, assemble_only: bool = False) -> tuple[pd.DataFrame, pd.DataFrame, dict, list]:
     """Generate and score every (model, prompt, sample) of the suite; -> (rows, generation rows, checkpoints, the
     run's video files relative to OUT, every rank's). Every model is a Generator (benchmarks/generators/): the runner
     asks it for its fingerprint, capabilities and videos, nothing else. `where` names the suite in errors (its TOML
-    file)."""
+    file). `shard` (benchmarks/run/shards.py): only that shard's items, into the cache, no video written (out=None);
+    `assemble_only`: every video must be in the cache (refused before any work, naming what is missing)."""
     from benchmarks.generators import resolve_generators
+    from benchmarks.run import shards
 
     generators = resolve_generators(suite.models, suite.vae, suite.text_encoder, suite.controls or ())
     entries = prompt_entries(suite)
@@ -368,7 +385,19 @@ def run_generate(suite: Suite, out: Path, cache: SampleCache, log=print,
     work = _Generation(suite, entries, cache)
     stems = video_stems([e["prompt_en"] for e in entries])
     every = generation_items(suite, generators, entries)
-    items = distributed.my_share(every)
+    keys = [shards.item_key(generators[m].name, sample, [e["prompt_en"] for e in batch])
+            for m, sample, _, batch in every]
+    mine = every
+    if shard is not None:
+        mine = [item for item, owner in zip(every, shards.owners(keys, shard.count)) if owner == shard.index]
+        log(f"shard {shard}: {len(mine)} of {len(every)} work items")
+    if assemble_only:
+        work.may_generate = False
+        missing = [(key, generators[m].name, len(batch)) for key, (m, sample, b, batch) in zip(keys, every)
+                   if not work.cached(generators[m], sample, b, batch)]
+        if missing:
+            raise SuiteError(shards.missing_message(cache.root, suite.hash(), missing, keys, len(every)))
+    items = distributed.my_share(mine)
     rows, generation_rows = [], []
     dim_order = {name: i for i, name in enumerate(evaluators)}
     for m, sample, b, batch in tqdm(items, desc=f"{suite.name}: batches", unit="batch", file=sys.stderr,
@@ -390,7 +419,8 @@ def run_generate(suite: Suite, out: Path, cache: SampleCache, log=print,
                 rows += [{**r, "_order": (*order, dim_order[r["dimension"]])}
                          for r in _failed_rows(placeholder, evaluators, base, frames)]
                 continue
-            write_video(out / relative, frames, fps=fps)  # VBench naming, whole or not at all
+            if out is not None:
+                write_video(out / relative, frames, fps=fps)  # VBench naming, whole or not at all
             aux = {**entry, "generation": generation} if generation else dict(entry)
             video = Video(frames, float(fps), entry["prompt_en"], str(relative), aux)
             note = size_note(frames, suite.sampling)   # scored as made, said in every row of the video
@@ -402,8 +432,8 @@ def run_generate(suite: Suite, out: Path, cache: SampleCache, log=print,
     checkpoints = {g.name: work.provenance(g) for g in generators}
     for g in generators:
         g.close()
-    videos = [str(_video_path(generators[m], stems[e["prompt_en"]], sample)) for m, sample, _, batch in every
-              for e in batch]
+    videos = [] if out is None else [str(_video_path(generators[m], stems[e["prompt_en"]], sample))
+                                     for m, sample, _, batch in every for e in batch]
     return (*_gather(rows, generation_rows, checkpoints, evaluators), videos)
 
 
@@ -420,9 +450,9 @@ def _video_path(generator, stem: str, sample: int) -> Path:
     return Path("videos") / model_folder(generator.name) / f"{stem}-{sample}.mp4"
 
 
-def run_external(videos_dir, prompts_path, suite: Suite, cache: SampleCache, log=print):
+def run_external(videos_dir, prompts_path, suite: Suite, cache: SampleCache, log=print, shard=None):
     """Score a folder of videos made elsewhere (VBench naming `<prompt>-<i>.mp4` links a file to its prompt
-    entry); an unreadable video is a failed row per evaluator, the rest are scored."""
+    entry); an unreadable video is a failed row per evaluator, the rest are scored. `shard`: only its videos."""
     from benchmarks.run.external import discover_videos, select_videos
     from benchmarks.run.suites import load_full_info
     from evaluators.prompts import prompts_by_text
@@ -449,7 +479,14 @@ def run_external(videos_dir, prompts_path, suite: Suite, cache: SampleCache, log
         print(line, file=sys.stderr)
     rows = []
     dim_order = {name: i for i, name in enumerate(evaluators)}
-    paths = distributed.my_share(list(enumerate(selection.videos)))
+    paths = list(enumerate(selection.videos))
+    if shard is not None:
+        from benchmarks.run import shards
+
+        owner = shards.owners([key_of(str(v.path.relative_to(videos_dir))) for _, v in paths], shard.count)
+        paths = [item for item, o in zip(paths, owner) if o == shard.index]
+        log(f"shard {shard}: {len(paths)} videos")
+    paths = distributed.my_share(paths)
     for index, chosen in tqdm(paths, desc="videos", unit="video", file=sys.stderr, disable=not distributed.is_main()):
         path, prompt, entry, sample = chosen.path, chosen.prompt, chosen.entry, chosen.sample
         base = {"model": "external", "prompt": prompt, "seed": None, "sample": sample, "video": str(path)}
@@ -495,5 +532,55 @@ def unscored_dimensions(per_video: pd.DataFrame) -> list[str]:
     seen), has nothing to score: not a failure."""
     status = per_video.groupby("dimension", sort=False)["status"]
     return [d for d, s in status if (s == "failed").any() and not (s == "ok").any()]
+
+
+def _check_shards_finished(cache_root: Path, suite: Suite) -> None:
+    """--assemble-only of an external suite: every shard of some sharding finished, else one line naming the rest."""
+    from benchmarks.run.shards import read_manifests
+
+    manifests = read_manifests(cache_root, suite.hash())
+    if not manifests:
+        raise SuiteError(f"--assemble-only: no shard of this suite (hash {suite.hash()}) wrote to the cache "
+                         f"{cache_root}: run `--shard I/N` first")
+    count = max(manifests, key=lambda n: len(manifests[n]))
+    unfinished = [f"shard {i}/{count} ({manifests[count].get(i, 'never started')})" for i in range(count)
+                  if manifests[count].get(i) != "finished"]
+    if unfinished:
+        raise SuiteError(f"--assemble-only: not finished in the cache {cache_root}: {', '.join(unfinished)}")
+
+
+def run_shard(suite: Suite, shard, videos, prompts, cache_dir, command: str, log=print, source=None) -> int:
+    """One shard of the suite's work items, generated and scored into the shared cache; no table, OUT untouched.
+    -> 0, or 1 when a video of the shard could not be generated (nothing cached for it: the assembly will say so)."""
+    from benchmarks.core.outputs import prepare_output_dir
+    from benchmarks.run import shards
+
+    if suite.kind in ("table4", "flops-curve", "wan-flops"):
+        raise SuiteError(f"--shard: suite {suite.name} computes one table, no work items to share out")
+    prepare_output_dir(cache_dir, "--cache-dir")
+    cache = SampleCache(Path(cache_dir))
+    try:
+        if distributed.is_main():
+            shards.write_manifest(cache.root, suite.hash(), shard, 0, "started", command)
+        if suite.kind == "external":
+            if videos is None:
+                raise SuiteError("suite external needs --videos DIR")
+            per_video = run_external(videos, prompts, suite, cache, log, shard=shard)[0]
+        else:
+            where = f"--suite {source}" if source else None
+            per_video = run_generate(suite, None, cache, log, where, shard=shard)[0]
+        if not distributed.is_main():
+            return 0
+        failed = per_video[per_video["reason"].fillna("").str.startswith(GENERATION_FAILED)]
+        items = per_video[["model", "video"]].drop_duplicates().shape[0]
+        if len(failed):
+            log(f"shard {shard}: {failed['video'].nunique()} video(s) not generated: {failed['reason'].iloc[0]}")
+            return 1
+        shards.write_manifest(cache.root, suite.hash(), shard, items, "finished", command)
+        log(f"shard {shard}: {items} videos scored into {cache.root}; no table written (assemble it with the same "
+            "command without --shard)")
+        return 0
+    finally:
+        distributed.shutdown()
 
 

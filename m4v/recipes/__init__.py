@@ -6,6 +6,7 @@ provenance). Batch i of a run depends on (seed, i) only, so a resumed run equals
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 from pathlib import Path
 
@@ -51,6 +52,50 @@ class BaseRecipe:
 
     total_steps = 0  # set by the loop before the first step (LR schedules depend on it)
     out: Path = Path(".")  # the run directory, set by the loop (caches live there)
+    # data parallel (set by the loop under torchrun): every rank draws the whole batch of step i as one process
+    # does and computes the loss on its own rows; gradients are averaged across ranks before clipping
+    rank, world_size = 0, 1
+    data_parallel = True   # False: a recipe whose loss does not split by rows (refused under torchrun)
+    bf16 = False           # autocast the forward to bfloat16 (CUDA only, set by the loop)
+
+    def my_rows(self, n: int) -> slice | None:
+        """This rank's rows of a batch of n (None: all of them, one process); n splits evenly (checked first)."""
+        if self.world_size == 1:
+            return None
+        share = n // self.world_size
+        return slice(self.rank * share, (self.rank + 1) * share)
+
+    def sync_gradients(self, module: torch.nn.Module) -> None:
+        """Average the gradients across ranks (one coalesced all-reduce: DDP's arithmetic). Done by hand because
+        DDP's reducer hooks only a forward through its wrapper, and recipes call encode / decode / the model's
+        parts directly; with equal rows per rank the mean of the ranks' mean losses is the whole batch's."""
+        if self.world_size == 1:
+            return
+        import torch.distributed as dist
+
+        grads = [p.grad for p in module.parameters() if p.grad is not None]
+        flat = torch._utils._flatten_dense_tensors(grads)
+        dist.all_reduce(flat)
+        flat /= self.world_size
+        for grad, synced in zip(grads, torch._utils._unflatten_dense_tensors(flat, grads)):
+            grad.copy_(synced)
+
+    def rank_zero_first(self, build):
+        """build() on rank 0, then on the other ranks (a shared cache is filled once, then read)."""
+        if self.world_size == 1:
+            return build()
+        import torch.distributed as dist
+
+        if self.rank == 0:
+            built = build()
+            dist.barrier()
+            return built
+        dist.barrier()
+        return build()
+
+    def autocast(self):
+        """The forward's precision: bfloat16 autocast with --bf16 (CUDA), else as built."""
+        return torch.autocast("cuda", dtype=torch.bfloat16) if self.bf16 else contextlib.nullcontext()
 
     def step(self, i: int) -> dict:
         raise NotImplementedError

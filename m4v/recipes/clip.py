@@ -57,6 +57,7 @@ def batch_top1(image_features: torch.Tensor, text_features: torch.Tensor, captio
 
 class Recipe(BaseRecipe):
     """Tiny CLIP from scratch: AdamW, cosine decay after a short warm-up, batch 64 frames."""
+    data_parallel = False   # under torchrun: the contrastive loss compares every image with every caption of the batch
 
     name = "clip-tiny"
     default_steps = 1000

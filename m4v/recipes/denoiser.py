@@ -16,6 +16,7 @@ with; "legacy" is the first implementation, which trained the 9,000-step models;
   init_from         None | DIR: an attention model (dit-tiny) or a PyramidFlow checkpoint (m4v/convert.py)
   init_mamba        "default" | "attention": with init_from, Mamba at its own init (lower loss in 3 of 3 seeds,
                     results/init_from_attention) or seeded from the attention's q / k / v
+  data              None (the world) | CAPTIONS: the user's videos (m4v/captioned_videos.py), `train --data`
 """
 
 from __future__ import annotations
@@ -47,7 +48,7 @@ EMA_DECAY = 0.999
 # Recipe options and the values the shipped models were trained with (kept out of a run's record when unchanged).
 SHIPPED_OPTIONS = {"temporal_variant": "tiles", "history_rope": "interpolate", "null_condition": "empty_prompt",
                    "history_noise": "shared", "history_noise_ramp": 0, "sampler": "one_stage", "init_from": None,
-                   "init_mamba": "default"}
+                   "init_mamba": "default", "data": None}
 ARCHITECTURE_OPTIONS = ("temporal_variant", "history_rope", "null_condition")
 SAMPLERS = ("one_stage", "all_stages")
 
@@ -145,6 +146,20 @@ class LatentDataset:
         return self.latents[index], text, [self.captions[i] for i in index.tolist()]
 
 
+def training_latents(encoders: FrozenWorldEncoders, seed: int, dataset_size: int, cache_root: Path, clips=None,
+                     quiet: bool = False):
+    """The denoisers' data: `dataset_size` world clips, or the user's captioned clips (`--data`), encoded once by
+    the frozen encoders into a cache under `cache_root` (beside the run directory). `quiet`: no progress or lines
+    (torchrun ranks but 0, which read what rank 0 encoded and said)."""
+    if clips is None:
+        return LatentDataset(encoders, seed, dataset_size, cache_root)
+    from m4v.captioned_videos import EncodedVideos
+    from m4v.world.dataset import TRAIN_FRAMES, TRAIN_SIZE
+
+    return EncodedVideos(clips, encoders.encode, encoders.fingerprint(), Path(cache_root) / "video_latents",
+                         TRAIN_FRAMES, TRAIN_SIZE, log=(lambda m: None) if quiet else None, progress=not quiet)
+
+
 @torch.no_grad()
 def update_ema(ema: torch.nn.Module, model: torch.nn.Module, step: int, decay: float = EMA_DECAY) -> None:
     """ema <- d ema + (1 - d) model, with d warmed up as (1 + step) / (10 + step) so early steps don't linger."""
@@ -161,7 +176,8 @@ class Recipe(BaseRecipe):
                  dataset_size: int = 4096, stage_weights=None, device: str = "cpu", arch: dict | None = None,
                  temporal_variant: str = "tiles", history_rope: str = "interpolate",
                  null_condition: str = "empty_prompt", history_noise: str = "shared", history_noise_ramp: int = 0,
-                 sampler: str = "one_stage", init_from: str | None = None, init_mamba: str = "default"):
+                 sampler: str = "one_stage", init_from: str | None = None, init_mamba: str = "default",
+                 data: str | None = None):
         if stage_weights is not None:
             stage_weights, n_stages = [float(w) for w in stage_weights], PyramidSchedule().n_stages
             if len(stage_weights) != n_stages or min(stage_weights) < 0 or sum(stage_weights) <= 0:
@@ -169,7 +185,8 @@ class Recipe(BaseRecipe):
                                  f"{stage_weights}")
         given = dict(temporal_variant=temporal_variant, history_rope=history_rope, null_condition=null_condition,
                      history_noise=history_noise, history_noise_ramp=int(history_noise_ramp), sampler=sampler,
-                     init_from=None if init_from is None else str(init_from), init_mamba=init_mamba)
+                     init_from=None if init_from is None else str(init_from), init_mamba=init_mamba,
+                     data=None if data is None else str(Path(data).resolve()))
         if sampler not in SAMPLERS:
             raise ValueError(f"--option sampler: one of {SAMPLERS}, got {sampler!r}")
         if stage_weights is not None and sampler == "all_stages":
@@ -185,6 +202,11 @@ class Recipe(BaseRecipe):
             extra["arch"] = dict(arch)
         super().__init__(name, seed, weights_root, batch=batch, lr=lr, dataset_size=dataset_size, **extra)
         self.settings = given
+        self.clips = None   # read now: a captions file without clips is refused before any work
+        if data is not None:
+            from m4v.captioned_videos import read_captions
+
+            self.clips = read_captions(data)
         torch.manual_seed(seed)
         self.device = torch.device(device)  # not an option: the run's random stream is the same on any device
         architecture = {**{k: given[k] for k in ARCHITECTURE_OPTIONS}, **(arch or {})}  # --set wins
@@ -211,7 +233,8 @@ class Recipe(BaseRecipe):
 
     def step(self, i: int) -> dict:
         if self.dataset is None:
-            self.dataset = LatentDataset(self.encoders, self.seed, self.options["dataset_size"], self.out.parent)
+            self.dataset = self.rank_zero_first(lambda: training_latents(
+                self.encoders, self.seed, self.options["dataset_size"], self.out.parent, self.clips, self.rank > 0))
         generator = step_generator(self.seed, i)
         latents, text, _ = self.dataset.batch(generator, self.options["batch"])
         null = None if self.null is None else TextCondition(
@@ -223,8 +246,12 @@ class Recipe(BaseRecipe):
         self.set_lr(i)
         noise = dict(corrupt_ratio=self.corrupt_ratio(i), history_noise=self.settings["history_noise"])
         if self.settings["sampler"] == "all_stages":
-            loss, samples = flow_matching_loss_all_stages(self.model, latents, text, self.schedule, generator,
-                                                          **noise)
+            if self.world_size > 1:
+                raise ValueError("--option sampler=all_stages: not under torchrun yet (its stage columns would split "
+                                 "unevenly across ranks); use the default one_stage sampler")
+            with self.autocast():
+                loss, samples = flow_matching_loss_all_stages(self.model, latents, text, self.schedule, generator,
+                                                              **noise)
             self.optimise(loss, i)
             return {"loss": loss.item(), "unit_low": samples[0].unit, "unit_high": samples[-1].unit}
         stage = None  # uniform, drawn inside flow_matching_loss (the shipped runs' random stream)
@@ -233,7 +260,9 @@ class Recipe(BaseRecipe):
             # lifts the stage-2 start but, at 10 prompts per kind, not full generation beyond noise (README,
             # "Where generation fails"). An option, off by default.
             stage = int(torch.multinomial(torch.tensor(self.options["stage_weights"]), 1, generator=generator))
-        sample = flow_matching_loss(self.model, latents, text, self.schedule, generator, stage=stage, **noise)
+        with self.autocast():
+            sample = flow_matching_loss(self.model, latents, text, self.schedule, generator, stage=stage,
+                                        rows=self.my_rows(len(latents)), **noise)
         self.optimise(sample.loss, i)
         return {"loss": sample.loss.item(), "unit": sample.unit, "stage": sample.stage}
 
@@ -247,6 +276,7 @@ class Recipe(BaseRecipe):
         """One AdamW step with gradient clipping (1.0), then the EMA update."""
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
+        self.sync_gradients(self.model)
         torch.nn.utils.clip_grad_norm_(self.model.parameters(), 1.0, foreach=True)
         self.optimizer.step()
         update_ema(self.ema, self.model, i)

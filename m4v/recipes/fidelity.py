@@ -18,6 +18,7 @@ CENTER_COEFFICIENT = 0.01
 
 class Recipe(BaseRecipe):
     """HPS-style pairwise preference: -log sigmoid(r(clean) - r(degraded)), one degraded copy per frame."""
+    data_parallel = False   # under torchrun: not split by rows yet
 
     name = "reward-tiny"
     default_steps = 600

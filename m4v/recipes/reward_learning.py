@@ -11,11 +11,13 @@ dropout here: the reward scores the caption, so an unconditional sample would be
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import torch
 
 from m4v.fidelity import FidelityReward, combined_reward
 from m4v.recipes import BaseRecipe, step_generator, weights_path
-from m4v.recipes.denoiser import FrozenWorldEncoders, LatentDataset
+from m4v.recipes.denoiser import FrozenWorldEncoders, training_latents
 from m4v.scheduler import PyramidSchedule
 from m4v.tiny_clip import load_tiny_clip
 from m4v.training import flow_matching_loss, one_step_clean_estimate
@@ -36,9 +38,15 @@ class Recipe(BaseRecipe):
     default_steps = 300
 
     def __init__(self, name, seed=0, weights_root=None, batch: int = 4, lr: float = 1e-4, dataset_size: int = 4096,
-                 reward_weight: float = 1.0):
+                 reward_weight: float = 1.0, data: str | None = None):
+        extra = {} if data is None else {"data": str(Path(data).resolve())}
         super().__init__(name, seed, weights_root, batch=batch, lr=lr, dataset_size=dataset_size,
-                         reward_weight=reward_weight)
+                         reward_weight=reward_weight, **extra)
+        self.clips = None   # the user's videos (`--data`), read now: an empty captions file is refused at once
+        if data is not None:
+            from m4v.captioned_videos import read_captions
+
+            self.clips = read_captions(data)
         self.base_dir = weights_path(BASE_MODEL, weights_root)
         self.model = M4VTransformer.from_pretrained(self.base_dir)
         self.encoders = FrozenWorldEncoders(weights_root)
@@ -57,18 +65,23 @@ class Recipe(BaseRecipe):
     def step(self, i: int) -> dict:
         if self.dataset is None:
             # The base model's latent cache when the run directories sit side by side (same seed and size).
-            self.dataset = LatentDataset(self.encoders, self.seed, self.options["dataset_size"], self.out.parent)
+            self.dataset = self.rank_zero_first(lambda: training_latents(
+                self.encoders, self.seed, self.options["dataset_size"], self.out.parent, self.clips, self.rank > 0))
         generator = step_generator(self.seed, i)
         latents, text, captions = self.dataset.batch(generator, self.options["batch"])   # (B, C, T, h, w)
         self.model.train()
         self.set_lr(i)
-        sample = flow_matching_loss(self.model, latents, text, self.schedule, generator, stage=FINAL_STAGE)
-        clean = one_step_clean_estimate(sample, self.schedule)                            # (B, C, h, w)
-        frames = decode_current_frame(self.encoders.vae, latents[:, :, :sample.unit], clean)
-        reward = combined_reward(frames, captions, self.clip, self.fidelity).mean()
+        rows = self.my_rows(len(latents)) or slice(None)   # this rank's rows of the batch (torchrun)
+        with self.autocast():
+            sample = flow_matching_loss(self.model, latents, text, self.schedule, generator, stage=FINAL_STAGE,
+                                        rows=self.my_rows(len(latents)))
+            clean = one_step_clean_estimate(sample, self.schedule)                        # (b, C, h, w)
+            frames = decode_current_frame(self.encoders.vae, latents[rows, :, :sample.unit], clean)
+            reward = combined_reward(frames, captions[rows], self.clip, self.fidelity).mean()
         loss = sample.loss + self.options["reward_weight"] * -reward
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
+        self.sync_gradients(self.model)
         torch.nn.utils.clip_grad_norm_(self.model.parameters(), 1.0)
         self.optimizer.step()
         return {"loss": loss.item(), "fm_loss": sample.loss.item(), "reward": reward.item(), "unit": sample.unit}

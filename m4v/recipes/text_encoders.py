@@ -26,6 +26,7 @@ DATA_SEED = 30_000  # frames disjoint from clip-tiny's own training batches
 
 class Recipe(BaseRecipe):
     """LiT: only the CLIP text tower learns; image tower and temperature are clip-tiny's, frozen."""
+    data_parallel = False   # under torchrun: not split by rows yet
 
     default_steps = 600
 

@@ -10,19 +10,24 @@ training updates every tap alike, so without it each conv averages its time wind
 `motion`), on a fresh warm-up + cosine LR at `video_lr_scale` x the base (the full LR undid phase 1's shapes).
 At the end the latent statistics (first frame / later frames) are measured on fresh world videos and stored
 as the VAE's normalisation, as PyramidFlow's constants were for its VAE.
+
+`data` (`train --data CAPTIONS`): the user's clips instead of the world, decoded once (m4v/captioned_videos.py) at
+17 frames of 64x64 and 8 fps; phase 1 draws single frames of them, phase 2 `frames`-long windows, the statistics
+are measured on them.
 """
 
 from __future__ import annotations
 
 from dataclasses import replace
 
+import numpy as np
 import torch
 from torch import Tensor
 
 from m4v.recipes import BaseRecipe, step_generator
 from m4v.vae import CausalVideoVAE, VAEConfig
 from m4v.world.captions import KINDS
-from m4v.world.dataset import world_batch
+from m4v.world.dataset import TRAIN_FRAMES, TRAIN_SIZE, to_model_video, world_batch
 
 OBJECT_WEIGHT = 10.0
 STAT_BATCHES, STAT_SEED = 8, 10_000  # batches (of fresh videos) measured for the latent normalisation
@@ -66,32 +71,67 @@ class Recipe(BaseRecipe):
 
     def __init__(self, name, seed=0, weights_root=None, image_batch: int = 16, batch: int = 4, lr: float = 1e-3,
                  kl: float = 1e-4, frames: int = 9, motion: float = 2.0, edge: float = 1.0, dynamic: float = 0.75,
-                 video_lr_scale: float = 0.25, image_steps: int = 7000, device: str = "cpu"):
+                 video_lr_scale: float = 0.25, image_steps: int = 7000, device: str = "cpu",
+                 data: str | None = None):
+        from pathlib import Path
+
+        extra = {} if data is None else {"data": str(Path(data).resolve())}
         super().__init__(name, seed, weights_root, image_batch=image_batch, batch=batch, lr=lr, kl=kl,
                          frames=frames, motion=motion, edge=edge, dynamic=dynamic, video_lr_scale=video_lr_scale,
-                         image_steps=image_steps)
+                         image_steps=image_steps, **extra)
+        self.clips, self.pixels = None, None   # the user's clips (read now: an empty file is refused at once)
+        if data is not None:
+            from m4v.captioned_videos import read_captions
+
+            if not 1 <= frames <= TRAIN_FRAMES:
+                raise ValueError(f"--option frames: at most the {TRAIN_FRAMES} frames decoded per clip, got {frames}")
+            self.clips = read_captions(data)
         torch.manual_seed(seed)
         self.device = torch.device(device)
         self.vae = CausalVideoVAE(VAEConfig.tiny()).to(self.device)
         self.modules = {"vae": self.vae}
         self.optimizer = torch.optim.AdamW(self.vae.parameters(), lr=lr, betas=(0.9, 0.99), weight_decay=0.0)
 
+    def clip_batch(self, seed: int, step: int, batch: int, n_frames: int) -> Tensor:
+        """(B, 3, n_frames, H, W) windows of the user's clips (decoded once), drawn by (seed, step) alone."""
+        if self.pixels is None:
+            from m4v.captioned_videos import decoded_clips
+
+            quiet = self.rank > 0   # under torchrun rank 0 alone says what it decoded
+            self.pixels = decoded_clips(self.clips, TRAIN_FRAMES, TRAIN_SIZE, log=(lambda m: None) if quiet else None,
+                                        progress=not quiet)                              # (N, 17, 64, 64, 3)
+        rng = np.random.default_rng([seed, step])
+        index = rng.integers(len(self.pixels), size=batch)
+        start = rng.integers(TRAIN_FRAMES - n_frames + 1, size=batch)
+        return to_model_video(np.stack([self.pixels[k, s:s + n_frames] for k, s in zip(index, start)]))
+
+    def videos(self, seed: int, step: int, batch: int, n_frames: int, kinds=None) -> Tensor:
+        """The world's batch, or the user's clips' (`data`)."""
+        if self.clips is not None:
+            return self.clip_batch(seed, step, batch, n_frames)
+        return world_batch(seed, step, batch, n_frames=n_frames, **({"kinds": kinds} if kinds else {}))[0]
+
     def step(self, i: int) -> dict:
         o = self.options
         images = i < o["image_steps"]
         if images:
-            video, _, _ = world_batch(self.seed, i, o["image_batch"], n_frames=1)           # (B, 3, 1, H, W)
+            video = self.videos(self.seed, i, o["image_batch"], 1)                          # (B, 3, 1, H, W)
             self.set_lr(i, total=o["image_steps"])
         else:
             if i == o["image_steps"]:
                 self.start_video_phase()
-            video, _, _ = world_batch(self.seed, i, o["batch"], n_frames=o["frames"], kinds=video_kinds(o["dynamic"]))
+            video = self.videos(self.seed, i, o["batch"], o["frames"], kinds=video_kinds(o["dynamic"]))
             self.set_lr(i - o["image_steps"], total=self.total_steps - o["image_steps"], scale=o["video_lr_scale"])
-        video = video.to(self.device)
+        rows = self.my_rows(len(video)) or slice(None)   # this rank's rows of the batch (torchrun)
+        whole = len(video)
+        video = video[rows].to(self.device)
         self.vae.train()
-        mean, logvar = self.vae.encode(video)
-        noise = torch.randn(mean.shape, generator=step_generator(self.seed, i)).to(self.device)
-        recon = self.vae.decode(mean + noise * torch.exp(0.5 * logvar))
+        with self.autocast():
+            mean, logvar = self.vae.encode(video)
+            # drawn for the whole batch, as one process draws it, then the rank's rows
+            noise = torch.randn((whole, *mean.shape[1:]), generator=step_generator(self.seed, i))[rows]
+            recon = self.vae.decode(mean + noise.to(self.device) * torch.exp(0.5 * logvar))
+        recon, mean, logvar = recon.float(), mean.float(), logvar.float()
         weight = object_weight(video)
         rec = (weight * ((recon - video).abs() + (recon - video).pow(2))).mean()
         edge = edge_loss(recon, video, weight)
@@ -100,6 +140,7 @@ class Recipe(BaseRecipe):
         loss = rec + o["edge"] * edge + o["motion"] * motion.to(rec) + o["kl"] * kl
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
+        self.sync_gradients(self.vae)
         torch.nn.utils.clip_grad_norm_(self.vae.parameters(), 1.0)
         self.optimizer.step()
         return {"loss": loss.item(), "recon": rec.item(), "edge": edge.item(), "motion": motion.item(),
@@ -116,7 +157,7 @@ class Recipe(BaseRecipe):
         self.vae.eval()
         firsts, rests = [], []
         for b in range(STAT_BATCHES):
-            video, _, _ = world_batch(STAT_SEED + self.seed, b, self.options["batch"], n_frames=17)
+            video = self.videos(STAT_SEED + self.seed, b, self.options["batch"], TRAIN_FRAMES)
             mean, _ = self.vae.encode(video.to(self.device))
             firsts.append(mean[:, :, :1].flatten().cpu())
             rests.append(mean[:, :, 1:].flatten().cpu())

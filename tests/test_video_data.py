@@ -1,0 +1,100 @@
+"""`train --data CAPTIONS` (issue 39 item 1): the user's videos, decoded with PyAV at the model's fps, frames and
+size (centre crop), encoded once into a content-keyed cache; unreadable clips named and counted; an empty dataset
+refused before any work. The mp4s are written here with PyAV."""
+
+import av
+import numpy as np
+import pytest
+
+from benchmarks.cli import main
+from m4v.captioned_videos import Clip, ClipError, decode_clip, read_captions
+
+
+def write_mp4(path, frames: np.ndarray, fps: int) -> None:
+    """(T, H, W, 3) uint8 -> an H.264 mp4 at `fps` (lossless-ish: crf 0 keeps the test's colours)."""
+    with av.open(str(path), "w") as container:
+        stream = container.add_stream("libx264", rate=fps, options={"crf": "0"})
+        stream.height, stream.width, stream.pix_fmt = frames.shape[1], frames.shape[2], "yuv444p"
+        for image in frames:
+            container.mux(stream.encode(av.VideoFrame.from_ndarray(image, format="rgb24")))
+        container.mux(stream.encode())
+
+
+def counting_clip(n: int, height: int = 48, width: int = 80) -> np.ndarray:
+    """Frame i is grey level 8 i, with a red stripe on its left 10 columns (cut by a centre crop to a square)."""
+    frames = np.repeat(np.arange(n, dtype=np.uint8)[:, None, None, None] * 8, height * width * 3).reshape(
+        n, height, width, 3).copy()
+    frames[:, :, :10] = (255, 0, 0)
+    return frames
+
+
+def test_decoding_resamples_by_time_and_centre_crops(tmp_path):
+    write_mp4(tmp_path / "a.mp4", counting_clip(30), fps=24)
+    got = decode_clip(Clip(tmp_path / "a.mp4", "x", None, "t"), frames=9, size=32, fps=8.0)
+    assert got.shape == (9, 32, 32, 3) and got.dtype == np.uint8
+    # 24 -> 8 fps: output frame k shows source frame 3k, grey level 24 k; the red stripe (left 10 of 80 columns)
+    # lies outside the central 48x48 square
+    centre = got[:, 8:24, 8:24].astype(float).mean(axis=(1, 2, 3))
+    np.testing.assert_allclose(centre, 24 * np.arange(9), atol=3)
+    assert (got[..., 0].astype(int) - got[..., 1]).max() < 10   # no red left anywhere
+    # the row's fps overrides the container's: read as 12 fps, output frame k is source frame 1.5k, held
+    slow = decode_clip(Clip(tmp_path / "a.mp4", "x", 12.0, "t"), frames=5, size=32, fps=8.0)
+    np.testing.assert_allclose(slow[:, 8:24, 8:24].astype(float).mean(axis=(1, 2, 3)), [0, 8, 24, 32, 48], atol=3)
+    with pytest.raises(ClipError, match="too short"):
+        decode_clip(Clip(tmp_path / "a.mp4", "x", None, "t"), frames=17, size=32, fps=8.0)   # 1.25 s < 2.1 s
+
+
+def test_train_on_a_folder_of_videos_names_bad_clips_and_reuses_the_cache(tmp_path, capsys):
+    data = tmp_path / "clips"
+    data.mkdir()
+    write_mp4(data / "red.mp4", counting_clip(60), fps=24)
+    write_mp4(data / "tall.mp4", counting_clip(30, height=96, width=64), fps=12)
+    (data / "notes.mp4").write_text("not a video")
+    (data / "captions.jsonl").write_text(
+        '{"path": "red.mp4", "text": "a red square moves right"}\n'
+        '{"path": "tall.mp4", "text": "a blue circle", "fps": 12}\n'
+        '{"path": "notes.mp4", "text": "broken"}\n'
+        '{"path": "gone.mp4", "text": "missing"}\n')
+    args = ["train", "--model", "dit-tiny", "--data", str(data / "captions.jsonl"), "--steps", "2", "--batch", "2",
+            "--quiet"]
+    assert main([*args, "--out", str(tmp_path / "runs" / "a")]) == 0
+    err = capsys.readouterr().err
+    assert sum("notes.mp4: not a readable video" in line for line in err.splitlines()) == 1, err
+    assert sum("gone.mp4: cannot read" in line for line in err.splitlines()) == 1, err
+    assert "2 clips: 2 encoded" in err and "0 from the cache" in err and "2 unreadable" in err, err
+    assert len(list((tmp_path / "runs" / "video_latents").glob("*.safetensors"))) == 2
+    assert (tmp_path / "runs" / "a" / "model.safetensors").is_file()
+    # a second run beside it encodes nothing again
+    assert main([*args, "--out", str(tmp_path / "runs" / "b")]) == 0
+    assert "2 clips: 0 encoded" in capsys.readouterr().err
+
+
+def test_an_empty_dataset_is_refused_before_any_work_and_data_is_no_abbreviation(tmp_path, capsys):
+    (tmp_path / "empty.csv").write_text("path,text\n")
+    assert main(["train", "--model", "dit-tiny", "--data", str(tmp_path / "empty.csv"), "--out",
+                 str(tmp_path / "run")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.endswith("empty.csv: no clips (an empty dataset trains nothing)") and len(err.splitlines()) == 1
+    assert not (tmp_path / "run").exists()
+    (tmp_path / "bad.csv").write_text("file,caption\na.mp4,x\n")
+    with pytest.raises(ValueError, match="columns path and text"):
+        read_captions(tmp_path / "bad.csv")
+    assert main(["train", "--model", "clip-tiny", "--data", str(tmp_path / "empty.csv"), "--out",
+                 str(tmp_path / "run")]) == 2
+    assert "clip-tiny takes no --data" in capsys.readouterr().err
+
+
+def test_the_vae_trains_on_windows_of_your_clips(tmp_path, capsys):
+    write_mp4(tmp_path / "a.mp4", counting_clip(60), fps=24)
+    (tmp_path / "captions.csv").write_text("path,text\na.mp4,grey levels\nmissing.mp4,gone\n")
+    # step 1 on single frames, step 2 on 9-frame windows (the video phase), then the latent statistics
+    assert main(["train", "--model", "vae-tiny", "--data", str(tmp_path / "captions.csv"), "--steps", "2",
+                 "--option", "image_steps=1", "--option", "image_batch=2", "--batch", "1", "--quiet",
+                 "--out", str(tmp_path / "vae")]) == 0
+    err = capsys.readouterr().err
+    assert "missing.mp4: not a readable video" in err and "1 clips decoded" in err and "1 unreadable" in err, err
+    import json
+
+    config = json.loads((tmp_path / "vae" / "config.json").read_text())
+    assert config["image_scale"] != 1.0   # measured on the clips
+    assert json.loads((tmp_path / "vae" / "training.json").read_text())["config"]["data"].endswith("captions.csv")
