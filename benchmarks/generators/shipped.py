@@ -94,10 +94,16 @@ def checkpoint_generator(spec: str, vae: str, text_encoder: str) -> CheckpointGe
     from m4v.checkpoint import load_weights
 
     try:   # before any work: a corrupt or diverged checkpoint (NaN / inf weights or config numbers) never generates
-        load_weights(directory)
+        config, _ = load_weights(directory)
     except ValueError as exc:
         raise GeneratorError(f"--models {spec}: {exc}") from exc
     name = spec if "/" not in spec and not Path(spec).is_dir() else directory.resolve().name
     if directory.resolve().parent.name == SNAPSHOT_DIR:  # train's RUN/snapshots/step-N: named by its run
         name = f"{directory.resolve().parent.parent.name}@{name}"
+    from m4v.wan_text_to_video import is_wan_config
+
+    if is_wan_config(config):   # wan-tiny / m4v-wan-tiny: whole-latent sampling (benchmarks/generators/wan_checkpoint)
+        from benchmarks.generators.wan_checkpoint import WanCheckpointGenerator
+
+        return WanCheckpointGenerator(spec, name, directory, weights_path(vae), weights_path(text_encoder))
     return CheckpointGenerator(spec, name, directory, weights_path(vae), weights_path(text_encoder))

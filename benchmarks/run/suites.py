@@ -124,6 +124,12 @@ _register(Suite(
     "world suite, paired; the synthetic-data row needs data that cannot be made offline",
     models=("m4v-tiny", "m4v-tiny-reward"), per_kind=3, primary_metric="world_colour_shape", paper_table="table5",
     full={"per_kind": 20}))
+_register(Suite(
+    "wan-tiny-table", "the paper's Tables 1/2 at toy scale: wan-tiny (Wan2.1's architecture, whole-latent flow "
+    "matching) and m4v-wan-tiny (every self-attention an MM-DiM, fine-tuned from it) beside the shipped pyramidal "
+    "m4v-tiny and dit-tiny on the world suite: quality with intervals, seconds and TFLOPs per video",
+    models=("wan-tiny", "m4v-wan-tiny", "m4v-tiny", "dit-tiny"), per_kind=8, primary_metric="world_colour_shape",
+    full={"per_kind": 20}))
 _register(Suite("paper-table4-flops", "Table 4's compute column: mixer TFLOPs of the four architectures at paper "
                 "size (meta device, fvcore and FlopCounterMode)", kind="table4", models=()))
 _register(Suite("flops-curve", "mixer TFLOPs of full attention vs M4V over frame counts and resolutions (Fig. 1)",

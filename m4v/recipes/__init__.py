@@ -24,6 +24,8 @@ RECIPES = {
     "dit-tiny": "m4v.recipes.denoiser",
     "m4v-tiny-reward": "m4v.recipes.reward_learning",
     "wan": "m4v.recipes.wan",
+    "wan-tiny": "m4v.recipes.wan_tiny",
+    "m4v-wan-tiny": "m4v.recipes.wan_tiny",
 }
 
 
