@@ -1,4 +1,5 @@
-"""Which modules are the mixer, and a FLOP count summed over them (FlopCounterMode / fvcore by module)."""
+"""Which modules are the mixer (M4V and Wan families), and a FLOP count summed over them (FlopCounterMode / fvcore by
+module)."""
 
 from __future__ import annotations
 
@@ -22,3 +23,9 @@ def sum_module_flops(by_module: dict, names: list[str]) -> int:
         if bare in names:
             total += flops
     return total
+
+
+def wan_mixer_names(cfg) -> list[str]:
+    """The self-mixer modules of a Wan-family model (m4v.wan.WanConfig): attention or MM-DiM, one a block."""
+    part = "attn1" if cfg.mixer == "attention" else "mmdim"
+    return [f"blocks.{i}.{part}" for i in range(cfg.num_layers)]

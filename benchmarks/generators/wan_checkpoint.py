@@ -10,8 +10,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from benchmarks.cache import file_sha256, tree_sha256
-from benchmarks.generators.base import Capabilities, Generation, GenerationFailed, Generator
+from benchmarks.core.errors import GenerationFailed
+from benchmarks.core.hashing import file_sha256, tree_sha256
+from benchmarks.generators.base import Capabilities, Generation, Generator
 
 _CALL_FLOPS: dict = {}   # (config, call shape, text shape) -> {total, mixer}: counting is slow, shapes fix it
 
@@ -22,7 +23,7 @@ def call_flops(cfg, shape: tuple, text_shape: tuple) -> dict:
     if key not in _CALL_FLOPS:
         import torch
 
-        from benchmarks.paper.wan_flops import mixer_names
+        from benchmarks.compute.flops import wan_mixer_names as mixer_names
         from m4v.ops import torch_flops
         from m4v.wan import build_wan
 
@@ -46,7 +47,7 @@ class WanCheckpointGenerator(Generator):
         super().__init__(spec, name)
         self.directory, self.vae_dir, self.text_dir = directory, vae_dir, text_dir
         self.pipe, self.warm_up_seconds = None, None
-        from benchmarks.runner import trained_steps
+        from benchmarks.core.training_record import trained_steps
 
         self.trained = trained_steps(directory)
 
@@ -76,7 +77,7 @@ class WanCheckpointGenerator(Generator):
     def _batch(self, prompts, seed, sampling) -> tuple[list, list]:
         import torch
 
-        from benchmarks.measure import measure
+        from benchmarks.compute.measure import measure
         from m4v.wan_text_to_video import sample_wan_latents
         from m4v.world.dataset import to_uint8_frames
 

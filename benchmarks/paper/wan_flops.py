@@ -15,6 +15,7 @@ from pathlib import Path
 import pandas as pd
 import torch
 
+from benchmarks.compute.flops import wan_mixer_names as mixer_names
 from benchmarks.core.provenance import provenance
 from m4v.ops import torch_flops
 from m4v.wan import WanConfig, build_wan
@@ -40,11 +41,6 @@ def wan_inputs(cfg: WanConfig, height: int, width: int, frames: int, device: str
     with torch.device(device):
         return (torch.zeros(1, *latent_shape(cfg, height, width, frames)), torch.full((1,), 500.0),
                 torch.zeros(1, TEXT_TOKENS, cfg.text_dim))
-
-
-def mixer_names(cfg: WanConfig) -> list[str]:
-    part = "attn1" if cfg.mixer == "attention" else "mmdim"
-    return [f"blocks.{i}.{part}" for i in range(cfg.num_layers)]
 
 
 def count(cfg: WanConfig, height: int, width: int, frames: int) -> dict:
