@@ -211,6 +211,8 @@ def verify_weights(path) -> WeightsCheck:
     return WeightsCheck("unverified", digest)
 
 
+# The twin of benchmarks/core/hashing.file_sha256: evaluators never import benchmarks (tests/test_layers.py), and
+# benchmarks' bottom layer must not import the evaluators package (it loads torch and every backbone).
 _FILE_HASHES: dict = {}
 
 
