@@ -6,13 +6,14 @@ sampling (normalised latents, prompts zero-padded to `text_len`); the transforme
 velocity noise - x0 of x_sigma = (1 - sigma) x0 + sigma noise at timestep 1000 sigma, sigma ~ U(0, 1) pushed
 through the pipeline scheduler's shift (the sigmas it samples at). The run directory is itself a pipeline
 directory (the source's components, the trained transformer): `diffusers:OUT` runs it, `--init-from OUT` resumes.
-Not done here: reward learning on the whole latent.
+Reward learning on the whole latent: m4v/recipes/wan_reward.py (m4v-wan-tiny-reward).
 """
 
 from __future__ import annotations
 
 import json
 import shutil
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -25,15 +26,38 @@ from m4v.world.dataset import world_batch
 DATASET_SEED = 30_000  # world clips of this recipe: disjoint from the other recipes' batches
 
 
-def flow_matching_loss(model, latents: torch.Tensor, text: torch.Tensor, generator: torch.Generator,
-                       shift: float = 1.0) -> torch.Tensor:
-    """Whole-latent rectified flow: mean over the batch of MSE(model(x_sigma, 1000 sigma, text), noise - x0)."""
+@dataclass
+class WholeLatentSample:
+    """One whole-latent flow-matching draw: the noised latent, its sigma, the model's velocity and the loss."""
+
+    noisy: torch.Tensor        # (B, C, F, h, w) x_sigma = (1 - sigma) x0 + sigma noise
+    sigma: torch.Tensor        # (B,) in [0, 1]
+    prediction: torch.Tensor   # (B, C, F, h, w) the model's velocity (target noise - x0)
+    loss: torch.Tensor         # () MSE to the target
+
+    def clean_estimate(self) -> torch.Tensor:
+        """x0 from one Euler jump to sigma = 0 (spec §2's one-step estimate on the whole latent):
+        x_sigma - sigma v; differentiable in the prediction. (B, C, F, h, w)"""
+        return self.noisy - self.sigma.view(-1, *[1] * (self.noisy.dim() - 1)) * self.prediction
+
+
+def flow_matching_sample(model, latents: torch.Tensor, text: torch.Tensor, generator: torch.Generator,
+                         shift: float = 1.0) -> WholeLatentSample:
+    """Whole-latent rectified flow: sigma ~ U(0, 1) through the time shift, MSE(model(x_sigma, 1000 sigma, text),
+    noise - x0) averaged over the batch."""
     sigma = torch.rand(len(latents), generator=generator)
     sigma = shift * sigma / (1 + (shift - 1) * sigma)                          # the scheduler's time shift
     noise = torch.randn(latents.shape, generator=generator)
     s = sigma.view(-1, *[1] * (latents.dim() - 1))
     noisy = (1 - s) * latents + s * noise
-    return torch.mean((model(noisy, sigma * 1000, text) - (noise - latents)) ** 2)
+    prediction = model(noisy, sigma * 1000, text)
+    return WholeLatentSample(noisy, sigma, prediction, torch.mean((prediction - (noise - latents)) ** 2))
+
+
+def flow_matching_loss(model, latents: torch.Tensor, text: torch.Tensor, generator: torch.Generator,
+                       shift: float = 1.0) -> torch.Tensor:
+    """Whole-latent rectified flow: mean over the batch of MSE(model(x_sigma, 1000 sigma, text), noise - x0)."""
+    return flow_matching_sample(model, latents, text, generator, shift).loss
 
 
 class WanPipelineEncoders:
