@@ -159,3 +159,37 @@ def test_train_cli_writes_a_directory_run_generates_from(tiny_wan, tmp_path, cap
     # (transformers' own progress bars of loading text-tiny come before it)
     (line,) = [line for line in capsys.readouterr().err.splitlines() if line.startswith("m4v-bench")]
     assert "--init-from" in line and "4 latent channels" in line and not (tmp_path / "refused").exists()
+
+
+def test_wan_pipeline_recipe_takes_the_reward_option(tmp_path):
+    """`train --model wan --option reward_weight=1` on a converted tiny pipeline: the step scores the decode of
+    the whole latent's clean estimate by the directory's own VAE (finite, a gradient on the transformer, none on
+    the VAE), the record names the weight; without the option the step is flow matching alone, as before."""
+    from test_wan import build_tiny_wan_pipeline  # tests/ is on sys.path
+
+    from m4v.recipes import get_recipe
+
+    torch.set_num_threads(1)
+    converted = tmp_path / "m4v"
+    assert main(["convert", "wan", str(build_tiny_wan_pipeline(tmp_path / "src")), "--out", str(converted),
+                 "--mixer", "mm-dim"]) == 0
+    wan = get_recipe("wan")
+    recipe = wan("wan", init_from=str(converted), batch=2, dataset_size=2, text_len=16, reward_weight=1.0)
+    recipe.total_steps = 2
+    metrics = recipe.step(0)
+    assert set(metrics) == {"loss", "fm_loss", "reward"} and all(np.isfinite(v) for v in metrics.values())
+    assert metrics["loss"] == pytest.approx(metrics["fm_loss"] - metrics["reward"], abs=1e-5)
+    grads = [p.grad for n, p in recipe.model.named_parameters() if ".mmdim." in n]
+    assert any(g is not None and g.abs().sum() > 0 for g in grads)
+    assert all(p.grad is None and not p.requires_grad for p in recipe.encoders.pipe.vae.parameters())
+    plain = wan("wan", init_from=str(converted), batch=2, dataset_size=2, text_len=16)
+    plain.total_steps = 2
+    assert set(plain.step(0)) == {"loss"} and "reward_weight" not in plain.config()
+
+    out = tmp_path / "trained"
+    assert main(["train", "--model", "wan", "--init-from", str(converted), "--out", str(out), "--steps", "1",
+                 "--batch", "1", "--dataset-size", "2", "--option", "text_len=16", "--option", "reward_weight=1",
+                 "--quiet"]) == 0
+    assert json.loads((out / "training.json").read_text())["config"]["reward_weight"] == 1.0
+    assert np.isfinite(pd.read_csv(out / "loss.csv")["reward"]).all()
+    assert (out / "model_index.json").is_file() and (out / "transformer" / "config.json").is_file()
