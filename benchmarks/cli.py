@@ -592,7 +592,9 @@ def _add_train(sub) -> None:
     p.add_argument("--model", required=True, type=_recipe_name, metavar="MODEL",
                    help="a recipe of m4v/recipes: vae-tiny, text-tiny, clip-tiny, reward-tiny, m4v-tiny, dit-tiny, "
                         "m4v-tiny-reward, wan (a Wan pipeline directory's transformer, given by --init-from), "
-                        "wan-tiny, m4v-wan-tiny (the world-trained Wan2.1 / M4V*(Wan2.1); --init-from: its start)")
+                        "wan-tiny, m4v-wan-tiny (the world-trained Wan2.1 / M4V*(Wan2.1); --init-from: its start), "
+                        "m4v-wan-tiny-reward (reward learning on the whole latent; --init-from: a Wan transformer "
+                        "directory, default m4v-wan-tiny; wan takes it as --option reward_weight=W)")
     p.add_argument("--steps", type=flags.steps_int, help="optimisation steps (default: the recipe's)")
     p.add_argument("--out", required=True, help="run directory: weights, loss.csv, training.json, state.pt")
     p.add_argument("--overwrite", action="store_true",
@@ -632,8 +634,8 @@ def _add_train(sub) -> None:
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.add_argument("--init-from", metavar="DIR", help="m4v-tiny / dit-tiny: start from an attention model (e.g. "
                    "dit-tiny's directory) or a PyramidFlow-miniFLUX checkpoint (m4v/convert.py); wan: a Wan pipeline "
-                   "directory (m4v-bench convert wan); wan-tiny / m4v-wan-tiny: a Wan transformer directory "
-                   "(m4v-wan-tiny: default the shipped wan-tiny)")
+                   "directory (m4v-bench convert wan); wan-tiny / m4v-wan-tiny / m4v-wan-tiny-reward: a Wan "
+                   "transformer directory (default the shipped wan-tiny / m4v-wan-tiny)")
     p.add_argument("--option", action="append", default=[], metavar="KEY=VALUE",
                    help="a recipe option (m4v-tiny / dit-tiny: see m4v/recipes/denoiser.py)")
     p.set_defaults(func=cmd_train)

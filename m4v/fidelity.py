@@ -9,8 +9,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from m4v.checkpoint import WEIGHTS_NAME, load_weights, save_weights
-from m4v.tiny_clip import clip_score
+from m4v.checkpoint import WEIGHTS_NAME, load_weights, save_weights, weights_path
+from m4v.tiny_clip import clip_score, load_tiny_clip
 
 DEGRADATIONS = ("blur", "noise", "color_shift", "ghost", "mix", "smear", "resample")
 
@@ -130,3 +130,12 @@ def combined_reward(frames: torch.Tensor, prompts: list[str], clip_bundle, fidel
     alignment = clip_score(clip_model, tokenizer, images, prompts) / 100          # (B*T,) in [0, 1]
     fidelity = torch.sigmoid(fidelity_model(images))                             # (B*T,) in (0, 1)
     return (alignment + fidelity).view(b, t).mean(1)
+
+
+def load_reward_models(weights_root=None) -> tuple:
+    """The frozen reward models of reward learning (spec §2: r2 = CLIP, r1 = HPSv2): clip-tiny's bundle and
+    reward-tiny, gradients off, as `combined_reward` takes them (shared by the pyramidal and the Wan recipes)."""
+    clip = load_tiny_clip(weights_path("clip-tiny", weights_root))
+    clip[0].requires_grad_(False)
+    fidelity = FidelityReward.from_pretrained(weights_path("reward-tiny", weights_root)).eval()
+    return clip, fidelity.requires_grad_(False)

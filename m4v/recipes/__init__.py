@@ -26,6 +26,7 @@ RECIPES = {
     "wan": "m4v.recipes.wan",
     "wan-tiny": "m4v.recipes.wan_tiny",
     "m4v-wan-tiny": "m4v.recipes.wan_tiny",
+    "m4v-wan-tiny-reward": "m4v.recipes.wan_reward",
 }
 
 

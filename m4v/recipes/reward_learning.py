@@ -15,11 +15,10 @@ from pathlib import Path
 
 import torch
 
-from m4v.fidelity import FidelityReward, combined_reward
+from m4v.fidelity import combined_reward, load_reward_models
 from m4v.recipes import BaseRecipe, step_generator, weights_path
 from m4v.recipes.denoiser import FrozenWorldEncoders, training_latents
 from m4v.scheduler import PyramidSchedule
-from m4v.tiny_clip import load_tiny_clip
 from m4v.training import flow_matching_loss, one_step_clean_estimate
 from m4v.transformer import M4VTransformer
 
@@ -50,10 +49,7 @@ class Recipe(BaseRecipe):
         self.base_dir = weights_path(BASE_MODEL, weights_root)
         self.model = M4VTransformer.from_pretrained(self.base_dir)
         self.encoders = FrozenWorldEncoders(weights_root)
-        self.clip = load_tiny_clip(weights_path("clip-tiny", weights_root))
-        self.clip[0].requires_grad_(False)
-        self.fidelity = FidelityReward.from_pretrained(weights_path("reward-tiny", weights_root)).eval()
-        self.fidelity.requires_grad_(False)
+        self.clip, self.fidelity = load_reward_models(weights_root)
         self.schedule = PyramidSchedule()
         self.dataset = None
         self.modules = {"model": self.model}

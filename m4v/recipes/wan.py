@@ -6,13 +6,17 @@ sampling (normalised latents, prompts zero-padded to `text_len`); the transforme
 velocity noise - x0 of x_sigma = (1 - sigma) x0 + sigma noise at timestep 1000 sigma, sigma ~ U(0, 1) pushed
 through the pipeline scheduler's shift (the sigmas it samples at). The run directory is itself a pipeline
 directory (the source's components, the trained transformer): `diffusers:OUT` runs it, `--init-from OUT` resumes.
-Not done here: reward learning on the whole latent.
+With `--option reward_weight=W` (W > 0) the step adds reward learning on the whole latent (spec §1.7, §2): the
+same draw's one-step clean estimate x0 = x_sigma - sigma v is decoded by the directory's frozen VAE and scored by
+the project's frozen reward models (m4v/fidelity.combined_reward: tiny CLIP + the HPSv2 stand-in, from --weights),
+loss = L_FM - W reward; m4v/recipes/wan_reward.py (m4v-wan-tiny-reward) is the same on the world-trained models.
 """
 
 from __future__ import annotations
 
 import json
 import shutil
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -25,15 +29,38 @@ from m4v.world.dataset import world_batch
 DATASET_SEED = 30_000  # world clips of this recipe: disjoint from the other recipes' batches
 
 
-def flow_matching_loss(model, latents: torch.Tensor, text: torch.Tensor, generator: torch.Generator,
-                       shift: float = 1.0) -> torch.Tensor:
-    """Whole-latent rectified flow: mean over the batch of MSE(model(x_sigma, 1000 sigma, text), noise - x0)."""
+@dataclass
+class WholeLatentSample:
+    """One whole-latent flow-matching draw: the noised latent, its sigma, the model's velocity and the loss."""
+
+    noisy: torch.Tensor        # (B, C, F, h, w) x_sigma = (1 - sigma) x0 + sigma noise
+    sigma: torch.Tensor        # (B,) in [0, 1]
+    prediction: torch.Tensor   # (B, C, F, h, w) the model's velocity (target noise - x0)
+    loss: torch.Tensor         # () MSE to the target
+
+    def clean_estimate(self) -> torch.Tensor:
+        """x0 from one Euler jump to sigma = 0 (spec §2's one-step estimate on the whole latent):
+        x_sigma - sigma v; differentiable in the prediction. (B, C, F, h, w)"""
+        return self.noisy - self.sigma.view(-1, *[1] * (self.noisy.dim() - 1)) * self.prediction
+
+
+def flow_matching_sample(model, latents: torch.Tensor, text: torch.Tensor, generator: torch.Generator,
+                         shift: float = 1.0) -> WholeLatentSample:
+    """Whole-latent rectified flow: sigma ~ U(0, 1) through the time shift, MSE(model(x_sigma, 1000 sigma, text),
+    noise - x0) averaged over the batch."""
     sigma = torch.rand(len(latents), generator=generator)
     sigma = shift * sigma / (1 + (shift - 1) * sigma)                          # the scheduler's time shift
     noise = torch.randn(latents.shape, generator=generator)
     s = sigma.view(-1, *[1] * (latents.dim() - 1))
     noisy = (1 - s) * latents + s * noise
-    return torch.mean((model(noisy, sigma * 1000, text) - (noise - latents)) ** 2)
+    prediction = model(noisy, sigma * 1000, text)
+    return WholeLatentSample(noisy, sigma, prediction, torch.mean((prediction - (noise - latents)) ** 2))
+
+
+def flow_matching_loss(model, latents: torch.Tensor, text: torch.Tensor, generator: torch.Generator,
+                       shift: float = 1.0) -> torch.Tensor:
+    """Whole-latent rectified flow: mean over the batch of MSE(model(x_sigma, 1000 sigma, text), noise - x0)."""
+    return flow_matching_sample(model, latents, text, generator, shift).loss
 
 
 class WanPipelineEncoders:
@@ -58,12 +85,16 @@ class WanPipelineEncoders:
                                           max_sequence_length=self.text_len)  # (B, text_len, text_dim)
         return (latents - self.mean) * self.inv_std, text
 
+    def decode(self, latents: torch.Tensor) -> torch.Tensor:
+        """Normalised latents -> the VAE's pixels in [-1, 1], differentiable in the latents: (B, 3, T, H, W)."""
+        return self.pipe.vae.decode(latents / self.inv_std + self.mean).sample
+
 
 class Recipe(BaseRecipe):
     default_steps = 2000
 
     def __init__(self, name, seed=0, weights_root=None, init_from: str | None = None, batch: int = 8,
-                 lr: float = 1e-4, dataset_size: int = 64, text_len: int = 512):
+                 lr: float = 1e-4, dataset_size: int = 64, text_len: int = 512, reward_weight: float = 0.0):
         if init_from is None:
             raise ValueError("--init-from: wan trains a Wan pipeline directory's transformer; give one "
                              "(m4v-bench convert wan PIPE_DIR --out DIR --mixer attention|mm-dim)")
@@ -72,7 +103,8 @@ class Recipe(BaseRecipe):
             raise ValueError(f"--option text_len: a positive number of tokens, got {text_len!r}")
         text_len = int(text_len)
         super().__init__(name, seed, weights_root, init_from=str(Path(init_from).resolve()), batch=batch, lr=lr,
-                         dataset_size=dataset_size, text_len=text_len)
+                         dataset_size=dataset_size, text_len=text_len,
+                         **({"reward_weight": reward_weight} if reward_weight else {}))
         self.source, self.index = Path(init_from), index
         mixer = config.get("mixer", "attention") if config.get("_class_name") == "M4VWanTransformer" else "attention"
         wan = WanConfig.from_diffusers(config, mixer=mixer, **{
@@ -85,6 +117,12 @@ class Recipe(BaseRecipe):
         self.model.load_state_dict(read_weights(folder), strict=True)
         self.encoders = WanPipelineEncoders(init_from, text_len)
         self.shift = float(self.encoders.pipe.scheduler.config.get("shift", 1.0))
+        self.rewards = None
+        if reward_weight:
+            from m4v.fidelity import load_reward_models
+
+            self.encoders.pipe.vae.requires_grad_(False)
+            self.rewards = load_reward_models(weights_root)          # (clip bundle, fidelity), frozen
         self.data = None
         self.modules = {"model": self.model}
         self.optimizer = torch.optim.AdamW(self.model.parameters(), lr=lr, betas=(0.9, 0.95), weight_decay=1e-4)
@@ -92,25 +130,33 @@ class Recipe(BaseRecipe):
     def config(self) -> dict:
         return {**self.options, "model": self.model.cfg.to_dict(), "shift": self.shift}
 
-    def dataset(self) -> tuple[torch.Tensor, torch.Tensor]:
-        """`dataset_size` world clips encoded once by the pipeline's own encoders (in memory)."""
+    def dataset(self) -> tuple[torch.Tensor, torch.Tensor, list[str]]:
+        """`dataset_size` world clips encoded once by the pipeline's own encoders (in memory), with captions."""
         if self.data is None:
             video, captions, _ = world_batch(DATASET_SEED + self.seed, 0, self.options["dataset_size"])
-            self.data = self.encoders.encode(video, captions)
+            self.data = (*self.encoders.encode(video, captions), captions)
         return self.data
 
     def step(self, i: int) -> dict:
-        latents, text = self.dataset()
+        latents, text, captions = self.dataset()
         generator = step_generator(self.seed, i)
         index = torch.randint(len(latents), (self.options["batch"],), generator=generator)
         self.model.train()
         self.set_lr(i, warmup=20)
-        loss = flow_matching_loss(self.model, latents[index], text[index], generator, self.shift)
+        sample = flow_matching_sample(self.model, latents[index], text[index], generator, self.shift)
+        loss, metrics = sample.loss, {}
+        if self.rewards is not None:
+            from m4v.fidelity import combined_reward
+
+            video = self.encoders.decode(sample.clean_estimate())                     # (B, 3, T, H, W)
+            reward = combined_reward(video, [captions[k] for k in index.tolist()], *self.rewards).mean()
+            loss = loss - self.options["reward_weight"] * reward
+            metrics = {"fm_loss": sample.loss.item(), "reward": reward.item()}
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(self.model.parameters(), 1.0)
         self.optimizer.step()
-        return {"loss": loss.item()}
+        return {"loss": loss.item(), **metrics}
 
     def save(self, out) -> None:
         """A pipeline directory: the source's components and model_index.json, the trained transformer."""
