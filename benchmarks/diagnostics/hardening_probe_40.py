@@ -134,7 +134,9 @@ def _setup(fx: Fixtures) -> dict:
         (root / "gens.py").write_text(GENERATORS)
         (root / "vid.py").write_text(VIDEO_SCRIPT)
         (root / "suite.toml").write_text(SUITE.format(models='["control:static"]', evaluator="world_count"))
-        (root / "frames.toml").write_text(SUITE.format(models='["control:static"]', evaluator="frame_consistency"))
+        # two prompts: plan needs two scored videos of a model to have a spread
+        (root / "frames.toml").write_text(SUITE.format(models='["control:static"]', evaluator="frame_consistency")
+                                          .replace("prompt_limit = 1", "prompt_limit = 2"))
         return {"root": root, "gens": root / "gens.py", "vid": root / "vid.py", "suite": root / "suite.toml",
                 "frames": root / "frames.toml"}
     return fx.once("p40", make)
@@ -390,8 +392,8 @@ def class_9(fx: Fixtures) -> list[Case]:
         return None if len(set.union(*folders)) == 2 else "two models share a videos/ folder"
 
     return [Case("9 folders", "?c=a/b and ?c=a_b -> two folders",
-                 ["run", "--suite", s["suite"], "--models", "python:gdir/g.py:colour?c=a/b",
-                  "python:gdir/g.py:colour?c=a_b", "--out", out], expect=0, check=two_folders)]
+                 ["run", "--suite", s["suite"], "--models", f"python:{s['root']}/gdir/g.py:colour?c=a/b",
+                  f"python:{s['root']}/gdir/g.py:colour?c=a_b", "--out", out], expect=0, check=two_folders)]
 
 
 def class_10(fx: Fixtures) -> list[Case]:
