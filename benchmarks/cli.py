@@ -616,7 +616,7 @@ def _add_train(sub) -> None:
     p.add_argument("--grad-checkpoint", action="store_true",
                    help="m4v-tiny / dit-tiny / m4v-tiny-reward: recompute each block in the backward (less memory)")
     p.add_argument("--data", metavar="CAPTIONS", help="train on your videos: a CSV or JSONL with path, text (optional "
-                   "fps), paths relative to it (vae-tiny, m4v-tiny, dit-tiny, m4v-tiny-reward; docs/distributed.md); "
+                   "fps), paths relative to it (every recipe but the Wan ones; docs/distributed.md); "
                    "default: the world")
     p.add_argument("--dataset-size", type=flags.BOUNDS["dataset_size"],
                    help="m4v-tiny / dit-tiny: world clips encoded once and sampled from (default: the recipe's)")

@@ -128,14 +128,16 @@ def file_digest(path: Path) -> str:
 
 
 def decoded_clips(clips: list[Clip], frames: int, size: int, fps: float = TRAIN_FPS, log=None,
-                  progress: bool = True) -> np.ndarray:
+                  progress: bool = True, kept: list | None = None) -> np.ndarray:
     """(N, frames, size, size, 3) uint8 of the readable clips, for a recipe that trains on pixels (the VAE);
-    an unreadable clip is one line naming it, and none readable is refused."""
+    an unreadable clip is one line naming it, and none readable is refused. `kept` receives the readable clips."""
     log = log or (lambda m: tqdm.write(m, file=sys.stderr))
     out, unreadable, start = [], 0, time.perf_counter()
     for clip in tqdm(clips, desc="decode videos", unit="video", disable=not progress, file=sys.stderr):
         try:
             out.append(decode_clip(clip, frames, size, fps))
+            if kept is not None:
+                kept.append(clip)
         except ClipError as exc:
             unreadable += 1
             log(f"--data {clip.where}: {exc}; skipped")
@@ -145,6 +147,29 @@ def decoded_clips(clips: list[Clip], frames: int, size: int, fps: float = TRAIN_
     log(f"--data: {len(out)} clips decoded in {seconds:.1f} s ({len(out) / max(seconds, 1e-9):.2f} videos/s), "
         f"{unreadable} unreadable")
     return np.stack(out)
+
+
+class CaptionedFrames:
+    """Single frames of the user's clips with their captions, for the recipes that learn from (frame, caption)
+    pairs or from frames alone (clip-tiny, text-tiny, reward-tiny): the clips are decoded once at the model's
+    frames, size and fps (as for the VAE) and held in memory; batch (seed, step) picks a clip and a frame in it
+    for every row, as the world's `world_frames` picks a scene and a frame."""
+
+    def __init__(self, clips: list[Clip], frames: int, size: int, quiet: bool = False):
+        kept: list[Clip] = []
+        self.pixels = decoded_clips(clips, frames, size, log=(lambda m: None) if quiet else None,
+                                    progress=not quiet, kept=kept)                   # (N, frames, size, size, 3)
+        self.captions = [clip.text for clip in kept]
+
+    def batch(self, seed: int, step: int, batch: int) -> tuple[torch.Tensor, list[str]]:
+        """(B, 3, H, W) frames in [-1, 1] and their clips' captions, drawn by (seed, step) alone."""
+        from m4v.world.dataset import to_model_video
+
+        rng = np.random.default_rng([seed, step])
+        index = rng.integers(len(self.pixels), size=batch)
+        frame = rng.integers(self.pixels.shape[1], size=batch)
+        images = to_model_video(self.pixels[index, frame][:, None])[:, :, 0]           # (B, 3, H, W)
+        return images, [self.captions[k] for k in index.tolist()]
 
 
 class EncodedVideos:

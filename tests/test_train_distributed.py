@@ -66,3 +66,48 @@ def test_grad_checkpoint_changes_no_number_and_bf16_is_refused_on_cpu(tmp_path, 
     assert main(["train", "--model", "vae-tiny", "--steps", "1", "--grad-checkpoint", "--out",
                  str(tmp_path / "vae")]) == 2
     assert "vae-tiny has no blocks to checkpoint" in capsys.readouterr().err
+
+
+# clip-tiny (contrastive: features gathered across ranks, BatchNorm over the global batch), text-tiny (LiT) and
+# reward-tiny (pairwise preference): one torchrun job runs the three CLI commands one after another (one job start
+# instead of three keeps the test short), each rank group on its own port
+ROW_RECIPES = ("clip-tiny", "text-tiny", "reward-tiny")
+ROW_ARGS = ["--batch", "4", "--steps", "3", "--checkpoint-every", "1", "--quiet"]
+
+
+def test_clip_text_and_reward_recipes_on_two_gloo_ranks_equal_one_process(tmp_path, capsys):
+    import json
+    import shlex
+
+    for model in ROW_RECIPES:
+        assert main(["train", "--model", model, *ROW_ARGS, "--threads", "1",
+                     "--out", str(tmp_path / "one" / model)]) == 0
+    # torchrun points its workers at its own store; each command here hosts its own (rank 0) on a fresh port
+    commands = [f"TORCHELASTIC_USE_AGENT_STORE=False MASTER_PORT={free_port()} {shlex.quote(sys.executable)} "
+                f"-m benchmarks.cli train --model {model} {' '.join(ROW_ARGS)} "
+                f"--out {shlex.quote(str(tmp_path / 'two' / model))}" for model in ROW_RECIPES]
+    ranks = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", "2", "--master-port",
+                            str(free_port()), "--no-python", "bash", "-c", "set -e; " + "; ".join(commands)],
+                           cwd=REPO, capture_output=True, text=True,
+                           env={**os.environ, "OMP_NUM_THREADS": "1"}, timeout=300)
+    assert ranks.returncode == 0, ranks.stderr[-3000:]
+    from safetensors.torch import load_file
+
+    weights = {"clip-tiny": "open_clip_model.safetensors", "text-tiny": "clip_text/model.safetensors",
+               "reward-tiny": "model.safetensors"}
+    for model in ROW_RECIPES:
+        one, two = tmp_path / "one" / model, tmp_path / "two" / model
+        assert ranks.stdout.count(f"trained {model}") == 1, ranks.stdout   # rank 0 alone reports (and writes)
+        assert json.loads((two / "training.json").read_text())["world_size"] == 2
+        reference, split = losses(one), losses(two)
+        assert reference["step"].tolist() == split["step"].tolist() == [1, 2, 3]
+        assert reference["loss"].nunique() == 3, model   # a curve, not a constant
+        np.testing.assert_allclose(split.values, reference.values, rtol=RTOL, atol=1e-6, err_msg=model)
+        a, b = load_file(one / weights[model]), load_file(two / weights[model])
+        assert a.keys() == b.keys()
+        # the trained weights too (BatchNorm's running statistics included). Adam moves a parameter by about lr per
+        # step whatever its gradient's size, so a near-zero gradient whose sign rounding flips may differ by up to
+        # 2 lr per step: atol is that bound over 3 warm-up steps of clip-tiny and text-tiny (lr 2e-5, 4e-5, 6e-5)
+        for key in a:
+            np.testing.assert_allclose(b[key].float().numpy(), a[key].float().numpy(), rtol=1e-3, atol=2.5e-4,
+                                       err_msg=f"{model} {key}")

@@ -81,7 +81,11 @@ def test_an_empty_dataset_is_refused_before_any_work_and_data_is_no_abbreviation
         read_captions(tmp_path / "bad.csv")
     assert main(["train", "--model", "clip-tiny", "--data", str(tmp_path / "empty.csv"), "--out",
                  str(tmp_path / "run")]) == 2
-    assert "clip-tiny takes no --data" in capsys.readouterr().err
+    assert capsys.readouterr().err.strip().endswith("empty.csv: no clips (an empty dataset trains nothing)")
+    assert not (tmp_path / "run").exists()
+    assert main(["train", "--model", "wan-tiny", "--data", str(tmp_path / "empty.csv"), "--out",
+                 str(tmp_path / "run")]) == 2
+    assert "wan-tiny takes no --data" in capsys.readouterr().err
 
 
 def test_the_vae_trains_on_windows_of_your_clips(tmp_path, capsys):
@@ -98,3 +102,46 @@ def test_the_vae_trains_on_windows_of_your_clips(tmp_path, capsys):
     config = json.loads((tmp_path / "vae" / "config.json").read_text())
     assert config["image_scale"] != 1.0   # measured on the clips
     assert json.loads((tmp_path / "vae" / "training.json").read_text())["config"]["data"].endswith("captions.csv")
+
+
+def test_frames_and_captions_come_from_the_clips(tmp_path):
+    """clip-tiny / text-tiny / reward-tiny's batches: every row is a decoded frame of the clip whose caption it
+    carries, drawn by (seed, step) alone."""
+    from m4v.captioned_videos import CaptionedFrames
+    from m4v.world.dataset import to_model_video
+
+    write_mp4(tmp_path / "grey.mp4", counting_clip(60), fps=24)
+    red = np.zeros((40, 48, 48, 3), np.uint8)
+    red[..., 0] = np.arange(40, dtype=np.uint8)[:, None, None] * 6
+    write_mp4(tmp_path / "red.mp4", red, fps=16)
+    clips = [Clip(tmp_path / "grey.mp4", "grey levels", None, "t:1"), Clip(tmp_path / "gone.mp4", "x", None, "t:2"),
+             Clip(tmp_path / "red.mp4", "a red glow", None, "t:3")]
+    frames = CaptionedFrames(clips, frames=17, size=32, quiet=True)
+    assert frames.captions == ["grey levels", "a red glow"] and frames.pixels.shape == (2, 17, 32, 32, 3)
+    images, captions = frames.batch(seed=0, step=3, batch=8)
+    assert images.shape == (8, 3, 32, 32) and len(set(captions)) == 2
+    for image, text in zip(images, captions):
+        clip = to_model_video(frames.pixels[frames.captions.index(text)])          # (3, 17, H, W)
+        assert min((clip[:, t] - image).abs().max() for t in range(17)) == 0
+    again, _ = frames.batch(seed=0, step=3, batch=8)
+    assert (again == images).all() and not (frames.batch(seed=0, step=4, batch=8)[0] == images).all()
+
+
+@pytest.mark.parametrize("model", ["clip-tiny", "text-tiny", "reward-tiny"])
+def test_frame_recipes_train_on_your_clips(tmp_path, capsys, model):
+    write_mp4(tmp_path / "a.mp4", counting_clip(60), fps=24)
+    (tmp_path / "captions.csv").write_text("path,text\na.mp4,a zebra dances slowly\nmissing.mp4,gone\n")
+    out = tmp_path / model
+    assert main(["train", "--model", model, "--data", str(tmp_path / "captions.csv"), "--steps", "2", "--batch", "2",
+                 "--quiet", "--out", str(out)]) == 0
+    err = capsys.readouterr().err
+    assert "missing.mp4: not a readable video" in err and "1 clips decoded" in err and "1 unreadable" in err, err
+    import json
+
+    assert json.loads((out / "training.json").read_text())["config"]["data"] == str(tmp_path / "captions.csv")
+    if model == "text-tiny":   # the captions' words join the world's vocabulary: none reads as <unk>
+        from transformers import AutoTokenizer
+
+        tokenizer = AutoTokenizer.from_pretrained(out / "clip_text")
+        ids = tokenizer("a zebra dances slowly").input_ids
+        assert tokenizer.unk_token_id not in ids and len(ids) == 5, ids

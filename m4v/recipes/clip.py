@@ -1,4 +1,11 @@
-"""clip-tiny: contrastive training of the tiny CLIP (m4v/tiny_clip.py) on single world frames and their captions."""
+"""clip-tiny: contrastive training of the tiny CLIP (m4v/tiny_clip.py) on single world frames and their captions, or
+on frames of the user's captioned videos (`train --data CAPTIONS`).
+
+Under torchrun every rank encodes its rows of the batch and the features are gathered (open_clip's
+`gather_features`, as its ClipLoss gathers them), so every rank computes the whole batch's contrastive loss, its
+own rows keeping their gradient: the ranks' gradients *sum* to one process's. The image tower's BatchNorm layers
+normalise by the global batch's statistics (m4v/cross_rank_batchnorm.py), as in one process.
+"""
 
 from __future__ import annotations
 
@@ -55,20 +62,72 @@ def batch_top1(image_features: torch.Tensor, text_features: torch.Tensor, captio
     return sum(captions[j] == c for j, c in zip(top1.tolist(), captions)) / len(captions)
 
 
+class FrameSource:
+    """A recipe's frames and captions: the world's (`world_frames`), or the user's clips' (`data`, decoded on the
+    first batch; under torchrun rank 0 alone reports what it decoded)."""
+
+    def __init__(self, data: str | None):
+        self.clips, self.frames = None, None
+        if data is not None:   # read now: an empty or malformed captions file is refused before any work
+            from m4v.captioned_videos import read_captions
+
+            self.clips = read_captions(data)
+
+    def batch(self, seed: int, step: int, batch: int, rank: int = 0) -> tuple[torch.Tensor, list[str]]:
+        """(B, 3, H, W) frames in [-1, 1] and their captions of batch `step`, the same on every rank."""
+        if self.clips is None:
+            return world_frames(seed, step, batch)
+        if self.frames is None:
+            from m4v.captioned_videos import CaptionedFrames
+
+            self.frames = CaptionedFrames(self.clips, TRAIN_FRAMES, TRAIN_SIZE, quiet=rank > 0)
+        return self.frames.batch(seed, step, batch)
+
+
+def data_option(data: str | None) -> dict:
+    """The `data` option as recorded (an absolute path), absent for the world."""
+    return {} if data is None else {"data": str(Path(data).resolve())}
+
+
+def gather_rows(recipe: BaseRecipe, image_features: torch.Tensor, text_features: torch.Tensor):
+    """This rank's rows' features -> the whole batch's (B, E) each, this rank's rows keeping their gradient (one
+    process: as given). The loss on them is the whole batch's; its gradient reaches only this rank's rows."""
+    if recipe.world_size == 1:
+        return image_features, text_features
+    from open_clip.loss import gather_features
+
+    return gather_features(image_features, text_features, local_loss=False, gather_with_grad=False,
+                           rank=recipe.rank, world_size=recipe.world_size)
+
+
+def sum_row_gradients(recipe: BaseRecipe, module: torch.nn.Module, shared: tuple = ()) -> None:
+    """After backward of the whole batch's loss on gathered features: every parameter's gradient is this rank's
+    rows' share, except `shared` ones (used outside the rows, e.g. the temperature: whole on every rank), so the
+    shares are summed across ranks (x world size, then the ranks' average) and the shared ones left whole."""
+    if recipe.world_size == 1:
+        return
+    keep = {id(p) for p in shared}
+    for p in module.parameters():
+        if p.grad is not None and id(p) not in keep:
+            p.grad.mul_(recipe.world_size)
+    recipe.sync_gradients(module)
+
+
 class Recipe(BaseRecipe):
     """Tiny CLIP from scratch: AdamW, cosine decay after a short warm-up, batch 64 frames."""
-    data_parallel = False   # under torchrun: the contrastive loss compares every image with every caption of the batch
 
     name = "clip-tiny"
     default_steps = 1000
 
     def __init__(self, name: str = "clip-tiny", seed: int = 0, weights_root=None, batch: int = 64, lr: float = 1e-3,
-                 warmup: int = 50, weight_decay: float = 0.05, schedule_steps: int | None = None, **options):
+                 warmup: int = 50, weight_decay: float = 0.05, schedule_steps: int | None = None,
+                 data: str | None = None, **options):
         # The cosine schedule's length is a recipe option, not the run's --steps, so a resumed or extended run
         # sees the same learning rates at every step.
         schedule_steps = schedule_steps or self.default_steps
         super().__init__(name, seed, weights_root, batch=batch, lr=lr, warmup=warmup, weight_decay=weight_decay,
-                         schedule_steps=schedule_steps, **options)
+                         schedule_steps=schedule_steps, **data_option(data), **options)
+        self.source = FrameSource(data)
         self.batch, self.lr, self.warmup, self.schedule_steps = batch, lr, warmup, schedule_steps
         self.model = build_tiny_clip(seed)
         self.tokenizer = open_clip.get_tokenizer(TINY_CLIP_NAME)
@@ -86,15 +145,22 @@ class Recipe(BaseRecipe):
         return self.lr * (0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * progress)))
 
     def step(self, i: int) -> dict:
-        images, captions = world_frames(self.seed, i, self.batch)
+        images, captions = self.source.batch(self.seed, i, self.batch, self.rank)
+        rows = self.my_rows(len(captions)) or slice(None)   # this rank's rows of the batch (torchrun)
+        if self.world_size > 1:   # the ResNet image tower's BatchNorm: the global batch's statistics (once)
+            from m4v.cross_rank_batchnorm import convert
+
+            convert(self.model)
         self.model.train()
         for group in self.optimizer.param_groups:
             group["lr"] = self.learning_rate(i)
-        image_features = self.model.encode_image(normalize_images(self.model, images), normalize=True)    # (B, E)
-        text_features = self.model.encode_text(self.tokenizer(captions), normalize=True)                  # (B, E)
+        image_features = self.model.encode_image(normalize_images(self.model, images[rows]), normalize=True)
+        text_features = self.model.encode_text(self.tokenizer(captions[rows]), normalize=True)   # (rows, E) each
+        image_features, text_features = gather_rows(self, image_features, text_features)        # (B, E) each
         loss = contrastive_loss(image_features, text_features, self.model.logit_scale.exp(), captions)
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
+        sum_row_gradients(self, self.model, shared=(self.model.logit_scale,))
         self.optimizer.step()
         with torch.no_grad():
             self.model.logit_scale.clamp_(0, MAX_LOGIT_SCALE)
@@ -105,5 +171,5 @@ class Recipe(BaseRecipe):
         save_tiny_clip(self.model, out)
 
     def config(self) -> dict:
-        return {**self.options, "architecture": TINY_CLIP_CONFIG, "data": "world_frames: one frame per clip"}
+        return {"data": "world_frames: one frame per clip", **self.options, "architecture": TINY_CLIP_CONFIG}
 

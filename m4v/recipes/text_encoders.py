@@ -1,4 +1,5 @@
-"""text-tiny: the tiny T5 + CLIP text encoders over the world's vocabulary.
+"""text-tiny: the tiny T5 + CLIP text encoders over the world's vocabulary (with `train --data CAPTIONS`: and the
+words of the user's captions, learnt from frames of the user's clips).
 
 The T5 stays as built (frozen random features: the denoiser learns to read them, as M4V reads frozen T5 ones).
 The CLIP text tower is trained, as CLIP-L's is before PyramidFlow uses its pooled output: contrastively against
@@ -14,7 +15,7 @@ import torch
 import torch.nn.functional as F
 
 from m4v.recipes import BaseRecipe, weights_path
-from m4v.recipes.clip import batch_top1, contrastive_loss, world_frames
+from m4v.recipes.clip import FrameSource, batch_top1, contrastive_loss, data_option, gather_rows, sum_row_gradients
 from m4v.text_encoders import build_tiny_text_models, save_text_models
 from m4v.tiny_clip import TINY_CLIP_CONFIG, load_tiny_clip, normalize_images
 from m4v.world.dataset import world_vocabulary
@@ -24,35 +25,49 @@ POOLED_DIM = TINY_CLIP_CONFIG["embed_dim"]  # the CLIP text projection lands in 
 DATA_SEED = 30_000  # frames disjoint from clip-tiny's own training batches
 
 
+def caption_words(captions: list[str]) -> list[str]:
+    """The words the word-level tokenizer sees in `captions` (its Whitespace pre-tokenizer: words and punctuation)."""
+    from tokenizers import pre_tokenizers
+
+    split = pre_tokenizers.Whitespace().pre_tokenize_str
+    return sorted({word for text in captions for word, _ in split(text)})
+
+
 class Recipe(BaseRecipe):
-    """LiT: only the CLIP text tower learns; image tower and temperature are clip-tiny's, frozen."""
-    data_parallel = False   # under torchrun: not split by rows yet
+    """LiT: only the CLIP text tower learns; image tower and temperature are clip-tiny's, frozen. Under torchrun
+    each rank encodes its rows; the features are gathered and the gradients summed (m4v/recipes/clip.py)."""
 
     default_steps = 600
 
-    def __init__(self, name, seed=0, weights_root=None, batch: int = 64, lr: float = 1e-3):
+    def __init__(self, name, seed=0, weights_root=None, batch: int = 64, lr: float = 1e-3, data: str | None = None):
         super().__init__(name, seed, weights_root, max_length=TEXT_LEN, batch=batch, lr=lr,
-                         projection_dim=POOLED_DIM)
+                         projection_dim=POOLED_DIM, **data_option(data))
+        self.source = FrameSource(data)
+        # the user's words join the world's: a word outside the vocabulary would read as <unk>
+        words = world_vocabulary() + ([] if data is None else caption_words([c.text for c in self.source.clips]))
         self.tokenizer, self.t5, self.clip_text = build_tiny_text_models(
-            world_vocabulary(), max_length=TEXT_LEN, projection_dim=POOLED_DIM, seed=seed)
+            words, max_length=TEXT_LEN, projection_dim=POOLED_DIM, seed=seed)
         self.image_tower = load_tiny_clip(weights_path("clip-tiny", weights_root))[0].requires_grad_(False)
         self.modules = {"clip_text": self.clip_text}
         self.optimizer = torch.optim.AdamW(self.clip_text.parameters(), lr=lr, weight_decay=0.05)
 
     def step(self, i: int) -> dict:
-        images, captions = world_frames(DATA_SEED + self.seed, i, self.options["batch"])
+        images, captions = self.source.batch(DATA_SEED + self.seed, i, self.options["batch"], self.rank)
+        rows = self.my_rows(len(captions)) or slice(None)   # this rank's rows of the batch (torchrun)
         with torch.no_grad():
-            image_features = self.image_tower.encode_image(normalize_images(self.image_tower, images),
-                                                           normalize=True)                      # (B, E)
-        tokens = self.tokenizer(captions, padding="max_length", max_length=TEXT_LEN, truncation=True,
+            image_features = self.image_tower.encode_image(normalize_images(self.image_tower, images[rows]),
+                                                           normalize=True)                      # (rows, E)
+        tokens = self.tokenizer(captions[rows], padding="max_length", max_length=TEXT_LEN, truncation=True,
                                 return_tensors="pt")
         self.clip_text.train()
         self.set_lr(i)
         text_features = F.normalize(self.clip_text(input_ids=tokens.input_ids,
                                                    attention_mask=tokens.attention_mask).text_embeds, dim=-1)
+        image_features, text_features = gather_rows(self, image_features, text_features)   # (B, E) each
         loss = contrastive_loss(image_features, text_features, self.image_tower.logit_scale.exp(), captions)
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
+        sum_row_gradients(self, self.clip_text)
         self.optimizer.step()
         return {"loss": loss.item(), "batch_top1": batch_top1(image_features, text_features, captions)}
 
