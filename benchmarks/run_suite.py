@@ -98,22 +98,16 @@ def run_suite(suite: Suite, out, *, videos=None, prompts=None, cache_dir=None, u
         definition = suite.definition()
         prov = {**provenance(config={"command": command}, seeds=[suite.seed], commit=commit),
                 "command": command, "suite": definition, "suite_hash": suite.hash()}
-        if suite.kind in ("table4", "flops-curve"):
-            if distributed.is_main():
-                df = table4.table4() if suite.kind == "table4" else table4.flops_curve()
-                own_run_dir(out, suite.name)
-                (table4.write_table4 if suite.kind == "table4" else table4.write_flops_curve)(df, out)
-                log(df.to_markdown(index=False, floatfmt=".4g"))
-                log(f"wrote {out}/")
-                mark_complete(out, [p.name for p in out.iterdir() if not p.name.startswith(".")])
-            return 0
-        if suite.kind == "wan-flops":
+        if suite.kind in ("table4", "flops-curve", "wan-flops"):   # one computed table, no generation
             if distributed.is_main():
                 from benchmarks.paper import wan_flops
 
-                df = wan_flops.wan_flops()
+                make, write = {"table4": (table4.table4, table4.write_table4),
+                               "flops-curve": (table4.flops_curve, table4.write_flops_curve),
+                               "wan-flops": (wan_flops.wan_flops, wan_flops.write_wan_flops)}[suite.kind]
+                df = make()
                 own_run_dir(out, suite.name)
-                wan_flops.write_wan_flops(df, out)
+                write(df, out)
                 log(df.to_markdown(index=False, floatfmt=".4g"))
                 log(f"wrote {out}/")
                 mark_complete(out, [p.name for p in out.iterdir() if not p.name.startswith(".")])
@@ -145,8 +139,9 @@ def run_suite(suite: Suite, out, *, videos=None, prompts=None, cache_dir=None, u
         summary = summarize(per_video, generation, models, checkpoints)
         prov["checkpoints"] = checkpoints
         # the code that scored each dimension: compare refuses two runs scored by different evaluator versions
+        scored_dims = set(per_video["dimension"])
         prov["evaluators"] = {d: {"version": EVALUATORS[d].version, "score_range": list(EVALUATORS[d].score_range)}
-                              for d in EVALUATORS if d in set(per_video["dimension"])}
+                              for d in EVALUATORS if d in scored_dims}
         prov["machine_load"] = {"start": load_at_start, "end": machine_load()}
         prov["backbone_weights"] = backbone_weights(suite.backbones)
         from benchmarks.run.protocol_card import protocol_card
