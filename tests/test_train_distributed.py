@@ -111,3 +111,43 @@ def test_clip_text_and_reward_recipes_on_two_gloo_ranks_equal_one_process(tmp_pa
         for key in a:
             np.testing.assert_allclose(b[key].float().numpy(), a[key].float().numpy(), rtol=1e-3, atol=2.5e-4,
                                        err_msg=f"{model} {key}")
+
+
+# The Wan recipes: the whole-latent flow-matching draw (and caption dropout, the batch's clips) made for the whole
+# batch on every rank, the forward on the rank's rows (m4v/recipes/wan.py `rows=`); the reward variant scores its rows
+WAN_RUNS = {"wan-tiny": ["--batch", "4", "--dataset-size", "4"],
+            "m4v-wan-tiny-reward": ["--batch", "2", "--dataset-size", "2", "--init-from", "{start}"]}
+WAN_ARGS = ["--steps", "3", "--checkpoint-every", "1", "--quiet"]
+
+
+def test_wan_recipes_on_two_gloo_ranks_equal_one_process(tmp_path, capsys):
+    import shlex
+
+    import torch
+
+    from m4v.recipes.wan_tiny import wan_tiny_config
+    from m4v.wan import build_wan
+
+    torch.manual_seed(0)   # a small attention Wan on vae-tiny's latent, its head non-zero (the built one is zero)
+    start = build_wan(wan_tiny_config("wan-tiny", dim=32, ffn_dim=64, num_heads=2, num_layers=2))
+    torch.nn.init.normal_(start.proj_out.weight, std=0.02)
+    start.save_pretrained(tmp_path / "start")
+    runs = {model: [a.format(start=tmp_path / "start") for a in args] + WAN_ARGS for model, args in WAN_RUNS.items()}
+    for model, args in runs.items():
+        assert main(["train", "--model", model, *args, "--threads", "1", "--out", str(tmp_path / "one" / model)]) == 0
+    commands = [f"TORCHELASTIC_USE_AGENT_STORE=False MASTER_PORT={free_port()} {shlex.quote(sys.executable)} "
+                f"-m benchmarks.cli train --model {model} {shlex.join(args)} "
+                f"--out {shlex.quote(str(tmp_path / 'two' / model))}" for model, args in runs.items()]
+    ranks = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", "2", "--master-port",
+                            str(free_port()), "--no-python", "bash", "-c", "set -e; " + "; ".join(commands)],
+                           cwd=REPO, capture_output=True, text=True,
+                           env={**os.environ, "OMP_NUM_THREADS": "1"}, timeout=300)
+    assert ranks.returncode == 0, ranks.stderr[-3000:]
+    for model in runs:
+        assert ranks.stdout.count(f"trained {model}") == 1, ranks.stdout   # rank 0 alone reports (and writes)
+        reference, split = losses(tmp_path / "one" / model), losses(tmp_path / "two" / model)
+        assert reference["step"].tolist() == split["step"].tolist() == [1, 2, 3]
+        assert reference["loss"].nunique() == 3, model   # a curve, not a constant
+        difference = ((split - reference).abs() / reference.abs()).drop(columns="step").max().max()
+        print(f"{model}: 2 gloo ranks vs 1 process, max relative difference of the logged metrics {difference:.2e}")
+        np.testing.assert_allclose(split.values, reference.values, rtol=RTOL, atol=1e-6, err_msg=model)

@@ -6,7 +6,8 @@ measured default; every other weight copied) and is fine-tuned the same way. Bot
 (m4v/recipes/denoiser.py: the world clips through the frozen vae-tiny, captions through the frozen text-tiny, 10%
 of captions dropped to the empty prompt so CFG works) and learn whole-latent flow matching (spec §1.7: the loss
 on the whole video latent, no pyramid, no autoregression; m4v/recipes/wan.flow_matching_loss). The shipped
-weights are an EMA of the trained ones, as the other denoisers'.
+weights are an EMA of the trained ones, as the other denoisers'. `--data CAPTIONS` trains on the user's clips
+(encoded as the denoisers' are); under torchrun every rank draws the whole batch and computes its rows.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from pathlib import Path
 import torch
 
 from m4v.recipes import BaseRecipe, step_generator, weights_path
-from m4v.recipes.denoiser import EMA_DECAY, FrozenWorldEncoders, LatentDataset, drop_captions, update_ema
+from m4v.recipes.denoiser import EMA_DECAY, FrozenWorldEncoders, drop_captions, training_latents, update_ema
 from m4v.recipes.wan import flow_matching_loss
 from m4v.sampling import TextCondition
 from m4v.wan import WanConfig, build_wan
@@ -39,14 +40,21 @@ class Recipe(BaseRecipe):
     default_steps = 3000
 
     def __init__(self, name, seed=0, weights_root=None, batch: int = 32, lr: float = 1e-3,
-                 dataset_size: int = 4096, init_from: str | None = None, init_mamba: str = "default"):
+                 dataset_size: int = 4096, init_from: str | None = None, init_mamba: str = "default",
+                 data: str | None = None):
         if name not in MIXER:
             raise ValueError(f"--model: {name!r} is not a Wan recipe ({', '.join(MIXER)})")
         if name == "m4v-wan-tiny" and init_from is None:
             init_from = str(weights_path(BASE_MODEL, weights_root))
         super().__init__(name, seed, weights_root, batch=batch, lr=lr, dataset_size=dataset_size,
                          init_from=None if init_from is None else str(init_from),
-                         init_mamba=init_mamba if init_from is not None else None)
+                         init_mamba=init_mamba if init_from is not None else None,
+                         **({} if data is None else {"data": str(Path(data).resolve())}))
+        self.clips = None   # the user's videos (`--data`), read now: an empty captions file is refused at once
+        if data is not None:
+            from m4v.captioned_videos import read_captions
+
+            self.clips = read_captions(data)
         torch.manual_seed(seed)
         self.model = build_wan(wan_tiny_config(name))
         self.init_report = None
@@ -59,7 +67,7 @@ class Recipe(BaseRecipe):
             self.init_report["init_mamba"] = init_mamba
         self.encoders = FrozenWorldEncoders(weights_root)
         self.null = self.encoders.text.encode([""], unconditional=False)   # caption dropout's null: the empty prompt
-        self.dataset = None   # the denoisers' latent cache beside the run directory (same seed and size)
+        self.dataset = None   # the denoisers' latent cache beside the run directory (same seed and size, or clips)
         self.ema = build_wan(self.model.cfg, init=False).requires_grad_(False)
         self.ema.load_state_dict(self.model.state_dict())
         self.modules = {"model": self.model, "ema": self.ema}
@@ -72,18 +80,20 @@ class Recipe(BaseRecipe):
 
     def step(self, i: int) -> dict:
         if self.dataset is None:
-            self.dataset = LatentDataset(self.encoders, self.seed, self.options["dataset_size"], self.out.parent)
+            self.dataset = self.rank_zero_first(lambda: training_latents(
+                self.encoders, self.seed, self.options["dataset_size"], self.out.parent, self.clips, self.rank > 0))
         generator = step_generator(self.seed, i)
         latents, text, _ = self.dataset.batch(generator, self.options["batch"])      # (B, C, F, h, w)
         B = len(text.tokens)
         null = TextCondition(self.null.tokens.expand(B, -1, -1), self.null.mask.expand(B, -1),
                              self.null.pooled.expand(B, -1))
-        text = drop_captions(text, generator, null=null)
+        text = drop_captions(text, generator, null=null)   # drawn for the whole batch, as every draw of the step
         self.model.train()
         self.set_lr(i)
-        loss = flow_matching_loss(self.model, latents, wan_text(text), generator)
+        loss = flow_matching_loss(self.model, latents, wan_text(text), generator, rows=self.my_rows(B))
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
+        self.sync_gradients(self.model)
         torch.nn.utils.clip_grad_norm_(self.model.parameters(), 1.0, foreach=True)
         self.optimizer.step()
         update_ema(self.ema, self.model, i)
