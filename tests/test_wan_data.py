@@ -6,6 +6,7 @@ import json
 
 import numpy as np
 import pandas as pd
+import pytest
 import torch
 from test_video_data import counting_clip, write_mp4  # tests/ is on sys.path
 
@@ -120,3 +121,21 @@ def test_wan_pipeline_trains_on_your_clips_through_its_own_encoders(tmp_path, ca
                  "--out", str(runs / "refused")]) == 2
     assert capsys.readouterr().err.strip().endswith("empty.csv: no clips (an empty dataset trains nothing)")
     assert not (runs / "refused").exists()
+
+
+def test_the_wan_recipes_split_by_rows_and_a_batch_that_does_not_divide_is_refused():
+    """Under torchrun every Wan recipe splits its batch (none is refused as unsplittable any more), and a global
+    batch the ranks cannot share evenly is one line naming --batch (benchmarks/train.py's check before any step)."""
+    from benchmarks.train import _check_data_parallel
+    from m4v.recipes import get_recipe
+
+    assert all(get_recipe(name).data_parallel for name in ("wan", "wan-tiny", "m4v-wan-tiny", "m4v-wan-tiny-reward"))
+    recipe = get_recipe("wan-tiny")("wan-tiny", batch=3, dataset_size=4)
+    recipe.rank, recipe.world_size = 0, 2
+    with pytest.raises(ValueError, match="^--batch 3: the global batch must split evenly across 2 ranks$"):
+        _check_data_parallel(recipe, "wan-tiny")
+    recipe.options["batch"] = 4
+    _check_data_parallel(recipe, "wan-tiny")
+    assert recipe.my_rows(4) == slice(0, 2)
+    recipe.rank = 1
+    assert recipe.my_rows(4) == slice(2, 4)
