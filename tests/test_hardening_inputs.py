@@ -5,8 +5,6 @@ its output directory, and refusals that come before any work and name the file a
 import json
 import os
 import re
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -276,14 +274,3 @@ def test_refusals_come_before_any_work_and_name_the_file_and_key(tmp_path, capsy
     assert main(["run", "--suite", str(suite), "--models", str(missing), "--out", str(tmp_path / "m")]) == 2
     err = lines(capsys)
     assert len(err) == 1 and f"no model directory '{missing}'" in err[0] and "train" not in err[0], err
-
-
-def test_torchrun_logs_count_every_ranks_work(tmp_path, master_port):
-    suite = tmp_path / "suite.toml"
-    suite.write_text(SUITE.format(prompts=2).replace("batch = 2", "batch = 1"))    # one work item per rank
-    two = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port",
-                          str(master_port), "-m", "benchmarks.cli", "run", "--suite", str(suite), "--out",
-                          str(tmp_path / "two")],
-                         cwd=REPO, capture_output=True, text=True, env={**os.environ, "OMP_NUM_THREADS": "1"})
-    assert two.returncode == 0, two.stderr[-2000:]
-    assert "videos: 0 from the cache, 2 generated; records: 0 from the cache, 4 computed" in two.stdout

@@ -1,6 +1,7 @@
 """Runs survive faults: SIGKILL mid-run then the same command (nothing finished is lost or recomputed, tables
-equal to an uninterrupted run), one run per output directory (a lock), a full disk loses nothing written, and
-two torchrun ranks give the 1-process tables bit for bit."""
+equal to an uninterrupted run), one run per output directory (a lock), and a full disk loses nothing written. (Two
+torchrun ranks give the 1-process tables and videos bit for bit: tests/test_invariants.py, one torchrun run for
+every whole-run check.)"""
 
 import errno
 import json
@@ -45,7 +46,7 @@ def finished_samples(cache: Path) -> int:
 
 @pytest.fixture(scope="module")
 def reference(tmp_path_factory) -> Path:
-    """The uninterrupted one-process run (uncached) the killed and the torchrun runs are held to: made once."""
+    """The uninterrupted one-process run (uncached) the killed runs are held to: made once."""
     root = tmp_path_factory.mktemp("reference")
     suite = root / "suite.toml"
     suite.write_text(SUITE)
@@ -109,20 +110,6 @@ def test_a_full_disk_is_one_line_and_keeps_the_previous_file(tmp_path, monkeypat
     assert "\n" not in str(info.value) and str(target) in str(info.value)
     assert target.read_text() == "previous complete table\n"
     assert [p.name for p in tmp_path.iterdir()] == ["summary.csv"]      # no temp file left behind
-
-
-def test_two_torchrun_ranks_write_the_one_process_tables(tmp_path, reference, master_port):
-    suite = tmp_path / "suite.toml"
-    suite.write_text(SUITE)
-    two = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port",
-                          str(master_port), "-m", "benchmarks.cli", "run", "--suite", str(suite), "--out",
-                          str(tmp_path / "two"), "--no-cache"], cwd=REPO, capture_output=True, text=True,
-                         env={**os.environ, "OMP_NUM_THREADS": "1"})
-    assert two.returncode == 0, two.stderr[-2000:]
-    for name in ("per_video.csv",):
-        assert (reference / name).read_bytes() == (tmp_path / "two" / name).read_bytes()
-    videos_one = sorted(p.name for p in (reference / "videos").rglob("*.mp4"))
-    assert videos_one == sorted(p.name for p in (tmp_path / "two" / "videos").rglob("*.mp4"))
 
 
 def test_a_state_saved_before_a_config_field_existed_still_resumes():

@@ -1,19 +1,65 @@
 """Table 4 from the paper-size modules on the meta device: counters agree, rows against the paper."""
 
+from pathlib import Path
+
 import pandas as pd
 import pytest
 
 from benchmarks import cli
-from benchmarks.paper import table4
+from benchmarks.paper import table4, wan_flops
 from benchmarks.paper.paper_numbers import TABLE4
 from m4v.config import TABLE4_VARIANTS, M4VConfig
 
+REPO = Path(__file__).resolve().parents[1]
+
 
 @pytest.fixture(scope="module")
-def paper_table(tmp_path_factory):
-    out = tmp_path_factory.mktemp("table4")
-    assert cli.main(["table4", "--out", str(out)]) == 0
-    return pd.read_csv(out / "table4.csv"), None, out
+def computed_tables(tmp_path_factory):
+    """`make bench`'s three computed tables through `m4v-bench run` (paper-size modules on meta: no seed, no kernel
+    ISA), made once for the module: {suite: (the DataFrame the run computed, its output directory)}."""
+    made = {}
+    real = {"table4": table4.table4, "flops_curve": table4.flops_curve, "wan_flops": wan_flops.wan_flops}
+
+    def keep(name):
+        def counted(*args, **kwargs):
+            made[name] = real[name](*args, **kwargs)
+            return made[name]
+        return counted
+
+    outs = {}
+    with pytest.MonkeyPatch.context() as mp:   # the run's own computation, kept to check the other commands with
+        mp.setattr(table4, "table4", keep("table4"))
+        mp.setattr(table4, "flops_curve", keep("flops_curve"))
+        mp.setattr(wan_flops, "wan_flops", keep("wan_flops"))
+        for suite_name, name in (("paper-table4-flops", "table4"), ("flops-curve", "flops_curve"),
+                                 ("wan-flops", "wan_flops")):
+            outs[name] = tmp_path_factory.mktemp(suite_name)
+            assert cli.main(["run", suite_name, "--out", str(outs[name])]) == 0
+    return {name: (made[name], outs[name]) for name in outs}
+
+
+@pytest.fixture(scope="module")
+def paper_table(computed_tables):
+    df, out = computed_tables["table4"]
+    return pd.read_csv(out / "table4.csv"), df, out
+
+
+def test_make_bench_compute_tables_regenerate_the_committed_ones_byte_for_byte(computed_tables):
+    """`make bench`'s Table 4 and FLOP curve and the Wan FLOPs equal the committed results/table4.csv,
+    results/flops_curve.csv and results/wan_flops.csv byte for byte."""
+    for name, csv in (("table4", "table4.csv"), ("flops_curve", "flops_curve.csv"), ("wan_flops", "wan_flops.csv")):
+        assert (computed_tables[name][1] / csv).read_bytes() == (REPO / "results" / csv).read_bytes(), csv
+
+
+def test_the_table4_command_writes_what_the_suite_does(computed_tables, tmp_path, monkeypatch, capsys):
+    """`m4v-bench table4` (the same counts, printed with the counters' agreement) writes the suite's table4.csv;
+    the count itself is the suite run's (counted once above)."""
+    df, suite_out = computed_tables["table4"]
+    monkeypatch.setattr(table4, "table4", lambda *args, **kwargs: df.copy())
+    assert cli.main(["table4", "--out", str(tmp_path)]) == 0
+    assert (tmp_path / "table4.csv").read_bytes() == (suite_out / "table4.csv").read_bytes()
+    out = capsys.readouterr().out
+    assert "M4V mixer saving vs full attention" in out and "fvcore vs FlopCounterMode: max relative" in out
 
 
 def test_table4_csv_columns_and_rows(paper_table):
@@ -101,13 +147,10 @@ def test_counters_agree_at_tiny_size(variant):
     assert counts["fvcore"]["total"] == pytest.approx(counts["torch"]["total"], rel=1e-6)
 
 
-def test_flops_curve_attention_grows_faster(tmp_path, monkeypatch):
-    monkeypatch.setattr(table4, "CURVE_FRAMES", (57, 241))
-    monkeypatch.setattr(table4, "CURVE_RESOLUTIONS", {"384p": (384, 640)})
-    df = table4.flops_curve()
-    png = table4.write_flops_curve(df, tmp_path)
-    assert png.is_file() and (tmp_path / "flops_curve.csv").is_file()
-    by = df.set_index(["video_frames", "variant"])["mixer_tflops"]
+def test_flops_curve_attention_grows_faster(computed_tables):
+    df, out = computed_tables["flops_curve"]
+    assert (out / "flops_curve.png").is_file() and (out / "flops_curve.csv").is_file()
+    by = df[df["resolution"] == "384p"].set_index(["video_frames", "variant"])["mixer_tflops"]
     assert by[(241, "full_attn")] / by[(57, "full_attn")] > by[(241, "m4v")] / by[(57, "m4v")]
 
 
@@ -147,18 +190,15 @@ def test_paper_convention_rows_against_the_hand_formula(paper_table):
 
 def test_project_columns_regenerate_byte_for_byte(paper_table):
     """The project's own counts (variant .. rel_err) of a fresh run equal the committed results/table4.csv's."""
-    from pathlib import Path
-
-    committed = (Path(__file__).resolve().parents[1] / "results" / "table4.csv").read_text().splitlines()
+    committed = (REPO / "results" / "table4.csv").read_text().splitlines()
     fresh = (paper_table[2] / "table4.csv").read_text().splitlines()
     assert [ln.split(",")[:4] for ln in fresh] == [ln.split(",")[:4] for ln in committed]
     assert len(fresh) == 10
 
 
-def test_flops_curve_paper_convention_saving_by_hand(monkeypatch):
-    monkeypatch.setattr(table4, "CURVE_FRAMES", (57,))
-    monkeypatch.setattr(table4, "CURVE_RESOLUTIONS", {"384p": (384, 640)})
-    df = table4.flops_curve().set_index("variant")
+def test_flops_curve_paper_convention_saving_by_hand(computed_tables):
+    curve = computed_tables["flops_curve"][0]
+    df = curve[(curve["resolution"] == "384p") & (curve["video_frames"] == 57)].set_index("variant")
     cfg = M4VConfig.paper()
     L = _stage_tokens(cfg, 384, 640, 57)
     full = (cfg.num_dual_layers + cfg.num_single_layers) * _attention_layer_by_hand(L, cfg.hidden_size) / 1e12
