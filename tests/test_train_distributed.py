@@ -2,6 +2,7 @@
 batch (each rank draws the whole batch and computes its rows; gradients averaged), rank 0 alone writes, and the run
 resumes in 1 process where the 2 ranks stopped. --grad-checkpoint changes no number; --bf16 is CUDA's only."""
 
+import json
 import os
 import socket
 import subprocess
@@ -10,6 +11,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import pytest
 
 from benchmarks.cli import main
 
@@ -29,16 +31,53 @@ def losses(out: Path) -> pd.DataFrame:
     return pd.read_csv(out / "loss.csv").drop(columns=["seconds"])
 
 
-def test_two_gloo_ranks_equal_one_process_and_resume_in_one(tmp_path, capsys):
+# The two-rank runs of every test below, in one torchrun job (tests/torchrun_commands.py: one interpreter a rank runs
+# the CLI commands one after another, each in its own process group): {name: (output directory, argv)}.
+ROW_RECIPES = ("clip-tiny", "text-tiny", "reward-tiny")
+ROW_ARGS = ["--batch", "4", "--steps", "3", "--checkpoint-every", "1", "--quiet"]
+WAN_RUNS = {"wan-tiny": ["--batch", "4", "--dataset-size", "4"],
+            "m4v-wan-tiny-reward": ["--batch", "2", "--dataset-size", "2", "--init-from", "{start}"]}
+WAN_ARGS = ["--steps", "3", "--checkpoint-every", "1", "--quiet"]
+
+
+def wan_start(root: Path) -> Path:
+    """A small attention Wan on vae-tiny's latent, its head non-zero (the built one is zero): the reward run's start."""
+    import torch
+
+    from m4v.recipes.wan_tiny import wan_tiny_config
+    from m4v.wan import build_wan
+
+    torch.manual_seed(0)
+    start = build_wan(wan_tiny_config("wan-tiny", dim=32, ffn_dim=64, num_heads=2, num_layers=2))
+    torch.nn.init.normal_(start.proj_out.weight, std=0.02)
+    start.save_pretrained(root / "start")
+    return root / "start"
+
+
+@pytest.fixture(scope="module")
+def two_ranks(tmp_path_factory):
+    """Every two-rank run of this module, made once: -> (root, {name: argv without --out}, the job's stdout)."""
+    root = tmp_path_factory.mktemp("two-ranks")
+    start = wan_start(root)
+    runs = {"dit-tiny": ["train", *TINY, "--steps", "3", "--stop-after", "2"],
+            **{model: ["train", "--model", model, *ROW_ARGS] for model in ROW_RECIPES},
+            **{model: ["train", "--model", model, *[a.format(start=start) for a in args], *WAN_ARGS]
+               for model, args in WAN_RUNS.items()}}
+    commands = [[free_port(), [*argv, "--out", str(root / "two" / name)]] for name, argv in runs.items()]
+    ranks = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", "2", "--master-port",
+                            str(free_port()), str(REPO / "tests" / "torchrun_commands.py"), json.dumps(commands)],
+                           cwd=REPO, capture_output=True, text=True, env={**os.environ, "OMP_NUM_THREADS": "1"},
+                           timeout=600)
+    assert ranks.returncode == 0, ranks.stderr[-3000:]
+    return root, runs, ranks.stdout
+
+
+def test_two_gloo_ranks_equal_one_process_and_resume_in_one(tmp_path, two_ranks, capsys):
     one = tmp_path / "one"
     assert main(["train", *TINY, "--steps", "3", "--threads", "1", "--out", str(one)]) == 0
-    two = tmp_path / "two"
-    ranks = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", "2", "--master-port",
-                            str(free_port()), "-m", "benchmarks.cli", "train", *TINY, "--steps", "3",
-                            "--stop-after", "2", "--out", str(two)],
-                           cwd=REPO, capture_output=True, text=True, env={**os.environ, "OMP_NUM_THREADS": "1"})
-    assert ranks.returncode == 0, ranks.stderr[-3000:]
-    assert ranks.stdout.count("stopped dit-tiny at step 2") == 1   # rank 0 alone reports (and writes)
+    root, _, stdout = two_ranks
+    two = root / "two" / "dit-tiny"
+    assert stdout.count("stopped dit-tiny at step 2") == 1   # rank 0 alone reports (and writes)
     # the same world size change the other way round: the 2-rank state resumes in one process to the end
     assert main(["train", *TINY, "--steps", "3", "--threads", "1", "--out", str(two)]) == 0
     reference, resumed = losses(one), losses(two)
@@ -69,35 +108,19 @@ def test_grad_checkpoint_changes_no_number_and_bf16_is_refused_on_cpu(tmp_path, 
 
 
 # clip-tiny (contrastive: features gathered across ranks, BatchNorm over the global batch), text-tiny (LiT) and
-# reward-tiny (pairwise preference): one torchrun job runs the three CLI commands one after another (one job start
-# instead of three keeps the test short), each rank group on its own port
-ROW_RECIPES = ("clip-tiny", "text-tiny", "reward-tiny")
-ROW_ARGS = ["--batch", "4", "--steps", "3", "--checkpoint-every", "1", "--quiet"]
-
-
-def test_clip_text_and_reward_recipes_on_two_gloo_ranks_equal_one_process(tmp_path, capsys):
-    import json
-    import shlex
-
+# reward-tiny (pairwise preference), two ranks each in the module's torchrun job
+def test_clip_text_and_reward_recipes_on_two_gloo_ranks_equal_one_process(tmp_path, two_ranks, capsys):
     for model in ROW_RECIPES:
         assert main(["train", "--model", model, *ROW_ARGS, "--threads", "1",
                      "--out", str(tmp_path / "one" / model)]) == 0
-    # torchrun points its workers at its own store; each command here hosts its own (rank 0) on a fresh port
-    commands = [f"TORCHELASTIC_USE_AGENT_STORE=False MASTER_PORT={free_port()} {shlex.quote(sys.executable)} "
-                f"-m benchmarks.cli train --model {model} {' '.join(ROW_ARGS)} "
-                f"--out {shlex.quote(str(tmp_path / 'two' / model))}" for model in ROW_RECIPES]
-    ranks = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", "2", "--master-port",
-                            str(free_port()), "--no-python", "bash", "-c", "set -e; " + "; ".join(commands)],
-                           cwd=REPO, capture_output=True, text=True,
-                           env={**os.environ, "OMP_NUM_THREADS": "1"}, timeout=300)
-    assert ranks.returncode == 0, ranks.stderr[-3000:]
+    root, _, stdout = two_ranks
     from safetensors.torch import load_file
 
     weights = {"clip-tiny": "open_clip_model.safetensors", "text-tiny": "clip_text/model.safetensors",
                "reward-tiny": "model.safetensors"}
     for model in ROW_RECIPES:
-        one, two = tmp_path / "one" / model, tmp_path / "two" / model
-        assert ranks.stdout.count(f"trained {model}") == 1, ranks.stdout   # rank 0 alone reports (and writes)
+        one, two = tmp_path / "one" / model, root / "two" / model
+        assert stdout.count(f"trained {model}") == 1, stdout   # rank 0 alone reports (and writes)
         assert json.loads((two / "training.json").read_text())["world_size"] == 2
         reference, split = losses(one), losses(two)
         assert reference["step"].tolist() == split["step"].tolist() == [1, 2, 3]
@@ -115,37 +138,15 @@ def test_clip_text_and_reward_recipes_on_two_gloo_ranks_equal_one_process(tmp_pa
 
 # The Wan recipes: the whole-latent flow-matching draw (and caption dropout, the batch's clips) made for the whole
 # batch on every rank, the forward on the rank's rows (m4v/recipes/wan.py `rows=`); the reward variant scores its rows
-WAN_RUNS = {"wan-tiny": ["--batch", "4", "--dataset-size", "4"],
-            "m4v-wan-tiny-reward": ["--batch", "2", "--dataset-size", "2", "--init-from", "{start}"]}
-WAN_ARGS = ["--steps", "3", "--checkpoint-every", "1", "--quiet"]
-
-
-def test_wan_recipes_on_two_gloo_ranks_equal_one_process(tmp_path, capsys):
-    import shlex
-
-    import torch
-
-    from m4v.recipes.wan_tiny import wan_tiny_config
-    from m4v.wan import build_wan
-
-    torch.manual_seed(0)   # a small attention Wan on vae-tiny's latent, its head non-zero (the built one is zero)
-    start = build_wan(wan_tiny_config("wan-tiny", dim=32, ffn_dim=64, num_heads=2, num_layers=2))
-    torch.nn.init.normal_(start.proj_out.weight, std=0.02)
-    start.save_pretrained(tmp_path / "start")
-    runs = {model: [a.format(start=tmp_path / "start") for a in args] + WAN_ARGS for model, args in WAN_RUNS.items()}
+def test_wan_recipes_on_two_gloo_ranks_equal_one_process(tmp_path, two_ranks, capsys):
+    start = wan_start(tmp_path)
+    runs = {model: [a.format(start=start) for a in args] + WAN_ARGS for model, args in WAN_RUNS.items()}
     for model, args in runs.items():
         assert main(["train", "--model", model, *args, "--threads", "1", "--out", str(tmp_path / "one" / model)]) == 0
-    commands = [f"TORCHELASTIC_USE_AGENT_STORE=False MASTER_PORT={free_port()} {shlex.quote(sys.executable)} "
-                f"-m benchmarks.cli train --model {model} {shlex.join(args)} "
-                f"--out {shlex.quote(str(tmp_path / 'two' / model))}" for model, args in runs.items()]
-    ranks = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", "2", "--master-port",
-                            str(free_port()), "--no-python", "bash", "-c", "set -e; " + "; ".join(commands)],
-                           cwd=REPO, capture_output=True, text=True,
-                           env={**os.environ, "OMP_NUM_THREADS": "1"}, timeout=300)
-    assert ranks.returncode == 0, ranks.stderr[-3000:]
+    root, _, stdout = two_ranks
     for model in runs:
-        assert ranks.stdout.count(f"trained {model}") == 1, ranks.stdout   # rank 0 alone reports (and writes)
-        reference, split = losses(tmp_path / "one" / model), losses(tmp_path / "two" / model)
+        assert stdout.count(f"trained {model}") == 1, stdout   # rank 0 alone reports (and writes)
+        reference, split = losses(tmp_path / "one" / model), losses(root / "two" / model)
         assert reference["step"].tolist() == split["step"].tolist() == [1, 2, 3]
         assert reference["loss"].nunique() == 3, model   # a curve, not a constant
         difference = ((split - reference).abs() / reference.abs()).drop(columns="step").max().max()
