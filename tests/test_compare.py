@@ -1,10 +1,9 @@
 """m4v-bench compare: pairing, the statistics against scipy / hand computations, and the exit codes."""
 
 import json
-import subprocess
-import sys
 from pathlib import Path
 
+import in_process
 import numpy as np
 import pandas as pd
 import pytest
@@ -63,8 +62,7 @@ def shifted(df: pd.DataFrame, dimension: str, by: float, every: int = 5) -> pd.D
 
 
 def run_cli(*argv):
-    return subprocess.run([sys.executable, "-m", "benchmarks.cli", "compare", *map(str, argv)], cwd=REPO,
-                          capture_output=True, text=True, timeout=300)
+    return in_process.cli("compare", *argv)
 
 
 def row(table: pd.DataFrame, dimension: str) -> pd.Series:

@@ -5,13 +5,11 @@ tokenizer made here, saved with save_pretrained and run through the CLI. Wan's l
 
 import hashlib
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
+from in_process import cli
 
 REPO = Path(__file__).resolve().parents[1]
 SUITE = """
@@ -110,9 +108,7 @@ def families(tmp_path_factory):
     specs = {name: f"diffusers:{path}{OPTIONS}" for name, path in paths.items()}
     suite = root / "suite.toml"
     suite.write_text(SUITE.format(models=json.dumps(list(specs.values()))))
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    done = subprocess.run([sys.executable, "-m", "benchmarks.cli", "run", "--suite", str(suite), "--out",
-                           str(root / "out")], cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
+    done = cli("run", "--suite", suite, "--out", root / "out")
     return paths, specs, root / "out", done
 
 

@@ -5,14 +5,12 @@ report.md and report.html; the departure rule checked one departure at a time fr
 import hashlib
 import html
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
+from in_process import cli
 
 from benchmarks.run.protocol_card import comparable_line, departures, vbench_prompt_file_sha256
 from evaluators.vbench import protocol as vbench
@@ -82,10 +80,8 @@ def test_eval_writes_the_card_everywhere(tmp_path):
         write_video(videos / f"a cat, naps-{i}.mp4", rng.integers(0, 255, (20, 40, 48, 3), dtype=np.uint8), fps=12)
     prompts = tmp_path / "mine.json"
     prompts.write_text(json.dumps([{"prompt_en": "a cat, naps", "dimension": ["temporal_flickering"]}]))
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    done = subprocess.run([sys.executable, "-m", "benchmarks.cli", "eval", "--videos", str(videos), "--prompts",
-                           str(prompts), "--dims", "temporal_flickering,frame_consistency", "--out",
-                           str(tmp_path / "out")], cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
+    done = cli("eval", "--videos", videos, "--prompts", prompts, "--dims", "temporal_flickering,frame_consistency",
+               "--out", tmp_path / "out")
     assert done.returncode == 0, done.stderr[-2000:]
     card = json.loads((tmp_path / "out" / "results.json").read_text())["provenance"]["protocol"]
     assert card["fps"] == {"12": 2} and card["frames"] == {"20": 2} and card["resolution"] == {"48x40": 2}

@@ -13,6 +13,7 @@ import sys
 import time
 from pathlib import Path
 
+import in_process
 import pandas as pd
 import pytest
 
@@ -50,9 +51,21 @@ def reference(tmp_path_factory) -> Path:
     root = tmp_path_factory.mktemp("reference")
     suite = root / "suite.toml"
     suite.write_text(SUITE)
-    done = run_cli("run", "--suite", str(suite), "--out", str(root / "one"), "--no-cache")
+    done = one_thread_cli("run", "--suite", suite, "--out", root / "one", "--no-cache")
     assert done.returncode == 0, done.stderr
     return root / "one"
+
+
+def one_thread_cli(*args):
+    """The command in this process at the killed run's one thread (its float sums), torch's threads restored."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        return in_process.cli(*args)
+    finally:
+        torch.set_num_threads(threads)
 
 
 def test_sigkill_then_rerun_loses_and_recomputes_nothing(tmp_path, reference):
@@ -71,7 +84,7 @@ def test_sigkill_then_rerun_loses_and_recomputes_nothing(tmp_path, reference):
     records = len(list((out / "cache").glob("records-v2/*/*.json")))
     assert 0 < done < 8, "the kill should land mid-run"
     assert not (out / "COMPLETE").exists()
-    rerun = run_cli("run", "--suite", str(suite), "--out", str(out))
+    rerun = one_thread_cli("run", "--suite", suite, "--out", out)
     assert rerun.returncode == 0, rerun.stderr
     cached_videos, generated, cached_records, computed = map(int, LOG.search(rerun.stdout).groups())
     assert (cached_videos, generated) == (done, 8 - done)          # nothing finished is generated again

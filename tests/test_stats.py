@@ -152,20 +152,16 @@ def test_cli_compare_and_plan_state_the_clustered_statistics(tmp_path, capsys):
     """Through the CLI, 12 prompts x 5 correlated samples: compare names its test on prompt means, counts
     prompts in its MDE and notes why; plan shows the within-prompt correlation and sizes in prompts x samples,
     fewer videos at fewer samples a prompt when samples are correlated (--samples)."""
-    import subprocess
-    import sys
-    from pathlib import Path
+    import in_process
 
     from benchmarks import cli
 
-    repo = Path(__file__).resolve().parents[1]
     rng = np.random.default_rng(6)
     base = 10 + clustered_scores(rng, 1, 12, 5, 0.7)[0]
     new = base + clustered_scores(rng, 1, 12, 5, 0.7)[0]
     a = write_clustered_run(tmp_path / "a", "m", base, 12, 5)
     b = write_clustered_run(tmp_path / "b", "m", new, 12, 5)
-    result = subprocess.run([sys.executable, "-m", "benchmarks.cli", "compare", a, b, "--resamples", "500", "--out",
-                             tmp_path / "cmp"], cwd=repo, capture_output=True, text=True, timeout=300)
+    result = in_process.cli("compare", a, b, "--resamples", "500", "--out", tmp_path / "cmp")
     assert result.returncode in (0, 1), result.stderr
     assert "wilcoxon on prompt means" in result.stdout and "tests on per-prompt mean differences" in result.stdout
     table = pd.read_csv(tmp_path / "cmp" / "compare.csv")

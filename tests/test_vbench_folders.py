@@ -18,6 +18,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+from in_process import cli
 
 from evaluators.video import write_video
 
@@ -59,9 +60,7 @@ def write_folder(root: Path, names: list[str]) -> None:
 
 
 def eval_cli(*args, cwd=REPO) -> subprocess.CompletedProcess:
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    return subprocess.run([sys.executable, "-m", "benchmarks.cli", "eval", *args], cwd=cwd, env=env,
-                          capture_output=True, text=True, timeout=300)
+    return cli("eval", *args, cwd=cwd)
 
 
 @pytest.fixture(scope="module")
@@ -212,14 +211,11 @@ def test_key_text_is_the_same_under_pandas_2_and_3():
 def test_report_and_compare_read_the_folder_run_back(standard_run, tmp_path):
     """`report` rebuilds report.html from the CSVs (the seed column reads back empty) and `compare` pairs the run
     with itself by video file name: both whole, under this interpreter's pandas."""
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
     out = standard_run.out
-    done = subprocess.run([sys.executable, "-m", "benchmarks.cli", "report", str(out)], cwd=REPO, env=env,
-                          capture_output=True, text=True, timeout=300)
+    done = cli("report", out)
     assert done.returncode == 0, done.stderr[-2000:]
     assert "seed none, sample 24" in (out / "report.html").read_text(encoding="utf-8")
-    done = subprocess.run([sys.executable, "-m", "benchmarks.cli", "compare", str(out), str(out), "--out",
-                           str(tmp_path / "cmp")], cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
+    done = cli("compare", out, out, "--out", tmp_path / "cmp")
     assert done.returncode == 0, done.stderr[-2000:]
     compared = pd.read_csv(tmp_path / "cmp" / "compare.csv").set_index("dimension")
     assert compared.loc["dynamic_degree", "n_pairs"] == 5 * (1 + len(PLAIN))   # the files VBench reads, paired

@@ -2,10 +2,9 @@
 of a tiny random WanPipeline through the CLI (same videos with attention; MM-DiM runs as `diffusers:OUT`)."""
 
 import json
-import subprocess
-import sys
 from pathlib import Path
 
+import in_process
 import numpy as np
 import pytest
 import torch
@@ -132,8 +131,7 @@ def build_tiny_wan_pipeline(path: Path) -> Path:
 
 
 def _cli(*args, cwd=REPO):
-    return subprocess.run([sys.executable, "-m", "benchmarks.cli", *args], cwd=cwd, capture_output=True, text=True,
-                          timeout=120)
+    return in_process.cli(*args, cwd=cwd)
 
 
 _PIPES = {}
