@@ -38,10 +38,11 @@ def master_port() -> int:
 
 
 # The files whose tests took longest (--durations, issue 41), slowest first: under xdist they are handed out first,
-# so no worker starts one of them while the other has nothing left to do.
-SLOWEST_FILES = ("tests/test_invariants.py", "tests/test_generators.py", "tests/test_resume.py",
-                 "tests/test_hardening.py", "tests/test_run.py", "tests/test_stage_quality.py",
-                 "tests/test_hardening_inputs.py")
+# so no worker starts one of them while the other has nothing left to do. test_table4 leads: its module fixture
+# (make bench's three computed tables, ~50 s) is the largest piece no worker can share.
+SLOWEST_FILES = ("tests/test_table4.py", "tests/test_invariants.py", "tests/test_resume.py",
+                 "tests/test_generators.py", "tests/test_vbench_folders.py", "tests/test_paper_tables.py",
+                 "tests/test_train_distributed.py", "tests/test_hardening.py", "tests/test_run.py")
 # Slow files with no module-scoped fixture: each of their tests is a unit of its own (any worker), so one file's
 # minutes of whole-run tests are shared out; every other file's tests stay on one worker.
 SPLIT_FILES = ("tests/test_invariants.py", "tests/test_generators.py", "tests/test_run.py",
