@@ -78,7 +78,7 @@ paper-tables: paper-rows
 # (a shared CLI run) are made once, slowest files first (tests/conftest.py). TEST_WORKERS=0: all in this process.
 TEST_WORKERS ?= auto
 test: $(STAMP)
-	$(VENV)/bin/python -m pytest -q -n $(TEST_WORKERS) --dist loadfile --no-loadscope-reorder
+	$(VENV)/bin/python -m pytest -q -n $(TEST_WORKERS) --dist loadfile --no-loadscope-reorder --durations=10
 
 # The lowest pandas / numpy pyproject allows, over the venv's newest everything else, on the tests of what changed
 # between them (pandas 3 keeps NaN through astype(str)): installed into .lowest/, first on the path; the venv untouched.

@@ -5,9 +5,11 @@
   train    dit-tiny steps/s and samples/s at a global batch, at 1 and 2 ranks (torchrun, gloo on CPU): each timed
            step between barriers, after untimed warm-up steps
   curves   (--curves) the loss curves of `m4v-bench train` in 1 process and on 2 torchrun ranks at the same global
-           batch, for vae-tiny, dit-tiny and m4v-tiny-reward, and their largest relative difference
+           batch, for the recipes of CURVES, and their largest relative difference over every logged metric;
+           --curves-only: only these (curves.csv, curves.json with their own provenance)
 
     python -m benchmarks.perf.distributed_bench --out results/distributed
+    python -m benchmarks.perf.distributed_bench --curves-only --out results/distributed
 
 Each number is a median with its order-statistic interval and min-max over the repeats (benchmarks/measure.py);
 the machine's load average is recorded before and after (a shared machine is slower and noisier).
@@ -139,6 +141,9 @@ CURVES = {   # recipe -> its tiny `train` arguments (global batch split 2 ways)
     "vae-tiny": ["--batch", "2", "--option", "image_batch=4"],
     "dit-tiny": ["--batch", "4", "--dataset-size", "8"],
     "m4v-tiny-reward": ["--batch", "2", "--dataset-size", "4"],
+    "wan-tiny": ["--batch", "4", "--dataset-size", "4"],
+    "m4v-wan-tiny": ["--batch", "4", "--dataset-size", "4"],          # from the shipped wan-tiny
+    "m4v-wan-tiny-reward": ["--batch", "2", "--dataset-size", "4"],   # from the shipped m4v-wan-tiny
 }
 
 
@@ -165,8 +170,11 @@ def bench_curves(tmp: Path, steps: int = 3) -> tuple[list, list]:
             curves[ranks] = pd.read_csv(out / "loss.csv").drop(columns=["seconds"])
             rows += [{"recipe": recipe, "ranks": ranks, **r} for r in curves[ranks].to_dict("records")]
         one, two = curves[1]["loss"].to_numpy(), curves[2]["loss"].to_numpy()
-        summary.append({"recipe": recipe, "steps": steps, "max_rel_loss_diff": float(np.max(np.abs(two - one) /
-                                                                                          np.abs(one)))})
+        metrics = [c for c in curves[1].columns if c != "step"]   # loss and what else the recipe logs
+        every = np.abs(curves[2][metrics].to_numpy() - curves[1][metrics].to_numpy()) / np.abs(curves[1][metrics])
+        summary.append({"recipe": recipe, "steps": steps, "train_arguments": " ".join(extra),
+                        "max_rel_loss_diff": float(np.max(np.abs(two - one) / np.abs(one))),
+                        "max_rel_diff_any_metric": float(np.nanmax(every.to_numpy()))})
     return rows, summary
 
 
@@ -183,7 +191,8 @@ def main(argv=None) -> int:
     parser.add_argument("--warmup", type=int, default=2)
     parser.add_argument("--ranks", type=int, nargs="+", default=[1, 2])
     parser.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
-    parser.add_argument("--curves", action="store_true", help="also the 1- vs 2-rank loss curves of three recipes")
+    parser.add_argument("--curves", action="store_true", help="also the 1- vs 2-rank loss curves of CURVES' recipes")
+    parser.add_argument("--curves-only", action="store_true", help="only the curves (curves.csv, curves.json)")
     parser.add_argument("--out", help="directory for distributed_bench.csv / .json (and curves.csv)")
     args = parser.parse_args(argv)
     if args.command == "worker":
@@ -197,6 +206,21 @@ def main(argv=None) -> int:
 
     commit = git_commit()
     torch.set_num_threads(1)
+    given = argv if argv is not None else sys.argv[1:]
+    command = "python -m benchmarks.perf.distributed_bench " + shlex.join(given)
+    if args.curves_only:
+        with tempfile.TemporaryDirectory() as tmp:
+            curves, agreement = bench_curves(Path(tmp))
+        print(pd.DataFrame(agreement).to_markdown(index=False, floatfmt=".3g"))
+        if args.out:
+            out = Path(args.out)
+            out.mkdir(parents=True, exist_ok=True)
+            pd.DataFrame(curves).to_csv(out / "curves.csv", index=False)
+            record = {"provenance": {**provenance(config=vars(args), seeds=[0], commit=commit), "command": command},
+                      "curves_agreement": agreement}
+            (out / "curves.json").write_text(json.dumps(record, indent=2, default=str) + "\n")
+            print(f"wrote {out}/curves.csv, curves.json", file=sys.stderr)
+        return 0
     load_start = machine_load()
     print(f"start: {describe_load(load_start)}", file=sys.stderr)
     rows = [bench_encode(args.videos, args.repeats, args.warmup)]
@@ -211,8 +235,6 @@ def main(argv=None) -> int:
         out = Path(args.out)
         out.mkdir(parents=True, exist_ok=True)
         table.to_csv(out / "distributed_bench.csv", index=False)
-        given = argv if argv is not None else sys.argv[1:]
-        command = "python -m benchmarks.perf.distributed_bench " + shlex.join(given)
         record = {"provenance": {**provenance(config=vars(args), seeds=[0], commit=commit), "command": command},
                   "machine_load": {"start": load_start, "end": machine_load()}, "rows": table.to_dict("records"),
                   "curves_agreement": agreement}
