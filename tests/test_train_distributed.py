@@ -36,13 +36,16 @@ def losses(out: Path) -> pd.DataFrame:
 ROW_RECIPES = ("clip-tiny", "text-tiny", "reward-tiny")
 ROW_ARGS = ["--batch", "4", "--steps", "3", "--checkpoint-every", "1", "--quiet"]
 WAN_RUNS = {"wan-tiny": ["--batch", "4", "--dataset-size", "4"],
-            "m4v-wan-tiny-reward": ["--batch", "2", "--dataset-size", "2", "--init-from", "{start}"]}
+            "m4v-wan-tiny-reward": ["--batch", "2", "--dataset-size", "2", "--init-from", "{start}"],
+            "wan": ["--batch", "2", "--dataset-size", "2", "--init-from", "{pipe}", "--option", "text_len=16"]}
 WAN_ARGS = ["--steps", "3", "--checkpoint-every", "1", "--quiet"]
 
 
-def wan_start(root: Path) -> Path:
-    """A small attention Wan on vae-tiny's latent, its head non-zero (the built one is zero): the reward run's start."""
+def wan_starts(root: Path) -> dict:
+    """{start: a small attention Wan on vae-tiny's latent, its head non-zero (the built one is zero): the reward
+    run's start; pipe: a tiny random Wan2.1 pipeline directory (tests/test_wan.py): `wan`'s}."""
     import torch
+    from test_wan import build_tiny_wan_pipeline  # tests/ is on sys.path
 
     from m4v.recipes.wan_tiny import wan_tiny_config
     from m4v.wan import build_wan
@@ -51,17 +54,17 @@ def wan_start(root: Path) -> Path:
     start = build_wan(wan_tiny_config("wan-tiny", dim=32, ffn_dim=64, num_heads=2, num_layers=2))
     torch.nn.init.normal_(start.proj_out.weight, std=0.02)
     start.save_pretrained(root / "start")
-    return root / "start"
+    return {"start": root / "start", "pipe": build_tiny_wan_pipeline(root / "pipe")}
 
 
 @pytest.fixture(scope="module")
 def two_ranks(tmp_path_factory):
     """Every two-rank run of this module, made once: -> (root, {name: argv without --out}, the job's stdout)."""
     root = tmp_path_factory.mktemp("two-ranks")
-    start = wan_start(root)
+    starts = wan_starts(root)
     runs = {"dit-tiny": ["train", *TINY, "--steps", "3", "--stop-after", "2"],
             **{model: ["train", "--model", model, *ROW_ARGS] for model in ROW_RECIPES},
-            **{model: ["train", "--model", model, *[a.format(start=start) for a in args], *WAN_ARGS]
+            **{model: ["train", "--model", model, *[a.format(**starts) for a in args], *WAN_ARGS]
                for model, args in WAN_RUNS.items()}}
     commands = [[free_port(), [*argv, "--out", str(root / "two" / name)]] for name, argv in runs.items()]
     ranks = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", "2", "--master-port",
@@ -120,7 +123,7 @@ def test_clip_text_and_reward_recipes_on_two_gloo_ranks_equal_one_process(tmp_pa
                "reward-tiny": "model.safetensors"}
     for model in ROW_RECIPES:
         one, two = tmp_path / "one" / model, root / "two" / model
-        assert stdout.count(f"trained {model}") == 1, stdout   # rank 0 alone reports (and writes)
+        assert stdout.count(f"trained {model} for ") == 1, stdout   # rank 0 alone reports (and writes)
         assert json.loads((two / "training.json").read_text())["world_size"] == 2
         reference, split = losses(one), losses(two)
         assert reference["step"].tolist() == split["step"].tolist() == [1, 2, 3]
@@ -137,15 +140,16 @@ def test_clip_text_and_reward_recipes_on_two_gloo_ranks_equal_one_process(tmp_pa
 
 
 # The Wan recipes: the whole-latent flow-matching draw (and caption dropout, the batch's clips) made for the whole
-# batch on every rank, the forward on the rank's rows (m4v/recipes/wan.py `rows=`); the reward variant scores its rows
+# batch on every rank, the forward on the rank's rows (m4v/recipes/wan.py `rows=`); the reward variant scores its
+# rows; `wan` trains a Wan2.1 pipeline directory's transformer on clips its own VAE and T5 encode
 def test_wan_recipes_on_two_gloo_ranks_equal_one_process(tmp_path, two_ranks, capsys):
-    start = wan_start(tmp_path)
-    runs = {model: [a.format(start=start) for a in args] + WAN_ARGS for model, args in WAN_RUNS.items()}
+    root, _, stdout = two_ranks
+    starts = {"start": root / "start", "pipe": root / "pipe"}   # the two-rank runs' own starts
+    runs = {model: [a.format(**starts) for a in args] + WAN_ARGS for model, args in WAN_RUNS.items()}
     for model, args in runs.items():
         assert main(["train", "--model", model, *args, "--threads", "1", "--out", str(tmp_path / "one" / model)]) == 0
-    root, _, stdout = two_ranks
     for model in runs:
-        assert stdout.count(f"trained {model}") == 1, stdout   # rank 0 alone reports (and writes)
+        assert stdout.count(f"trained {model} for ") == 1, stdout   # rank 0 alone reports (and writes)
         reference, split = losses(tmp_path / "one" / model), losses(root / "two" / model)
         assert reference["step"].tolist() == split["step"].tolist() == [1, 2, 3]
         assert reference["loss"].nunique() == 3, model   # a curve, not a constant
