@@ -86,11 +86,6 @@ def test_adding_reordering_and_renaming_models_changes_no_model_rows(tmp_path):
     assert (flicker["status"] == "ok").sum() == 5 and (flicker["status"] == "declined").sum() == 2
 
 
-def run_cli(*args):
-    return subprocess.run([sys.executable, "-m", "benchmarks.cli", *args], cwd=REPO, capture_output=True, text=True,
-                          env={**os.environ, "OMP_NUM_THREADS": "1"})
-
-
 COUNTS = re.compile(r"videos: \d+ from the cache, \d+ generated; records: \d+ from the cache, \d+ computed")
 
 

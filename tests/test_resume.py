@@ -84,7 +84,7 @@ def test_sigkill_then_rerun_loses_and_recomputes_nothing(tmp_path, reference):
     records = len(list((out / "cache").glob("records-v2/*/*.json")))
     assert 0 < done < 8, "the kill should land mid-run"
     assert not (out / "COMPLETE").exists()
-    rerun = one_thread_cli("run", "--suite", suite, "--out", out)
+    rerun = run_cli("run", "--suite", str(suite), "--out", str(out))   # a new process, as after a real kill
     assert rerun.returncode == 0, rerun.stderr
     cached_videos, generated, cached_records, computed = map(int, LOG.search(rerun.stdout).groups())
     assert (cached_videos, generated) == (done, 8 - done)          # nothing finished is generated again
