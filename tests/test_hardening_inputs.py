@@ -274,3 +274,7 @@ def test_refusals_come_before_any_work_and_name_the_file_and_key(tmp_path, capsy
     assert main(["run", "--suite", str(suite), "--models", str(missing), "--out", str(tmp_path / "m")]) == 2
     err = lines(capsys)
     assert len(err) == 1 and f"no model directory '{missing}'" in err[0] and "train" not in err[0], err
+
+
+# That a torchrun run's log counts every rank's videos and records (as one process counts them) is checked on
+# test_invariants.py's torchrun run, the one torchrun run of the whole-run checks.
