@@ -10,12 +10,13 @@ Importing this module imports neither torch nor a backbone library.
 
 from __future__ import annotations
 
-import hashlib
 import os
 import re
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
+
+from m4v.file_hash import file_sha256
 
 
 @dataclass(frozen=True)
@@ -209,22 +210,3 @@ def verify_weights(path) -> WeightsCheck:
     if any(len(h) == 64 and h == digest for h in known.values()):
         return WeightsCheck("verified", digest, digest)
     return WeightsCheck("unverified", digest)
-
-
-# The twin of benchmarks/core/hashing.file_sha256: evaluators never import benchmarks (tests/test_layers.py), and
-# benchmarks' bottom layer must not import the evaluators package (it loads torch and every backbone).
-_FILE_HASHES: dict = {}
-
-
-def file_sha256(path) -> str:
-    """SHA-256 of a file, memoised by (path, size, mtime)."""
-    path = Path(path)
-    stat = path.stat()
-    key = (str(path.resolve()), stat.st_size, stat.st_mtime_ns)
-    if key not in _FILE_HASHES:
-        digest = hashlib.sha256()
-        with open(path, "rb") as f:
-            for block in iter(lambda: f.read(1 << 20), b""):
-                digest.update(block)
-        _FILE_HASHES[key] = digest.hexdigest()
-    return _FILE_HASHES[key]

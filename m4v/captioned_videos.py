@@ -22,6 +22,8 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
+from m4v.file_hash import file_sha256
+
 TRAIN_FPS = 8.0   # the world's clips play at the suites' 8 fps: a user's clip is resampled to it
 
 
@@ -119,14 +121,6 @@ def decode_clip(clip: Clip, frames: int, size: int, fps: float = TRAIN_FPS) -> n
     return np.stack([np.asarray(fit(image)) for image in picked])
 
 
-def file_digest(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def decoded_clips(clips: list[Clip], frames: int, size: int, fps: float = TRAIN_FPS, log=None,
                   progress: bool = True, kept: list | None = None) -> np.ndarray:
     """(N, frames, size, size, 3) uint8 of the readable clips, for a recipe that trains on pixels (the VAE);
@@ -192,7 +186,7 @@ class EncodedVideos:
         start = time.perf_counter()
         for clip in tqdm(clips, desc="encode videos", unit="video", disable=not progress, file=sys.stderr):
             try:
-                content = file_digest(clip.path)
+                content = file_sha256(clip.path)
             except OSError as exc:
                 self.unreadable.append(clip.path)
                 log(f"--data {clip.where}: {clip.path}: cannot read ({exc.strerror or exc}); skipped")

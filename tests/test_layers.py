@@ -27,7 +27,8 @@ LAYERS = [
 ]
 # What evaluators/ may take from m4v/: the backbones it scores with and the world it checks against, never a
 # generator (transformer, sampling, VAE, text encoders...): a metric must not depend on the model it judges.
-EVALUATORS_MAY_IMPORT = ("m4v.checkpoint", "m4v.tiny_clip", "m4v.fidelity", "m4v.world")
+EVALUATORS_MAY_IMPORT = ("m4v.checkpoint", "m4v.tiny_clip", "m4v.fidelity", "m4v.world",
+                         "m4v.file_hash")   # the one file SHA-256 (standard library)
 
 
 def modules(package: str) -> dict[str, Path]:

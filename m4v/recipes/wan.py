@@ -106,12 +106,12 @@ class WanPipelineEncoders:
         """Hash of what determines an encoded clip besides the clip: the VAE's, text encoder's and tokenizer's
         files (weights and configs, read in full: a fine-tuned encoder of the same shapes is another dataset) and
         the prompt length."""
-        from m4v.captioned_videos import file_digest
+        from m4v.file_hash import file_sha256
 
         h = hashlib.sha256(f"text_len={self.text_len}".encode())
         for component in ("vae", "text_encoder", "tokenizer"):
             for path in sorted(p for p in (self.pipe_dir / component).rglob("*") if p.is_file()):
-                h.update(f"{path.relative_to(self.pipe_dir)}:{file_digest(path)}".encode())
+                h.update(f"{path.relative_to(self.pipe_dir)}:{file_sha256(path)}".encode())
         return h.hexdigest()[:16]
 
     def decode(self, latents: torch.Tensor) -> torch.Tensor:
