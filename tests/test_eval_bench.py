@@ -3,12 +3,12 @@ the static filter and dynamic_degree (same decisions as computing every pair, as
 reuse (bit-identical flow), the precision context, the flip counter, and the small config end to end."""
 
 import json
-import sys
 import types
 
 import numpy as np
 import pytest
 import torch
+from module_stubs import stub_module
 
 from benchmarks.perf import eval_bench
 from evaluators.vbench import dynamic_degree as dd
@@ -17,9 +17,9 @@ from evaluators.vbench import static_filter as sf
 
 def vbench_module(name):
     """A vbench module with the imports these checks never run stubbed (as tests/test_vbench_fidelity.py does)."""
-    sys.modules.setdefault("decord", types.SimpleNamespace(VideoReader=None, cpu=None))
-    sys.modules.setdefault("clip", types.SimpleNamespace(load=None, tokenize=None))
-    sys.modules.setdefault("easydict", types.SimpleNamespace(EasyDict=dict))
+    stub_module("decord", VideoReader=None, cpu=None)
+    stub_module("clip", load=None, tokenize=None)
+    stub_module("easydict", EasyDict=dict)
     return pytest.importorskip(name, reason="vbench not installed (make test does)")
 
 

@@ -4,6 +4,7 @@ import math
 
 import numpy as np
 import pytest
+from module_stubs import stub_module
 
 from evaluators import Video, VideoReadError, get_evaluator, read_video, write_video
 from evaluators.vbench.dynamic_degree import check_move, dynamic_degree, dynamic_params, sampling_interval
@@ -48,10 +49,8 @@ def test_single_frame_is_nan_like_vbench():
 
 def test_flickering_matches_vbench_own_code(tmp_path):
     """Cross-check with VBench's cal_score on the same file (vbench installed --no-deps by `make test`)."""
-    import sys
-    import types
 
-    sys.modules.setdefault("decord", types.SimpleNamespace(VideoReader=None, cpu=None))  # unused by this path
+    stub_module("decord", VideoReader=None, cpu=None)  # unused by this path
     vbench_tf = pytest.importorskip("vbench.temporal_flickering", reason="vbench not installed (make test does)")
     frames = moving_video(n=6, step=1)
     path = write_video(tmp_path / "v.mkv", frames, fps=8)        # lossless, so both read identical frames

@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
+from module_stubs import stub_module
 
 from evaluators.vbench import human_action as ha
 
@@ -80,11 +81,9 @@ def test_forward_matches_a_plain_reimplementation():
 
 def test_matches_vbench_own_umt_code():
     """Cross-check with VBench's modeling_finetune (vbench installed --no-deps by `make test`)."""
-    import sys
-    import types
     from functools import partial
 
-    sys.modules.setdefault("decord", types.SimpleNamespace(VideoReader=None, cpu=None))  # unused by this path
+    stub_module("decord", VideoReader=None, cpu=None)  # unused by this path
     umt = pytest.importorskip("vbench.third_party.umt.models.modeling_finetune",
                               reason="vbench not installed (make test does)")
     real = umt.get_sinusoid_encoding_table(3136, 1024, 16, pre_n_position=1568)   # VBench's 16-frame ViT-L call

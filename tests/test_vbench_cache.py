@@ -7,13 +7,13 @@ import json
 import os
 import subprocess
 import sys
-import types
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
 import torch
+from module_stubs import stub_module
 
 from evaluators import vbench_cache
 from evaluators.backbone_loading import BACKBONE_KINDS
@@ -28,7 +28,7 @@ def vbench_module(name):
                         ("omegaconf", {"OmegaConf": None}),
                         ("vbench.third_party.grit_model", {"DenseCaptioning": None}),
                         ("vbench.third_party.tag2Text.tag2text", {"tag2text_caption": None})):
-        sys.modules.setdefault(stub, types.SimpleNamespace(**attrs))
+        stub_module(stub, **attrs)
     return pytest.importorskip(name, reason="vbench not installed (make test does)")
 
 

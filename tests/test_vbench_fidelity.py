@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
+from module_stubs import stub_module
 
 from evaluators import EVALUATORS, Video, get_evaluator, read_video
 from evaluators.registry import CUSTOM_INPUT_UNSUPPORTED, Declined
@@ -18,11 +19,11 @@ from evaluators.registry import CUSTOM_INPUT_UNSUPPORTED, Declined
 def vbench_module(name):
     """A vbench module with the imports this test never runs (decord, OpenAI's clip, easydict, GRiT, Tag2Text)
     stubbed; `vbench_loader` gives load_video a real decoder."""
-    sys.modules.setdefault("decord", types.SimpleNamespace(VideoReader=None, cpu=None))
-    sys.modules.setdefault("clip", types.SimpleNamespace(load=None, tokenize=None))
-    sys.modules.setdefault("easydict", types.SimpleNamespace(EasyDict=dict))
-    sys.modules.setdefault("vbench.third_party.grit_model", types.SimpleNamespace(DenseCaptioning=None))
-    sys.modules.setdefault("vbench.third_party.tag2Text.tag2text", types.SimpleNamespace(tag2text_caption=None))
+    stub_module("decord", VideoReader=None, cpu=None)
+    stub_module("clip", load=None, tokenize=None)
+    stub_module("easydict", EasyDict=dict)
+    stub_module("vbench.third_party.grit_model", DenseCaptioning=None)
+    stub_module("vbench.third_party.tag2Text.tag2text", tag2text_caption=None)
     return pytest.importorskip(name, reason="vbench not installed (make test does)")
 
 
@@ -728,8 +729,8 @@ def test_amt_motion_smoothness_equals_vbench_motion_score(tmp_path):
     VBench's MotionSmoothness.motion_score on the same frame folder: the same score."""
     from PIL import Image
 
-    sys.modules.setdefault("imageio", types.SimpleNamespace(imread=None, imwrite=None))
-    sys.modules.setdefault("omegaconf", types.SimpleNamespace(OmegaConf=None))
+    stub_module("imageio", imread=None, imwrite=None)
+    stub_module("omegaconf", OmegaConf=None)
     vbench_ms = vbench_module("vbench.motion_smoothness")
     import importlib
 

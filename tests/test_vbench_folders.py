@@ -11,7 +11,6 @@ import json
 import os
 import shutil
 import subprocess
-import sys
 import types
 from pathlib import Path
 
@@ -19,6 +18,7 @@ import numpy as np
 import pandas as pd
 import pytest
 from in_process import cli
+from module_stubs import stub_module
 
 from evaluators.video import write_video
 
@@ -41,7 +41,7 @@ def vbench(name):
     """A vbench module, its decoder import (never run here) stubbed; skipped where vbench is not installed."""
     if importlib.util.find_spec("vbench") is None:
         pytest.skip("vbench 0.1.5 not installed (make test installs it)")
-    sys.modules.setdefault("decord", types.SimpleNamespace(VideoReader=None, cpu=None))
+    stub_module("decord", VideoReader=None, cpu=None)
     return __import__(name, fromlist=["_"])
 
 

@@ -5,13 +5,12 @@ by VBench's rule (a missing dimension counts as 0) beside the present-dimensions
 
 import importlib.util
 import json
-import sys
-import types
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
+from module_stubs import stub_module
 
 from benchmarks.cli import main
 from benchmarks.run.suites import get_suite, prompt_entries
@@ -30,8 +29,8 @@ def vbench_file() -> Path:
 def vbench(name):
     """A vbench module, its video decoder and detector imports (never run here) stubbed."""
     vbench_file()
-    sys.modules.setdefault("decord", types.SimpleNamespace(VideoReader=None, cpu=None))
-    sys.modules.setdefault("vbench.third_party.grit_model", types.SimpleNamespace(DenseCaptioning=None))
+    stub_module("decord", VideoReader=None, cpu=None)
+    stub_module("vbench.third_party.grit_model", DenseCaptioning=None)
     return importlib.import_module(name)
 
 
