@@ -167,6 +167,17 @@ def update_ema(ema: torch.nn.Module, model: torch.nn.Module, step: int, decay: f
     torch._foreach_lerp_(list(ema.parameters()), list(model.parameters()), 1 - d)  # one call, not one per tensor
 
 
+def optimise_with_ema(recipe: BaseRecipe, loss: torch.Tensor, i: int) -> None:
+    """One AdamW step of a denoiser recipe's `model` (the ranks' gradients averaged, then clipped to 1.0), then its
+    `ema` update: m4v-tiny / dit-tiny's and the Wan tiny recipes' step."""
+    recipe.optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    recipe.sync_gradients(recipe.model)
+    torch.nn.utils.clip_grad_norm_(recipe.model.parameters(), 1.0, foreach=True)
+    recipe.optimizer.step()
+    update_ema(recipe.ema, recipe.model, i)
+
+
 class Recipe(BaseRecipe):
     # The shipped m4v-tiny / dit-tiny: motion direction is learnt with training length (m4v-tiny 0.20 of moving
     # prompts at 9,000 steps, 0.60-0.80 at 15,000; results/training_steps); ~50 min for m4v-tiny on 2 cores.
@@ -252,7 +263,7 @@ class Recipe(BaseRecipe):
             with self.autocast():
                 loss, samples = flow_matching_loss_all_stages(self.model, latents, text, self.schedule, generator,
                                                               **noise)
-            self.optimise(loss, i)
+            optimise_with_ema(self, loss, i)
             return {"loss": loss.item(), "unit_low": samples[0].unit, "unit_high": samples[-1].unit}
         stage = None  # uniform, drawn inside flow_matching_loss (the shipped runs' random stream)
         if "stage_weights" in self.options:
@@ -263,7 +274,7 @@ class Recipe(BaseRecipe):
         with self.autocast():
             sample = flow_matching_loss(self.model, latents, text, self.schedule, generator, stage=stage,
                                         rows=self.my_rows(len(latents)), **noise)
-        self.optimise(sample.loss, i)
+        optimise_with_ema(self, sample.loss, i)
         return {"loss": sample.loss.item(), "unit": sample.unit, "stage": sample.stage}
 
     def corrupt_ratio(self, i: int) -> float:
@@ -272,14 +283,6 @@ class Recipe(BaseRecipe):
         ramp = self.settings["history_noise_ramp"]
         return CORRUPT_RATIO if ramp == 0 else CORRUPT_RATIO * min(1.0, (i + 1) / ramp)
 
-    def optimise(self, loss: torch.Tensor, i: int) -> None:
-        """One AdamW step with gradient clipping (1.0), then the EMA update."""
-        self.optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        self.sync_gradients(self.model)
-        torch.nn.utils.clip_grad_norm_(self.model.parameters(), 1.0, foreach=True)
-        self.optimizer.step()
-        update_ema(self.ema, self.model, i)
 
     def save(self, out) -> None:
         self.ema.save_pretrained(out)

@@ -18,7 +18,7 @@ from pathlib import Path
 import torch
 
 from m4v.recipes import BaseRecipe, step_generator, weights_path
-from m4v.recipes.denoiser import EMA_DECAY, FrozenWorldEncoders, drop_captions, training_latents, update_ema
+from m4v.recipes.denoiser import EMA_DECAY, FrozenWorldEncoders, drop_captions, optimise_with_ema, training_latents
 from m4v.recipes.wan import flow_matching_loss
 from m4v.sampling import TextCondition
 from m4v.wan import WanConfig, build_wan
@@ -91,12 +91,7 @@ class Recipe(BaseRecipe):
         self.model.train()
         self.set_lr(i)
         loss = flow_matching_loss(self.model, latents, wan_text(text), generator, rows=self.my_rows(B))
-        self.optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        self.sync_gradients(self.model)
-        torch.nn.utils.clip_grad_norm_(self.model.parameters(), 1.0, foreach=True)
-        self.optimizer.step()
-        update_ema(self.ema, self.model, i)
+        optimise_with_ema(self, loss, i)
         return {"loss": loss.item()}
 
     def save(self, out) -> None:
