@@ -318,12 +318,29 @@ def test_without_diffusers_one_line_says_how_to_install_it(tmp_path, monkeypatch
 
 # ---------------------------------------------------------------- diffusers:
 
+def byte_level_clip_tokenizer(path: Path):
+    """A CLIPTokenizer over GPT-2's byte-to-unicode table (every byte a token, so any prompt tokenizes without
+    merges), its vocab.json / merges.txt written beside `path`: the tiny pipelines' tokenizer, nothing downloaded."""
+    from transformers import CLIPTokenizer
+
+    printable = list(range(33, 127)) + list(range(161, 173)) + list(range(174, 256))
+    chars = [chr(c) for c in printable] + [chr(256 + n) for n in range(256 - len(printable))]
+    vocab = {t: i for i, t in enumerate(["<|startoftext|>", "<|endoftext|>", "<|pad|>", *chars,
+                                         *(c + "</w>" for c in chars)])}
+    files = path.parent / f"{path.name}-tokenizer-files"
+    files.mkdir(parents=True)
+    (files / "vocab.json").write_text(json.dumps(vocab))
+    (files / "merges.txt").write_text("#version: 0.2\n")
+    return CLIPTokenizer(str(files / "vocab.json"), str(files / "merges.txt"), model_max_length=32,
+                         pad_token="<|pad|>")
+
+
 def build_tiny_pipeline(path: Path) -> Path:
     """A random-weight diffusers text-to-video pipeline from small configs, its tokenizer built here (a byte-level
     vocabulary, no merges), saved with save_pretrained: nothing downloaded."""
     import torch
     from diffusers import AutoencoderKL, DDIMScheduler, TextToVideoSDPipeline, UNet3DConditionModel
-    from transformers import CLIPTextConfig, CLIPTextModel, CLIPTokenizer
+    from transformers import CLIPTextConfig, CLIPTextModel
 
     torch.manual_seed(0)
     unet = UNet3DConditionModel(block_out_channels=(8, 8), layers_per_block=1, sample_size=8, in_channels=4,
@@ -336,17 +353,7 @@ def build_tiny_pipeline(path: Path) -> Path:
     text = CLIPTextModel(CLIPTextConfig(bos_token_id=0, eos_token_id=1, pad_token_id=2, hidden_size=8,
                                         intermediate_size=16, num_attention_heads=2, num_hidden_layers=1,
                                         vocab_size=600, projection_dim=8, max_position_embeddings=32))
-    # GPT-2's byte-to-unicode table: every byte a token, so any prompt tokenizes without merges
-    printable = list(range(33, 127)) + list(range(161, 173)) + list(range(174, 256))
-    chars = [chr(c) for c in printable] + [chr(256 + n) for n in range(256 - len(printable))]
-    vocab = {t: i for i, t in enumerate(["<|startoftext|>", "<|endoftext|>", "<|pad|>", *chars,
-                                         *(c + "</w>" for c in chars)])}
-    files = path.parent / f"{path.name}-tokenizer-files"
-    files.mkdir(parents=True)
-    (files / "vocab.json").write_text(json.dumps(vocab))
-    (files / "merges.txt").write_text("#version: 0.2\n")
-    tokenizer = CLIPTokenizer(str(files / "vocab.json"), str(files / "merges.txt"), model_max_length=32,
-                              pad_token="<|pad|>")
+    tokenizer = byte_level_clip_tokenizer(path)
     scheduler = DDIMScheduler(beta_start=0.00085, beta_end=0.012, beta_schedule="linear", clip_sample=False,
                               set_alpha_to_one=False)
     TextToVideoSDPipeline(vae=vae, text_encoder=text, tokenizer=tokenizer, unet=unet,

@@ -107,7 +107,8 @@ def build_tiny_wan_pipeline(path: Path) -> Path:
     """A random-weight WanPipeline from small configs (UMT5 text encoder, Wan VAE with 16 latent channels, a
     byte-level tokenizer built here), saved with save_pretrained: nothing downloaded."""
     from diffusers import AutoencoderKLWan, FlowMatchEulerDiscreteScheduler, WanPipeline
-    from transformers import CLIPTokenizer, UMT5Config, UMT5EncoderModel
+    from test_generators import byte_level_clip_tokenizer  # tests/ is on sys.path
+    from transformers import UMT5Config, UMT5EncoderModel
 
     torch.manual_seed(0)
     vae = AutoencoderKLWan(base_dim=3, z_dim=16, dim_mult=[1, 1, 1, 1], num_res_blocks=1,
@@ -115,16 +116,7 @@ def build_tiny_wan_pipeline(path: Path) -> Path:
     text = UMT5EncoderModel(UMT5Config(vocab_size=600, d_model=16, d_kv=4, d_ff=32, num_layers=1, num_heads=2,
                                        relative_attention_num_buckets=8, pad_token_id=2, eos_token_id=1))
     transformer = _diffusers_wan(in_channels=16, out_channels=16)
-    printable = list(range(33, 127)) + list(range(161, 173)) + list(range(174, 256))
-    chars = [chr(c) for c in printable] + [chr(256 + n) for n in range(256 - len(printable))]
-    vocab = {t: i for i, t in enumerate(["<|startoftext|>", "<|endoftext|>", "<|pad|>", *chars,
-                                         *(c + "</w>" for c in chars)])}
-    files = path.parent / f"{path.name}-tokenizer-files"
-    files.mkdir(parents=True)
-    (files / "vocab.json").write_text(json.dumps(vocab))
-    (files / "merges.txt").write_text("#version: 0.2\n")
-    tokenizer = CLIPTokenizer(str(files / "vocab.json"), str(files / "merges.txt"), model_max_length=32,
-                              pad_token="<|pad|>")
+    tokenizer = byte_level_clip_tokenizer(path)
     WanPipeline(tokenizer=tokenizer, text_encoder=text, vae=vae, transformer=transformer,
                 scheduler=FlowMatchEulerDiscreteScheduler(shift=3.0)).save_pretrained(path)
     return path
