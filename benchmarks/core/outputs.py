@@ -17,6 +17,7 @@ import tempfile
 from pathlib import Path
 
 from benchmarks.core.errors import OutputError
+from m4v.file_hash import read_sha256
 
 LOCK_NAME, COMPLETE_NAME = ".lock", "COMPLETE"
 # `train`'s OUT/snapshots/step-NNNNNN: what the run would save at that step. Mid-schedule weights: the LR has not
@@ -225,21 +226,11 @@ def _output_files(directory: Path, names) -> list[Path]:
     return found
 
 
-def _sha256(path: Path) -> str:
-    import hashlib
-
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def mark_complete(directory, files: list[str]) -> None:
     """Written last: the run's files are all in place; each one's SHA-256 (files under a listed folder too), so a
     reader can tell a file changed after the run completed (`completion_problem`)."""
     directory = Path(directory)
-    digests = {str(p.relative_to(directory)): _sha256(p) for p in _output_files(directory, files)}
+    digests = {str(p.relative_to(directory)): read_sha256(p) for p in _output_files(directory, files)}
     atomic_write_json(directory / COMPLETE_NAME, {"files": sorted(files), "sha256": digests})
 
 
@@ -262,7 +253,7 @@ def completion_problem(directory, needed=("per_video.csv", "summary.csv", "resul
             if name in needed:
                 return f"{path}: listed in {COMPLETE_NAME} but gone (the run's files changed after it completed)"
             continue
-        if _sha256(path) != digest:
+        if read_sha256(path) != digest:
             return f"{path}: changed after the run completed (its SHA-256 is not the one {COMPLETE_NAME} recorded)"
     return None
 
